@@ -1,0 +1,5 @@
+import sys
+
+from tunewright.cli import main
+
+sys.exit(main())

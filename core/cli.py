@@ -1,0 +1,150 @@
+"""The ``tunewright`` command.
+
+    tunewright train [hydra flags] [key=value ...]   fine-tune (Hydra-composed; -m sweeps)
+    tunewright predict run=<folder> "text" [...]      labels with probabilities, JSON lines
+    tunewright plugins                                every plugin and what it registers
+
+Config errors are reported as one line naming the key and the valid choices, before
+any model is loaded; the exit status is 2 for them and 1 for other failures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+
+from tunewright import __version__
+from tunewright.errors import ConfigError, PluginError, TunewrightError
+
+USAGE = __doc__.split("\n\n")[1]
+
+# Hydra flags that take a value as the next argument.
+HYDRA_FLAGS_WITH_VALUE = {
+    "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+    "--config-dir", "-cd", "--experimental-rerun",
+}  # fmt: skip
+HYDRA_HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
+
+
+def split_hydra_arguments(args: list[str]) -> tuple[list[str], list[str]]:
+    """Separate Hydra's flags (``-m``, ``--cfg job``) from config overrides."""
+    flags, overrides = [], []
+    remaining = iter(args)
+    for arg in remaining:
+        if arg.startswith("-") and "=" not in arg:
+            flags.append(arg)
+            if arg in HYDRA_FLAGS_WITH_VALUE:
+                flags.append(next(remaining, ""))
+        else:
+            overrides.append(arg)
+    return flags, overrides
+
+
+def train(args: list[str]) -> int:
+    """Check every override combination, then hand the command line to Hydra."""
+    import hydra
+
+    from tunewright.config import check_overrides, searchpath_override, validate
+    from tunewright.plugin_manager import get_plugins
+
+    plugins = get_plugins()
+    flags, overrides = split_hydra_arguments(args)
+    if not HYDRA_HELP_FLAGS.intersection(flags):
+        check_overrides(overrides, plugins)
+
+    @hydra.main(version_base=None, config_path="pkg://tunewright.conf", config_name="train")
+    def train_job(cfg) -> None:
+        from tunewright.pipeline import run_training
+
+        try:
+            validate(cfg, plugins)
+            results = run_training(cfg, plugins)
+        except TunewrightError as error:
+            print(f"tunewright: {error}", file=sys.stderr)
+            sys.exit(2 if isinstance(error, ConfigError) else 1)
+        print(summary(results, cfg))
+
+    sys.argv = ["tunewright train", *searchpath_override(plugins), *flags, *overrides]
+    train_job()
+    return 0
+
+
+def summary(results: dict, cfg) -> str:
+    """The few lines a user reads after a run."""
+    from pathlib import Path
+
+    test, fit = results["test"], results["train"]
+    share = fit["trainable_parameters"] / max(fit["total_parameters"], 1)
+    return "\n".join(
+        [
+            f"run folder:           {Path(cfg.paths.runs_dir) / results['run_id']}",
+            f"trainable parameters: {fit['trainable_parameters']:,} of {fit['total_parameters']:,} ({share:.2%})",
+            f"test accuracy:        {test['accuracy']:.4f}",
+            f"test macro-F1:        {test['f1_macro']:.4f}",
+            f"test loss:            {test['loss']:.4f}",
+            f"wall time:            {fit['wall_seconds']:.1f} s training, "
+            f"{fit['tokens_per_second']:.0f} tokens/s",
+        ]
+    )
+
+
+def predict(args: list[str]) -> int:
+    """``predict run=<folder> text ...``: one JSON line per text (``-`` reads stdin lines)."""
+    from tunewright.predictor import load_run
+
+    folder = next((a.split("=", 1)[1] for a in args if a.startswith("run=")), None)
+    texts = [a for a in args if not a.startswith("run=")]
+    if folder is None:
+        raise ConfigError("predict: run=<run folder> is required")
+    if texts == ["-"]:
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise ConfigError("predict: give one or more texts to classify, or - to read stdin")
+    predictor = load_run(folder)
+    for text, prediction in zip(texts, predictor.predict(texts)):
+        print(json.dumps({"text": text, **prediction}))
+    return 0
+
+
+def plugins_command(args: list[str]) -> int:
+    """List every plugin, where it came from and what it registers."""
+    from tunewright.plugin_manager import get_plugins
+
+    for info in get_plugins().infos.values():
+        print(f"{info.name}  [{info.source}]")
+        for family, names in info.registers.items():
+            print(f"    {family}: {', '.join(names)}")
+        if not info.registers:
+            print("    (hooks only)")
+    return 0
+
+
+COMMANDS = {"train": train, "predict": predict, "plugins": plugins_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"tunewright {__version__}")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"tunewright: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return command(argv[1:])
+    except PluginError as error:
+        traceback.print_exception(error.__cause__ or error, file=sys.stderr)
+        print(f"tunewright: {error}", file=sys.stderr)
+        return 1
+    except TunewrightError as error:
+        print(f"tunewright: {error}", file=sys.stderr)
+        return 2 if isinstance(error, ConfigError) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

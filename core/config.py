@@ -1,0 +1,128 @@
+"""Compose and validate the run config, and explain what is wrong in one line.
+
+Hydra's own messages are accurate but long and do not list what would have been valid.
+:func:`check_overrides` composes the config for every combination a command line asks
+for (sweeps included) before anything is loaded, and turns a failure into a
+:class:`~tunewright.errors.ConfigError` such as::
+
+    trainer.max_epoch: unknown key; valid keys: batch_size, device, eval_batch_size, ...
+    method=lorx: no such option; choices: full, lora
+    trainer.max_epochs=abc: expected int, got 'abc'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Iterable
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException, ValidationError
+
+from tunewright.errors import ConfigError
+from tunewright.schema import CORE_GROUP_SCHEMAS, SCHEMA_SUFFIX, SINGLE_CHOICE_FAMILIES
+
+CONFIG_MODULE = "tunewright.conf"
+PRIMARY_CONFIG = "train"
+MAX_CHECKED_COMBINATIONS = 256
+
+
+def searchpath_override(plugins) -> list[str]:
+    """The ``hydra.searchpath`` override that adds the config folders plugins ship."""
+    extra = plugins.config_searchpath()
+    return [f"hydra.searchpath=[{','.join(extra)}]"] if extra else []
+
+
+def compose_config(overrides: list[str], plugins) -> DictConfig:
+    """Compose ``train.yaml`` with ``overrides`` and validate it against the registries."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(version_base=None, config_module=CONFIG_MODULE):
+            cfg = compose(PRIMARY_CONFIG, overrides=searchpath_override(plugins) + list(overrides))
+    except Exception as error:
+        raise explain(error) from error
+    finally:
+        GlobalHydra.instance().clear()
+    validate(cfg, plugins)
+    return cfg
+
+
+def expand_sweeps(overrides: list[str]) -> Iterable[list[str]]:
+    """Every single-run override list a sweep (``method=lora,full``) stands for."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as error:
+        raise ConfigError(str(error).splitlines()[0]) from None
+    choices = []
+    for override in parsed:
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            choices.append([override.input_line])
+    return (list(combination) for combination in itertools.product(*choices))
+
+
+def check_overrides(overrides: list[str], plugins) -> None:
+    """Compose every combination ``overrides`` asks for; raise the first error."""
+    for combination in itertools.islice(expand_sweeps(overrides), MAX_CHECKED_COMBINATIONS):
+        compose_config(combination, plugins)
+
+
+def validate(cfg: DictConfig, plugins) -> None:
+    """Checks Hydra cannot make: parts exist and no node holds keys its schema lacks."""
+    for family in SINGLE_CHOICE_FAMILIES:
+        registry = plugins.registries[family]
+        node = cfg[registry.config_group]
+        part = registry.get(node.kind)
+        _reject_unknown_keys(registry.config_group, node, part.schema)
+    for group, schema in CORE_GROUP_SCHEMAS.items():
+        _reject_unknown_keys(group, cfg[group], schema)
+    for family in ("audits", "monitors", "trackers"):
+        registry = plugins.registries[family]
+        for name in cfg[registry.config_group].names:
+            if name not in registry:
+                raise ConfigError(
+                    f"{registry.config_group}.names: no {family} part named {name!r}; "
+                    f"registered: {', '.join(registry.names()) or '(none)'}"
+                )
+
+
+def _reject_unknown_keys(path: str, node: DictConfig, schema: type) -> None:
+    valid = {f.name for f in dataclasses.fields(schema)}
+    for key in node:
+        if key not in valid:
+            raise ConfigError(f"{path}.{key}: unknown key; valid keys: {', '.join(sorted(valid))}")
+
+
+def explain(error: Exception) -> ConfigError:
+    """One line naming the offending key or option and what would be valid."""
+    if isinstance(error, MissingConfigException) and error.options is not None:
+        group = (error.missing_cfg_file or "").rpartition("/")[0]
+        choice = (error.missing_cfg_file or "").rpartition("/")[2]
+        options = sorted(o for o in error.options if not o.endswith(SCHEMA_SUFFIX))
+        return ConfigError(f"{group}={choice}: no such option; choices: {', '.join(options)}")
+    if isinstance(error, OverrideParseException):
+        return ConfigError(str(error).splitlines()[0])
+    cause = error.__cause__ if isinstance(error, ConfigCompositionException) else error
+    if isinstance(cause, OmegaConfBaseException) and cause.full_key:
+        parent = cause.parent_node
+        if isinstance(cause, ValidationError):
+            return ConfigError(f"{cause.full_key}: {_first_line(cause.msg)}")
+        if isinstance(parent, DictConfig) and not parent._is_missing():
+            valid = ", ".join(sorted(str(k) for k in parent.keys()))
+            return ConfigError(f"{cause.full_key}: unknown key; valid keys: {valid}")
+        return ConfigError(f"{cause.full_key}: {_first_line(cause.msg)}")
+    return ConfigError(_first_line(str(error)))
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else "invalid config"
+
+
+def to_container(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)

@@ -1,0 +1,17 @@
+"""Errors that tunewright reports to users as one clear line instead of a traceback."""
+
+
+class TunewrightError(Exception):
+    """Base class: the CLI prints ``tunewright: <message>`` and exits non-zero."""
+
+
+class ConfigError(TunewrightError):
+    """The composed config is wrong: names the key and, where known, the valid choices."""
+
+
+class PluginError(TunewrightError):
+    """A plugin failed to load or registered something inconsistent."""
+
+
+class DataError(TunewrightError):
+    """Input data is malformed: names the file and row."""

@@ -1,0 +1,189 @@
+"""The walk every ``tunewright train`` takes:
+data -> model -> method -> train -> evaluate -> audits -> monitors -> trackers.
+
+Each box is a registered part found through the plugin registries; this module only
+sequences them, writes the run folder and fires the lifecycle hooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from tunewright.data import DomainData
+from tunewright.run import Run
+from tunewright.run_folder import RunFolder, agree_on_run_id, atomic_write_text
+from tunewright.trainer import Trainer
+
+# Libraries whose versions the manifest records.
+RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn")
+PREDICTIONS_FILE = "test_predictions.jsonl"
+
+
+@dataclass
+class Evaluation:
+    """What audits and monitors receive: the trained model, its task and data, and the
+    test split's predictions."""
+
+    run: Run
+    task: Any
+    model: torch.nn.Module
+    data: DomainData
+    test_metrics: dict[str, float]
+    test_predictions: list[dict[str, Any]]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
+    """Run the whole pipeline for ``cfg``; returns what ``results.json`` holds."""
+    registries = plugins.registries
+    run_id = agree_on_run_id(cfg)
+    run = Run(run_id, cfg, RunFolder(Path(cfg.paths.runs_dir) / run_id).create())
+    trackers = _start_trackers(run, plugins)
+    try:
+        plugins.hook.tunewright_run_start(run=run)
+        run.folder.write_config(cfg)
+        seed_everything(cfg.seed)
+
+        data = registries["datasets"].build(cfg.data).load()
+        task = registries["models"].build(cfg.model)
+        method = registries["methods"].build(cfg.method)
+        features = {split: task.encode(examples) for split, examples in data.splits.items()}
+        _write_manifest(run, data)
+
+        model = method.apply(task.load_pretrained(data.label_names), task)
+        trainer = Trainer(run, model, task, cfg.trainer, plugins.hook)
+        fit = trainer.fit(features["train"], features.get("validation", []))
+
+        test_metrics, test_logits = trainer.evaluate(features["test"])
+        plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
+        test_predictions = _record_predictions(run, data, task, test_logits)
+        _save_model(run.folder, method, task, trainer.model, data.label_names)
+
+        results = {
+            "run_id": run_id,
+            "test": test_metrics,
+            "train": asdict(fit),
+            "data": {split: len(examples) for split, examples in data.splits.items()},
+        }
+        evaluation = Evaluation(run, task, trainer.model, data, test_metrics, test_predictions)
+        results["audits"] = _run_audits(evaluation, plugins)
+        results["monitors"] = _run_monitors(evaluation, plugins)
+        run.folder.write_json("results.json", results)
+        plugins.hook.tunewright_train_end(run=run, results=results)
+        return results
+    except BaseException as error:
+        plugins.hook.tunewright_run_error(run=run, error=error)
+        raise
+    finally:
+        for tracker in trackers:
+            plugins.manager.unregister(tracker)
+
+
+def _part_config(registry, name: str) -> DictConfig:
+    return OmegaConf.structured(registry.get(name).schema(kind=name))
+
+
+def _start_trackers(run: Run, plugins) -> list[Any]:
+    """Register each configured tracker (``local`` always) for the length of the run."""
+    registry = plugins.registries["trackers"]
+    names = ["local", *(name for name in run.config.tracker.names if name != "local")]
+    trackers = []
+    for name in names:
+        tracker = registry.get(name).factory(_part_config(registry, name), run)
+        plugins.manager.register(tracker, name=f"tracker:{name}:{run.run_id}")
+        trackers.append(tracker)
+    return trackers
+
+
+def _run_audits(evaluation: Evaluation, plugins) -> dict[str, Any]:
+    """Run each configured audit; fire ``tunewright_audit_completed`` with all results."""
+    registry = plugins.registries["audits"]
+    results = {}
+    for name in evaluation.run.config.audit.names:
+        audit = registry.get(name).factory(_part_config(registry, name), evaluation.run)
+        results[name] = audit.audit(evaluation)
+    if results:
+        plugins.hook.tunewright_audit_completed(run=evaluation.run, results=results)
+    return results
+
+
+def _run_monitors(evaluation: Evaluation, plugins) -> dict[str, Any]:
+    """Let each configured monitor record its reference profile of this run."""
+    registry = plugins.registries["monitors"]
+    results = {}
+    for name in evaluation.run.config.monitor.names:
+        monitor = registry.get(name).factory(_part_config(registry, name), evaluation.run)
+        results[name] = monitor.record_baseline(evaluation)
+    return results
+
+
+def _record_predictions(run: Run, data: DomainData, task, logits: np.ndarray) -> list[dict[str, Any]]:
+    """Write the test split's predictions, one JSON line per example, and return them."""
+    predictions = task.predictions(logits, data.label_names)
+    rows = [
+        {**example, "label": data.label_names[example["label"]], "prediction": prediction}
+        for example, prediction in zip(data.splits["test"], predictions)
+    ]
+    atomic_write_text(run.folder.path / PREDICTIONS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def _save_model(folder: RunFolder, method, task, model, label_names: list[str]) -> None:
+    """Write ``model/`` under a temporary name, then rename it into place."""
+    staging = Path(tempfile.mkdtemp(prefix=".model.", dir=folder.path))
+    try:
+        method.save(model, staging)
+        task.save_artifacts(staging, label_names)
+        if folder.model_dir.exists():
+            shutil.rmtree(folder.model_dir)
+        staging.rename(folder.model_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {}
+    for name in RECORDED_LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def _write_manifest(run: Run, data: DomainData) -> None:
+    """What reproduces this run: config hash, data hashes, versions, seed, hardware."""
+    resolved = OmegaConf.to_yaml(run.config, resolve=True)
+    run.folder.write_json(
+        "manifest.json",
+        {
+            "run_id": run.run_id,
+            "config_sha256": hashlib.sha256(resolved.encode()).hexdigest(),
+            "data_sources": data.sources,
+            "seed": run.config.seed,
+            "world_size": run.world_size,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "libraries": _library_versions(),
+        },
+    )

@@ -1,0 +1,44 @@
+"""Reload a finished run and predict with it: ``tunewright.load_run(folder).predict([...])``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunewright.plugin_manager import get_plugins
+from tunewright.run_folder import RunFolder
+from tunewright.trainer import pick_device, predict_logits
+
+
+class Predictor:
+    """A run's fine-tuned model with its tokenizer and label names, ready for inference."""
+
+    def __init__(self, task, model, label_names: list[str], batch_size: int, device):
+        self.task = task
+        self.model = model.to(device)
+        self.label_names = label_names
+        self.batch_size = batch_size
+        self.device = device
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """``[{"label": name, "probabilities": {name: p, ...}}, ...]``, one per text."""
+        if isinstance(texts, str):
+            texts = [texts]
+        features = self.task.encode([{"text": text} for text in texts])
+        logits = predict_logits(self.model, features, self.task.collate, self.batch_size, self.device)
+        return self.task.predictions(logits, self.label_names)
+
+
+def load_run(folder: str | Path) -> Predictor:
+    """Rebuild the model of the run in ``folder`` through its own model and method parts."""
+    run_folder = RunFolder(folder)
+    cfg = run_folder.read_config()
+    if not run_folder.model_dir.is_dir():
+        raise FileNotFoundError(f"{run_folder.path}: no model/ folder; did the run finish?")
+    plugins = get_plugins()
+    task = plugins.registries["models"].build(cfg.model)
+    task.tokenizer_source = str(run_folder.model_dir)
+    method = plugins.registries["methods"].build(cfg.method)
+    label_names = task.read_label_names(run_folder.model_dir)
+    model = method.load(task, label_names, run_folder.model_dir)
+    return Predictor(task, model, label_names, cfg.trainer.eval_batch_size, pick_device(cfg.trainer.device))

@@ -1,0 +1,144 @@
+"""Dataclass schemas for every config group, stored in Hydra's ConfigStore.
+
+Each option file in ``conf/<group>/`` starts from one of these schemas, so a misspelt
+key or a value of the wrong type is rejected when the config is composed, before any
+model is loaded. Plugins extend the ``*Config`` base of their family with their own
+fields (see :mod:`tunewright.registry`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+SCHEMA_SUFFIX = "_schema"
+
+
+@dataclass
+class PartConfig:
+    """A config node that selects one registered part by its ``kind``."""
+
+    kind: str = MISSING
+
+
+@dataclass
+class ModelConfig(PartConfig):
+    """A pre-trained model and the task head put on it."""
+
+    name_or_path: str = MISSING  # a hub id or a local directory
+    max_length: int = 128  # tokens per example; longer: more memory and time per step
+    trust_remote_code: bool = False  # run code shipped with the checkpoint: opt in only
+    revision: Optional[str] = None
+
+
+@dataclass
+class MethodConfig(PartConfig):
+    """How the model's weights are adapted (full fine-tuning, LoRA, ...)."""
+
+
+@dataclass
+class DataConfig(PartConfig):
+    """Where examples come from and how they are split."""
+
+    limit: Optional[int] = None  # keep at most this many examples (stratified), for quick runs
+    validation_fraction: float = 0.1  # of all examples, when the source has no split
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass
+class AuditConfig(PartConfig):
+    """One bias audit."""
+
+
+@dataclass
+class MonitorConfig(PartConfig):
+    """One drift monitor."""
+
+
+@dataclass
+class TrackerConfig(PartConfig):
+    """One experiment tracker."""
+
+
+@dataclass
+class TrainerConfig:
+    """The training loop's knobs."""
+
+    max_epochs: int = 3
+    batch_size: int = 16  # examples per optimizer step; larger: more memory, fewer steps
+    eval_batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1  # share of steps with linearly rising learning rate
+    max_grad_norm: float = 1.0  # gradient clipping; 0 disables it
+    log_every_n_steps: int = 10
+    device: str = "auto"  # auto: cuda when available, else cpu
+    progress_bar: bool = True  # shown only when output is a terminal
+
+
+@dataclass
+class SelectionConfig:
+    """Which registered parts of a family run, by name."""
+
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PathsConfig:
+    runs_dir: str = "runs"  # every run gets runs_dir/<run_id>/
+    run_id: Optional[str] = None  # chosen automatically when null
+
+
+@dataclass
+class TrainConfig:
+    """The whole composed config of ``tunewright train``."""
+
+    model: Any = MISSING
+    method: Any = MISSING
+    data: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    audit: SelectionConfig = field(default_factory=SelectionConfig)
+    monitor: SelectionConfig = field(default_factory=SelectionConfig)
+    tracker: SelectionConfig = field(default_factory=SelectionConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 42
+
+
+# Config groups that are not plugin families, and the schema their options extend.
+CORE_GROUP_SCHEMAS: dict[str, type] = {
+    "trainer": TrainerConfig,
+    "audit": SelectionConfig,
+    "monitor": SelectionConfig,
+    "tracker": SelectionConfig,
+    "paths": PathsConfig,
+}
+
+
+# Families whose config group picks exactly one part (``method=lora``). The audit,
+# monitor and tracker groups instead list the parts to run in ``names``.
+SINGLE_CHOICE_FAMILIES = ("models", "methods", "datasets")
+
+
+def store_schemas(registries, option_files: set[tuple[str, str]]) -> None:
+    """Put every schema into Hydra's ConfigStore.
+
+    For each group ``g`` and schema ``s`` this stores ``g/s_schema``, which option files
+    name in their defaults list. A registered part ``p`` with no option file
+    (``(g, p)`` not in ``option_files``) is also stored as the option ``g/p`` itself, so
+    a plugin that ships no YAML is still selectable with ``g=p``.
+    """
+    cs = ConfigStore.instance()
+    cs.store(name="train" + SCHEMA_SUFFIX, node=TrainConfig)
+    for group, schema in CORE_GROUP_SCHEMAS.items():
+        cs.store(group=group, name=group + SCHEMA_SUFFIX, node=schema)
+    for family in SINGLE_CHOICE_FAMILIES:
+        registry = registries[family]
+        for part in registry:
+            node = OmegaConf.structured(part.schema(kind=part.name))
+            cs.store(group=registry.config_group, name=part.name + SCHEMA_SUFFIX, node=node)
+            if (registry.config_group, part.name) not in option_files:
+                cs.store(group=registry.config_group, name=part.name, node=node)

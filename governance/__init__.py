@@ -1,0 +1,1 @@
+"""Governance: bias audits, drift monitors, policies and the model card."""
