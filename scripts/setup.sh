@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv with tunewright and its test tools installed.
+#
+# torch is installed first, pinned to the 2.13.0 build: with no torch present, the open
+# requirement of a dependency would pull a multi-GB CUDA build onto a CPU machine.
+# Set TUNEWRIGHT_TORCH_INDEX to a wheel index (for example PyTorch's CPU index) where
+# plain PyPI would choose a CUDA build for your platform.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet torch==2.13.0 ${TUNEWRIGHT_TORCH_INDEX:+--index-url "$TUNEWRIGHT_TORCH_INDEX"}
+.venv/bin/python -m pip install --quiet -e '.[test]'

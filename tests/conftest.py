@@ -1,0 +1,47 @@
+"""Shared fixtures: offline hub, tiny models built from configs, isolated plugin state."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A 2-layer random BERT with MiniLM's tokenizer, saved like any local checkpoint."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from tunewright.embedded import resolve_model_path
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def tiny_run_overrides(model_dir, runs_dir, *extra: str) -> list[str]:
+    """Overrides for a seconds-long run of the tiny model on a slice of the bundled data."""
+    return [
+        "model=bert",
+        f"model.name_or_path={model_dir}",
+        "model.max_length=32",
+        "data.limit=60",
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        f"paths.runs_dir={runs_dir}",
+        *extra,
+    ]

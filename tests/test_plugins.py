@@ -1,0 +1,106 @@
+"""Plugins arrive through real entry points, are listed with their origin, can be
+blocked, fail loudly, and can never register the same name twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_run_overrides
+from tunewright.errors import PluginError
+from tunewright.registry import Registry
+from tunewright.schema import MethodConfig
+
+EXAMPLE = Path(__file__).parents[1] / "docs" / "examples" / "tunewright_bitfit.py"
+
+
+def make_distribution(root: Path, dist: str, entry_points: dict[str, str]) -> None:
+    """A minimal installed distribution: a dist-info folder importlib.metadata finds on sys.path."""
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[tunewright]\n{lines}")
+
+
+def tunewright(args: list[str], pythonpath: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(pythonpath), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "tunewright", *args], capture_output=True, text=True, env=environment, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    shutil.copy(EXAMPLE, root / "tunewright_bitfit.py")
+    make_distribution(root, "tunewright-bitfit", {"bitfit": "tunewright_bitfit"})
+    return root
+
+
+def test_entry_point_plugin_is_listed_with_its_distribution(site):
+    result = tunewright(["plugins"], site)
+    assert result.returncode == 0, result.stderr
+    assert "bitfit  [tunewright-bitfit 0.1]" in result.stdout
+    assert "methods: bitfit" in result.stdout
+    assert "tunewright.plugins.methods.lora  [builtin]" in result.stdout
+
+
+def test_entry_point_method_is_chosen_by_name_and_trains(site, tiny_bert, tmp_path):
+    result = tunewright(["train", *tiny_run_overrides(tiny_bert, tmp_path, "method=bitfit")], site)
+    assert result.returncode == 0, result.stderr
+    (run_folder,) = tmp_path.iterdir()
+    results = json.loads((run_folder / "results.json").read_text())
+    assert "kind: bitfit" in (run_folder / "config.yaml").read_text()
+    train = results["train"]
+    assert 0 < train["trainable_parameters"] < train["total_parameters"] / 10
+
+
+def test_entry_point_method_options_are_validated(site):
+    result = tunewright(["train", "method=bitfit", "method.train_hed=false"], site)
+    assert result.returncode == 2
+    assert "method.train_hed: unknown key; valid keys: kind, train_head" in result.stderr
+
+
+def test_a_broken_plugin_names_itself_and_its_distribution(tmp_path):
+    (tmp_path / "broken_plugin.py").write_text("import not_a_module_anywhere\n")
+    make_distribution(tmp_path, "broken-dist", {"broken": "broken_plugin"})
+    result = tunewright(["plugins"], tmp_path)
+    assert result.returncode == 1
+    assert "plugin 'broken' from distribution broken-dist 0.1" in result.stderr
+    assert "Traceback" in result.stderr and "not_a_module_anywhere" in result.stderr
+
+    blocked = tunewright(["plugins"], tmp_path, TUNEWRIGHT_DISABLE_PLUGINS="broken")
+    assert blocked.returncode == 0, blocked.stderr
+    assert "broken" not in blocked.stdout
+
+
+def test_builtin_plugins_can_be_blocked(tmp_path):
+    result = tunewright(["plugins"], tmp_path, TUNEWRIGHT_DISABLE_PLUGINS="tunewright.plugins.methods.full")
+    assert result.returncode == 0
+    assert "methods: full" not in result.stdout
+    assert "methods: lora" in result.stdout
+
+
+def test_duplicate_part_names_name_both_plugins():
+    registry = Registry("methods", "method", MethodConfig)
+    registry.registering_for("first-plugin").add("same", object)
+    with pytest.raises(PluginError, match="by plugin 'first-plugin' and by plugin 'second-plugin'"):
+        registry.registering_for("second-plugin").add("same", object)
+
+
+def test_a_schema_must_extend_the_family_base():
+    @dataclass
+    class Unrelated:
+        x: int = 1
+
+    registry = Registry("methods", "method", MethodConfig)
+    with pytest.raises(PluginError, match="does not extend MethodConfig"):
+        registry.registering_for("p").add("odd", object, schema=Unrelated)
