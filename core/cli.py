@@ -65,7 +65,7 @@ def train(args: list[str]) -> int:
             sys.exit(2 if isinstance(error, ConfigError) else 1)
         print(summary(results, cfg))
 
-    sys.argv = ["tunewright train", *searchpath_override(plugins), *flags, *overrides]
+    sys.argv = ["tunewright train", *flags, *searchpath_override(plugins), *overrides]
     train_job()
     return 0
 

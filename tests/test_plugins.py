@@ -42,6 +42,19 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     shutil.copy(EXAMPLE, root / "tunewright_bitfit.py")
     make_distribution(root, "tunewright-bitfit", {"bitfit": "tunewright_bitfit"})
+    presets = root / "bitfit_presets"
+    (presets / "conf" / "method").mkdir(parents=True)
+    (presets / "__init__.py").write_text(
+        "from tunewright import hookimpl\n\n"
+        "@hookimpl\n"
+        "def tunewright_config_searchpath():\n"
+        "    return ['pkg://bitfit_presets.conf']\n"
+    )
+    (presets / "conf" / "__init__.py").write_text("")
+    (presets / "conf" / "method" / "bitfit_small.yaml").write_text(
+        "defaults:\n  - bitfit_schema\n  - _self_\ntrain_head: false\n"
+    )
+    make_distribution(root, "bitfit-presets", {"bitfit_presets": "bitfit_presets"})
     return root
 
 
@@ -61,6 +74,12 @@ def test_entry_point_method_is_chosen_by_name_and_trains(site, tiny_bert, tmp_pa
     assert "kind: bitfit" in (run_folder / "config.yaml").read_text()
     train = results["train"]
     assert 0 < train["trainable_parameters"] < train["total_parameters"] / 10
+
+
+def test_plugin_config_searchpath_adds_presets(site):
+    result = tunewright(["train", "--cfg", "job", "method=bitfit_small"], site)
+    assert result.returncode == 0, result.stderr
+    assert "kind: bitfit\n  train_head: false" in result.stdout
 
 
 def test_entry_point_method_options_are_validated(site):
