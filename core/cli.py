@@ -59,21 +59,67 @@ def train(args: list[str]) -> int:
 
         try:
             validate(cfg, plugins)
+            if needs_self_launch(cfg):
+                sys.exit(launch_processes(cfg, flags, overrides))
             results = run_training(cfg, plugins)
         except TunewrightError as error:
             print(f"tunewright: {error}", file=sys.stderr)
             sys.exit(2 if isinstance(error, ConfigError) else 1)
-        print(summary(results, cfg))
+        if is_main_process():
+            print(summary(results, cfg))
 
     sys.argv = ["tunewright train", *flags, *searchpath_override(plugins), *overrides]
     train_job()
     return 0
 
 
+def needs_self_launch(cfg) -> bool:
+    """``trainer=ddp trainer.nproc_per_node=N`` outside torchrun: start N processes here."""
+    from tunewright.distributed import launched_by_torchrun
+
+    return cfg.trainer.strategy != "single" and cfg.trainer.nproc_per_node > 1 and not launched_by_torchrun()
+
+
+def launch_processes(cfg, flags: list[str], overrides: list[str]) -> int:
+    """Run this same command in ``nproc_per_node`` processes through torch's launcher.
+
+    The run id is chosen here and handed to every process, so all of them write to one
+    run folder; a process that fails takes the others down (torchrun's behaviour).
+    """
+    import os
+
+    from torch.distributed.run import get_args_parser, run
+
+    from tunewright.run_folder import RUN_ID_ENV, new_run_id
+
+    os.environ[RUN_ID_ENV] = cfg.paths.run_id or os.environ.get(RUN_ID_ENV) or new_run_id(cfg)
+    args = get_args_parser().parse_args(
+        ["--standalone", f"--nproc_per_node={cfg.trainer.nproc_per_node}", "-m", "tunewright", "train",
+         *[f for f in flags if f not in ("-m", "--multirun")], *overrides]
+    )  # fmt: skip
+    try:
+        run(args)
+    except Exception as error:  # torchrun's ChildFailedError already printed each rank's failure
+        print(f"tunewright: distributed run {os.environ[RUN_ID_ENV]} failed: {type(error).__name__}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def summary(results: dict, cfg) -> str:
     """The few lines a user reads after a run."""
     from pathlib import Path
 
+    if not results.get("completed", True):
+        return (
+            f"stopped after step {results['train']['steps']} (trainer.stop_after_steps); "
+            f"resume with the same command and paths.run_id={results['run_id']}"
+        )
     test, fit = results["test"], results["train"]
     share = fit["trainable_parameters"] / max(fit["total_parameters"], 1)
     return "\n".join(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import random
 import shutil
@@ -22,10 +23,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from tunewright import distributed
 from tunewright.data import DomainData
+from tunewright.distributed import DistributedContext
+from tunewright.errors import ConfigError
 from tunewright.run import Run
 from tunewright.run_folder import RunFolder, agree_on_run_id, atomic_write_text
-from tunewright.trainer import Trainer
+from tunewright.trainer import Trainer, pick_device
 
 # Libraries whose versions the manifest records.
 RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn")
@@ -52,42 +56,53 @@ def seed_everything(seed: int) -> None:
 
 
 def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
-    """Run the whole pipeline for ``cfg``; returns what ``results.json`` holds."""
-    registries = plugins.registries
+    """Run the whole pipeline for ``cfg`` in this process (one rank of many, or the only one).
+
+    Returns what ``results.json`` holds; ``{"completed": False, ...}`` when the run
+    stopped early at ``trainer.stop_after_steps`` and can be resumed.
+    """
+    device = pick_device(cfg.trainer.device)
+    context = _join_process_group(cfg, device)
+    if context.is_distributed and device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
     run_id = agree_on_run_id(cfg)
-    run = Run(run_id, cfg, RunFolder(Path(cfg.paths.runs_dir) / run_id).create())
-    trackers = _start_trackers(run, plugins)
+    run = Run(run_id, cfg, RunFolder(Path(cfg.paths.runs_dir) / run_id).create(), context.rank, context.world_size)
+    trackers = _start_trackers(run, plugins) if run.is_main_process else []
     try:
         plugins.hook.tunewright_run_start(run=run)
-        run.folder.write_config(cfg)
         seed_everything(cfg.seed)
 
-        data = registries["datasets"].build(cfg.data).load()
-        task = registries["models"].build(cfg.model)
-        method = registries["methods"].build(cfg.method)
+        data = plugins.registries["datasets"].build(cfg.data).load()
+        task = plugins.registries["models"].build(cfg.model)
+        method = plugins.registries["methods"].build(cfg.method)
         features = {split: task.encode(examples) for split, examples in data.splits.items()}
-        _write_manifest(run, data)
+        if run.is_main_process:
+            run.folder.write_config(cfg)
+            _write_manifest(run, data)
 
         model = method.apply(task.load_pretrained(data.label_names), task)
-        trainer = Trainer(run, model, task, cfg.trainer, plugins.hook)
+        trainer = Trainer(run, model, task, cfg.trainer, plugins.hook, context, device)
         fit = trainer.fit(features["train"], features.get("validation", []))
+        if not fit.completed:
+            return {"run_id": run_id, "completed": False, "train": asdict(fit)}
 
         test_metrics, test_logits = trainer.evaluate(features["test"])
-        plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
-        test_predictions = _record_predictions(run, data, task, test_logits)
-        _save_model(run.folder, method, task, trainer.model, data.label_names)
-
         results = {
             "run_id": run_id,
+            "completed": True,
             "test": test_metrics,
             "train": asdict(fit),
             "data": {split: len(examples) for split, examples in data.splits.items()},
         }
-        evaluation = Evaluation(run, task, trainer.model, data, test_metrics, test_predictions)
-        results["audits"] = _run_audits(evaluation, plugins)
-        results["monitors"] = _run_monitors(evaluation, plugins)
-        run.folder.write_json("results.json", results)
-        plugins.hook.tunewright_train_end(run=run, results=results)
+        if run.is_main_process:
+            plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
+            test_predictions = _record_predictions(run, data, task, test_logits)
+            _save_model(run.folder, method, task, trainer.model, data.label_names)
+            evaluation = Evaluation(run, task, trainer.model, data, test_metrics, test_predictions)
+            results["audits"] = _run_audits(evaluation, plugins)
+            results["monitors"] = _run_monitors(evaluation, plugins)
+            run.folder.write_json("results.json", results)
+            plugins.hook.tunewright_train_end(run=run, results=results)
         return results
     except BaseException as error:
         plugins.hook.tunewright_run_error(run=run, error=error)
@@ -95,6 +110,22 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
     finally:
         for tracker in trackers:
             plugins.manager.unregister(tracker)
+        distributed.teardown()
+
+
+def _join_process_group(cfg: DictConfig, device: torch.device) -> DistributedContext:
+    """The process group for ``trainer.strategy``; refuses a mismatch with the launcher."""
+    strategy = cfg.trainer.strategy
+    if strategy not in ("single", "ddp"):
+        raise ConfigError(f"trainer.strategy: {strategy!r} is not one of single, ddp")
+    if strategy == "single":
+        if distributed.launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
+            raise ConfigError(
+                f"trainer.strategy=single, but torchrun started {os.environ['WORLD_SIZE']} processes; "
+                "use trainer=ddp"
+            )
+        return DistributedContext()
+    return distributed.setup(device)
 
 
 def _part_config(registry, name: str) -> DictConfig:

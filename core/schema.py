@@ -66,18 +66,33 @@ class TrackerConfig(PartConfig):
 
 @dataclass
 class TrainerConfig:
-    """The training loop's knobs."""
+    """The training loop's knobs (see ``core/trainer.py``)."""
 
+    strategy: str = "single"  # single | ddp; ddp runs under torchrun or launches itself
+    nproc_per_node: int = 1  # with strategy=ddp and no torchrun: processes to launch here
     max_epochs: int = 3
-    batch_size: int = 16  # examples per optimizer step; larger: more memory, fewer steps
+    batch_size: int = 16  # examples per micro-batch per process; larger: more memory
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
     eval_batch_size: int = 64
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
+    schedule: str = "linear"  # linear | cosine, after warmup
     warmup_ratio: float = 0.1  # share of steps with linearly rising learning rate
     max_grad_norm: float = 1.0  # gradient clipping; 0 disables it
+    group_by_length: bool = True  # batches of similar length: less padding, same randomness
+    eval_every_n_steps: int = 0  # 0: evaluate after each epoch
+    early_stopping_metric: str = "accuracy"  # validation metric that picks the best weights
+    early_stopping_mode: str = "max"  # max | min
+    early_stopping_patience: int = 0  # stop after this many evaluations without gain; 0: never
+    select_best: bool = True  # export the best evaluated weights, not the last
+    checkpoint_every_n_steps: int = 0  # 0: checkpoint at every evaluation
+    keep_last_checkpoints: int = 2
+    resume: str = "auto"  # auto: continue from the newest valid checkpoint | never
+    resume_fallback: bool = False  # if the newest checkpoint is corrupt, use an older one
+    stop_after_steps: Optional[int] = None  # checkpoint and stop after this many steps (time-boxed jobs)
     log_every_n_steps: int = 10
     device: str = "auto"  # auto: cuda when available, else cpu
-    progress_bar: bool = True  # shown only when output is a terminal
+    progress_bar: bool = True  # shown only on rank 0 and when output is a terminal
 
 
 @dataclass

@@ -1,18 +1,34 @@
 """The training loop: one torch-native file that reads top to bottom.
 
-:class:`Trainer` takes a model (already wrapped by its tuning method), the task part
-that knows how to batch and score it, and the ``trainer`` config node. It tokenises
-nothing and knows no task: features come in encoded, batches come from
-``task.collate``, metrics from ``task.metrics``.
+The same code runs in one CPU process, on one GPU, or in many processes under
+``torchrun`` with DDP. :class:`Trainer` takes a model (already wrapped by its tuning
+method), the task part that knows how to batch and score it, and the ``trainer`` config
+node. It knows no task: features come in encoded, batches from ``task.collate``, the
+loss from ``task.loss_sum`` / ``task.loss_count``, metrics from ``task.metrics``.
 
-Per step it fires ``tunewright_train_step_end`` (rank 0) with loss, learning rate,
-gradient norm and throughput; after each epoch it evaluates the validation split and
-fires ``tunewright_eval_end``.
+One optimizer step, on every rank:
+
+1. take this step's examples from :func:`tunewright.batching.step_batches` (a pure
+   function of seed and epoch, so a resumed run replays the same order);
+2. split them into ``gradient_accumulation_steps`` micro-batches and across ranks;
+3. count the loss terms of the whole step over all ranks, and back-propagate each
+   micro-batch's *summed* loss divided by that count (times the world size, which DDP's
+   gradient averaging divides out): accumulation and data parallelism give the update
+   of one big batch;
+4. clip, check for NaN/Inf, step optimizer and schedule.
+
+Evaluation runs every ``eval_every_n_steps`` (or each epoch), tracks the best
+validation metric for early stopping and export, and checkpoints are written at each
+evaluation (or every ``checkpoint_every_n_steps``). Hooks fire on rank 0.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -20,9 +36,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from omegaconf import OmegaConf
 
-from tunewright.errors import TunewrightError
+from tunewright import checkpoint as ckpt
+from tunewright.batching import length_sorted_order, micro_batches, step_batches
+from tunewright.distributed import DistributedContext, all_reduce_sum, gather_objects
+from tunewright.errors import ConfigError, TunewrightError
+
+# Trainer keys that do not change what is computed, so a checkpoint stays valid across them.
+RESUME_NEUTRAL_KEYS = (
+    "resume", "resume_fallback", "stop_after_steps", "progress_bar", "log_every_n_steps",
+    "keep_last_checkpoints", "nproc_per_node", "device", "eval_batch_size",
+)  # fmt: skip
 
 
 class NonFiniteLossError(TunewrightError):
@@ -33,11 +58,15 @@ class NonFiniteLossError(TunewrightError):
 class FitResult:
     steps: int
     epochs: int
+    completed: bool  # False when stopped by trainer.stop_after_steps
+    best_step: int | None
+    best_metric: float | None
     wall_seconds: float
     tokens_per_second: float
     samples_per_second: float
     trainable_parameters: int
     total_parameters: int
+    resumed_from_step: int | None
 
 
 def pick_device(name: str) -> torch.device:
@@ -53,167 +82,318 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
-    """Learning rate rising linearly for ``warmup_steps``, then falling linearly to zero."""
+def warmup_then_decay(optimizer, warmup_steps: int, total_steps: int, schedule: str = "linear"):
+    """Learning rate rising linearly for ``warmup_steps``, then decaying to zero
+    linearly or along a half cosine."""
+    if schedule not in ("linear", "cosine"):
+        raise ConfigError(f"trainer.schedule: {schedule!r} is not one of linear, cosine")
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def training_config_hash(config) -> str:
+    """Hash of everything that determines the computation, for checkpoint matching."""
+    trainer = {k: v for k, v in OmegaConf.to_container(config.trainer, resolve=True).items() if k not in RESUME_NEUTRAL_KEYS}
+    relevant = {
+        "model": OmegaConf.to_container(config.model, resolve=True),
+        "method": OmegaConf.to_container(config.method, resolve=True),
+        "data": OmegaConf.to_container(config.data, resolve=True),
+        "trainer": trainer,
+        "seed": config.seed,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
 
+def feature_length(feature: dict[str, Any]) -> int:
+    return len(feature["input_ids"]) if "input_ids" in feature else 1
+
+
 @torch.no_grad()
 def predict_logits(model, features: list[dict], collate, batch_size: int, device: torch.device) -> np.ndarray:
-    """The model's logits for ``features``, in their order, batched without shuffling.
+    """The model's logits for ``features``, in their order.
 
-    Training-time evaluation and :class:`~tunewright.predictor.Predictor` both call this,
-    so a reloaded model reproduces the evaluation's predictions.
+    Batches are formed longest-first (least padding) and the rows put back in input
+    order. Training-time evaluation and :class:`~tunewright.predictor.Predictor` both
+    call this, so a reloaded model reproduces the evaluation's predictions.
     """
     model.eval()
+    order = length_sorted_order([feature_length(f) for f in features])
     outputs = []
-    for start in range(0, len(features), batch_size):
-        batch = to_device(collate(features[start : start + batch_size]), device)
+    for start in range(0, len(order), batch_size):
+        batch = to_device(collate([features[i] for i in order[start : start + batch_size]]), device)
         batch.pop("labels", None)
         outputs.append(model(**batch).logits.float().cpu())
-    return torch.cat(outputs).numpy()
+    logits = torch.cat(outputs).numpy()
+    restored = np.empty_like(logits)
+    restored[order] = logits
+    return restored
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+@dataclass
+class _Progress:
+    """What a checkpoint must carry besides weights to continue exactly."""
+
+    step: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_gain: int = 0
 
 
 class Trainer:
     """Fits ``model`` on encoded features and evaluates it.
 
-    :param run: the :class:`~tunewright.run.Run` (for hooks and rank).
-    :param model: a ``torch.nn.Module`` whose forward takes a collated batch and returns
-        an object with ``.loss`` and ``.logits`` (every transformers model does).
-    :param task: the model part: ``collate(features)`` and ``metrics(logits, labels)``.
+    :param run: the :class:`~tunewright.run.Run` (config, folder, rank).
+    :param model: a ``torch.nn.Module`` whose forward takes a collated batch (without
+        labels) and returns an object with ``.logits`` (every transformers model does).
+    :param task: the model part: ``collate``, ``loss_sum``, ``loss_count``, ``metrics``.
     :param cfg: the ``trainer`` config node.
     :param hook: the plugin manager's hook relay.
+    :param context: this process's place in the process group.
+    :param device: where the model runs.
     """
 
-    def __init__(self, run, model: torch.nn.Module, task, cfg, hook):
+    def __init__(self, run, model: torch.nn.Module, task, cfg, hook, context: DistributedContext, device):
         self.run = run
         self.task = task
         self.cfg = cfg
         self.hook = hook
-        self.device = pick_device(cfg.device)
-        self.model = model.to(self.device)
-        self.generator = torch.Generator().manual_seed(run.config.seed)
+        self.context = context
+        self.device = device
+        self.model = model.to(device)  # the bare model: evaluation and export use it
+        self.engine = self.model  # what training calls: the model, or its DDP wrapper
+        if context.is_distributed:
+            from torch.nn.parallel import DistributedDataParallel
 
-    # ------------------------------------------------------------------ batching
-
-    def _loader(self, features: list[dict], batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            features,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=self.generator if shuffle else None,
-            collate_fn=self.task.collate,
-        )
-
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return to_device(batch, self.device)
+            self.engine = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.checkpoints = run.folder.path / "checkpoints"
+        self.config_hash = training_config_hash(run.config)
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self._grad_norm = float("nan")
 
     # ------------------------------------------------------------------ training
 
     def fit(self, train_features: list[dict], validation_features: list[dict]) -> FitResult:
-        cfg = self.cfg
-        loader = self._loader(train_features, cfg.batch_size, shuffle=True)
-        total_steps = cfg.max_epochs * len(loader)
+        cfg, world = self.cfg, self.context.world_size
+        step_size = cfg.batch_size * cfg.gradient_accumulation_steps * world
+        lengths = [feature_length(f) for f in train_features]
+        # A step too small to give every rank and micro-batch an example is dropped.
+        epoch_steps = lambda epoch: [  # noqa: E731
+            s for s in step_batches(lengths, step_size, self.run.config.seed, epoch, cfg.group_by_length)
+            if len(s) >= cfg.gradient_accumulation_steps * world
+        ]  # fmt: skip
+        steps_per_epoch = len(epoch_steps(0))
+        if steps_per_epoch == 0:
+            raise ConfigError(f"trainer.batch_size: {len(train_features)} training examples make no full step")
+        total_steps = cfg.max_epochs * steps_per_epoch
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        scheduler = linear_warmup_decay(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
-        progress = self._progress_bar(total_steps)
+        optimizer = torch.optim.AdamW(
+            trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=self.device.type == "cuda"
+        )
+        scheduler = warmup_then_decay(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps, cfg.schedule)
+        progress = self._resume(optimizer, scheduler)
+        resumed_from = progress.step or None
+        bar = self._progress_bar(total_steps, progress.step)
 
-        step, tokens, samples = 0, 0, 0
         started = time.perf_counter()
-        window_started, window_tokens, window_samples = started, 0, 0
-        for epoch in range(cfg.max_epochs):
-            self.model.train()
-            for batch in loader:
-                batch = self._to_device(batch)
-                loss = self.model(**batch).loss
-                loss.backward()
-                grad_norm = self._clip_gradients(trainable)
-                self._check_finite(loss, grad_norm, step + 1)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+        totals = {"tokens": 0.0, "samples": 0.0}
+        window = {"tokens": 0.0, "samples": 0.0, "since": started}
+        stop_at = progress.step + cfg.stop_after_steps if cfg.stop_after_steps else None
+        stopping = preempted = False
+        while progress.step < total_steps and not stopping:
+            epoch, offset = divmod(progress.step, steps_per_epoch)
+            self.engine.train()
+            for indices in epoch_steps(epoch)[offset:]:
+                loss, tokens, samples = self._optimizer_step(train_features, indices, optimizer, scheduler, progress.step + 1)
+                progress.step += 1
+                for counter in (totals, window):
+                    counter["tokens"] += tokens
+                    counter["samples"] += samples
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                if progress.step % cfg.log_every_n_steps == 0 or progress.step == total_steps:
+                    self._log_step(progress.step, loss, scheduler, window, epoch)
 
-                step += 1
-                batch_tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
-                batch_samples = len(batch["labels"])
-                tokens, samples = tokens + batch_tokens, samples + batch_samples
-                window_tokens, window_samples = window_tokens + batch_tokens, window_samples + batch_samples
-                if progress is not None:
-                    progress.update(1)
-                    progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-                if step % cfg.log_every_n_steps == 0 or step == total_steps:
-                    elapsed = max(time.perf_counter() - window_started, 1e-9)
-                    self._fire_main(
-                        "tunewright_train_step_end",
-                        step=step,
-                        metrics={
-                            "loss": loss.item(),
-                            "learning_rate": scheduler.get_last_lr()[0],
-                            "grad_norm": grad_norm,
-                            "tokens_per_second": window_tokens / elapsed,
-                            "samples_per_second": window_samples / elapsed,
-                            "epoch": epoch + 1,
-                        },
-                    )
-                    window_started, window_tokens, window_samples = time.perf_counter(), 0, 0
-            if validation_features:
-                metrics, _ = self.evaluate(validation_features)
-                self._fire_main("tunewright_eval_end", split="validation", step=step, metrics=metrics)
-        if progress is not None:
-            progress.close()
+                end_of_epoch = progress.step % steps_per_epoch == 0
+                evaluated = False
+                if validation_features and (
+                    (cfg.eval_every_n_steps and progress.step % cfg.eval_every_n_steps == 0)
+                    or (not cfg.eval_every_n_steps and end_of_epoch)
+                ):
+                    stopping = self._evaluate_and_track(validation_features, progress)
+                    evaluated = True
+                stop_now = stop_at is not None and progress.step >= stop_at
+                if (
+                    (cfg.checkpoint_every_n_steps and progress.step % cfg.checkpoint_every_n_steps == 0)
+                    or (not cfg.checkpoint_every_n_steps and evaluated)
+                    or stop_now
+                ):
+                    self._save_checkpoint(progress, optimizer, scheduler)
+                if stop_now:
+                    stopping = preempted = True
+                if stopping or end_of_epoch:
+                    break
+        if bar is not None:
+            bar.close()
 
+        completed = not preempted
+        if completed and cfg.select_best and self.best_state is not None:
+            ckpt.load_trainable_state(self.model, self.best_state)
         wall = time.perf_counter() - started
         trainable_count, total_count = count_parameters(self.model)
         return FitResult(
-            steps=step,
-            epochs=cfg.max_epochs,
+            steps=progress.step,
+            epochs=math.ceil(progress.step / steps_per_epoch),
+            completed=completed,
+            best_step=progress.best_step,
+            best_metric=progress.best_metric,
             wall_seconds=wall,
-            tokens_per_second=tokens / wall if wall else 0.0,
-            samples_per_second=samples / wall if wall else 0.0,
+            tokens_per_second=totals["tokens"] / wall if wall else 0.0,
+            samples_per_second=totals["samples"] / wall if wall else 0.0,
             trainable_parameters=trainable_count,
             total_parameters=total_count,
+            resumed_from_step=resumed_from,
         )
 
-    def _clip_gradients(self, parameters: list[torch.Tensor]) -> float:
-        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
-        return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+    def _optimizer_step(self, features, indices, optimizer, scheduler, step: int) -> tuple[float, float, float]:
+        """One update from this step's examples; returns (mean loss, tokens, samples) over all ranks."""
+        shares = micro_batches(indices, self.cfg.gradient_accumulation_steps, self.context.rank, self.context.world_size)
+        batches = [to_device(self.task.collate([features[i] for i in share]), self.device) for share in shares if share]
+        local_count = sum(self.task.loss_count(batch) for batch in batches)
+        global_count = all_reduce_sum(float(local_count), self.context, self.device)
+        scale = self.context.world_size / global_count  # DDP averages over ranks; undo that
+        loss_total, tokens = 0.0, 0
+        for position, batch in enumerate(batches):
+            last = position == len(batches) - 1
+            sync = contextlib.nullcontext() if last or self.engine is self.model else self.engine.no_sync()
+            with sync:
+                inputs = {key: value for key, value in batch.items() if key != "labels"}
+                loss_sum = self.task.loss_sum(self.engine(**inputs).logits, batch)
+                (loss_sum * scale).backward()
+            loss_total += loss_sum.item()
+            tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
 
-    @staticmethod
-    def _check_finite(loss: torch.Tensor, grad_norm: float, step: int) -> None:
-        if not torch.isfinite(loss) or not math.isfinite(grad_norm):
+        mean_loss = all_reduce_sum(loss_total, self.context, self.device) / global_count
+        grad_norm = self._grad_norm = self._clip_gradients()
+        if not math.isfinite(mean_loss) or not math.isfinite(grad_norm):
             raise NonFiniteLossError(
-                f"step {step}: loss={loss.item()} grad_norm={grad_norm} is not finite; "
-                "lower trainer.learning_rate or check the data"
+                f"step {step}: loss={mean_loss} grad_norm={grad_norm} is not finite; the run "
+                "stopped and its last checkpoint is intact. Lower trainer.learning_rate or check the data"
             )
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return mean_loss, float(tokens), float(local_count)
+
+    def _clip_gradients(self) -> float:
+        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        return float(torch.nn.utils.clip_grad_norm_(trainable, max_norm))
 
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self, features: list[dict]) -> tuple[dict[str, float], np.ndarray]:
-        """Task metrics and logits over ``features`` (which carry labels)."""
+        """Task metrics and logits over ``features`` (which carry labels); every rank
+        computes the same numbers."""
         logits = predict_logits(self.model, features, self.task.collate, self.cfg.eval_batch_size, self.device)
         labels = np.array([feature["labels"] for feature in features])
         return self.task.metrics(logits, labels), logits
 
+    def _evaluate_and_track(self, features: list[dict], progress: _Progress) -> bool:
+        """Evaluate, remember the best weights; True when early stopping says stop."""
+        metrics, _ = self.evaluate(features)
+        self._fire_main("tunewright_eval_end", split="validation", step=progress.step, metrics=metrics)
+        name = self.cfg.early_stopping_metric
+        if name not in metrics:
+            raise ConfigError(f"trainer.early_stopping_metric: {name!r} is not one of {', '.join(sorted(metrics))}")
+        value = metrics[name]
+        better = progress.best_metric is None or (
+            value > progress.best_metric if self.cfg.early_stopping_mode == "max" else value < progress.best_metric
+        )
+        if better:
+            progress.best_metric, progress.best_step, progress.evals_without_gain = value, progress.step, 0
+            self.best_state = ckpt.trainable_state(self.model)
+        else:
+            progress.evals_without_gain += 1
+        patience = self.cfg.early_stopping_patience
+        return bool(patience) and progress.evals_without_gain >= patience
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save_checkpoint(self, progress: _Progress, optimizer, scheduler) -> None:
+        rng_states = gather_objects(ckpt.capture_rng_state(), self.context)
+        if not self.context.is_main_process:
+            return
+        meta = {"config_hash": self.config_hash, "world_size": self.context.world_size, **progress.__dict__}
+        path = ckpt.save_checkpoint(
+            self.checkpoints, progress.step, self.model, optimizer, scheduler, rng_states, meta,
+            self.cfg.keep_last_checkpoints,
+        )  # fmt: skip
+        if self.best_state is not None:
+            ckpt.save_weights(self.checkpoints / "best.safetensors", self.best_state)
+        self.hook.tunewright_checkpoint_saved(run=self.run, path=path, step=progress.step)
+
+    def _resume(self, optimizer, scheduler) -> _Progress:
+        if self.cfg.resume == "never":
+            return _Progress()
+        if self.cfg.resume != "auto":
+            raise ConfigError(f"trainer.resume: {self.cfg.resume!r} is not one of auto, never")
+        found = ckpt.find_resumable(self.checkpoints, self.config_hash, self.cfg.resume_fallback)
+        if found is None:
+            return _Progress()
+        ckpt.load_checkpoint(found, self.model, optimizer, scheduler, self.context.rank)
+        progress = _Progress(**{k: found.meta[k] for k in _Progress.__dataclass_fields__})
+        if progress.best_step is not None:
+            self.best_state = ckpt.load_weights(self.checkpoints / "best.safetensors")
+        return progress
+
     # ------------------------------------------------------------------ plumbing
 
+    def _log_step(self, step: int, loss: float, scheduler, window: dict, epoch: int) -> None:
+        now = time.perf_counter()
+        elapsed = max(now - window["since"], 1e-9)
+        tokens = all_reduce_sum(window["tokens"], self.context, self.device)
+        samples = all_reduce_sum(window["samples"], self.context, self.device)
+        self._fire_main(
+            "tunewright_train_step_end",
+            step=step,
+            metrics={
+                "loss": loss,
+                "learning_rate": scheduler.get_last_lr()[0],
+                "grad_norm": self._grad_norm,
+                "tokens_per_second": tokens / elapsed,
+                "samples_per_second": samples / elapsed,
+                "peak_memory_mb": peak_memory_mb(self.device),
+                "epoch": epoch + 1,
+            },
+        )
+        window.update(tokens=0.0, samples=0.0, since=now)
+
     def _fire_main(self, hook_name: str, **kwargs: Any) -> None:
-        if self.run.is_main_process:
+        if self.context.is_main_process:
             getattr(self.hook, hook_name)(run=self.run, **kwargs)
 
-    def _progress_bar(self, total: int):
-        if not (self.cfg.progress_bar and self.run.is_main_process and sys.stderr.isatty()):
+    def _progress_bar(self, total: int, initial: int):
+        if not (self.cfg.progress_bar and self.context.is_main_process and sys.stderr.isatty()):
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc="train", unit="step", dynamic_ncols=True)
+        return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)

@@ -106,6 +106,16 @@ class SequenceClassification:
             batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return dict(batch)
 
+    @staticmethod
+    def loss_sum(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Summed cross-entropy; the trainer divides by the examples of the whole step."""
+        return torch.nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+
+    @staticmethod
+    def loss_count(batch: dict[str, torch.Tensor]) -> int:
+        """How many terms :meth:`loss_sum` adds up: one per labelled example."""
+        return int(batch["labels"].numel())
+
     # ------------------------------------------------------------------ evaluation
 
     @staticmethod

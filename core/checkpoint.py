@@ -1,0 +1,213 @@
+"""Training checkpoints: everything an exact resume needs, written atomically.
+
+A checkpoint is a folder ``checkpoints/step-<N>/`` holding
+
+* ``trainable.safetensors``: the trainable weights (the adapter and head for LoRA,
+  every weight for full fine-tuning);
+* ``optimizer.pt``, ``scheduler.pt``: their state dicts, read back with
+  ``torch.load(weights_only=True)``;
+* ``rng.pt`` and ``rng.json``: the torch, CUDA, Python and NumPy RNG states of every rank;
+* ``meta.json``: the step, the training-config hash, the early-stopping state and the
+  SHA-256 of every file above.
+
+It is written under a temporary name and renamed into place, so a crash leaves either
+a whole checkpoint or none. On load every file's hash is checked: a truncated or
+altered checkpoint is refused with the reason, never half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from tunewright.errors import TunewrightError
+
+META = "meta.json"
+WEIGHTS = "trainable.safetensors"
+PREFIX = "step-"
+
+
+class CheckpointError(TunewrightError):
+    """A checkpoint is corrupt or does not belong to this run's config."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return self.meta["step"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """This process's RNG states, split into tensors and JSON-able values."""
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    return {
+        "tensors": {
+            "torch": torch.get_rng_state(),
+            **({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {}),
+        },
+        "json": {
+            "python": [python_state[0], list(python_state[1]), python_state[2]],
+            "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        },
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["tensors"]["torch"])
+    if "cuda" in state["tensors"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["tensors"]["cuda"])
+    version, internal, gauss = state["json"]["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, *rest = state["json"]["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    parameters = dict(model.named_parameters())
+    missing = sorted(name for name, p in parameters.items() if p.requires_grad and name not in state)
+    if missing:
+        raise CheckpointError(f"checkpoint lacks trainable weights: {', '.join(missing[:5])}")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            parameters[name].copy_(tensor)
+
+
+def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Write a safetensors file under a temporary name, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as error:
+        raise CheckpointError(f"{path}: unreadable weights ({error})") from None
+
+
+def save_checkpoint(
+    directory: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    rng_states: list[dict[str, Any]],
+    meta: dict[str, Any],
+    keep_last: int,
+) -> Path:
+    """Write ``directory/step-<step>`` atomically and prune all but the newest ``keep_last``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{PREFIX}{step:08d}.", dir=directory))
+    try:
+        save_file(trainable_state(model), str(staging / WEIGHTS))
+        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        torch.save([state["tensors"] for state in rng_states], staging / "rng.pt")
+        (staging / "rng.json").write_text(json.dumps([state["json"] for state in rng_states]))
+        files = {path.name: _sha256(path) for path in sorted(staging.iterdir())}
+        (staging / META).write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
+        final = directory / f"{PREFIX}{step:08d}"
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for old in list_checkpoints(directory)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old)
+    return final
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Finished checkpoint folders, oldest first (temporary folders are ignored)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
+
+
+def verify(path: Path, config_hash: str) -> Checkpoint:
+    """Read ``meta.json`` and check every file's hash and the config hash."""
+    meta_path = path / META
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path}: unreadable {META} ({error})") from None
+    for name, expected in meta.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint {path}: {name} is missing")
+        if _sha256(file) != expected:
+            raise CheckpointError(f"checkpoint {path}: {name} is corrupt (its SHA-256 does not match {META})")
+    if meta.get("config_hash") != config_hash:
+        raise CheckpointError(
+            f"checkpoint {path} was written with a different training config "
+            f"(hash {meta.get('config_hash', '?')[:12]}, this run {config_hash[:12]}); "
+            "start a new run folder or restore the config it was written with"
+        )
+    return Checkpoint(path, meta)
+
+
+def find_resumable(directory: Path, config_hash: str, fall_back: bool) -> Checkpoint | None:
+    """The newest valid checkpoint, or ``None`` when there are no checkpoints.
+
+    A newest checkpoint that fails verification is an error, unless ``fall_back`` is
+    set, in which case older ones are tried in turn; if none is valid that is an error
+    too, since starting afresh would prune them.
+    """
+    problems = []
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            return verify(path, config_hash)
+        except CheckpointError as error:
+            if not fall_back:
+                raise CheckpointError(
+                    f"{error}. Set trainer.resume_fallback=true to resume from an older valid checkpoint"
+                ) from None
+            problems.append(str(error))
+    if problems:
+        raise CheckpointError(f"no valid checkpoint in {directory}: {'; '.join(problems)}")
+    return None
+
+
+def load_checkpoint(checkpoint: Checkpoint, model, optimizer, scheduler, rank: int) -> None:
+    """Restore weights, optimizer, scheduler and this rank's RNG states."""
+    path = checkpoint.path
+    load_trainable_state(model, load_weights(path / WEIGHTS))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    tensors = torch.load(path / "rng.pt", weights_only=True)
+    json_states = json.loads((path / "rng.json").read_text())
+    if rank >= len(tensors):
+        raise CheckpointError(f"checkpoint {path} holds RNG states for {len(tensors)} ranks, not rank {rank}")
+    restore_rng_state({"tensors": tensors[rank], "json": json_states[rank]})

@@ -1,0 +1,68 @@
+"""Process-group setup for runs under ``torchrun`` (or launched by ``tunewright`` itself).
+
+torch.distributed, torchrun's rendezvous and PyTorch's DDP are the engines; this module
+only reads the environment torchrun sets, starts the process group with the backend
+that fits the device (NCCL on CUDA, Gloo on CPU) and offers the two collectives the
+trainer needs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def setup(device: torch.device) -> DistributedContext:
+    """Join the process group torchrun describes; a single process needs none."""
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return DistributedContext()
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ["LOCAL_RANK"]))
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(value: float, context: DistributedContext, device: torch.device) -> float:
+    """The sum of ``value`` over all ranks (the value itself in a single process)."""
+    if not context.is_distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return float(tensor.item())
+
+
+def gather_objects(obj, context: DistributedContext) -> list:
+    """``obj`` from every rank, in rank order (a one-element list in a single process)."""
+    if not context.is_distributed:
+        return [obj]
+    gathered = [None] * context.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered

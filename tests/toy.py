@@ -1,0 +1,80 @@
+"""A model and task small enough to reason about, speaking the trainer's protocols.
+
+Used in-process by ``test_trainer.py`` and in ``torchrun`` workers by
+``test_distributed.py``, so both compute exactly the same thing.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from tunewright.distributed import DistributedContext
+from tunewright.run import Run
+from tunewright.run_folder import RunFolder
+from tunewright.schema import TrainerConfig
+from tunewright.trainer import Trainer
+
+
+class Linear(torch.nn.Module):
+    """Logistic regression on 4 features (optionally with dropout to exercise RNG state)."""
+
+    def __init__(self, scale: float = 1.0, dropout: float = 0.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = torch.nn.Linear(4, 2)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.scale = scale
+
+    def forward(self, x):
+        return SimpleNamespace(logits=self.layer(self.dropout(x)) * self.scale)
+
+
+class Task:
+    @staticmethod
+    def collate(features):
+        return {"x": torch.stack([f["x"] for f in features]), "labels": torch.tensor([f["labels"] for f in features])}
+
+    @staticmethod
+    def loss_sum(logits, batch):
+        return torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")
+
+    @staticmethod
+    def loss_count(batch):
+        return int(batch["labels"].numel())
+
+    @staticmethod
+    def metrics(logits, labels):
+        return {"accuracy": float((logits.argmax(-1) == labels).mean())}
+
+
+class Recorder:
+    """A hook relay that records every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda **kwargs: self.calls.append((name, kwargs))
+
+
+def features(n: int = 96, seed: int = 0) -> list[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=generator)
+    return [{"x": row, "labels": int(row[0] + 0.5 * row[1] > 0)} for row in x]
+
+
+def make_trainer(folder, model, context=DistributedContext(), **overrides):
+    options = {"device": "cpu", "progress_bar": False, "learning_rate": 0.1, "warmup_ratio": 0.0, **overrides}
+    cfg = OmegaConf.structured(TrainerConfig(**options))
+    config = OmegaConf.create({"seed": 0, "model": {}, "method": {}, "data": {}, "trainer": cfg})
+    run = Run("r", config, RunFolder(folder).create(), context.rank, context.world_size)
+    hook = Recorder()
+    return Trainer(run, model, Task(), config.trainer, hook, context, torch.device("cpu")), hook
+
+
+def weights(model) -> np.ndarray:
+    return torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
