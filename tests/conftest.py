@@ -8,6 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 
@@ -45,3 +47,12 @@ def tiny_run_overrides(model_dir, runs_dir, *extra: str) -> list[str]:
         f"paths.runs_dir={runs_dir}",
         *extra,
     ]
+
+
+def make_distribution(root: Path, dist: str, entry_points: dict[str, str]) -> None:
+    """A minimal installed distribution: a dist-info folder importlib.metadata finds on sys.path."""
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[tunewright]\n{lines}")

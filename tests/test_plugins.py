@@ -13,21 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_run_overrides
+from conftest import make_distribution, tiny_run_overrides
 from tunewright.errors import PluginError
 from tunewright.registry import Registry
 from tunewright.schema import MethodConfig
 
 EXAMPLE = Path(__file__).parents[1] / "docs" / "examples" / "tunewright_bitfit.py"
-
-
-def make_distribution(root: Path, dist: str, entry_points: dict[str, str]) -> None:
-    """A minimal installed distribution: a dist-info folder importlib.metadata finds on sys.path."""
-    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[tunewright]\n{lines}")
 
 
 def tunewright(args: list[str], pythonpath: Path, **env: str) -> subprocess.CompletedProcess:
