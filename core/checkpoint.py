@@ -3,7 +3,8 @@
 A checkpoint is a folder ``checkpoints/step-<N>/`` holding
 
 * ``trainable.safetensors``: the trainable weights (the adapter and head for LoRA,
-  every weight for full fine-tuning);
+  every weight for full fine-tuning), and ``best.safetensors``, the best evaluated
+  ones, when they differ;
 * ``optimizer.pt``, ``scheduler.pt``: their state dicts, read back with
   ``torch.load(weights_only=True)``;
 * ``rng.pt`` and ``rng.json``: the torch, CUDA, Python and NumPy RNG states of every rank;
@@ -35,6 +36,7 @@ from tunewright.errors import TunewrightError
 
 META = "meta.json"
 WEIGHTS = "trainable.safetensors"
+BEST_WEIGHTS = "best.safetensors"
 PREFIX = "step-"
 
 
@@ -96,19 +98,6 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
             parameters[name].copy_(tensor)
 
 
-def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """Write a safetensors file under a temporary name, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
@@ -119,20 +108,27 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 def save_checkpoint(
     directory: Path,
     step: int,
-    model: torch.nn.Module,
-    optimizer,
-    scheduler,
+    weights: dict[str, torch.Tensor],
+    optimizer_state: dict,
+    scheduler_state: dict,
     rng_states: list[dict[str, Any]],
     meta: dict[str, Any],
     keep_last: int,
+    best_weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``directory/step-<step>`` atomically and prune all but the newest ``keep_last``."""
+    """Write ``directory/step-<step>`` atomically and prune all but the newest ``keep_last``.
+
+    ``best_weights``, the best evaluated weights so far when they are not ``weights``
+    themselves, travel in the same folder so that any checkpoint resumes exactly.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{PREFIX}{step:08d}.", dir=directory))
     try:
-        save_file(trainable_state(model), str(staging / WEIGHTS))
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        save_file(weights, str(staging / WEIGHTS))
+        if best_weights is not None:
+            save_file(best_weights, str(staging / BEST_WEIGHTS))
+        torch.save(optimizer_state, staging / "optimizer.pt")
+        torch.save(scheduler_state, staging / "scheduler.pt")
         torch.save([state["tensors"] for state in rng_states], staging / "rng.pt")
         (staging / "rng.json").write_text(json.dumps([state["json"] for state in rng_states]))
         files = {path.name: _sha256(path) for path in sorted(staging.iterdir())}
@@ -200,14 +196,23 @@ def find_resumable(directory: Path, config_hash: str, fall_back: bool) -> Checkp
     return None
 
 
-def load_checkpoint(checkpoint: Checkpoint, model, optimizer, scheduler, rank: int) -> None:
-    """Restore weights, optimizer, scheduler and this rank's RNG states."""
+def read_checkpoint(checkpoint: Checkpoint, rank: int) -> dict[str, Any]:
+    """The weights (and best weights, if any), optimizer and scheduler states, and this
+    rank's RNG states."""
     path = checkpoint.path
-    load_trainable_state(model, load_weights(path / WEIGHTS))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     tensors = torch.load(path / "rng.pt", weights_only=True)
     json_states = json.loads((path / "rng.json").read_text())
     if rank >= len(tensors):
         raise CheckpointError(f"checkpoint {path} holds RNG states for {len(tensors)} ranks, not rank {rank}")
-    restore_rng_state({"tensors": tensors[rank], "json": json_states[rank]})
+    weights = load_weights(path / WEIGHTS)
+    if (path / BEST_WEIGHTS).is_file():
+        best = load_weights(path / BEST_WEIGHTS)
+    else:
+        best = weights if checkpoint.meta.get("best_step") == checkpoint.step else None
+    return {
+        "weights": weights,
+        "best_weights": best,
+        "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
+        "scheduler": torch.load(path / "scheduler.pt", weights_only=True),
+        "rng": {"tensors": tensors[rank], "json": json_states[rank]},
+    }

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from tunewright import distributed
+from tunewright import distributed, sharding
 from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
 from tunewright.errors import ConfigError
@@ -94,11 +94,12 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             "train": asdict(fit),
             "data": {split: len(examples) for split, examples in data.splits.items()},
         }
+        model = _unsharded(trainer.model, method, task, data.label_names, run.is_main_process)
         if run.is_main_process:
             plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
             test_predictions = _record_predictions(run, data, task, test_logits)
-            _save_model(run.folder, method, task, trainer.model, data.label_names)
-            evaluation = Evaluation(run, task, trainer.model, data, test_metrics, test_predictions)
+            _save_model(run.folder, method, task, model, data.label_names)
+            evaluation = Evaluation(run, task, model, data, test_metrics, test_predictions)
             results["audits"] = _run_audits(evaluation, plugins)
             results["monitors"] = _run_monitors(evaluation, plugins)
             run.folder.write_json("results.json", results)
@@ -116,8 +117,8 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
 def _join_process_group(cfg: DictConfig, device: torch.device) -> DistributedContext:
     """The process group for ``trainer.strategy``; refuses a mismatch with the launcher."""
     strategy = cfg.trainer.strategy
-    if strategy not in ("single", "ddp"):
-        raise ConfigError(f"trainer.strategy: {strategy!r} is not one of single, ddp")
+    if strategy not in ("single", "ddp", "fsdp"):
+        raise ConfigError(f"trainer.strategy: {strategy!r} is not one of single, ddp, fsdp")
     if strategy == "single":
         if distributed.launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
             raise ConfigError(
@@ -126,6 +127,22 @@ def _join_process_group(cfg: DictConfig, device: torch.device) -> DistributedCon
             )
         return DistributedContext()
     return distributed.setup(device)
+
+
+def _unsharded(model, method, task, label_names: list[str], is_main_process: bool):
+    """The trained model as one ordinary module on rank 0, for export and governance.
+
+    An FSDP-sharded model is gathered (every rank takes part) into a freshly built copy;
+    any other model is returned as it is.
+    """
+    if not sharding.is_sharded(model):
+        return model
+    state = sharding.gather_full(model)
+    if not is_main_process:
+        return None
+    copy = method.apply(task.load_pretrained(label_names), task)
+    copy.load_state_dict(state)
+    return copy
 
 
 def _part_config(registry, name: str) -> DictConfig:

@@ -68,8 +68,8 @@ class TrackerConfig(PartConfig):
 class TrainerConfig:
     """The training loop's knobs (see ``core/trainer.py``)."""
 
-    strategy: str = "single"  # single | ddp; ddp runs under torchrun or launches itself
-    nproc_per_node: int = 1  # with strategy=ddp and no torchrun: processes to launch here
+    strategy: str = "single"  # single | ddp | fsdp; under torchrun, or launching nproc_per_node itself
+    nproc_per_node: int = 1  # with ddp/fsdp and no torchrun: processes to launch on this machine
     max_epochs: int = 3
     batch_size: int = 16  # examples per micro-batch per process; larger: more memory
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step

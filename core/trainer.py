@@ -39,6 +39,7 @@ import torch
 from omegaconf import OmegaConf
 
 from tunewright import checkpoint as ckpt
+from tunewright import sharding
 from tunewright.batching import length_sorted_order, micro_batches, step_batches
 from tunewright.distributed import DistributedContext, all_reduce_sum, gather_objects
 from tunewright.errors import ConfigError, TunewrightError
@@ -175,9 +176,11 @@ class Trainer:
         self.hook = hook
         self.context = context
         self.device = device
-        self.model = model.to(device)  # the bare model: evaluation and export use it
+        self.model = model.to(device)  # what evaluation and export use (sharded in place by FSDP)
         self.engine = self.model  # what training calls: the model, or its DDP wrapper
-        if context.is_distributed:
+        if cfg.strategy == "fsdp":
+            sharding.shard(self.model)
+        elif context.is_distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             self.engine = DistributedDataParallel(
@@ -255,8 +258,8 @@ class Trainer:
             bar.close()
 
         completed = not preempted
-        if completed and cfg.select_best and self.best_state is not None:
-            ckpt.load_trainable_state(self.model, self.best_state)
+        if completed and cfg.select_best and progress.best_step is not None:
+            sharding.load_trainable(self.model, self.best_state or {})
         wall = time.perf_counter() - started
         trainable_count, total_count = count_parameters(self.model)
         return FitResult(
@@ -283,6 +286,7 @@ class Trainer:
         loss_total, tokens = 0.0, 0
         for position, batch in enumerate(batches):
             last = position == len(batches) - 1
+            # DDP: all-reduce gradients only on the step's last micro-batch.
             sync = contextlib.nullcontext() if last or self.engine is self.model else self.engine.no_sync()
             with sync:
                 inputs = {key: value for key, value in batch.items() if key != "labels"}
@@ -306,7 +310,8 @@ class Trainer:
     def _clip_gradients(self) -> float:
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        return float(torch.nn.utils.clip_grad_norm_(trainable, max_norm))
+        norm = torch.nn.utils.clip_grad_norm_(trainable, max_norm)
+        return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # a DTensor under FSDP
 
     # ------------------------------------------------------------------ evaluation
 
@@ -330,7 +335,7 @@ class Trainer:
         )
         if better:
             progress.best_metric, progress.best_step, progress.evals_without_gain = value, progress.step, 0
-            self.best_state = ckpt.trainable_state(self.model)
+            self.best_state = sharding.gather_trainable(self.model)
         else:
             progress.evals_without_gain += 1
         patience = self.cfg.early_stopping_patience
@@ -340,15 +345,16 @@ class Trainer:
 
     def _save_checkpoint(self, progress: _Progress, optimizer, scheduler) -> None:
         rng_states = gather_objects(ckpt.capture_rng_state(), self.context)
+        weights = sharding.gather_trainable(self.model)
+        optimizer_state = sharding.gather_optimizer(self.model, optimizer)
         if not self.context.is_main_process:
             return
         meta = {"config_hash": self.config_hash, "world_size": self.context.world_size, **progress.__dict__}
+        best = self.best_state if progress.best_step not in (None, progress.step) else None
         path = ckpt.save_checkpoint(
-            self.checkpoints, progress.step, self.model, optimizer, scheduler, rng_states, meta,
-            self.cfg.keep_last_checkpoints,
+            self.checkpoints, progress.step, weights, optimizer_state, scheduler.state_dict(), rng_states, meta,
+            self.cfg.keep_last_checkpoints, best_weights=best,
         )  # fmt: skip
-        if self.best_state is not None:
-            ckpt.save_weights(self.checkpoints / "best.safetensors", self.best_state)
         self.hook.tunewright_checkpoint_saved(run=self.run, path=path, step=progress.step)
 
     def _resume(self, optimizer, scheduler) -> _Progress:
@@ -359,11 +365,13 @@ class Trainer:
         found = ckpt.find_resumable(self.checkpoints, self.config_hash, self.cfg.resume_fallback)
         if found is None:
             return _Progress()
-        ckpt.load_checkpoint(found, self.model, optimizer, scheduler, self.context.rank)
-        progress = _Progress(**{k: found.meta[k] for k in _Progress.__dataclass_fields__})
-        if progress.best_step is not None:
-            self.best_state = ckpt.load_weights(self.checkpoints / "best.safetensors")
-        return progress
+        state = ckpt.read_checkpoint(found, self.context.rank)
+        sharding.load_trainable(self.model, state["weights"])
+        sharding.load_optimizer(self.model, optimizer, state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ckpt.restore_rng_state(state["rng"])
+        self.best_state = state["best_weights"]
+        return _Progress(**{k: found.meta[k] for k in _Progress.__dataclass_fields__})
 
     # ------------------------------------------------------------------ plumbing
 

@@ -76,3 +76,53 @@ def test_train_launches_itself_with_ddp_into_one_run_folder(tiny_bert, tmp_path)
     assert manifest["world_size"] == 2
     assert result.stdout.count("run folder:") == 1  # only rank 0 prints
     assert (folder / "model" / "adapter_model.safetensors").is_file()
+
+
+FSDP_WORKER = textwrap.dedent(
+    """
+    import sys, numpy as np, torch, torch.distributed as dist
+    from toy import Linear, features, make_trainer
+    from tunewright import sharding
+    from tunewright.distributed import setup
+    folder, stop = sys.argv[1], int(sys.argv[2])
+    context = setup(torch.device("cpu"))
+    trainer, _ = make_trainer(folder, Linear(dropout=0.2), context, strategy="fsdp", max_epochs=2, batch_size=8,
+                              stop_after_steps=stop or None)
+    result = trainer.fit(features(), features(16, seed=1))
+    state = sharding.gather_full(trainer.model)
+    if context.rank == 0:
+        np.save(f"{folder}/weights.npy", torch.cat([state[k].flatten() for k in sorted(state)]).numpy())
+        print("STEPS", result.steps, result.completed, result.resumed_from_step)
+    dist.destroy_process_group()
+    """
+)
+
+
+def test_fsdp_trains_checkpoints_and_resumes_exactly(tmp_path):
+    script = tmp_path / "fsdp_worker.py"
+    script.write_text(FSDP_WORKER)
+    straight = torchrun(str(script), str(tmp_path / "straight"), "0")
+    assert straight.returncode == 0, straight.stderr
+    assert "STEPS 12 True None" in straight.stdout
+
+    first = torchrun(str(script), str(tmp_path / "resumed"), "5")
+    assert first.returncode == 0, first.stderr
+    assert "STEPS 5 False None" in first.stdout
+    second = torchrun(str(script), str(tmp_path / "resumed"), "0")
+    assert second.returncode == 0, second.stderr
+    assert "STEPS 12 True 5" in second.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "straight" / "weights.npy"), np.load(tmp_path / "resumed" / "weights.npy"))
+
+
+def test_train_with_fsdp_exports_a_loadable_model(tiny_bert, tmp_path):
+    overrides = tiny_run_overrides(tiny_bert, tmp_path, "trainer=fsdp", "trainer.progress_bar=false")
+    result = subprocess.run(
+        [sys.executable, "-m", "tunewright", "train", *overrides], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    rows = [json.loads(line) for line in (folder / "test_predictions.jsonl").read_text().splitlines()]
+    import tunewright
+
+    predicted = tunewright.load_run(folder).predict([row["text"] for row in rows])
+    assert [p["label"] for p in predicted] == [row["prediction"]["label"] for row in rows]
