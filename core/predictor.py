@@ -7,25 +7,26 @@ from typing import Any
 
 from tunewright.plugin_manager import get_plugins
 from tunewright.run_folder import RunFolder
-from tunewright.trainer import pick_device, predict_logits
+from tunewright.trainer import autocast_dtype, pick_device, predict_logits
 
 
 class Predictor:
     """A run's fine-tuned model with its tokenizer and label names, ready for inference."""
 
-    def __init__(self, task, model, label_names: list[str], batch_size: int, device):
+    def __init__(self, task, model, label_names: list[str], batch_size: int, device, dtype=None):
         self.task = task
         self.model = model.to(device)
         self.label_names = label_names
         self.batch_size = batch_size
         self.device = device
+        self.dtype = dtype  # the run's autocast dtype, so predictions match its evaluation
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         """``[{"label": name, "probabilities": {name: p, ...}}, ...]``, one per text."""
         if isinstance(texts, str):
             texts = [texts]
         features = self.task.encode([{"text": text} for text in texts])
-        logits = predict_logits(self.model, features, self.task.collate, self.batch_size, self.device)
+        logits = predict_logits(self.model, features, self.task.collate, self.batch_size, self.device, self.dtype)
         return self.task.predictions(logits, self.label_names)
 
 
@@ -41,4 +42,6 @@ def load_run(folder: str | Path) -> Predictor:
     method = plugins.registries["methods"].build(cfg.method)
     label_names = task.read_label_names(run_folder.model_dir)
     model = method.load(task, label_names, run_folder.model_dir)
-    return Predictor(task, model, label_names, cfg.trainer.eval_batch_size, pick_device(cfg.trainer.device))
+    device = pick_device(cfg.trainer.device)
+    dtype = autocast_dtype(cfg.trainer.precision, device)
+    return Predictor(task, model, label_names, cfg.trainer.eval_batch_size, device, dtype)

@@ -34,18 +34,18 @@ def block_classes(model: torch.nn.Module) -> set[str]:
     return set()
 
 
-def shard(model: torch.nn.Module, mixed_precision: torch.dtype | None = None) -> torch.nn.Module:
-    """Apply ``fully_shard`` to every block, then to the root; returns the same module."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+def shard(model: torch.nn.Module) -> torch.nn.Module:
+    """Apply ``fully_shard`` to every block, then to the root; returns the same module.
 
-    options = {}
-    if mixed_precision is not None:
-        options["mp_policy"] = MixedPrecisionPolicy(param_dtype=mixed_precision, reduce_dtype=torch.float32)
+    Parameters stay fp32 (the trainer's autocast handles bf16/fp16 compute).
+    """
+    from torch.distributed.fsdp import fully_shard
+
     blocks = block_classes(model)
     for module in list(model.modules()):
         if type(module).__name__ in blocks:
-            fully_shard(module, **options)
-    fully_shard(model, **options)
+            fully_shard(module)
+    fully_shard(model)
     return model
 
 

@@ -111,6 +111,55 @@ def training_config_hash(config) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
+# Dense bf16/fp16 tensor-core peak FLOP/s by GPU name, for the MFU estimate.
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12, "V100": 125e12, "T4": 65e12}
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``trainer.precision``; ``None`` means full fp32.
+
+    ``auto`` is bf16 on a CUDA device that has it, fp16 (with a gradient scaler) on one
+    that does not, and fp32 on the CPU.
+    """
+    choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision not in choices:
+        raise ConfigError(f"trainer.precision: {precision!r} is not one of auto, {', '.join(choices)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("trainer.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    return choices[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def model_flops_utilisation(tokens_per_second: float, parameters: int, device: torch.device) -> float | None:
+    """Achieved over peak FLOP/s, counting 6 FLOPs per parameter per token (forward and
+    backward); ``None`` off CUDA or on a GPU missing from :data:`PEAK_FLOPS`."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    peak = next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
+    return 6 * parameters * tokens_per_second / peak if peak else None
+
+
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute block activations in the backward pass (transformers' own switch).
+
+    Non-reentrant checkpointing restores the RNG state, so results match a run without it.
+    """
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        raise ConfigError("trainer.gradient_checkpointing: this model does not support it")
+
+
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
@@ -120,7 +169,9 @@ def feature_length(feature: dict[str, Any]) -> int:
 
 
 @torch.no_grad()
-def predict_logits(model, features: list[dict], collate, batch_size: int, device: torch.device) -> np.ndarray:
+def predict_logits(
+    model, features: list[dict], collate, batch_size: int, device: torch.device, dtype: torch.dtype | None = None
+) -> np.ndarray:
     """The model's logits for ``features``, in their order.
 
     Batches are formed longest-first (least padding) and the rows put back in input
@@ -133,7 +184,8 @@ def predict_logits(model, features: list[dict], collate, batch_size: int, device
     for start in range(0, len(order), batch_size):
         batch = to_device(collate([features[i] for i in order[start : start + batch_size]]), device)
         batch.pop("labels", None)
-        outputs.append(model(**batch).logits.float().cpu())
+        with autocast(device, dtype):
+            outputs.append(model(**batch).logits.float().cpu())
     logits = torch.cat(outputs).numpy()
     restored = np.empty_like(logits)
     restored[order] = logits
@@ -177,7 +229,11 @@ class Trainer:
         self.context = context
         self.device = device
         self.model = model.to(device)  # what evaluation and export use (sharded in place by FSDP)
-        self.engine = self.model  # what training calls: the model, or its DDP wrapper
+        self.engine = self.model  # what training calls: the model, its DDP wrapper, or compiled
+        self.dtype = autocast_dtype(cfg.precision, device)
+        self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
+        if cfg.gradient_checkpointing:
+            enable_activation_checkpointing(self.model)
         if cfg.strategy == "fsdp":
             sharding.shard(self.model)
         elif context.is_distributed:
@@ -186,8 +242,11 @@ class Trainer:
             self.engine = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
+        if cfg.compile:
+            self.engine = torch.compile(self.engine)
         self.checkpoints = run.folder.path / "checkpoints"
         self.config_hash = training_config_hash(run.config)
+        self.total_parameters = count_parameters(self.model)[1]
         self.best_state: dict[str, torch.Tensor] | None = None
         self._grad_norm = float("nan")
 
@@ -290,19 +349,29 @@ class Trainer:
             sync = contextlib.nullcontext() if last or self.engine is self.model else self.engine.no_sync()
             with sync:
                 inputs = {key: value for key, value in batch.items() if key != "labels"}
-                loss_sum = self.task.loss_sum(self.engine(**inputs).logits, batch)
-                (loss_sum * scale).backward()
+                with autocast(self.device, self.dtype):
+                    logits = self.engine(**inputs).logits
+                loss_sum = self.task.loss_sum(logits, batch)
+                scaled = loss_sum * scale
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             loss_total += loss_sum.item()
             tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
 
         mean_loss = all_reduce_sum(loss_total, self.context, self.device) / global_count
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
         grad_norm = self._grad_norm = self._clip_gradients()
-        if not math.isfinite(mean_loss) or not math.isfinite(grad_norm):
+        # Under fp16 an infinite gradient is the scaler's business (it skips the step).
+        if not math.isfinite(mean_loss) or (not self.scaler and not math.isfinite(grad_norm)):
             raise NonFiniteLossError(
                 f"step {step}: loss={mean_loss} grad_norm={grad_norm} is not finite; the run "
                 "stopped and its last checkpoint is intact. Lower trainer.learning_rate or check the data"
             )
-        optimizer.step()
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         return mean_loss, float(tokens), float(local_count)
@@ -318,7 +387,9 @@ class Trainer:
     def evaluate(self, features: list[dict]) -> tuple[dict[str, float], np.ndarray]:
         """Task metrics and logits over ``features`` (which carry labels); every rank
         computes the same numbers."""
-        logits = predict_logits(self.model, features, self.task.collate, self.cfg.eval_batch_size, self.device)
+        logits = predict_logits(
+            self.model, features, self.task.collate, self.cfg.eval_batch_size, self.device, self.dtype
+        )
         labels = np.array([feature["labels"] for feature in features])
         return self.task.metrics(logits, labels), logits
 
@@ -350,6 +421,8 @@ class Trainer:
         if not self.context.is_main_process:
             return
         meta = {"config_hash": self.config_hash, "world_size": self.context.world_size, **progress.__dict__}
+        if self.scaler:
+            meta["grad_scaler"] = self.scaler.state_dict()
         best = self.best_state if progress.best_step not in (None, progress.step) else None
         path = ckpt.save_checkpoint(
             self.checkpoints, progress.step, weights, optimizer_state, scheduler.state_dict(), rng_states, meta,
@@ -370,6 +443,8 @@ class Trainer:
         sharding.load_optimizer(self.model, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         ckpt.restore_rng_state(state["rng"])
+        if self.scaler and "grad_scaler" in found.meta:
+            self.scaler.load_state_dict(found.meta["grad_scaler"])
         self.best_state = state["best_weights"]
         return _Progress(**{k: found.meta[k] for k in _Progress.__dataclass_fields__})
 
@@ -380,19 +455,20 @@ class Trainer:
         elapsed = max(now - window["since"], 1e-9)
         tokens = all_reduce_sum(window["tokens"], self.context, self.device)
         samples = all_reduce_sum(window["samples"], self.context, self.device)
-        self._fire_main(
-            "tunewright_train_step_end",
-            step=step,
-            metrics={
-                "loss": loss,
-                "learning_rate": scheduler.get_last_lr()[0],
-                "grad_norm": self._grad_norm,
-                "tokens_per_second": tokens / elapsed,
-                "samples_per_second": samples / elapsed,
-                "peak_memory_mb": peak_memory_mb(self.device),
-                "epoch": epoch + 1,
-            },
-        )
+        metrics = {
+            "loss": loss,
+            "learning_rate": scheduler.get_last_lr()[0],
+            "grad_norm": self._grad_norm,
+            "tokens_per_second": tokens / elapsed,
+            "samples_per_second": samples / elapsed,
+            "peak_memory_mb": peak_memory_mb(self.device),
+            "epoch": epoch + 1,
+        }
+        per_device_tokens = tokens / elapsed / self.context.world_size
+        mfu = model_flops_utilisation(per_device_tokens, self.total_parameters, self.device)
+        if mfu is not None:
+            metrics["mfu"] = mfu
+        self._fire_main("tunewright_train_step_end", step=step, metrics=metrics)
         window.update(tokens=0.0, samples=0.0, since=now)
 
     def _fire_main(self, hook_name: str, **kwargs: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 
 import tunewright
@@ -81,3 +82,16 @@ def test_sweep_runs_every_method(tiny_bert, tmp_path, capsys):
     assert any("kind: full" in c for c in configs) and any("kind: lora" in c for c in configs)
     full_model = next(p for p in tmp_path.iterdir() if "-full-" in p.name) / "model"
     assert (full_model / "model.safetensors").is_file()
+
+
+def test_gradient_checkpointing_changes_memory_not_the_result(tiny_bert, tmp_path):
+    from safetensors.torch import load_file
+
+    adapters = []
+    for flag in ("false", "true"):
+        runs = tmp_path / flag
+        assert main(["train", *tiny_run_overrides(tiny_bert, runs, f"trainer.gradient_checkpointing={flag}")]) == 0
+        (folder,) = [p for p in runs.iterdir() if p.is_dir()]
+        adapters.append(load_file(folder / "model" / "adapter_model.safetensors"))
+    for name, tensor in adapters[0].items():
+        assert torch.allclose(tensor, adapters[1][name], atol=1e-6), name

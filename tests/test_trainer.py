@@ -9,6 +9,7 @@ import torch
 
 from toy import Linear, features, make_trainer, weights
 from tunewright.checkpoint import CheckpointError, list_checkpoints
+from tunewright.errors import ConfigError
 from tunewright.trainer import NonFiniteLossError, warmup_then_decay
 
 
@@ -111,3 +112,23 @@ def test_schedules_warm_up_then_decay_to_zero(schedule):
         scheduler.step()
     assert rates[:2] == [0.5, 1.0]
     assert rates[2:] == sorted(rates[2:], reverse=True) and np.isclose(scheduler.get_last_lr()[0], 0.0)
+
+
+def test_bf16_autocast_trains_on_the_cpu(tmp_path):
+    trainer, hook = make_trainer(tmp_path, Linear(), max_epochs=2, batch_size=8, precision="bf16", log_every_n_steps=1)
+    result = trainer.fit(features(), features(32, seed=1))
+    losses = [kw["metrics"]["loss"] for name, kw in hook.calls if name == "tunewright_train_step_end"]
+    assert result.completed and all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_fp16_without_cuda_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="trainer.precision=fp16 needs a CUDA device"):
+        make_trainer(tmp_path, Linear(), precision="fp16")
+
+
+def test_compiled_model_computes_the_same_update(tmp_path):
+    eager, _ = make_trainer(tmp_path / "eager", Linear(), max_epochs=1, batch_size=16)
+    eager.fit(features(), [])
+    compiled, _ = make_trainer(tmp_path / "compiled", Linear(), max_epochs=1, batch_size=16, compile=True)
+    compiled.fit(features(), [])
+    np.testing.assert_allclose(weights(eager.model), weights(compiled.model), rtol=0, atol=1e-5)
