@@ -7,6 +7,7 @@ for classification) so that any task's fields fit.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import random
 from collections import defaultdict
@@ -55,6 +56,36 @@ def read_tab_labelled_lines(path: Path) -> list[dict[str, Any]]:
                 )
             examples.append({"text": text.strip(), "label": int(label)})
     return examples
+
+
+def read_labelled_csv(path: Path, text_column: str, label_column: str, label_names: list[str]) -> list[dict[str, Any]]:
+    """Read a CSV with a header into ``{"text", "label"}`` examples (label as an index).
+
+    A missing column or a label outside ``label_names`` is a :class:`DataError` naming
+    the file and the row (counting the header as row 1).
+    """
+    index = {name: i for i, name in enumerate(label_names)}
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; columns: {reader.fieldnames}")
+        examples = []
+        for row in reader:
+            label = row[label_column]
+            if label not in index:
+                raise DataError(f"{path}, row {reader.line_num}: unknown label {label!r}")
+            examples.append({"text": row[text_column].strip(), "label": index[label]})
+    return examples
+
+
+def split_given(given: dict[str, list[dict]], validation_fraction: float, seed: int) -> dict[str, list[dict]]:
+    """Use a source's own train/test splits; carve validation from train unless given."""
+    splits = dict(given)
+    if "validation" not in splits and validation_fraction > 0:
+        parts = _allocate(splits["train"], {"validation": validation_fraction}, seed)
+        splits["train"], splits["validation"] = parts["train"], parts["validation"]
+    return splits
 
 
 def stratified_subset(examples: list[dict], size: int, seed: int) -> list[dict]:

@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.methods.full",
     "tunewright.plugins.methods.lora",
     "tunewright.plugins.datasets.ecommerce_reviews",
+    "tunewright.plugins.datasets.banking77",
     "tunewright.plugins.trackers.local",
 )
 

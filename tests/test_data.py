@@ -56,3 +56,24 @@ def test_too_few_examples_for_the_split_is_an_error():
         stratified_split([{"text": "a", "label": 0}, {"text": "b", "label": 1}], 0.0, 0.2, seed=0)
     with pytest.raises(DataError, match="leaves no training data"):
         stratified_split([{"text": "a", "label": 0}], 0.5, 0.5, seed=0)
+
+
+def test_banking77_uses_its_given_splits_and_carves_validation_from_train():
+    from tunewright.plugins.datasets.banking77 import Banking77
+
+    data = Banking77(DataConfig(kind="banking77", validation_fraction=0.1)).load()
+    assert len(data.label_names) == 77
+    assert len(data.splits["test"]) == 3080
+    assert len(data.splits["train"]) + len(data.splits["validation"]) == 10003
+    assert Counter(e["label"] for e in data.splits["test"]) == {label: 40 for label in range(77)}
+
+
+def test_csv_with_an_unknown_label_or_missing_column_names_file_and_row(tmp_path):
+    from tunewright.data import read_labelled_csv
+
+    path = tmp_path / "intents.csv"
+    path.write_text('text,category\nhello,greet\n"multi\nline",greet\nbye,farewel\n')
+    with pytest.raises(DataError, match=r"intents.csv, row 5: unknown label 'farewel'"):
+        read_labelled_csv(path, "text", "category", ["greet", "farewell"])
+    with pytest.raises(DataError, match=r"intents.csv: no column 'label'"):
+        read_labelled_csv(path, "text", "label", ["greet"])
