@@ -1,0 +1,230 @@
+"""tunewright's trainer against a hand-written loop and Hugging Face ``Trainer``.
+
+Every variant fine-tunes all-MiniLM-L6-v2 with LoRA (r=8, alpha=16, dropout 0.1, on
+query/value) on the same stratified BANKING77 subset, max length 64, batch 32, the
+same learning rate, warmup, schedule and epochs, and is scored on the same test split:
+
+* ``tunewright``: ``tunewright train`` (length-grouped batches, the default);
+* ``plain_random``: a hand-written PyTorch loop, random batches, dynamic padding;
+* ``plain_grouped``: the same loop with tunewright's length-grouped batch order;
+* ``hf_trainer``: ``transformers.Trainer`` with its default settings besides the above.
+
+Each variant runs in its own process (so peak RSS is its own) one after the other, and
+the table reports wall seconds of training, real (non-padding) tokens per second, peak
+RSS and test accuracy, each with its ratio to tunewright.
+
+    python benchmarks/trainer_speed.py                 # the table in docs/benchmarks.md
+    python benchmarks/trainer_speed.py --limit 1000 --epochs 1   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VARIANTS = ("tunewright", "plain_random", "plain_grouped", "hf_trainer")
+MAX_LENGTH, BATCH_SIZE, RANK, ALPHA, DROPOUT = 64, 32, 8, 16, 0.1
+TARGETS = ["query", "value"]
+WARMUP_RATIO, WEIGHT_DECAY, SEED = 0.1, 0.01, 42
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_splits(limit: int):
+    """The BANKING77 subset every variant trains and tests on, through tunewright's own loader."""
+    from tunewright.plugin_manager import get_plugins
+    from tunewright.schema import DataConfig
+
+    from tunewright.plugins.datasets.banking77 import Banking77
+
+    get_plugins()
+    return Banking77(DataConfig(kind="banking77", limit=limit, validation_fraction=0.0)).load()
+
+
+def build_model(num_labels: int):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging
+
+    from tunewright.embedded import resolve_model_path
+
+    logging.set_verbosity_error()
+    path = resolve_model_path("embedded:all-MiniLM-L6-v2")
+    torch.manual_seed(SEED)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
+    lora = LoraConfig(task_type="SEQ_CLS", r=RANK, lora_alpha=ALPHA, lora_dropout=DROPOUT, target_modules=TARGETS)
+    return get_peft_model(model, lora), AutoTokenizer.from_pretrained(path)
+
+
+def encode(tokenizer, examples):
+    encoded = tokenizer([e["text"] for e in examples], truncation=True, max_length=MAX_LENGTH)
+    return [
+        {"input_ids": ids, "attention_mask": mask, "labels": e["label"]}
+        for ids, mask, e in zip(encoded["input_ids"], encoded["attention_mask"], examples)
+    ]
+
+
+def collate(tokenizer, features):
+    import torch
+
+    batch = tokenizer.pad([{k: f[k] for k in ("input_ids", "attention_mask")} for f in features], return_tensors="pt")
+    batch["labels"] = torch.tensor([f["labels"] for f in features])
+    return dict(batch)
+
+
+def accuracy(model, tokenizer, features) -> float:
+    from tunewright.trainer import predict_logits
+
+    import torch
+
+    logits = predict_logits(model, features, lambda fs: collate(tokenizer, fs), 128, torch.device("cpu"))
+    return float((logits.argmax(-1) == [f["labels"] for f in features]).mean())
+
+
+def run_plain(data, epochs: int, lr: float, grouped: bool) -> dict:
+    """The hand-written loop: AdamW, linear warmup/decay, mean cross-entropy per batch."""
+    import random
+
+    import torch
+
+    from tunewright.batching import step_batches
+    from tunewright.trainer import warmup_then_decay
+
+    model, tokenizer = build_model(len(data.label_names))
+    train, test = encode(tokenizer, data.splits["train"]), encode(tokenizer, data.splits["test"])
+    steps = epochs * math.ceil(len(train) / BATCH_SIZE)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=WEIGHT_DECAY)
+    scheduler = warmup_then_decay(optimizer, math.ceil(WARMUP_RATIO * steps), steps)
+    lengths = [len(f["input_ids"]) for f in train]
+    rng = random.Random(SEED)
+    tokens = 0
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        if grouped:
+            order = step_batches(lengths, BATCH_SIZE, SEED, epoch)
+        else:
+            indices = list(range(len(train)))
+            rng.shuffle(indices)
+            order = [indices[i : i + BATCH_SIZE] for i in range(0, len(indices), BATCH_SIZE)]
+        for batch_indices in order:
+            batch = collate(tokenizer, [train[i] for i in batch_indices])
+            model(**batch).loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens += int(batch["attention_mask"].sum())
+    wall = time.perf_counter() - started
+    return {"wall_seconds": wall, "tokens_per_second": tokens / wall, "test_accuracy": accuracy(model, tokenizer, test)}
+
+
+def run_hf_trainer(data, epochs: int, lr: float) -> dict:
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    model, tokenizer = build_model(len(data.label_names))
+    train, test = encode(tokenizer, data.splits["train"]), encode(tokenizer, data.splits["test"])
+    with tempfile.TemporaryDirectory() as output:
+        arguments = TrainingArguments(
+            output_dir=output, per_device_train_batch_size=BATCH_SIZE, num_train_epochs=epochs,
+            learning_rate=lr, warmup_steps=WARMUP_RATIO, weight_decay=WEIGHT_DECAY, seed=SEED,  # a float is a ratio
+            save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True,
+        )  # fmt: skip
+        trainer = Trainer(model=model, args=arguments, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
+        started = time.perf_counter()
+        trainer.train()
+        wall = time.perf_counter() - started
+    tokens = epochs * sum(len(f["input_ids"]) for f in train)
+    return {"wall_seconds": wall, "tokens_per_second": tokens / wall, "test_accuracy": accuracy(model, tokenizer, test)}
+
+
+def run_tunewright(limit: int, epochs: int, lr: float) -> dict:
+    from tunewright.cli import main
+
+    with tempfile.TemporaryDirectory() as runs:
+        overrides = [
+            "data=banking77", f"data.limit={limit}", "data.validation_fraction=0", f"model.max_length={MAX_LENGTH}",
+            f"method.r={RANK}", f"method.alpha={ALPHA}", f"method.dropout={DROPOUT}",
+            f"method.target_modules=[{','.join(TARGETS)}]", f"trainer.batch_size={BATCH_SIZE}",
+            f"trainer.max_epochs={epochs}", f"trainer.learning_rate={lr}", f"trainer.warmup_ratio={WARMUP_RATIO}",
+            f"trainer.weight_decay={WEIGHT_DECAY}", f"seed={SEED}", "trainer.progress_bar=false",
+            f"paths.runs_dir={runs}", "paths.run_id=benchmark",
+        ]  # fmt: skip
+        sys.argv = ["tunewright"]
+        with open(os.devnull, "w") as quiet:
+            stdout, sys.stdout = sys.stdout, quiet
+            try:
+                main(["train", *overrides])
+            finally:
+                sys.stdout = stdout
+        results = json.loads((Path(runs) / "benchmark" / "results.json").read_text())
+    train = results["train"]
+    return {"wall_seconds": train["wall_seconds"], "tokens_per_second": train["tokens_per_second"],
+            "test_accuracy": results["test"]["accuracy"]}  # fmt: skip
+
+
+def run_variant(variant: str, limit: int, epochs: int, lr: float) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if variant == "tunewright":
+        result = run_tunewright(limit, epochs, lr)
+    else:
+        data = load_splits(limit)
+        if variant == "hf_trainer":
+            result = run_hf_trainer(data, epochs, lr)
+        else:
+            result = run_plain(data, epochs, lr, grouped=variant == "plain_grouped")
+    return {**result, "peak_rss_mb": peak_rss_mb()}
+
+
+def table(results: dict[str, dict]) -> str:
+    base = results["tunewright"]
+    rows = [
+        "| variant | train wall s | real tokens/s | peak RSS MiB | test accuracy | wall ratio | tokens/s ratio | RSS ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        rows.append(
+            f"| {name} | {r['wall_seconds']:.1f} | {r['tokens_per_second']:.0f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['test_accuracy']:.4f} | {r['wall_seconds'] / base['wall_seconds']:.2f} | "
+            f"{r['tokens_per_second'] / base['tokens_per_second']:.2f} | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=3000, help="BANKING77 examples, train and test together")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a child process
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.limit, args.epochs, args.lr)))
+        return
+    results = {}
+    for variant in args.variants.split(","):
+        child = subprocess.run(
+            [sys.executable, __file__, "--variant", variant, "--limit", str(args.limit),
+             "--epochs", str(args.epochs), "--lr", str(args.lr)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        results[variant] = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"{variant}: {results[variant]}", file=sys.stderr)
+    print(f"BANKING77 subset of {args.limit}, {args.epochs} epochs, lr {args.lr}, batch {BATCH_SIZE}, max length {MAX_LENGTH}")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
