@@ -13,8 +13,11 @@ Each variant runs in its own process (so peak RSS is its own) one after the othe
 the table reports wall seconds of training, real (non-padding) tokens per second, peak
 RSS and test accuracy, each with its ratio to tunewright.
 
-    python benchmarks/trainer_speed.py                 # the table in docs/benchmarks.md
-    python benchmarks/trainer_speed.py --limit 1000 --epochs 1   # a quick look
+    python benchmarks/trainer_speed.py --limit 2000 --epochs 3 --repeats 3   # docs/benchmarks.md
+    python benchmarks/trainer_speed.py --limit 600 --epochs 1 --repeats 1    # a quick look
+
+Nothing else should run on the machine meanwhile: on 2 cores a second job halves every
+figure.
 """
 
 from __future__ import annotations
@@ -187,6 +190,11 @@ def run_variant(variant: str, limit: int, epochs: int, lr: float) -> dict:
     return {**result, "peak_rss_mb": peak_rss_mb()}
 
 
+def median_run(measured: list[dict]) -> dict:
+    """The run with the median training wall time (its own figures, not a mix)."""
+    return sorted(measured, key=lambda r: r["wall_seconds"])[len(measured) // 2]
+
+
 def table(results: dict[str, dict]) -> str:
     base = results["tunewright"]
     rows = [
@@ -208,21 +216,29 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--repeats", type=int, default=3, help="runs per variant; the median is reported")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a child process
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.limit, args.epochs, args.lr)))
         return
-    results = {}
-    for variant in args.variants.split(","):
-        child = subprocess.run(
-            [sys.executable, __file__, "--variant", variant, "--limit", str(args.limit),
-             "--epochs", str(args.epochs), "--lr", str(args.lr)],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        results[variant] = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"{variant}: {results[variant]}", file=sys.stderr)
-    print(f"BANKING77 subset of {args.limit}, {args.epochs} epochs, lr {args.lr}, batch {BATCH_SIZE}, max length {MAX_LENGTH}")
+    variants = args.variants.split(",")
+    runs: dict[str, list[dict]] = {variant: [] for variant in variants}
+    for round_number in range(args.repeats):
+        # Rotate the order each round so no variant always runs first on a cold machine.
+        for variant in variants[round_number % len(variants) :] + variants[: round_number % len(variants)]:
+            child = subprocess.run(
+                [sys.executable, __file__, "--variant", variant, "--limit", str(args.limit),
+                 "--epochs", str(args.epochs), "--lr", str(args.lr)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            runs[variant].append(json.loads(child.stdout.strip().splitlines()[-1]))
+            print(f"round {round_number + 1} {variant}: {runs[variant][-1]}", file=sys.stderr)
+    results = {variant: median_run(measured) for variant, measured in runs.items()}
+    print(
+        f"BANKING77 subset of {args.limit}, {args.epochs} epochs, lr {args.lr}, batch {BATCH_SIZE}, "
+        f"max length {MAX_LENGTH}; median of {args.repeats} run(s) per variant"
+    )
     print(table(results))
 
 

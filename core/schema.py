@@ -80,7 +80,7 @@ class TrainerConfig:
     warmup_ratio: float = 0.1  # share of steps with linearly rising learning rate
     max_grad_norm: float = 1.0  # gradient clipping; 0 disables it
     precision: str = "auto"  # auto: bf16 on CUDA (fp16 + grad scaler without bf16), fp32 on CPU | fp32 | bf16 | fp16
-    gradient_checkpointing: bool = False  # recompute activations: less memory, about 30% slower steps
+    gradient_checkpointing: bool = False  # recompute activations: less memory, one extra forward per step
     compile: bool = False  # torch.compile the model: faster steps after a compile pause
     group_by_length: bool = True  # batches of similar length: less padding, same randomness
     eval_every_n_steps: int = 0  # 0: evaluate after each epoch

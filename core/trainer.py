@@ -249,6 +249,7 @@ class Trainer:
         self.total_parameters = count_parameters(self.model)[1]
         self.best_state: dict[str, torch.Tensor] | None = None
         self._grad_norm = float("nan")
+        self._bar = None  # the rank-0 progress bar while fit() runs on a terminal
 
     # ------------------------------------------------------------------ training
 
@@ -272,7 +273,7 @@ class Trainer:
         scheduler = warmup_then_decay(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps, cfg.schedule)
         progress = self._resume(optimizer, scheduler)
         resumed_from = progress.step or None
-        bar = self._progress_bar(total_steps, progress.step)
+        bar = self._bar = self._progress_bar(total_steps, progress.step)
 
         started = time.perf_counter()
         totals = {"tokens": 0.0, "samples": 0.0}
@@ -290,7 +291,6 @@ class Trainer:
                     counter["samples"] += samples
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 if progress.step % cfg.log_every_n_steps == 0 or progress.step == total_steps:
                     self._log_step(progress.step, loss, scheduler, window, epoch)
 
@@ -468,6 +468,8 @@ class Trainer:
         mfu = model_flops_utilisation(per_device_tokens, self.total_parameters, self.device)
         if mfu is not None:
             metrics["mfu"] = mfu
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{loss:.4f}", tokens_per_s=f"{metrics['tokens_per_second']:.0f}")
         self._fire_main("tunewright_train_step_end", step=step, metrics=metrics)
         window.update(tokens=0.0, samples=0.0, since=now)
 
