@@ -7,13 +7,12 @@ for classification) so that any task's fields fit.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from tunewright.errors import DataError
 
@@ -27,6 +26,7 @@ class DomainData:
     splits: dict[str, list[dict[str, Any]]]
     label_names: list[str]
     sources: list[dict[str, str]] = field(default_factory=list)  # {"path", "sha256"}
+    load_notes: list[dict[str, Any]] = field(default_factory=list)  # rows a loader dropped, and why
 
 
 def file_sha256(path: Path) -> str:
@@ -37,54 +37,73 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_tab_labelled_lines(path: Path) -> list[dict[str, Any]]:
-    """Read ``sentence<TAB>0|1`` lines (the Sentiment Labelled Sentences format).
+def labelled_examples(
+    path: Path,
+    rows: Iterable[tuple[int, str, Any]],
+    label_names: list[str],
+    policy: str,
+    notes: list[dict[str, Any]],
+    split: str,
+) -> list[dict[str, Any]]:
+    """``{"text", "label"}`` examples from ``(row, text, label)``, labels mapped to indices.
 
-    Lines are split on ``\\n`` only and never unquoted: the source files hold stray
-    quotes and U+0085 characters that a CSV reader would mangle.
-    """
-    examples = []
-    with path.open(encoding="utf-8", newline="\n") as handle:
-        for row, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            text, sep, label = line.rpartition("\t")
-            if not sep or label.strip() not in ("0", "1"):
-                raise DataError(
-                    f"{path}, row {row}: expected 'sentence<TAB>0|1', got {line[:80]!r}"
-                )
-            examples.append({"text": text.strip(), "label": int(label)})
-    return examples
-
-
-def read_labelled_csv(path: Path, text_column: str, label_column: str, label_names: list[str]) -> list[dict[str, Any]]:
-    """Read a CSV with a header into ``{"text", "label"}`` examples (label as an index).
-
-    A missing column or a label outside ``label_names`` is a :class:`DataError` naming
-    the file and the row (counting the header as row 1).
+    A label outside ``label_names`` is an error naming file and row, or, with
+    ``data.cleaning.unknown_labels=drop``, a dropped row counted in ``notes``.
     """
     index = {name: i for i, name in enumerate(label_names)}
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; columns: {reader.fieldnames}")
-        examples = []
-        for row in reader:
-            label = row[label_column]
-            if label not in index:
-                raise DataError(f"{path}, row {reader.line_num}: unknown label {label!r}")
-            examples.append({"text": row[text_column].strip(), "label": index[label]})
+    examples, unknown = [], Counter()
+    for row, text, label in rows:
+        label = str(label)
+        if label not in index:
+            if policy != "drop":
+                raise DataError(
+                    f"{path}, row {row}: unknown label {label!r}; labels: {', '.join(label_names)} "
+                    "(data.cleaning.unknown_labels=drop skips such rows)"
+                )
+            unknown[label] += 1
+            continue
+        examples.append({"text": text, "label": index[label]})
+    if unknown:
+        kept = len(examples)
+        notes.append({"split": split, "step": "unknown_labels", "rows_in": kept + sum(unknown.values()),
+                      "rows_out": kept, "reason": f"labels outside the label set: {dict(unknown)}"})  # fmt: skip
     return examples
 
 
-def split_given(given: dict[str, list[dict]], validation_fraction: float, seed: int) -> dict[str, list[dict]]:
-    """Use a source's own train/test splits; carve validation from train unless given."""
-    splits = dict(given)
-    if "validation" not in splits and validation_fraction > 0:
-        parts = _allocate(splits["train"], {"validation": validation_fraction}, seed)
-        splits["train"], splits["validation"] = parts["train"], parts["validation"]
+def require_two_classes(path: Path, column: str, examples: list[dict[str, Any]], label_names: list[str]) -> None:
+    present = {e["label"] for e in examples}
+    if len(present) < 2:
+        only = label_names[next(iter(present))] if present else "(none)"
+        raise DataError(f"{path}: label column {column!r} holds a single class ({only!r}); a classifier needs two or more")
+
+
+def split_given(given: dict[str, list[dict]], cfg) -> dict[str, list[dict]]:
+    """Use a source's own splits as given; carve what is missing (validation, then test)
+    from train, stratified and seeded. ``data.limit`` shrinks every split in proportion."""
+    if not 0 <= cfg.validation_fraction < 1 or not 0 <= cfg.test_fraction < 1:
+        raise DataError(
+            f"data.validation_fraction={cfg.validation_fraction} and data.test_fraction={cfg.test_fraction} "
+            "must lie in [0, 1)"
+        )
+    if cfg.validation_fraction + cfg.test_fraction >= 1:
+        raise DataError(
+            f"data.validation_fraction + data.test_fraction = {cfg.validation_fraction + cfg.test_fraction} "
+            "leaves no training data"
+        )
+    splits = {name: rows for name, rows in given.items() if rows is not None}
+    if cfg.limit is not None:
+        total = sum(len(rows) for rows in splits.values())
+        splits = {name: stratified_subset(rows, round(cfg.limit * len(rows) / total), cfg.split_seed) for name, rows in splits.items()}
+    missing = {name: fraction for name, fraction in (("test", cfg.test_fraction), ("validation", cfg.validation_fraction))
+               if name not in splits and fraction > 0}  # fmt: skip
+    if missing:
+        splits.update(_allocate(splits["train"], missing, cfg.split_seed))
+    for name in SPLITS:
+        if name != "validation" and not splits.get(name):
+            raise DataError(
+                f"split {name!r} is empty: {sum(map(len, splits.values()))} examples are too few for "
+                f"data.validation_fraction={cfg.validation_fraction}, data.test_fraction={cfg.test_fraction}"
+            )
     return splits
 
 
@@ -94,31 +113,6 @@ def stratified_subset(examples: list[dict], size: int, seed: int) -> list[dict]:
         return examples
     shares = _allocate(examples, {"keep": size / len(examples)}, seed)
     return shares["keep"]
-
-
-def stratified_split(
-    examples: list[dict], validation_fraction: float, test_fraction: float, seed: int
-) -> dict[str, list[dict]]:
-    """A seeded train/validation/test split that keeps label shares in every split."""
-    if not 0 <= validation_fraction < 1 or not 0 < test_fraction < 1:
-        raise DataError(
-            f"data.validation_fraction={validation_fraction} and data.test_fraction="
-            f"{test_fraction} must lie in [0, 1) and (0, 1)"
-        )
-    if validation_fraction + test_fraction >= 1:
-        raise DataError(
-            f"data.validation_fraction + data.test_fraction = "
-            f"{validation_fraction + test_fraction} leaves no training data"
-        )
-    fractions = {"test": test_fraction, "validation": validation_fraction}
-    splits = _allocate(examples, fractions, seed)
-    for name in SPLITS:
-        if not splits.get(name) and (name != "validation" or validation_fraction > 0):
-            raise DataError(
-                f"split {name!r} is empty: {len(examples)} examples are too few for "
-                f"data.validation_fraction={validation_fraction}, data.test_fraction={test_fraction}"
-            )
-    return splits
 
 
 def _allocate(examples: list[dict], fractions: dict[str, float], seed: int) -> dict[str, list[dict]]:

@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from tunewright import distributed, sharding
+from tunewright.cleaning import clean, data_card, data_card_markdown
 from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
 from tunewright.errors import ConfigError
@@ -72,13 +73,16 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         plugins.hook.tunewright_run_start(run=run)
         seed_everything(cfg.seed)
 
-        data = plugins.registries["datasets"].build(cfg.data).load()
+        data, cleaning = clean(plugins.registries["datasets"].build(cfg.data).load(), cfg.data.cleaning)
         task = plugins.registries["models"].build(cfg.model)
         method = plugins.registries["methods"].build(cfg.method)
         features = {split: task.encode(examples) for split, examples in data.splits.items()}
         if run.is_main_process:
             run.folder.write_config(cfg)
             _write_manifest(run, data)
+            card = data_card(cfg.data.kind, data, cleaning, list(cfg.data.sensitive_columns))
+            run.folder.write_json("data_card.json", card)
+            atomic_write_text(run.folder.path / "data_card.md", data_card_markdown(card))
 
         model = method.apply(task.load_pretrained(data.label_names), task)
         trainer = Trainer(run, model, task, cfg.trainer, plugins.hook, context, device)

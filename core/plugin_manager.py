@@ -34,6 +34,9 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.methods.lora",
     "tunewright.plugins.datasets.ecommerce_reviews",
     "tunewright.plugins.datasets.banking77",
+    "tunewright.plugins.datasets.files",
+    "tunewright.plugins.datasets.finance_phrasebank",
+    "tunewright.plugins.datasets.medical_abstracts",
     "tunewright.plugins.trackers.local",
 )
 

@@ -40,13 +40,28 @@ class MethodConfig(PartConfig):
 
 
 @dataclass
+class CleaningConfig:
+    """The cleaning every dataset goes through (see ``core/cleaning.py``)."""
+
+    unicode_form: str = "NFC"  # NFC | NFKC | none
+    collapse_whitespace: bool = True
+    max_chars: int = 10000  # longer texts are truncated or dropped
+    over_long: str = "truncate"  # truncate | drop
+    deduplicate: str = "near"  # near (case and punctuation ignored) | exact | none
+    remove_leakage: bool = True  # drop evaluation examples that also appear in an earlier split
+    unknown_labels: str = "error"  # error | drop: a label outside the label set
+
+
+@dataclass
 class DataConfig(PartConfig):
     """Where examples come from and how they are split."""
 
     limit: Optional[int] = None  # keep at most this many examples (stratified), for quick runs
     validation_fraction: float = 0.1  # of all examples, when the source has no split
-    test_fraction: float = 0.2
+    test_fraction: float = 0.2  # of all examples, when the source has no test split
     split_seed: int = 0
+    sensitive_columns: list[str] = field(default_factory=list)  # kept for the bias audit, never fed to the model
+    cleaning: CleaningConfig = field(default_factory=CleaningConfig)
 
 
 @dataclass

@@ -1,79 +1,185 @@
-"""The bundled data loads, splits are stratified and disjoint, bad files name the row."""
+"""Datasets load whole, split as promised, clean with a record, and fail clearly on bad input."""
 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from tunewright.data import read_tab_labelled_lines, stratified_split, stratified_subset
-from tunewright.errors import DataError
-from tunewright.plugins.datasets.ecommerce_reviews import BUNDLED_FILE, EcommerceReviews
-from tunewright.schema import DataConfig
+from tunewright.cleaning import clean, data_card, data_card_markdown
+from tunewright.data import DomainData, split_given, stratified_subset
+from tunewright.errors import ConfigError, DataError
+from tunewright.plugins.datasets.banking77 import Banking77
+from tunewright.plugins.datasets.ecommerce_reviews import DATA, EcommerceReviews, ReviewsConfig
+from tunewright.plugins.datasets.files import FileDataConfig, _csv, _jsonl
+from tunewright.plugins.datasets.finance_phrasebank import FinancePhraseBank, PhraseBankConfig
+from tunewright.plugins.datasets.medical_abstracts import MedicalAbstracts, MedicalAbstractsConfig
+from tunewright.schema import CleaningConfig, DataConfig
+
+SHARED = Path(__file__).parents[2] / "shared" / "data"
 
 
-def test_bundled_reviews_load_whole_and_balanced():
-    examples = read_tab_labelled_lines(BUNDLED_FILE)
-    assert len(examples) == 1000
-    assert Counter(e["label"] for e in examples) == {0: 500, 1: 500}
-    assert (BUNDLED_FILE.parent / "ATTRIBUTION.txt").read_text().count("CC BY 4.0") == 1
+def cfg(schema, **fields):
+    return OmegaConf.structured(schema(kind="x", **fields))
+
+
+@pytest.mark.parametrize("domain", ["amazon", "imdb", "yelp"])
+def test_every_review_domain_reads_every_row(domain):
+    data = EcommerceReviews(cfg(ReviewsConfig, domain=domain, validation_fraction=0.0, test_fraction=0.5)).load()
+    assert sum(len(rows) for rows in data.splits.values()) == 1000  # stray quotes and U+0085 included
+    assert Counter(e["label"] for rows in data.splits.values() for e in rows) == {0: 500, 1: 500}
+    assert "CC BY 4.0" in (DATA / "ATTRIBUTION.txt").read_text()
 
 
 def test_split_is_stratified_disjoint_and_seeded():
     examples = [{"text": f"t{i}", "label": i % 3} for i in range(300)]
-    splits = stratified_split(examples, 0.1, 0.2, seed=7)
+    split = lambda seed: split_given({"train": examples}, cfg(DataConfig, split_seed=seed))  # noqa: E731
+    splits = split(7)
     assert {k: len(v) for k, v in splits.items()} == {"train": 210, "validation": 30, "test": 60}
     for rows in splits.values():
-        assert Counter(r["label"] for r in rows) == Counter({0: len(rows) // 3, 1: len(rows) // 3, 2: len(rows) // 3})
+        assert set(Counter(r["label"] for r in rows).values()) == {len(rows) // 3}
     texts = [r["text"] for rows in splits.values() for r in rows]
     assert len(texts) == len(set(texts)) == 300
-    assert stratified_split(examples, 0.1, 0.2, seed=7) == splits
-    assert stratified_split(examples, 0.1, 0.2, seed=8) != splits
+    assert split(7) == splits and split(8) != splits
 
 
 def test_limit_keeps_label_shares():
     examples = [{"text": str(i), "label": int(i < 250)} for i in range(1000)]
-    subset = stratified_subset(examples, 100, seed=0)
-    assert Counter(e["label"] for e in subset) == {0: 75, 1: 25}
+    assert Counter(e["label"] for e in stratified_subset(examples, 100, seed=0)) == {0: 75, 1: 25}
 
 
-def test_dataset_part_applies_limit_and_fractions():
-    data = EcommerceReviews(DataConfig(kind="ecommerce_reviews", limit=100, validation_fraction=0.2, test_fraction=0.2)).load()
-    assert {k: len(v) for k, v in data.splits.items()} == {"train": 60, "validation": 20, "test": 20}
-    assert data.label_names == ["negative", "positive"]
-    assert len(data.sources[0]["sha256"]) == 64
-
-
-def test_malformed_line_names_file_and_row(tmp_path):
-    path = tmp_path / "reviews.txt"
-    path.write_text("good phone\t1\nno label here\nbad\t0\n")
-    with pytest.raises(DataError, match=r"reviews.txt, row 2: expected 'sentence<TAB>0\|1'"):
-        read_tab_labelled_lines(path)
-
-
-def test_too_few_examples_for_the_split_is_an_error():
-    with pytest.raises(DataError, match="split 'test' is empty"):
-        stratified_split([{"text": "a", "label": 0}, {"text": "b", "label": 1}], 0.0, 0.2, seed=0)
+def test_impossible_split_fractions_are_errors():
     with pytest.raises(DataError, match="leaves no training data"):
-        stratified_split([{"text": "a", "label": 0}], 0.5, 0.5, seed=0)
+        split_given({"train": [{"text": "a", "label": 0}]}, cfg(DataConfig, validation_fraction=0.5, test_fraction=0.5))
+    with pytest.raises(DataError, match="split 'test' is empty"):
+        split_given({"train": [{"text": "a", "label": 0}, {"text": "b", "label": 1}]}, cfg(DataConfig))
 
 
 def test_banking77_uses_its_given_splits_and_carves_validation_from_train():
-    from tunewright.plugins.datasets.banking77 import Banking77
-
-    data = Banking77(DataConfig(kind="banking77", validation_fraction=0.1)).load()
-    assert len(data.label_names) == 77
-    assert len(data.splits["test"]) == 3080
+    data = Banking77(cfg(DataConfig, validation_fraction=0.1)).load()
+    assert len(data.label_names) == 77 and len(data.splits["test"]) == 3080
     assert len(data.splits["train"]) + len(data.splits["validation"]) == 10003
     assert Counter(e["label"] for e in data.splits["test"]) == {label: 40 for label in range(77)}
 
 
-def test_csv_with_an_unknown_label_or_missing_column_names_file_and_row(tmp_path):
-    from tunewright.data import read_labelled_csv
+# ------------------------------------------------------------------ cleaning
 
-    path = tmp_path / "intents.csv"
-    path.write_text('text,category\nhello,greet\n"multi\nline",greet\nbye,farewel\n')
-    with pytest.raises(DataError, match=r"intents.csv, row 5: unknown label 'farewel'"):
-        read_labelled_csv(path, "text", "category", ["greet", "farewell"])
-    with pytest.raises(DataError, match=r"intents.csv: no column 'label'"):
-        read_labelled_csv(path, "text", "label", ["greet"])
+
+def test_cleaning_normalises_deduplicates_removes_leakage_and_records_it():
+    raw = DomainData(
+        {
+            "train": [{"text": "Great  phone!", "label": 1}, {"text": "great phone", "label": 1},
+                      {"text": "   ", "label": 0}, {"text": "Cafe\u0301\u0085 ok", "label": 0}],
+            "test": [{"text": "GREAT PHONE.", "label": 1}, {"text": "bad", "label": 0}],
+        },
+        ["negative", "positive"],
+    )  # fmt: skip
+    data, report = clean(raw, CleaningConfig())
+    assert [e["text"] for e in data.splits["train"]] == ["Great phone!", "Café ok"]
+    assert [e["text"] for e in data.splits["test"]] == ["bad"]
+    steps = {(s["split"], s["step"]): s for s in report.steps}
+    assert steps["train", "drop_empty"]["rows_out"] == 3
+    assert steps["train", "deduplicate"]["rows_in"] == 3 and steps["train", "deduplicate"]["rows_out"] == 2
+    assert steps["test", "leakage"]["rows_out"] == 1
+    card = data_card("toy", data, report, [])
+    assert card["composition"]["train"]["labels"] == {"negative": 1, "positive": 1}
+    assert "leakage: 2 → 1 rows" in data_card_markdown(card)
+
+
+def test_over_long_rows_are_truncated_or_dropped_by_policy():
+    raw = DomainData({"train": [{"text": "x" * 50, "label": 0}, {"text": "short", "label": 1}]}, ["a", "b"])
+    truncated, _ = clean(raw, CleaningConfig(max_chars=10))
+    assert [len(e["text"]) for e in truncated.splits["train"]] == [10, 5]
+    dropped, _ = clean(raw, CleaningConfig(max_chars=10, over_long="drop"))
+    assert [e["text"] for e in dropped.splits["train"]] == ["short"]
+
+
+# ------------------------------------------------------------------ your own files
+
+
+def write(path: Path, text: str, encoding="utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_csv_with_mapped_columns_text_pairs_and_sensitive_features(tmp_path):
+    rows = "".join(f'q{i},"a, {i}",{"yes" if i % 2 else "no"},{"f" if i % 3 else "m"}\n' for i in range(40))
+    path = write(tmp_path / "pairs.csv", "question,answer,relevant,gender\n" + rows)
+    data = _csv(cfg(FileDataConfig, path=str(path), text_column="question", text_pair_column="answer",
+                    label_column="relevant", sensitive_columns=["gender"])).load()  # fmt: skip
+    assert data.label_names == ["no", "yes"]
+    example = data.splits["train"][0]
+    assert example["text_pair"].startswith("a, ") and example["sensitive"]["gender"] in ("f", "m")
+    assert sum(map(len, data.splits.values())) == 40
+
+
+def test_jsonl_with_given_splits(tmp_path):
+    line = lambda i: f'{{"body": "ticket {i}", "queue": "{"billing" if i % 2 else "tech"}"}}\n'  # noqa: E731
+    train = write(tmp_path / "train.jsonl", "".join(line(i) for i in range(30)))
+    test = write(tmp_path / "test.jsonl", "".join(line(i) for i in range(30, 40)))
+    data = _jsonl(cfg(FileDataConfig, train_path=str(train), test_path=str(test), text_column="body", label_column="queue")).load()
+    assert len(data.splits["test"]) == 10 and len(data.splits["train"]) + len(data.splits["validation"]) == 30
+
+
+@pytest.mark.parametrize(
+    ("content", "options", "message"),
+    [
+        (None, {}, r"missing.csv: no such file"),
+        ("", {}, r"bad.csv: the file is empty"),
+        ("text,label\nok,a\nbad,b,extra\n", {}, r"bad.csv, row 3: 3 fields where the header has 2"),
+        ("txt,label\nok,a\n", {}, r"bad.csv: no column 'text' \(data.text_column\); did you mean 'txt'\?"),
+        ("text,label\nok,a\nfine,a\n", {}, r"bad.csv: label column 'label' holds a single class \('a'\)"),
+        ("text,label\nok,a\nfine,b\nhm,c\n", {"labels": ["a", "b"]}, r"bad.csv, row 4: unknown label 'c'"),
+    ],
+)
+def test_bad_csv_input_names_file_row_and_column(tmp_path, content, options, message):
+    path = tmp_path / ("missing.csv" if content is None else "bad.csv")
+    if content is not None:
+        write(path, content)
+    with pytest.raises(DataError, match=message):
+        _csv(cfg(FileDataConfig, path=str(path), **options)).load()
+
+
+def test_wrong_encoding_names_the_encoding_and_row(tmp_path):
+    path = write(tmp_path / "latin.csv", "text,label\nok,a\ncaf\u00e9,b\nfine,a\nthé,b\n", encoding="latin-1")
+    with pytest.raises(DataError, match=r"latin.csv, row 3: not valid utf-8 .* data.encoding"):
+        _csv(cfg(FileDataConfig, path=str(path))).load()
+    data = _csv(cfg(FileDataConfig, path=str(path), encoding="latin-1", validation_fraction=0.0, test_fraction=0.5)).load()
+    assert "café" in [e["text"] for rows in data.splits.values() for e in rows]
+
+
+def test_malformed_jsonl_names_the_row(tmp_path):
+    path = write(tmp_path / "bad.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n')
+    with pytest.raises(DataError, match=r"bad.jsonl, row 2: not valid JSON"):
+        _jsonl(cfg(FileDataConfig, path=str(path))).load()
+
+
+def test_unknown_labels_can_be_dropped_and_are_counted(tmp_path):
+    path = write(tmp_path / "t.csv", "text,label\n" + "".join(f"t{i},{'abc'[i % 3]}\n" for i in range(60)))
+    data = _csv(cfg(FileDataConfig, path=str(path), labels=["a", "b"], cleaning=CleaningConfig(unknown_labels="drop"))).load()
+    assert sum(map(len, data.splits.values())) == 40
+    assert data.load_notes[0]["rows_in"] == 60 and "'c': 20" in data.load_notes[0]["reason"]
+
+
+def test_path_or_splits_is_required():
+    with pytest.raises(ConfigError, match="data.path: give a file"):
+        _csv(cfg(FileDataConfig)).load()
+
+
+# ------------------------------------------------------------------ licensed packs read from a path
+
+
+def test_finance_phrasebank_reads_both_encodings_and_says_where_to_get_it():
+    for agreement, rows in (("all", 2264), ("50", 4846)):
+        data = FinancePhraseBank(cfg(PhraseBankConfig, path=str(SHARED / "financial_phrasebank"), agreement=agreement)).load()
+        assert sum(map(len, data.splits.values())) == rows
+    with pytest.raises(ConfigError, match="not bundled; download it"):
+        FinancePhraseBank(cfg(PhraseBankConfig)).load()
+
+
+def test_medical_abstracts_reads_the_test_split_as_a_pool():
+    data = MedicalAbstracts(cfg(MedicalAbstractsConfig, path=str(SHARED / "medical_abstracts"))).load()
+    assert data.label_names[0] == "neoplasms" and len(data.label_names) == 5
+    assert sum(map(len, data.splits.values())) == 2888

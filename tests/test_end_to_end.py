@@ -24,7 +24,7 @@ def default_run(tmp_path_factory):
 
 
 def test_run_folder_holds_the_whole_record(default_run):
-    for name in ("config.yaml", "results.json", "metrics.jsonl", "manifest.json", "test_predictions.jsonl"):
+    for name in ("config.yaml", "results.json", "metrics.jsonl", "manifest.json", "test_predictions.jsonl", "data_card.json", "data_card.md"):
         assert (default_run / name).is_file(), name
     model = default_run / "model"
     assert (model / "adapter_model.safetensors").is_file()
@@ -35,7 +35,10 @@ def test_run_folder_holds_the_whole_record(default_run):
     results = json.loads((default_run / "results.json").read_text())
     assert set(results["test"]) >= {"accuracy", "f1_macro", "loss"}
     assert set(results["train"]) >= {"wall_seconds", "tokens_per_second", "trainable_parameters"}
-    assert results["data"] == {"train": 210, "validation": 30, "test": 60}
+    card = json.loads((default_run / "data_card.json").read_text())
+    rows = {split: c["rows"] for split, c in card["composition"].items()}
+    assert results["data"] == rows and rows["train"] == 210  # two test sentences repeat train ones
+    assert sum(s["rows_in"] - s["rows_out"] for s in card["cleaning"]) == 300 - sum(rows.values())
     assert 0 < results["train"]["trainable_parameters"] < results["train"]["total_parameters"] / 20
 
     events = [json.loads(line) for line in (default_run / "metrics.jsonl").read_text().splitlines()]

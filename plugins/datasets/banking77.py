@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from tunewright import hookimpl
-from tunewright.data import DomainData, file_sha256, read_labelled_csv, split_given, stratified_subset
+from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
+from tunewright.readers import read_csv, require_columns
 from tunewright.schema import DataConfig
 
 BUNDLED = Path(__file__).parent / "data" / "banking77"
@@ -23,19 +24,15 @@ class Banking77:
 
     def load(self) -> DomainData:
         label_names = json.loads((BUNDLED / "categories.json").read_text(encoding="utf-8"))
-        given = {
-            split: read_labelled_csv(BUNDLED / f"{split}.csv", "text", "category", label_names)
-            for split in ("train", "test")
-        }
-        if self.cfg.limit is not None:
-            total = sum(len(rows) for rows in given.values())
-            given = {
-                split: stratified_subset(rows, round(self.cfg.limit * len(rows) / total), self.cfg.split_seed)
-                for split, rows in given.items()
-            }
-        splits = split_given(given, self.cfg.validation_fraction, self.cfg.split_seed)
-        sources = [{"path": f"banking77/{s}.csv", "sha256": file_sha256(BUNDLED / f"{s}.csv")} for s in ("train", "test")]
-        return DomainData(splits, label_names, sources)
+        given, notes = {}, []
+        for split in ("train", "test"):
+            path = BUNDLED / f"{split}.csv"
+            header, rows = read_csv(path)
+            require_columns(path, header, {"text_column": "text", "label_column": "category"})
+            triples = ((row, fields["text"], fields["category"]) for row, fields in rows)
+            given[split] = labelled_examples(path, triples, label_names, self.cfg.cleaning.unknown_labels, notes, split)
+        sources = [{"path": f"banking77/{s}.csv", "sha256": file_sha256(BUNDLED / f"{s}.csv")} for s in given]
+        return DomainData(split_given(given, self.cfg), label_names, sources, notes)
 
 
 @hookimpl

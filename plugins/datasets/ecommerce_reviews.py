@@ -1,40 +1,46 @@
-"""``data=ecommerce_reviews``: Amazon review sentences labelled negative/positive.
+"""``data=ecommerce_reviews``: review sentences labelled negative/positive.
 
-The 1000 Amazon sentences of Sentiment Labelled Sentences (Kotzias et al., KDD 2015,
-CC BY 4.0) ship with the package; see ``data/ATTRIBUTION.txt`` beside this module.
+The Amazon, IMDB and Yelp files of Sentiment Labelled Sentences (Kotzias et al., KDD
+2015, CC BY 4.0) ship with the package; see ``data/ATTRIBUTION.txt``. Amazon product
+reviews are the default domain; ``data.domain=imdb`` or ``yelp`` gives the same task on
+shifted text, for drift checks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from tunewright import hookimpl
-from tunewright.data import (
-    DomainData,
-    file_sha256,
-    read_tab_labelled_lines,
-    stratified_split,
-    stratified_subset,
-)
+from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
+from tunewright.errors import ConfigError
+from tunewright.readers import read_separated_lines
 from tunewright.schema import DataConfig
 
-BUNDLED_FILE = Path(__file__).parent / "data" / "amazon_cells_labelled.txt"
+DATA = Path(__file__).parent / "data"
+DOMAIN_FILES = {"amazon": "amazon_cells_labelled.txt", "imdb": "imdb_labelled.txt", "yelp": "yelp_labelled.txt"}
 LABEL_NAMES = ["negative", "positive"]
 
 
+@dataclass
+class ReviewsConfig(DataConfig):
+    domain: str = "amazon"  # amazon (products) | imdb (movies) | yelp (restaurants)
+
+
 class EcommerceReviews:
-    def __init__(self, cfg: DataConfig):
+    def __init__(self, cfg: ReviewsConfig):
         self.cfg = cfg
 
     def load(self) -> DomainData:
-        examples = read_tab_labelled_lines(BUNDLED_FILE)
-        if self.cfg.limit is not None:
-            examples = stratified_subset(examples, self.cfg.limit, self.cfg.split_seed)
-        splits = stratified_split(
-            examples, self.cfg.validation_fraction, self.cfg.test_fraction, self.cfg.split_seed
-        )
-        source = {"path": BUNDLED_FILE.name, "sha256": file_sha256(BUNDLED_FILE)}
-        return DomainData(splits, LABEL_NAMES, [source])
+        if self.cfg.domain not in DOMAIN_FILES:
+            raise ConfigError(f"data.domain: {self.cfg.domain!r} is not one of {', '.join(DOMAIN_FILES)}")
+        path = DATA / DOMAIN_FILES[self.cfg.domain]
+        rows = ((row, text, {"0": "negative", "1": "positive"}.get(label, label))
+                for row, text, label in read_separated_lines(path, "\t"))  # fmt: skip
+        notes: list = []
+        examples = labelled_examples(path, rows, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train")
+        splits = split_given({"train": examples}, self.cfg)
+        return DomainData(splits, LABEL_NAMES, [{"path": path.name, "sha256": file_sha256(path)}], notes)
 
 
 @hookimpl
@@ -42,5 +48,6 @@ def tunewright_register_datasets(registry):
     registry.add(
         "ecommerce_reviews",
         EcommerceReviews,
-        description="Amazon review sentences, negative/positive (bundled, CC BY 4.0)",
+        schema=ReviewsConfig,
+        description="review sentences, negative/positive: amazon (default), imdb, yelp (bundled, CC BY 4.0)",
     )

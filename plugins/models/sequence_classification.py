@@ -83,12 +83,13 @@ class SequenceClassification:
     # ------------------------------------------------------------------ data
 
     def encode(self, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Tokenise examples once; labels are kept when present."""
-        encoded = self.tokenizer(
-            [example["text"] for example in examples],
-            truncation=True,
-            max_length=self.cfg.max_length,
-        )
+        """Tokenise examples (and text pairs) once; labels are kept when present.
+
+        Only the text fields reach the model; sensitive features stay in the examples
+        for the audit."""
+        texts = [example["text"] for example in examples]
+        pairs = [example["text_pair"] for example in examples] if "text_pair" in examples[0] else None
+        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.cfg.max_length)
         features = []
         for i, example in enumerate(examples):
             feature = {key: values[i] for key, values in encoded.items()}

@@ -1,0 +1,109 @@
+"""Reading data files so that every bad input fails with file, row and column named.
+
+A missing or empty file, the wrong encoding, a ragged CSV row, malformed JSON, a
+missing column (with the closest existing name suggested) and an unknown label each
+raise a :class:`~tunewright.errors.DataError` before any training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from tunewright.errors import DataError
+
+Row = tuple[int, dict[str, Any]]  # (row number in the file, counting a header as row 1; fields)
+
+
+def read_text(path: Path | str, encoding: str = "utf-8") -> str:
+    """The whole file decoded; missing, empty and undecodable files are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        row = raw[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}, row {row}: not valid {encoding} (byte {raw[error.start]:#04x} at offset {error.start}); "
+            "set data.encoding to the file's encoding, e.g. latin-1 or cp1252"
+        ) from None
+
+
+def lines(text: str) -> list[str]:
+    """Split on ``\\n`` only: U+0085 and other Unicode line breaks inside a sentence stay
+    where they are (``str.splitlines`` would cut there)."""
+    return text.split("\n")
+
+
+def read_separated_lines(path: Path, separator: str, encoding: str = "utf-8") -> Iterator[tuple[int, str, str]]:
+    """``(row, text, label)`` from ``text<separator>label`` lines, split at the last separator.
+
+    No quoting is interpreted: review sentences hold stray quotes a CSV reader would
+    swallow whole rows with.
+    """
+    for row, line in enumerate(lines(read_text(path, encoding)), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        text, found, label = line.rpartition(separator)
+        if not found or not label.strip():
+            raise DataError(f"{path}, row {row}: expected 'text{separator}label', got {line[:80]!r}")
+        yield row, text, label.strip()
+
+
+def read_csv(path: Path, encoding: str = "utf-8", delimiter: str = ",") -> tuple[list[str], list[Row]]:
+    """Header and rows of a CSV; a row with more or fewer fields than the header is an error."""
+    reader = csv.reader(io.StringIO(read_text(path, encoding), newline=""), delimiter=delimiter)
+    header = next(reader, None)
+    if not header:
+        raise DataError(f"{path}: no header row")
+    rows = []
+    for fields in reader:
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            raise DataError(
+                f"{path}, row {reader.line_num}: {len(fields)} fields where the header has {len(header)} "
+                f"({', '.join(header)}); check quoting and delimiters"
+            )
+        rows.append((reader.line_num, dict(zip(header, fields))))
+    if not rows:
+        raise DataError(f"{path}: a header but no rows")
+    return header, rows
+
+
+def read_jsonl(path: Path, encoding: str = "utf-8") -> tuple[list[str], list[Row]]:
+    """Objects of a JSON-lines file, and the union of their keys."""
+    rows, keys = [], {}
+    for row, line in enumerate(lines(read_text(path, encoding)), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}, row {row}: not valid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}, row {row}: expected a JSON object, got {type(record).__name__}")
+        keys.update(dict.fromkeys(record))
+        rows.append((row, record))
+    return list(keys), rows
+
+
+def require_columns(path: Path, available: list[str], wanted: dict[str, str]) -> None:
+    """Every ``wanted`` column (config key -> column name) exists, or an error suggests
+    the closest one."""
+    for key, column in wanted.items():
+        if column not in available:
+            close = difflib.get_close_matches(column, available, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise DataError(
+                f"{path}: no column {column!r} (data.{key}){hint} columns: {', '.join(map(str, available))}"
+            )

@@ -1,0 +1,101 @@
+"""``data=csv`` and ``data=jsonl``: your own labelled text files.
+
+One file split automatically (``data.path``), or your own splits
+(``data.train_path``, ``data.validation_path``, ``data.test_path``); missing
+evaluation splits are carved from train, stratified and seeded. Columns are mapped by
+config; sensitive-feature columns are carried along for the bias audit and never
+reach the model.
+
+    tunewright train data=csv data.path=tickets.csv data.text_column=body data.label_column=queue
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from tunewright import hookimpl
+from tunewright.data import DomainData, file_sha256, labelled_examples, require_two_classes, split_given
+from tunewright.errors import ConfigError, DataError
+from tunewright.readers import read_csv, read_jsonl, require_columns
+from tunewright.schema import DataConfig
+
+
+@dataclass
+class FileDataConfig(DataConfig):
+    path: Optional[str] = None  # one file, split into train/validation/test
+    train_path: Optional[str] = None  # or your own splits
+    validation_path: Optional[str] = None
+    test_path: Optional[str] = None
+    text_column: str = "text"
+    text_pair_column: Optional[str] = None  # a second text, for pair classification
+    label_column: str = "label"
+    labels: Optional[list[str]] = None  # the label set, in id order; default: sorted labels of train
+    encoding: str = "utf-8"
+    delimiter: str = ","  # csv only; "\t" for tab-separated files
+
+
+class LabelledFiles:
+    """Reads the configured files with ``read`` (CSV or JSON lines)."""
+
+    def __init__(self, cfg: FileDataConfig, read):
+        self.cfg = cfg
+        self.read = read
+
+    def files(self) -> dict[str, Path]:
+        cfg = self.cfg
+        split_paths = {"train": cfg.train_path, "validation": cfg.validation_path, "test": cfg.test_path}
+        if cfg.path and cfg.train_path:
+            raise ConfigError("data.path and data.train_path: give one file to split, or your own splits, not both")
+        if cfg.path:
+            return {"train": Path(cfg.path)}
+        if not cfg.train_path:
+            raise ConfigError("data.path: give a file (data.path=...) or your splits (data.train_path=...)")
+        return {split: Path(path) for split, path in split_paths.items() if path}
+
+    def load(self) -> DomainData:
+        cfg = self.cfg
+        records = {split: self._read(path) for split, path in self.files().items()}
+        label_names = list(cfg.labels) if cfg.labels else sorted({str(r[cfg.label_column]) for _, r in records["train"][1]})
+        given, notes = {}, []
+        for split, (path, rows) in records.items():
+            triples = ((row, str(fields[cfg.text_column]), fields[cfg.label_column]) for row, fields in rows)
+            examples = labelled_examples(path, triples, label_names, cfg.cleaning.unknown_labels, notes, split)
+            kept_rows = [fields for (_, fields) in rows if str(fields[cfg.label_column]) in label_names]
+            for example, fields in zip(examples, kept_rows):
+                if cfg.text_pair_column:
+                    example["text_pair"] = str(fields[cfg.text_pair_column])
+                if cfg.sensitive_columns:
+                    example["sensitive"] = {column: fields[column] for column in cfg.sensitive_columns}
+            given[split] = examples
+        require_two_classes(records["train"][0], cfg.label_column, given["train"], label_names)
+        sources = [{"path": str(path), "sha256": file_sha256(path)} for path, _ in records.values()]
+        return DomainData(split_given(given, cfg), label_names, sources, notes)
+
+    def _read(self, path: Path) -> tuple[Path, list]:
+        columns, rows = self.read(path)
+        wanted = {"text_column": self.cfg.text_column, "label_column": self.cfg.label_column}
+        if self.cfg.text_pair_column:
+            wanted["text_pair_column"] = self.cfg.text_pair_column
+        wanted.update({f"sensitive_columns[{i}]": c for i, c in enumerate(self.cfg.sensitive_columns)})
+        require_columns(path, columns, wanted)
+        for row, fields in rows:
+            missing = [c for c in wanted.values() if fields.get(c) is None]
+            if missing:
+                raise DataError(f"{path}, row {row}: no value in column {missing[0]!r}")
+        return path, rows
+
+
+def _csv(cfg: FileDataConfig) -> LabelledFiles:
+    return LabelledFiles(cfg, lambda path: read_csv(path, cfg.encoding, cfg.delimiter))
+
+
+def _jsonl(cfg: FileDataConfig) -> LabelledFiles:
+    return LabelledFiles(cfg, lambda path: read_jsonl(path, cfg.encoding))
+
+
+@hookimpl
+def tunewright_register_datasets(registry):
+    registry.add("csv", _csv, schema=FileDataConfig, description="your labelled CSV (or TSV) files, columns mapped by config")
+    registry.add("jsonl", _jsonl, schema=FileDataConfig, description="your labelled JSON-lines files, keys mapped by config")
