@@ -44,14 +44,16 @@ def peak_rss_mb() -> float:
 
 
 def load_splits(limit: int):
-    """The BANKING77 subset every variant trains and tests on, through tunewright's own loader."""
-    from tunewright.plugin_manager import get_plugins
+    """The BANKING77 subset every variant trains and tests on: tunewright's own loader
+    and cleaning, so the hand-written loops and HF Trainer see exactly its data."""
+    from omegaconf import OmegaConf
+
+    from tunewright.cleaning import clean
+    from tunewright.plugins.datasets.banking77 import Banking77
     from tunewright.schema import DataConfig
 
-    from tunewright.plugins.datasets.banking77 import Banking77
-
-    get_plugins()
-    return Banking77(DataConfig(kind="banking77", limit=limit, validation_fraction=0.0)).load()
+    cfg = OmegaConf.structured(DataConfig(kind="banking77", limit=limit, validation_fraction=0.0))
+    return clean(Banking77(cfg).load(), cfg.cleaning)[0]
 
 
 def build_model(num_labels: int):
