@@ -1,7 +1,7 @@
 """Which examples go into which optimizer step, on which rank.
 
 Training batches are **length-grouped**: each epoch the indices are shuffled with a
-generator seeded by ``(seed, epoch)``, cut into mega-batches of ``group_factor`` steps,
+generator seeded by ``(seed, epoch)``, cut into mega-batches of ``group_factor`` steps (8),
 and each mega-batch is sorted by length before being cut into steps, whose order is
 shuffled again. Examples of similar length share a batch, so dynamic padding wastes
 little compute, while the data order stays random and, above all, a pure function of
@@ -25,7 +25,7 @@ def step_batches(
     seed: int,
     epoch: int,
     group_by_length: bool = True,
-    group_factor: int = 50,
+    group_factor: int = 8,
 ) -> list[list[int]]:
     """The index lists of one epoch's optimizer steps, ``step_size`` examples each
     (the last may be smaller)."""

@@ -15,9 +15,9 @@ from tunewright.cli import main
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    """`tunewright train` on 300 bundled examples, 2 epochs: the real MiniLM and LoRA."""
+    """`tunewright train` on 300 bundled examples, 3 epochs: the real MiniLM and LoRA."""
     runs = tmp_path_factory.mktemp("runs")
-    code = main(["train", "data.limit=300", "trainer.max_epochs=2", "trainer.progress_bar=false", f"paths.runs_dir={runs}"])
+    code = main(["train", "data.limit=300", "trainer.max_epochs=3", "trainer.progress_bar=false", f"paths.runs_dir={runs}"])
     assert code == 0
     (folder,) = runs.iterdir()
     return folder
@@ -43,7 +43,7 @@ def test_run_folder_holds_the_whole_record(default_run):
 
     events = [json.loads(line) for line in (default_run / "metrics.jsonl").read_text().splitlines()]
     assert {e["event"] for e in events} == {"train", "eval"}
-    assert [e["split"] for e in events if e["event"] == "eval"] == ["validation", "validation", "test"]
+    assert [e["split"] for e in events if e["event"] == "eval"] == ["validation"] * 3 + ["test"]
     assert all(np.isfinite(e["loss"]) for e in events)
 
 

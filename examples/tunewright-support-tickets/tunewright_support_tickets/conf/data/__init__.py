@@ -1,0 +1,1 @@
+"""data=support_tickets."""
