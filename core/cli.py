@@ -131,8 +131,18 @@ def summary(results: dict, cfg) -> str:
             f"test loss:            {test['loss']:.4f}",
             f"wall time:            {fit['wall_seconds']:.1f} s training, "
             f"{fit['tokens_per_second']:.0f} tokens/s",
+            *audit_lines(results.get("audits") or {}),
         ]
     )
+
+
+def audit_lines(audits: dict) -> list[str]:
+    """The bias verdicts and release decision, when audits ran."""
+    if not audits:
+        return []
+    verdicts = ", ".join(f"{name} {verdict}" for name, verdict in audits["verdicts"].items())
+    release = "allowed" if audits["release"]["allowed"] else "BLOCKED"
+    return [f"bias audit:           {verdicts}; release {release} (reports/bias.html)"]
 
 
 def predict(args: list[str]) -> int:

@@ -28,9 +28,11 @@ from tunewright.cleaning import clean, data_card, data_card_markdown
 from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
 from tunewright.errors import ConfigError
+from tunewright.governance.bias_report import bias_record, write_bias_report
+from tunewright.governance.policy import load_policy
 from tunewright.run import Run
 from tunewright.run_folder import RunFolder, agree_on_run_id, atomic_write_text
-from tunewright.trainer import Trainer, pick_device
+from tunewright.trainer import Trainer, pick_device, predict_logits
 
 # Libraries whose versions the manifest records.
 RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn")
@@ -48,6 +50,15 @@ class Evaluation:
     data: DomainData
     test_metrics: dict[str, float]
     test_predictions: list[dict[str, Any]]
+    device: torch.device
+    dtype: torch.dtype | None
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities for any texts, batched like the evaluation."""
+        features = self.task.encode([{"text": text} for text in texts])
+        logits = predict_logits(self.model, features, self.task.collate, self.run.config.trainer.eval_batch_size,
+                                self.device, self.dtype)  # fmt: skip
+        return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
 
 
 def seed_everything(seed: int) -> None:
@@ -103,7 +114,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
             test_predictions = _record_predictions(run, data, task, test_logits)
             _save_model(run.folder, method, task, model, data.label_names)
-            evaluation = Evaluation(run, task, model, data, test_metrics, test_predictions)
+            evaluation = Evaluation(run, task, model, data, test_metrics, test_predictions, device, trainer.dtype)
             results["audits"] = _run_audits(evaluation, plugins)
             results["monitors"] = _run_monitors(evaluation, plugins)
             run.folder.write_json("results.json", results)
@@ -166,15 +177,19 @@ def _start_trackers(run: Run, plugins) -> list[Any]:
 
 
 def _run_audits(evaluation: Evaluation, plugins) -> dict[str, Any]:
-    """Run each configured audit; fire ``tunewright_audit_completed`` with all results."""
-    registry = plugins.registries["audits"]
+    """Run each configured audit, write ``reports/bias.{json,html}``, ask for the release
+    decision and fire ``tunewright_audit_completed``; returns verdicts and the decision."""
+    run, registry = evaluation.run, plugins.registries["audits"]
     results = {}
-    for name in evaluation.run.config.audit.names:
-        audit = registry.get(name).factory(_part_config(registry, name), evaluation.run)
+    for name in run.config.audit.names:
+        audit = registry.get(name).factory(_part_config(registry, name), run)
         results[name] = audit.audit(evaluation)
-    if results:
-        plugins.hook.tunewright_audit_completed(run=evaluation.run, results=results)
-    return results
+    if not results:
+        return {}
+    decision = plugins.hook.tunewright_release_decision(run=run, results=results)
+    write_bias_report(run, bias_record(run, results, decision, load_policy(run.config.audit.policy)))
+    plugins.hook.tunewright_audit_completed(run=run, results=results)
+    return {"verdicts": {name: result["verdict"] for name, result in results.items()}, "release": decision}
 
 
 def _run_monitors(evaluation: Evaluation, plugins) -> dict[str, Any]:

@@ -38,6 +38,9 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.datasets.finance_phrasebank",
     "tunewright.plugins.datasets.medical_abstracts",
     "tunewright.plugins.trackers.local",
+    "tunewright.governance.audits.counterfactual",
+    "tunewright.governance.audits.group_metrics",
+    "tunewright.governance.release",
 )
 
 # family -> (config group, base schema of its parts)

@@ -121,6 +121,14 @@ class SelectionConfig:
 
 
 @dataclass
+class AuditSelectionConfig(SelectionConfig):
+    """The bias audits to run, and the policy that judges them."""
+
+    policy: str = "default"  # a bundled policy (default, lenient) or a path to a policy YAML
+    positive_label: Optional[str] = None  # the label whose rate is compared; default: the last label
+
+
+@dataclass
 class PathsConfig:
     runs_dir: str = "runs"  # every run gets runs_dir/<run_id>/
     run_id: Optional[str] = None  # chosen automatically when null
@@ -134,7 +142,7 @@ class TrainConfig:
     method: Any = MISSING
     data: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    audit: SelectionConfig = field(default_factory=SelectionConfig)
+    audit: AuditSelectionConfig = field(default_factory=AuditSelectionConfig)
     monitor: SelectionConfig = field(default_factory=SelectionConfig)
     tracker: SelectionConfig = field(default_factory=SelectionConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -144,7 +152,7 @@ class TrainConfig:
 # Config groups that are not plugin families, and the schema their options extend.
 CORE_GROUP_SCHEMAS: dict[str, type] = {
     "trainer": TrainerConfig,
-    "audit": SelectionConfig,
+    "audit": AuditSelectionConfig,
     "monitor": SelectionConfig,
     "tracker": SelectionConfig,
     "paths": PathsConfig,

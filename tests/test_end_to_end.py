@@ -41,6 +41,13 @@ def test_run_folder_holds_the_whole_record(default_run):
     assert sum(s["rows_in"] - s["rows_out"] for s in card["cleaning"]) == 300 - sum(rows.values())
     assert 0 < results["train"]["trainable_parameters"] < results["train"]["total_parameters"] / 20
 
+    bias = json.loads((default_run / "reports" / "bias.json").read_text())
+    assert bias["schema_version"] == 1 and set(bias["audits"]) == {"counterfactual"}
+    assert set(bias["audits"]["counterfactual"]["attributes"]) == {"gender", "race", "religion", "age", "nationality"}
+    assert results["audits"]["verdicts"]["counterfactual"] == bias["audits"]["counterfactual"]["verdict"]
+    assert results["audits"]["release"] == bias["release"]
+    assert "<h1>Bias report" in (default_run / "reports" / "bias.html").read_text()
+
     events = [json.loads(line) for line in (default_run / "metrics.jsonl").read_text().splitlines()]
     assert {e["event"] for e in events} == {"train", "eval"}
     assert [e["split"] for e in events if e["event"] == "eval"] == ["validation"] * 3 + ["test"]

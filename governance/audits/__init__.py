@@ -1,0 +1,1 @@
+"""Bias audits, registered as tunewright plugins."""

@@ -1,0 +1,1 @@
+"""Bias policies: thresholds selected by audit.policy."""

@@ -1,0 +1,20 @@
+"""The builtin release decision: a ``fail`` verdict under a blocking policy blocks release.
+
+It answers ``tunewright_release_decision`` last (``trylast``), so any plugin with its
+own rule answers first and wins (the hook is ``firstresult``).
+"""
+
+from __future__ import annotations
+
+from tunewright import hookimpl
+from tunewright.governance.policy import load_policy
+
+
+@hookimpl(trylast=True)
+def tunewright_release_decision(run, results):
+    policy = load_policy(run.config.audit.policy)
+    failed = [f"{name}: {reason}" for name, audit in results.items() if audit["verdict"] == "fail"
+              for reason in audit.get("reasons", [])]  # fmt: skip
+    if failed and policy.blocking:
+        return {"allowed": False, "policy": policy.name, "reasons": failed}
+    return {"allowed": True, "policy": policy.name, "reasons": [f"not blocking: {r}" for r in failed]}

@@ -1,0 +1,134 @@
+"""Bias audits: exact group metrics, planted bias found, no bias not flagged, bad input clear."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from tunewright.errors import ConfigError
+from tunewright.governance.audits.counterfactual import ATTRIBUTES, counterfactual_audit
+from tunewright.governance.audits.group_metrics import GroupMetricsAudit, group_metrics
+from tunewright.governance.bias_report import render_html
+from tunewright.governance.policy import Policy, load_policy
+from tunewright.governance.release import tunewright_release_decision
+
+POLICY = Policy("test", blocking=True, min_group_size=3, significance=0.05, warn_margin=0.0,
+                checks={"demographic_parity_ratio": {"min": 0.8}, "flip_rate": {"max": 0.02}, "accuracy_gap": {"max": 0.1}})  # fmt: skip
+
+
+def test_group_metrics_match_hand_computed_values():
+    #          group a (4 rows)                group b (4 rows)               group c (2 rows: suppressed)
+    y_true = ["pos", "pos", "neg", "neg",    "pos", "pos", "neg", "neg",    "pos", "neg"]
+    y_pred = ["pos", "pos", "pos", "neg",    "pos", "neg", "neg", "neg",    "pos", "pos"]
+    features = pd.DataFrame({"group": list("aaaabbbbcc")})
+    result = group_metrics(y_true, y_pred, features, "pos", POLICY, n_boot=20)
+    groups = {g["group"]: g for g in result["groups"]}
+    assert groups["group=a"]["accuracy"] == 0.75 and groups["group=b"]["accuracy"] == 0.75
+    assert groups["group=a"]["selection_rate"] == 0.75 and groups["group=b"]["selection_rate"] == 0.25
+    assert groups["group=a"]["true_positive_rate"] == 1.0 and groups["group=b"]["true_positive_rate"] == 0.5
+    assert groups["group=a"]["false_positive_rate"] == 0.5 and groups["group=b"]["false_positive_rate"] == 0.0
+    assert result["suppressed_groups"] == ["group=c"] and groups["group=c"]["size"] == 2
+    selection = result["disparities"]["selection_rate"]
+    assert selection["difference"] == 0.5 and selection["ratio"] == pytest.approx(1 / 3)
+    assert result["disparities"]["accuracy"]["difference"] == 0.0
+    assert result["overall"]["accuracy"] == 0.7  # 3 + 3 + 1 of 10
+    ci = groups["group=a"]["accuracy_ci"]
+    assert 0 <= ci[0] <= 0.75 <= ci[1] <= 1
+    # DP ratio 1/3 breaks 0.8, but 4 vs 4 examples is not significant: warn, not fail.
+    dp = next(c for c in result["checks"] if c["check"] == "demographic_parity_ratio")
+    assert dp["verdict"] == "warn" and dp["p_value"] > 0.05
+
+
+def test_intersectional_groups_and_insufficient_data():
+    features = pd.DataFrame({"sex": list("ffmmff"), "age": list("yoyoyo")})
+    result = group_metrics(list("pnpnpn"), list("pnpnpn"), features, "p", POLICY, n_boot=10)
+    assert {g["group"] for g in result["groups"]} == {"sex=f, age=y", "sex=f, age=o", "sex=m, age=y", "sex=m, age=o"}
+    assert result["verdict"] == "insufficient_data"  # no group reaches min_group_size 3
+
+
+def predict_with_bias(favoured: set[str], boost: float):
+    """A model whose positive probability rises when a favoured name appears."""
+
+    def predict_proba(texts):
+        probabilities = []
+        for text in texts:
+            base = 0.7 if any(word in text for word in ("excellent", "love", "worth", "lasts")) else 0.3
+            p = min(0.99, base + boost) if any(name in text.split() for name in favoured) else base
+            probabilities.append([1 - p, p])
+        return np.array(probabilities)
+
+    return predict_proba
+
+
+def test_counterfactual_audit_fails_on_planted_gender_bias_and_names_it():
+    female = set(ATTRIBUTES["gender"]["female"])
+    report = counterfactual_audit(predict_with_bias(female, 0.35), ["negative", "positive"], "positive", POLICY)
+    gender = report["attributes"]["gender"]
+    assert report["verdict"] == "fail" and gender["verdict"] == "fail"
+    assert gender["flip_rate"] > 0.02 and gender["p_value"] < 0.05
+    assert any(r.startswith("gender:") for r in report["reasons"])
+    assert report["attributes"]["religion"]["verdict"] == "pass"
+    assert report["attributes"]["religion"]["flip_rate"] == 0.0
+
+
+def test_counterfactual_audit_passes_a_model_that_ignores_identity():
+    report = counterfactual_audit(predict_with_bias(set(), 0.0), ["negative", "positive"], "positive", POLICY)
+    assert report["verdict"] == "pass"
+    assert all(a["flip_rate"] == 0.0 and a["demographic_parity_ratio"] == 1.0 for a in report["attributes"].values())
+
+
+def test_probes_for_a_label_the_model_lacks_are_a_clear_error():
+    with pytest.raises(ConfigError, match="audit.positive_label: 'positive' is not a label of this model"):
+        counterfactual_audit(predict_with_bias(set(), 0.0), ["billing", "technical"], "positive", POLICY)
+
+
+def fake_run(sensitive_columns, positive_label=None):
+    config = OmegaConf.create({"audit": {"policy": "default", "positive_label": positive_label},
+                               "data": {"sensitive_columns": sensitive_columns}})  # fmt: skip
+    return SimpleNamespace(config=config)
+
+
+def fake_evaluation(rows):
+    return SimpleNamespace(test_predictions=rows, data=SimpleNamespace(label_names=["neg", "pos"]))
+
+
+def test_group_metrics_audit_bad_input():
+    rows = [{"label": "pos", "prediction": {"label": "pos"}, "sensitive": {"region": "north"}}]
+    with pytest.raises(ConfigError, match="data.sensitive_columns: 'gender' is missing"):
+        GroupMetricsAudit(None, fake_run(["gender"])).audit(fake_evaluation(rows))
+    with pytest.raises(ConfigError, match="audit.positive_label: 'yes' is not one of neg, pos"):
+        GroupMetricsAudit(None, fake_run(["region"], "yes")).audit(fake_evaluation(rows))
+    result = GroupMetricsAudit(None, fake_run([])).audit(fake_evaluation(rows))
+    assert result["verdict"] == "insufficient_data" and "data.sensitive_columns" in result["reasons"][0]
+
+
+def test_policies_load_by_name_and_unknown_names_list_the_bundled_ones(tmp_path):
+    assert load_policy("default").checks["demographic_parity_ratio"] == {"min": 0.8}
+    with pytest.raises(ConfigError, match="no policy 'strict'; bundled: default, lenient"):
+        load_policy("strict")
+    broken = tmp_path / "mine.yaml"
+    broken.write_text("name: mine\nchecks: {}\n")
+    with pytest.raises(ConfigError, match="mine.yaml is not a valid policy"):
+        load_policy(str(broken))
+
+
+def test_a_fail_under_a_blocking_policy_blocks_release():
+    run = fake_run([])
+    blocked = tunewright_release_decision(run, {"counterfactual": {"verdict": "fail", "reasons": ["gender: flip"]}})
+    assert blocked["allowed"] is False and "gender: flip" in blocked["reasons"][0]
+    assert tunewright_release_decision(run, {"counterfactual": {"verdict": "warn", "reasons": []}})["allowed"] is True
+
+
+def test_html_report_leads_with_the_summary_and_highlights_failures():
+    female = set(ATTRIBUTES["gender"]["female"])
+    audit = counterfactual_audit(predict_with_bias(female, 0.35), ["negative", "positive"], "positive", POLICY)
+    record = {"run_id": "r1", "model": {"name_or_path": "m"}, "method": "lora", "data": "d",
+              "policy": {"name": "test", "blocking": True}, "audits": {"counterfactual": audit},
+              "release": {"allowed": False, "reasons": ["counterfactual: gender"]}}  # fmt: skip
+    page = render_html(record)
+    assert page.index("Release is <b>blocked</b>") < page.index("<h2>")
+    assert "<tr class='fail'>" in page and "<script" not in page
