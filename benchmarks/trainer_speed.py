@@ -164,7 +164,7 @@ def run_tunewright(limit: int, epochs: int, lr: float) -> dict:
             f"method.target_modules=[{','.join(TARGETS)}]", f"trainer.batch_size={BATCH_SIZE}",
             f"trainer.max_epochs={epochs}", f"trainer.learning_rate={lr}", f"trainer.warmup_ratio={WARMUP_RATIO}",
             f"trainer.weight_decay={WEIGHT_DECAY}", f"seed={SEED}", "trainer.progress_bar=false",
-            f"paths.runs_dir={runs}", "paths.run_id=benchmark",
+            f"paths.runs_dir={runs}", "paths.run_id=benchmark", "audit=none",  # the trainer alone, like the others
         ]  # fmt: skip
         sys.argv = ["tunewright"]
         with open(os.devnull, "w") as quiet:

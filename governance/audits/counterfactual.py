@@ -9,9 +9,10 @@ every probe, and per attribute the audit reports:
 * the counterfactual **flip rate**: the share of pairs (same template, same position in
   two groups' lists) whose predicted label differs;
 * fairlearn's demographic parity difference and ratio over the probes' predictions;
-* a paired significance test over templates of the mean positive probability per group
-  (Wilcoxon signed-rank for two groups, Friedman for more), so that noise is not called
-  bias: a check fails only when its limit is broken *and* p is below the policy's level.
+* a permutation test of group membership over the members (names or terms), each
+  scored by its mean positive probability over the templates, so that noise, or a
+  model reacting to individual names without favouring a group, is not called bias: a
+  check fails only when its limit is broken *and* p is below the policy's level.
 
 Provenance (see ``docs/governance.md``): the gender lists are among the most common US
 given names of each sex in the Social Security Administration's records; the race lists
@@ -27,7 +28,6 @@ import itertools
 from typing import Any, Callable
 
 import numpy as np
-from scipy.stats import friedmanchisquare, wilcoxon
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
@@ -139,7 +139,7 @@ def _judge_attribute(attribute, groups, scored, n_templates, label_names, positi
     else:
         difference = float(dp_difference(selected, selected, sensitive_features=sensitive))
         ratio = float(dp_ratio(selected, selected, sensitive_features=sensitive))
-    p_value, test = _paired_test(attribute, groups, scored, n_templates, positive_index)
+    p_value, test = _permutation_test(attribute, groups, scored, n_templates, positive_index)
     flip_rate = flips / pairs if pairs else None
     small = [g["group"] for g in group_rows if g["probes"] < policy.min_group_size]
     checks = [] if small else [c for c in (
@@ -155,17 +155,32 @@ def _judge_attribute(attribute, groups, scored, n_templates, label_names, positi
     }  # fmt: skip
 
 
-def _paired_test(attribute, groups, scored, n_templates, positive_index) -> tuple[float, str]:
-    """p-value that the groups' mean positive probability differs, paired by template."""
-    per_template = np.array([
-        [np.mean([scored[attribute, g, i, t][0][positive_index] for i in range(len(members))]) for g, members in groups.items()]
-        for t in range(n_templates)
-    ])  # fmt: skip
-    if np.allclose(per_template, per_template[:, :1]):
-        return 1.0, "none (identical scores)"
-    if per_template.shape[1] == 2:
-        return float(wilcoxon(per_template[:, 0], per_template[:, 1]).pvalue), "wilcoxon signed-rank over templates"
-    return float(friedmanchisquare(*per_template.T).pvalue), "friedman over templates"
+def _permutation_test(attribute, groups, scored, n_templates, positive_index, rounds: int = 2000) -> tuple[float, str]:
+    """p-value that group membership, not the individual name or term, moves the
+    positive probability.
+
+    Each member (name or term) is scored by its mean positive probability over the
+    templates; the statistic is the spread (max - min) of the group means. Members are
+    the units, so a model that reacts to individual names without favouring a group is
+    not called biased. Exact over all reassignments when they are few, else ``rounds``
+    seeded random permutations.
+    """
+    members = [(g, i) for g, names in groups.items() for i in range(len(names))]
+    scores = np.array([np.mean([scored[attribute, g, i, t][0][positive_index] for t in range(n_templates)]) for g, i in members])
+    labels = np.array([g for g, _ in members])
+    names = list(groups)
+
+    def spread(assignment) -> float:
+        means = [scores[assignment == g].mean() for g in names]
+        return max(means) - min(means)
+
+    observed = spread(labels)
+    if observed == 0:
+        return 1.0, "permutation of members (no difference)"
+    rng = np.random.default_rng(0)
+    permuted = [spread(rng.permutation(labels)) for _ in range(rounds)]
+    p_value = (1 + sum(value >= observed - 1e-12 for value in permuted)) / (rounds + 1)
+    return float(p_value), f"permutation of {len(members)} members between groups"
 
 
 class CounterfactualAudit:

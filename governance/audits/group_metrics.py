@@ -15,8 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from scipy.stats import fisher_exact
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
@@ -24,10 +22,11 @@ from tunewright.governance.policy import Policy, load_policy, worst
 
 
 def group_metrics(
-    y_true: list[str], y_pred: list[str], features: pd.DataFrame, positive: str, policy: Policy, n_boot: int = 200
+    y_true: list[str], y_pred: list[str], features, positive: str, policy: Policy, n_boot: int = 200
 ) -> dict[str, Any]:
     """The audit's result for labels ``y_true``, predictions ``y_pred`` and one row of
-    ``features`` per example."""
+    ``features`` (a pandas DataFrame) per example."""
+    import pandas as pd
     from fairlearn.metrics import MetricFrame, count, false_positive_rate, selection_rate, true_positive_rate
 
     truth, predicted = np.asarray(y_true), np.asarray(y_pred)
@@ -89,6 +88,8 @@ def group_metrics(
 
 def _fisher(a: dict, b: dict, metric: str) -> float:
     """Fisher exact test on the 2x2 table of successes of ``metric`` in groups a and b."""
+    from scipy.stats import fisher_exact
+
     table = [[round(g[metric] * g["size"]), g["size"] - round(g[metric] * g["size"])] for g in (a, b)]
     return float(fisher_exact(table).pvalue)
 
@@ -116,6 +117,8 @@ class GroupMetricsAudit:
         positive = self.run.config.audit.positive_label or labels[-1]
         if positive not in labels:
             raise ConfigError(f"audit.positive_label: {positive!r} is not one of {', '.join(labels)}")
+        import pandas as pd
+
         features = pd.DataFrame([{c: str(r["sensitive"][c]) for c in columns} for r in rows])
         return group_metrics([r["label"] for r in rows], [r["prediction"]["label"] for r in rows], features, positive, self.policy)
 
