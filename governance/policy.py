@@ -4,7 +4,8 @@ verdict rule every audit shares.
 A check compares one measured value with its limit (``min`` or ``max``):
 
 * violated and significant (p below ``significance``, or no test applies) -> ``fail``;
-* violated but not significant, or within ``warn_margin`` of the limit -> ``warn``;
+* violated but not significant, or within ``warn_margin`` (a fraction of the limit)
+  of the limit -> ``warn``;
 * otherwise -> ``pass``.
 
 An audit's verdict is the worst of its checks; with too little data to measure it is
@@ -44,7 +45,10 @@ class Policy:
             return {**outcome, "verdict": "insufficient_data", "reason": f"{subject}: {name} could not be measured"}
         low, high = limits.get("min"), limits.get("max")
         violated = (low is not None and value < low) or (high is not None and value > high)
-        near = (low is not None and value < low + self.warn_margin) or (high is not None and value > high - self.warn_margin)
+        # The margin is relative to the limit: 5% of a 0.02 flip-rate limit, of a 0.8 ratio.
+        near = (low is not None and value < low * (1 + self.warn_margin)) or (
+            high is not None and value > high * (1 - self.warn_margin)
+        )
         significant = p_value is None or p_value < self.significance
         bound = f">= {low}" if low is not None else f"<= {high}"
         if violated and significant:
@@ -52,7 +56,7 @@ class Policy:
         elif violated:
             verdict, why = "warn", f"{subject}: {name} = {value:.4f} breaks {bound} but p = {p_value:.3f} is not significant"
         elif near:
-            verdict, why = "warn", f"{subject}: {name} = {value:.4f} is within {self.warn_margin} of the limit {bound}"
+            verdict, why = "warn", f"{subject}: {name} = {value:.4f} is within {self.warn_margin:.0%} of the limit {bound}"
         else:
             verdict, why = "pass", f"{subject}: {name} = {value:.4f} within {bound}"
         if p_value is not None:
