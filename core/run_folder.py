@@ -97,9 +97,6 @@ class RunFolder:
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_json(self.path / name, obj)
 
-    def read_json(self, name: str) -> Any:
-        return json.loads((self.path / name).read_text(encoding="utf-8"))
-
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line; each line is flushed so a crash keeps earlier lines."""
         with self.metrics_path.open("a", encoding="utf-8") as handle:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from tunewright import hookimpl
 from tunewright.data import DomainData, file_sha256, labelled_examples, require_two_classes, split_given
