@@ -80,6 +80,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
     run_id = agree_on_run_id(cfg)
     run = Run(run_id, cfg, RunFolder(Path(cfg.paths.runs_dir) / run_id).create(), context.rank, context.world_size)
     trackers = _start_trackers(run, plugins) if run.is_main_process else []
+    failed = False
     try:
         plugins.hook.tunewright_run_start(run=run)
         seed_everything(cfg.seed)
@@ -109,7 +110,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             "train": asdict(fit),
             "data": {split: len(examples) for split, examples in data.splits.items()},
         }
-        model = _unsharded(trainer.model, method, task, data.label_names, run.is_main_process)
+        model = _unsharded(trainer.model, method, task, data.label_names, run.is_main_process, device)
         if run.is_main_process:
             plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
             test_predictions = _record_predictions(run, data, task, test_logits)
@@ -122,11 +123,12 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         return results
     except BaseException as error:
         plugins.hook.tunewright_run_error(run=run, error=error)
+        failed = True
         raise
     finally:
         for tracker in trackers:
             plugins.manager.unregister(tracker)
-        distributed.teardown()
+        distributed.teardown(graceful=not failed)
 
 
 def _join_process_group(cfg: DictConfig, device: torch.device) -> DistributedContext:
@@ -144,11 +146,11 @@ def _join_process_group(cfg: DictConfig, device: torch.device) -> DistributedCon
     return distributed.setup(device)
 
 
-def _unsharded(model, method, task, label_names: list[str], is_main_process: bool):
+def _unsharded(model, method, task, label_names: list[str], is_main_process: bool, device: torch.device):
     """The trained model as one ordinary module on rank 0, for export and governance.
 
-    An FSDP-sharded model is gathered (every rank takes part) into a freshly built copy;
-    any other model is returned as it is.
+    An FSDP-sharded model is gathered (every rank takes part) into a freshly built copy
+    on ``device``, where the audits run it; any other model is returned as it is.
     """
     if not sharding.is_sharded(model):
         return model
@@ -157,7 +159,7 @@ def _unsharded(model, method, task, label_names: list[str], is_main_process: boo
         return None
     copy = method.apply(task.load_pretrained(label_names), task)
     copy.load_state_dict(state)
-    return copy
+    return copy.to(device)
 
 
 def _part_config(registry, name: str) -> DictConfig:
