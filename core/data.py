@@ -39,20 +39,21 @@ def file_sha256(path: Path) -> str:
 
 def labelled_examples(
     path: Path,
-    rows: Iterable[tuple[int, str, Any]],
+    rows: Iterable[tuple[int, dict[str, Any], Any]],
     label_names: list[str],
     policy: str,
     notes: list[dict[str, Any]],
     split: str,
 ) -> list[dict[str, Any]]:
-    """``{"text", "label"}`` examples from ``(row, text, label)``, labels mapped to indices.
+    """Labelled examples from ``(row, fields, label)``: ``fields`` (``{"text": ...}`` and
+    any of ``text_pair``, ``sensitive``) plus ``label`` mapped to its index.
 
     A label outside ``label_names`` is an error naming file and row, or, with
     ``data.cleaning.unknown_labels=drop``, a dropped row counted in ``notes``.
     """
     index = {name: i for i, name in enumerate(label_names)}
     examples, unknown = [], Counter()
-    for row, text, label in rows:
+    for row, fields, label in rows:
         label = str(label)
         if label not in index:
             if policy != "drop":
@@ -62,7 +63,7 @@ def labelled_examples(
                 )
             unknown[label] += 1
             continue
-        examples.append({"text": text, "label": index[label]})
+        examples.append({**fields, "label": index[label]})
     if unknown:
         kept = len(examples)
         notes.append({"split": split, "step": "unknown_labels", "rows_in": kept + sum(unknown.values()),

@@ -29,8 +29,8 @@ class Banking77:
             path = BUNDLED / f"{split}.csv"
             header, rows = read_csv(path)
             require_columns(path, header, {"text_column": "text", "label_column": "category"})
-            triples = ((row, fields["text"], fields["category"]) for row, fields in rows)
-            given[split] = labelled_examples(path, triples, label_names, self.cfg.cleaning.unknown_labels, notes, split)
+            labelled = ((row, {"text": fields["text"]}, fields["category"]) for row, fields in rows)
+            given[split] = labelled_examples(path, labelled, label_names, self.cfg.cleaning.unknown_labels, notes, split)
         sources = [{"path": f"banking77/{s}.csv", "sha256": file_sha256(BUNDLED / f"{s}.csv")} for s in given]
         return DomainData(split_given(given, self.cfg), label_names, sources, notes)
 

@@ -35,7 +35,7 @@ class EcommerceReviews:
         if self.cfg.domain not in DOMAIN_FILES:
             raise ConfigError(f"data.domain: {self.cfg.domain!r} is not one of {', '.join(DOMAIN_FILES)}")
         path = DATA / DOMAIN_FILES[self.cfg.domain]
-        rows = ((row, text, {"0": "negative", "1": "positive"}.get(label, label))
+        rows = ((row, {"text": text}, {"0": "negative", "1": "positive"}.get(label, label))
                 for row, text, label in read_separated_lines(path, "\t"))  # fmt: skip
         notes: list = []
         examples = labelled_examples(path, rows, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from tunewright import hookimpl
 from tunewright.data import DomainData, file_sha256, labelled_examples, require_two_classes, split_given
@@ -60,18 +60,21 @@ class LabelledFiles:
         label_names = list(cfg.labels) if cfg.labels else sorted({str(r[cfg.label_column]) for _, r in records["train"][1]})
         given, notes = {}, []
         for split, (path, rows) in records.items():
-            triples = ((row, str(fields[cfg.text_column]), fields[cfg.label_column]) for row, fields in rows)
-            examples = labelled_examples(path, triples, label_names, cfg.cleaning.unknown_labels, notes, split)
-            kept_rows = [fields for (_, fields) in rows if str(fields[cfg.label_column]) in label_names]
-            for example, fields in zip(examples, kept_rows):
-                if cfg.text_pair_column:
-                    example["text_pair"] = str(fields[cfg.text_pair_column])
-                if cfg.sensitive_columns:
-                    example["sensitive"] = {column: fields[column] for column in cfg.sensitive_columns}
-            given[split] = examples
+            labelled = ((row, self._example(fields), fields[cfg.label_column]) for row, fields in rows)
+            given[split] = labelled_examples(path, labelled, label_names, cfg.cleaning.unknown_labels, notes, split)
         require_two_classes(records["train"][0], cfg.label_column, given["train"], label_names)
         sources = [{"path": str(path), "sha256": file_sha256(path)} for path, _ in records.values()]
         return DomainData(split_given(given, cfg), label_names, sources, notes)
+
+    def _example(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The configured columns of one row, under the names tasks and audits read."""
+        cfg = self.cfg
+        example = {"text": str(fields[cfg.text_column])}
+        if cfg.text_pair_column:
+            example["text_pair"] = str(fields[cfg.text_pair_column])
+        if cfg.sensitive_columns:
+            example["sensitive"] = {column: fields[column] for column in cfg.sensitive_columns}
+        return example
 
     def _read(self, path: Path) -> tuple[Path, list]:
         columns, rows = self.read(path)

@@ -48,9 +48,8 @@ class FinancePhraseBank:
             raise ConfigError(f"data.path: {path} does not exist. {WHERE}")
         encoding = _detect_encoding(path)
         notes: list = []
-        examples = labelled_examples(
-            path, read_separated_lines(path, "@", encoding), LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train"
-        )
+        labelled = ((row, {"text": text}, label) for row, text, label in read_separated_lines(path, "@", encoding))
+        examples = labelled_examples(path, labelled, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train")
         return DomainData(split_given({"train": examples}, self.cfg), LABEL_NAMES, [{"path": path.name, "sha256": file_sha256(path)}], notes)
 
 

@@ -47,8 +47,8 @@ class MedicalAbstracts:
         for split, path in files.items():
             header, rows = read_csv(path)
             require_columns(path, header, {"text_column": "medical_abstract", "label_column": "condition_label"})
-            triples = ((row, f["medical_abstract"], names.get(f["condition_label"], f["condition_label"])) for row, f in rows)
-            given[split] = labelled_examples(path, triples, label_names, self.cfg.cleaning.unknown_labels, notes, split)
+            labelled = ((row, {"text": f["medical_abstract"]}, names.get(f["condition_label"], f["condition_label"])) for row, f in rows)
+            given[split] = labelled_examples(path, labelled, label_names, self.cfg.cleaning.unknown_labels, notes, split)
         if "train" not in given:  # only the test split is present: it becomes the pool to split
             given = {"train": given.pop("test")}
         sources = [{"path": path.name, "sha256": file_sha256(path)} for path in files.values()]

@@ -51,8 +51,8 @@ class SupportTickets:
         header, rows = read_csv(path)
         require_columns(path, header, {"message_column": self.cfg.message_column, "queue_column": self.cfg.queue_column})
         messages = [(row, fields[self.cfg.message_column], fields[self.cfg.queue_column]) for row, fields in rows]
-        cleaned = [(row, strip_signoff(text), QUEUES.get(code, code)) for row, text, code in messages]
-        changed = sum(before[1] != after[1] for before, after in zip(messages, cleaned))
+        cleaned = [(row, {"text": strip_signoff(text)}, QUEUES.get(code, code)) for row, text, code in messages]
+        changed = sum(before[1] != after[1]["text"] for before, after in zip(messages, cleaned))
         notes = [{"split": "train", "step": "strip_signoff", "rows_in": len(rows), "rows_out": len(rows),
                   "rows_changed": changed, "reason": "signatures, addresses and ticket numbers cut"}]  # fmt: skip
         labels = list(QUEUES.values())
