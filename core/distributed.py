@@ -45,8 +45,14 @@ def setup(device: torch.device) -> DistributedContext:
     return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ["LOCAL_RANK"]))
 
 
-def teardown() -> None:
+def teardown(graceful: bool = True) -> None:
+    """Leave the process group. ``graceful``: first wait until every rank is done with it,
+    since a rank that destroys its group while a peer is still sending can abort that
+    peer (seen with Gloo). After an error there is no waiting: the other ranks may never
+    arrive, and torchrun takes the job down."""
     if dist.is_initialized():
+        if graceful:
+            dist.barrier()
         dist.destroy_process_group()
 
 

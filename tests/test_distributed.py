@@ -27,15 +27,15 @@ def torchrun(script: str, *args: str, nproc: int = 2, timeout: int = 300) -> sub
 
 DDP_WORKER = textwrap.dedent(
     """
-    import sys, numpy as np, torch, torch.distributed as dist
+    import sys, numpy as np, torch
     from toy import Linear, features, make_trainer, weights
-    from tunewright.distributed import setup
+    from tunewright.distributed import setup, teardown
     context = setup(torch.device("cpu"))
     trainer, _ = make_trainer(sys.argv[1], Linear(), context, max_epochs=2, batch_size=int(sys.argv[2]),
                               gradient_accumulation_steps=int(sys.argv[3]))
     trainer.fit(features(), [])
     np.save(f"{sys.argv[1]}/weights-rank{context.rank}.npy", weights(trainer.model))
-    dist.destroy_process_group()
+    teardown()
     """
 )
 
@@ -80,10 +80,10 @@ def test_train_launches_itself_with_ddp_into_one_run_folder(tiny_bert, tmp_path)
 
 FSDP_WORKER = textwrap.dedent(
     """
-    import sys, numpy as np, torch, torch.distributed as dist
+    import sys, numpy as np, torch
     from toy import Linear, features, make_trainer
     from tunewright import sharding
-    from tunewright.distributed import setup
+    from tunewright.distributed import setup, teardown
     folder, stop = sys.argv[1], int(sys.argv[2])
     context = setup(torch.device("cpu"))
     trainer, _ = make_trainer(folder, Linear(dropout=0.2), context, strategy="fsdp", max_epochs=2, batch_size=8,
@@ -93,7 +93,7 @@ FSDP_WORKER = textwrap.dedent(
     if context.rank == 0:
         np.save(f"{folder}/weights.npy", torch.cat([state[k].flatten() for k in sorted(state)]).numpy())
         print("STEPS", result.steps, result.completed, result.resumed_from_step)
-    dist.destroy_process_group()
+    teardown()
     """
 )
 
