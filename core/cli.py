@@ -2,6 +2,7 @@
 
     tunewright train [hydra flags] [key=value ...]   fine-tune (Hydra-composed; -m sweeps)
     tunewright predict run=<folder> "text" [...]      labels with probabilities, JSON lines
+    tunewright monitor run=<folder> data=<option> ... drift of a new batch against the run
     tunewright plugins                                every plugin and what it registers
 
 Config errors are reported as one line naming the key and the valid choices, before
@@ -163,6 +164,35 @@ def predict(args: list[str]) -> int:
     return 0
 
 
+def monitor(args: list[str]) -> int:
+    """``monitor run=<folder> data=... [monitor.window=500]``: drift reports and a verdict."""
+    from tunewright.monitoring import monitor_run
+    from tunewright.plugin_manager import get_plugins
+
+    folder = next((a.split("=", 1)[1] for a in args if a.startswith("run=")), None)
+    if folder is None:
+        raise ConfigError("monitor: run=<run folder> is required")
+    reports = monitor_run(folder, [a for a in args if not a.startswith("run=")], get_plugins())
+    for report in reports:
+        print(drift_summary(report, folder))
+    return 0
+
+
+def drift_summary(report: dict, folder: str) -> str:
+    """What a user reads after ``tunewright monitor``."""
+    from pathlib import Path
+
+    verdict = {"drift": "DRIFT", "no_drift": "no drift", "insufficient_data": "insufficient data"}[report["status"]]
+    lines = [
+        f"batch {report['name']}: {report['rows']} rows in {len(report['windows'])} window(s)",
+        f"verdict: {verdict} (severity {report['severity']}); retrain recommended: "
+        f"{'yes' if report['retrain_recommended'] else 'no'}",
+        *(f"  {reason}" for reason in report["reasons"]),
+        f"report: {Path(folder) / report['files'][1]}",
+    ]
+    return "\n".join(lines)
+
+
 def plugins_command(args: list[str]) -> int:
     """List every plugin, where it came from and what it registers."""
     from tunewright.plugin_manager import get_plugins
@@ -176,7 +206,7 @@ def plugins_command(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train, "predict": predict, "plugins": plugins_command}
+COMMANDS = {"train": train, "predict": predict, "monitor": monitor, "plugins": plugins_command}
 
 
 def main(argv: list[str] | None = None) -> int:

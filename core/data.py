@@ -80,7 +80,11 @@ def require_two_classes(path: Path, column: str, examples: list[dict[str, Any]],
 
 def split_given(given: dict[str, list[dict]], cfg) -> dict[str, list[dict]]:
     """Use a source's own splits as given; carve what is missing (validation, then test)
-    from train, stratified and seeded. ``data.limit`` shrinks every split in proportion."""
+    from train, stratified and seeded. ``data.limit`` shrinks every split in proportion.
+
+    With both fractions 0 and no given evaluation splits, every example stays in
+    ``train`` in source order (how ``tunewright monitor`` reads a batch).
+    """
     if not 0 <= cfg.validation_fraction < 1 or not 0 <= cfg.test_fraction < 1:
         raise DataError(
             f"data.validation_fraction={cfg.validation_fraction} and data.test_fraction={cfg.test_fraction} "
@@ -99,8 +103,9 @@ def split_given(given: dict[str, list[dict]], cfg) -> dict[str, list[dict]]:
                if name not in splits and fraction > 0}  # fmt: skip
     if missing:
         splits.update(_allocate(splits["train"], missing, cfg.split_seed))
-    for name in SPLITS:
-        if name != "validation" and not splits.get(name):
+    wanted = ["train"] + (["test"] if "test" in given or cfg.test_fraction > 0 else [])
+    for name in wanted:
+        if not splits.get(name):
             raise DataError(
                 f"split {name!r} is empty: {sum(map(len, splits.values()))} examples are too few for "
                 f"data.validation_fraction={cfg.validation_fraction}, data.test_fraction={cfg.test_fraction}"

@@ -15,3 +15,7 @@ class PluginError(TunewrightError):
 
 class DataError(TunewrightError):
     """Input data is malformed: names the file and row."""
+
+
+class RunFolderError(TunewrightError):
+    """A run folder lacks what a command needs (config, model, reference profile)."""

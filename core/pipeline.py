@@ -27,12 +27,13 @@ from tunewright import distributed, sharding
 from tunewright.cleaning import clean, data_card, data_card_markdown
 from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
-from tunewright.errors import ConfigError
+from tunewright.errors import ConfigError, DataError
 from tunewright.governance.bias_report import bias_record, write_bias_report
 from tunewright.governance.policy import load_policy
+from tunewright.predictor import Predictor
 from tunewright.run import Run
 from tunewright.run_folder import RunFolder, agree_on_run_id, atomic_write_text
-from tunewright.trainer import Trainer, pick_device, predict_logits
+from tunewright.trainer import Trainer, pick_device
 
 # Libraries whose versions the manifest records.
 RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn")
@@ -41,24 +42,18 @@ PREDICTIONS_FILE = "test_predictions.jsonl"
 
 @dataclass
 class Evaluation:
-    """What audits and monitors receive: the trained model, its task and data, and the
-    test split's predictions."""
+    """What audits and monitors receive: the trained model (as a predictor), its data,
+    and the test split's metrics and predictions."""
 
     run: Run
-    task: Any
-    model: torch.nn.Module
+    predictor: Predictor
     data: DomainData
     test_metrics: dict[str, float]
     test_predictions: list[dict[str, Any]]
-    device: torch.device
-    dtype: torch.dtype | None
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Class probabilities for any texts, batched like the evaluation."""
-        features = self.task.encode([{"text": text} for text in texts])
-        logits = predict_logits(self.model, features, self.task.collate, self.run.config.trainer.eval_batch_size,
-                                self.device, self.dtype)  # fmt: skip
-        return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
+        return self.predictor.probabilities(texts)
 
 
 def seed_everything(seed: int) -> None:
@@ -86,6 +81,10 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         seed_everything(cfg.seed)
 
         data, cleaning = clean(plugins.registries["datasets"].build(cfg.data).load(), cfg.data.cleaning)
+        if not data.splits.get("test"):
+            raise DataError("no test split: give a test file or a data.test_fraction above 0")
+        if any(example.get("label") is None for example in data.splits["train"]):
+            raise DataError("the training data has no labels (data.label_column=null is for tunewright monitor)")
         task = plugins.registries["models"].build(cfg.model)
         method = plugins.registries["methods"].build(cfg.method)
         features = {split: task.encode(examples) for split, examples in data.splits.items()}
@@ -115,7 +114,8 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
             test_predictions = _record_predictions(run, data, task, test_logits)
             _save_model(run.folder, method, task, model, data.label_names)
-            evaluation = Evaluation(run, task, model, data, test_metrics, test_predictions, device, trainer.dtype)
+            predictor = Predictor(task, model, data.label_names, cfg.trainer.eval_batch_size, device, trainer.dtype)
+            evaluation = Evaluation(run, predictor, data, test_metrics, test_predictions)
             results["audits"] = _run_audits(evaluation, plugins)
             results["monitors"] = _run_monitors(evaluation, plugins)
             run.folder.write_json("results.json", results)

@@ -40,6 +40,7 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.trackers.local",
     "tunewright.governance.audits.counterfactual",
     "tunewright.governance.audits.group_metrics",
+    "tunewright.governance.monitors.default",
     "tunewright.governance.release",
 )
 

@@ -20,7 +20,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from tunewright.errors import RunFolderError
+
 RUN_ID_ENV = "TUNEWRIGHT_RUN_ID"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -28,6 +32,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the record from its readers
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -91,7 +96,7 @@ class RunFolder:
     def read_config(self) -> DictConfig:
         path = self.path / "config.yaml"
         if not path.is_file():
-            raise FileNotFoundError(f"{self.path} is not a tunewright run folder: no config.yaml")
+            raise RunFolderError(f"{self.path} is not a tunewright run folder: no config.yaml")
         return OmegaConf.load(path)
 
     def write_json(self, name: str, obj: Any) -> None:

@@ -129,6 +129,22 @@ class AuditSelectionConfig(SelectionConfig):
 
 
 @dataclass
+class MonitorSelectionConfig(SelectionConfig):
+    """The drift monitors: what each run records as its reference, and how
+    ``tunewright monitor`` judges a new batch against it."""
+
+    reference_size: int = 1000  # held-out examples kept as the reference (a seeded sample beyond this)
+    window: int = 0  # monitor a batch in consecutive windows of this many rows; 0: the whole batch
+    min_rows: int = 30  # fewer rows (in a batch, window or group): insufficient_data, no test
+    significance: float = 0.05  # p-value below which a descriptor or prediction shift is significant
+    effect_size: float = 0.1  # normalised Wasserstein distance a descriptor must also exceed to drift
+    embedding_method: str = "model"  # model (domain classifier ROC AUC) | mmd (maximum mean discrepancy)
+    embedding_threshold: Optional[float] = None  # default: 0.55 ROC AUC for model, 0.015 for mmd
+    accuracy_drop: float = 0.05  # a labelled batch whose accuracy falls this much below the reference drifts
+    name: Optional[str] = None  # the report's name: reports/drift-<name>.json; default: from the data
+
+
+@dataclass
 class PathsConfig:
     runs_dir: str = "runs"  # every run gets runs_dir/<run_id>/
     run_id: Optional[str] = None  # chosen automatically when null
@@ -143,7 +159,7 @@ class TrainConfig:
     data: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     audit: AuditSelectionConfig = field(default_factory=AuditSelectionConfig)
-    monitor: SelectionConfig = field(default_factory=SelectionConfig)
+    monitor: MonitorSelectionConfig = field(default_factory=MonitorSelectionConfig)
     tracker: SelectionConfig = field(default_factory=SelectionConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42
@@ -153,7 +169,7 @@ class TrainConfig:
 CORE_GROUP_SCHEMAS: dict[str, type] = {
     "trainer": TrainerConfig,
     "audit": AuditSelectionConfig,
-    "monitor": SelectionConfig,
+    "monitor": MonitorSelectionConfig,
     "tracker": SelectionConfig,
     "paths": PathsConfig,
 }

@@ -168,27 +168,51 @@ def feature_length(feature: dict[str, Any]) -> int:
     return len(feature["input_ids"]) if "input_ids" in feature else 1
 
 
-@torch.no_grad()
 def predict_logits(
     model, features: list[dict], collate, batch_size: int, device: torch.device, dtype: torch.dtype | None = None
 ) -> np.ndarray:
     """The model's logits for ``features``, in their order.
 
-    Batches are formed longest-first (least padding) and the rows put back in input
-    order. Training-time evaluation and :class:`~tunewright.predictor.Predictor` both
-    call this, so a reloaded model reproduces the evaluation's predictions.
+    Training-time evaluation and :class:`~tunewright.predictor.Predictor` both call
+    this, so a reloaded model reproduces the evaluation's predictions.
+    """
+    return predict_outputs(model, features, collate, batch_size, device, dtype)[0]
+
+
+@torch.no_grad()
+def predict_outputs(
+    model,
+    features: list[dict],
+    collate,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    embeddings: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits for ``features`` in their order and, with ``embeddings=True``, each
+    example's last hidden state mean-pooled over its tokens (what drift monitors compare).
+
+    Batches are formed longest-first (least padding) and the rows put back in input order.
     """
     model.eval()
     order = length_sorted_order([feature_length(f) for f in features])
-    outputs = []
+    logits, pooled = [], []
     for start in range(0, len(order), batch_size):
         batch = to_device(collate([features[i] for i in order[start : start + batch_size]]), device)
         batch.pop("labels", None)
         with autocast(device, dtype):
-            outputs.append(model(**batch).logits.float().cpu())
-    logits = torch.cat(outputs).numpy()
-    restored = np.empty_like(logits)
-    restored[order] = logits
+            output = model(**batch, **({"output_hidden_states": True} if embeddings else {}))
+        logits.append(output.logits.float().cpu())
+        if embeddings:
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            hidden = output.hidden_states[-1].float()
+            pooled.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
+    return _input_order(torch.cat(logits), order), _input_order(torch.cat(pooled), order) if embeddings else None
+
+
+def _input_order(rows: torch.Tensor, order: list[int]) -> np.ndarray:
+    restored = np.empty_like(rows.numpy())
+    restored[order] = rows.numpy()
     return restored
 
 

@@ -11,6 +11,7 @@ import pytest
 import tunewright
 from conftest import tiny_run_overrides
 from tunewright.cli import main
+from tunewright.errors import RunFolderError
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_predict_command_prints_labels_with_probabilities(default_run, capsys):
 
 
 def test_predict_without_a_run_folder_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(FileNotFoundError, match="no config.yaml"):
+    with pytest.raises(RunFolderError, match="no config.yaml"):
         tunewright.load_run(tmp_path)
 
 

@@ -30,7 +30,7 @@ class FileDataConfig(DataConfig):
     test_path: Optional[str] = None
     text_column: str = "text"
     text_pair_column: Optional[str] = None  # a second text, for pair classification
-    label_column: str = "label"
+    label_column: Optional[str] = "label"  # null: unlabelled rows (tunewright monitor only)
     labels: Optional[list[str]] = None  # the label set, in id order; default: sorted labels of train
     encoding: str = "utf-8"
     delimiter: str = ","  # csv only; "\t" for tab-separated files
@@ -57,14 +57,20 @@ class LabelledFiles:
     def load(self) -> DomainData:
         cfg = self.cfg
         records = {split: self._read(path) for split, path in self.files().items()}
+        if cfg.label_column is None:
+            given = {split: [{**self._example(fields), "label": None} for _, fields in rows] for split, (_, rows) in records.items()}
+            return DomainData(split_given(given, cfg), list(cfg.labels or []), self._sources(records))
         label_names = list(cfg.labels) if cfg.labels else sorted({str(r[cfg.label_column]) for _, r in records["train"][1]})
         given, notes = {}, []
         for split, (path, rows) in records.items():
             labelled = ((row, self._example(fields), fields[cfg.label_column]) for row, fields in rows)
             given[split] = labelled_examples(path, labelled, label_names, cfg.cleaning.unknown_labels, notes, split)
         require_two_classes(records["train"][0], cfg.label_column, given["train"], label_names)
-        sources = [{"path": str(path), "sha256": file_sha256(path)} for path, _ in records.values()]
-        return DomainData(split_given(given, cfg), label_names, sources, notes)
+        return DomainData(split_given(given, cfg), label_names, self._sources(records), notes)
+
+    @staticmethod
+    def _sources(records: dict[str, tuple[Path, list]]) -> list[dict[str, str]]:
+        return [{"path": str(path), "sha256": file_sha256(path)} for path, _ in records.values()]
 
     def _example(self, fields: dict[str, Any]) -> dict[str, Any]:
         """The configured columns of one row, under the names tasks and audits read."""
@@ -78,7 +84,9 @@ class LabelledFiles:
 
     def _read(self, path: Path) -> tuple[Path, list]:
         columns, rows = self.read(path)
-        wanted = {"text_column": self.cfg.text_column, "label_column": self.cfg.label_column}
+        wanted = {"text_column": self.cfg.text_column}
+        if self.cfg.label_column is not None:
+            wanted["label_column"] = self.cfg.label_column
         if self.cfg.text_pair_column:
             wanted["text_pair_column"] = self.cfg.text_pair_column
         wanted.update({f"sensitive_columns[{i}]": c for i, c in enumerate(self.cfg.sensitive_columns)})

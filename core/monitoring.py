@@ -1,0 +1,87 @@
+"""``tunewright monitor run=<folder> data=<option> [data.*=...] [monitor.*=...]``.
+
+Reads a new batch through any dataset part (the same ``data=`` options training takes,
+every split in source order), normalises its text the way training did (without
+dropping duplicates: repeats are real traffic), runs it through the run's model, and
+hands it to each monitor the run recorded a reference for. A batch that drifts fires
+``tunewright_drift_detected``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from tunewright.cleaning import clean
+from tunewright.config import compose_config
+from tunewright.data import DomainData
+from tunewright.errors import ConfigError, DataError
+from tunewright.governance.monitors.reference import observe
+from tunewright.predictor import load_run
+from tunewright.run import Run
+from tunewright.run_folder import RunFolder
+
+# Overrides that keep a batch whole and in order instead of split for training.
+WHOLE_BATCH = ("data.validation_fraction=0", "data.test_fraction=0")
+
+
+def monitor_run(folder: str | Path, overrides: list[str], plugins) -> list[dict[str, Any]]:
+    """Monitor one batch against the run in ``folder``; returns each monitor's report."""
+    run_folder = RunFolder(folder)
+    run_config = run_folder.read_config()
+    if not any(o.startswith("data=") for o in overrides):
+        raise ConfigError("monitor: name the new batch with data=<option>, e.g. data=csv data.path=batch.csv")
+    if not run_config.monitor.names:
+        raise ConfigError(f"{folder}: the run was trained with monitor=none, so it has no drift reference")
+    batch_config = compose_config([*overrides, *(o for o in WHOLE_BATCH if o.split("=")[0] not in _keys(overrides))], plugins)
+    settings = batch_config.monitor
+    predictor = load_run(folder)
+    examples, sources = load_batch(batch_config.data, predictor.label_names, plugins)
+    observed = observe(predictor, examples, predictor.label_names)
+    name = settings.name or _report_name(sources)
+    run = Run(run_folder.path.name, run_config, run_folder)
+    reports = []
+    for monitor_name in run_config.monitor.names:
+        registry = plugins.registries["monitors"]
+        monitor = registry.get(monitor_name).factory(OmegaConf.create({"kind": monitor_name}), run)
+        report = monitor.check(observed, name, settings, sources)
+        if report["drift_detected"]:
+            plugins.hook.tunewright_drift_detected(run=run, report=report)
+        reports.append(report)
+    return reports
+
+
+def load_batch(data_config, label_names: list[str], plugins) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The batch's examples in source order, labels re-indexed to the run's label names."""
+    cleaning = OmegaConf.merge(data_config.cleaning, {"deduplicate": "none", "remove_leakage": False})
+    data, _ = clean(plugins.registries["datasets"].build(data_config).load(), cleaning)
+    examples = [example for split in ("train", "validation", "test") for example in data.splits.get(split) or []]
+    if not examples:
+        raise DataError(f"the batch ({_describe(data)}) has no rows")
+    return [_relabel(example, data.label_names, label_names, data) for example in examples], data.sources
+
+
+def _relabel(example: dict[str, Any], batch_labels: list[str], run_labels: list[str], data: DomainData) -> dict[str, Any]:
+    if example.get("label") is None:
+        return example
+    name = batch_labels[example["label"]]
+    if name not in run_labels:
+        raise DataError(f"the batch ({_describe(data)}) has label {name!r}, which the model does not know; "
+                        f"its labels: {', '.join(run_labels)}")  # fmt: skip
+    return {**example, "label": run_labels.index(name)}
+
+
+def _describe(data: DomainData) -> str:
+    return ", ".join(source["path"] for source in data.sources) or "no files"
+
+
+def _report_name(sources: list[dict[str, str]]) -> str:
+    stem = Path(sources[0]["path"]).stem if sources else "batch"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem)
+
+
+def _keys(overrides: list[str]) -> set[str]:
+    return {override.split("=", 1)[0].lstrip("+~") for override in overrides}

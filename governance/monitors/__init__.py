@@ -1,0 +1,1 @@
+"""Drift monitors: a reference profile recorded by every run, compared with new data."""

@@ -1,0 +1,172 @@
+"""Compare an observed batch with the reference profile, layer by layer, with evidently.
+
+Evidently's raw values mean different things per method: a p-value (lower is more
+drift) for Kolmogorov-Smirnov and chi-square, a distance (higher is more drift) for
+Wasserstein and Jensen-Shannon, a ROC AUC for the embedding domain classifier. This
+module turns them into one shape per layer: ``score`` and ``threshold`` where a higher
+score is more drift, and ``drifted`` true when the score exceeds the threshold. A
+descriptor or prediction shift drifts only when it is both significant (p-value below
+``monitor.significance``) and large (effect above ``monitor.effect_size``), so a big
+batch does not raise alarms over trivial differences.
+
+Layers: ``descriptors`` (text statistics, no model needed), ``embeddings`` (the
+fine-tuned model's representation), ``predictions`` (label distribution and
+confidence) and, for a labelled batch, ``performance`` (accuracy change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tunewright.governance.monitors.descriptors import DESCRIPTORS
+from tunewright.governance.monitors.reference import Observed, distribution
+
+EMBEDDING_METHODS = {"model": 0.55, "mmd": 0.015}  # method: evidently's default threshold
+EMBEDDING_PCA_COMPONENTS = 20  # fewer dimensions: the domain classifier does not overfit small batches
+PREDICTED, CONFIDENCE = "predicted_label", "confidence"
+
+
+@dataclass
+class DriftComparison:
+    """The normalised layers, and evidently's snapshot for the detailed HTML page."""
+
+    layers: dict[str, dict[str, Any]]
+    snapshot: Any
+
+
+def compare(reference: Observed, current: Observed, label_names: list[str], settings) -> DriftComparison:
+    """Every layer of drift between ``reference`` and ``current`` (``settings`` is the
+    ``monitor`` config node)."""
+    from evidently import Report
+
+    numeric = [*DESCRIPTORS, CONFIDENCE]
+    components = min(EMBEDDING_PCA_COMPONENTS, len(reference), len(current), reference.embeddings.shape[1])
+    metrics, keys = _metrics(numeric, settings, components)
+    snapshot = Report(metrics).run(_dataset(current, numeric), _dataset(reference, numeric))
+    values = dict(zip(keys, (m["value"] for m in snapshot.dict()["metrics"])))
+    columns = {name: _numeric_shift(name, values, reference, current, settings) for name in numeric}
+    layers = {
+        "descriptors": _layer({name: columns[name] for name in DESCRIPTORS}, settings.effect_size),
+        "embeddings": _embedding_layer(values["embeddings"], settings),
+        "predictions": _layer(
+            {"label_distribution": _label_shift(values, reference, current, label_names, settings),
+             "confidence": columns[CONFIDENCE]},
+            settings.effect_size,
+        ),  # fmt: skip
+        "performance": _performance_layer(reference, current, settings),
+    }
+    return DriftComparison(layers, snapshot)
+
+
+def _metrics(numeric: list[str], settings, components: int) -> tuple[list, list[tuple[str, str] | str]]:
+    """The evidently metrics to run, and the key each one's value is filed under."""
+    from evidently.metrics import ValueDrift
+    from evidently.metrics.embeddings import EmbeddingsDrift, MMDDriftMethod, ModelDriftMethod
+
+    metrics, keys = [], []
+    for column in numeric:
+        for method in ("ks", "wasserstein"):
+            metrics.append(ValueDrift(column=column, method=method))
+            keys.append((column, method))
+    for method in ("chisquare", "jensenshannon"):
+        metrics.append(ValueDrift(column=PREDICTED, method=method))
+        keys.append((PREDICTED, method))
+    method_class = {"model": ModelDriftMethod, "mmd": MMDDriftMethod}[settings.embedding_method]
+    drift_method = method_class(threshold=embedding_threshold(settings), bootstrap=False,
+                                pca_components=components)  # fmt: skip
+    metrics.append(EmbeddingsDrift(embeddings_name="embeddings", drift_method=drift_method))
+    keys.append("embeddings")
+    return metrics, keys
+
+
+def embedding_threshold(settings) -> float:
+    from tunewright.errors import ConfigError
+
+    if settings.embedding_method not in EMBEDDING_METHODS:
+        raise ConfigError(f"monitor.embedding_method: {settings.embedding_method!r} is not one of {', '.join(EMBEDDING_METHODS)}")
+    if settings.embedding_threshold is not None:
+        return float(settings.embedding_threshold)
+    return EMBEDDING_METHODS[settings.embedding_method]
+
+
+def _dataset(observed: Observed, numeric: list[str]):
+    import pandas as pd
+    from evidently import DataDefinition, Dataset
+
+    frame = pd.DataFrame({name: observed.descriptors[name] for name in DESCRIPTORS})
+    frame[CONFIDENCE] = observed.confidences
+    frame[PREDICTED] = observed.predictions
+    embedding_columns = [f"embedding_{i}" for i in range(observed.embeddings.shape[1])]
+    frame = pd.concat([frame, pd.DataFrame(observed.embeddings, columns=embedding_columns)], axis=1)
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=[PREDICTED],
+                                embeddings={"embeddings": embedding_columns})  # fmt: skip
+    return Dataset.from_pandas(frame, data_definition=definition)
+
+
+def _numeric_shift(name: str, values: dict, reference: Observed, current: Observed, settings) -> dict[str, Any]:
+    """A numeric column's K-S p-value and normalised Wasserstein effect size."""
+    source = current.confidences if name == CONFIDENCE else current.descriptors[name]
+    baseline = reference.confidences if name == CONFIDENCE else reference.descriptors[name]
+    return _shift(values[(name, "ks")], values[(name, "wasserstein")], settings,
+                  reference_mean=float(np.mean(baseline)), current_mean=float(np.mean(source)),
+                  test="Kolmogorov-Smirnov p-value; effect: Wasserstein distance / reference std")  # fmt: skip
+
+
+def _label_shift(values: dict, reference: Observed, current: Observed, label_names, settings) -> dict[str, Any]:
+    """The predicted-label distribution's chi-square p-value and Jensen-Shannon distance."""
+    return _shift(values[(PREDICTED, "chisquare")], values[(PREDICTED, "jensenshannon")], settings,
+                  reference=distribution(reference.predictions, label_names),
+                  current=distribution(current.predictions, label_names),
+                  test="chi-square p-value; effect: Jensen-Shannon distance")  # fmt: skip
+
+
+def _shift(p_value: float, effect: float, settings, **details) -> dict[str, Any]:
+    """A column drifts when its shift is both significant and larger than the effect size."""
+    p_value, effect = float(p_value), float(effect)
+    return {
+        "score": effect,
+        "threshold": settings.effect_size,
+        "p_value": p_value,
+        "drifted": bool(p_value < settings.significance and effect > settings.effect_size),
+        **details,
+    }
+
+
+def _embedding_layer(score: float, settings) -> dict[str, Any]:
+    explained = {"model": "ROC AUC of a classifier telling reference from new embeddings (0.5: indistinguishable)",
+                 "mmd": "squared maximum mean discrepancy between the embedding sets"}  # fmt: skip
+    threshold = embedding_threshold(settings)
+    return {"score": float(score), "threshold": threshold, "drifted": bool(score > threshold),
+            "method": settings.embedding_method, "test": explained[settings.embedding_method]}  # fmt: skip
+
+
+def _layer(columns: dict[str, dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """A layer made of columns: its score is the largest effect among them."""
+    drifted = [name for name, column in columns.items() if column["drifted"]]
+    return {
+        "score": max(column["score"] for column in columns.values()),
+        "threshold": threshold,
+        "drifted": bool(drifted),
+        "drifted_columns": drifted,
+        "columns": columns,
+    }
+
+
+def _performance_layer(reference: Observed, current: Observed, settings) -> dict[str, Any]:
+    """Accuracy and macro-F1 change, when both the reference and the batch have labels."""
+    before, after = reference.metrics(), current.metrics()
+    if before is None or after is None:
+        return {"available": False, "drifted": False, "reason": "the batch has no labels"}
+    drop = before["accuracy"] - after["accuracy"]
+    return {
+        "available": True,
+        "score": drop,
+        "threshold": settings.accuracy_drop,
+        "drifted": bool(drop > settings.accuracy_drop),
+        "reference": before,
+        "current": after,
+        "change": {name: after[name] - before[name] for name in before},
+    }

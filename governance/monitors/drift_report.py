@@ -1,0 +1,95 @@
+"""``reports/drift-<name>.json`` and ``.html``, plus evidently's detailed pages.
+
+The JSON is the record. The HTML is rendered from it, self-contained: the verdict and
+recommendation in plain words, then one table per window with each layer's score,
+threshold and outcome, drifted rows highlighted. Evidently's own page for each judged
+window (``drift-<name>[.w<i>].evidently.html``, also self-contained) has the plots.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from tunewright.governance.bias_report import STYLE
+from tunewright.run_folder import atomic_write_json, atomic_write_text
+
+
+def write_drift_report(run_folder: Path, report: dict[str, Any], snapshots: list) -> list[str]:
+    """Write the JSON, the summary page and evidently's pages; returns their paths
+    relative to the run folder."""
+    reports = Path(run_folder) / "reports"
+    stem = f"drift-{report['name']}"
+    files = [f"reports/{stem}.json", f"reports/{stem}.html"]
+    for index, snapshot in enumerate(snapshots):
+        if snapshot is not None:
+            name = f"{stem}.evidently.html" if len(snapshots) == 1 else f"{stem}.w{index}.evidently.html"
+            atomic_write_text(reports / name, snapshot.get_html_str(as_iframe=False))
+            files.append(f"reports/{name}")
+    atomic_write_json(reports / f"{stem}.json", {**report, "files": files})
+    atomic_write_text(reports / f"{stem}.html", render_html(report, files))
+    return files
+
+
+def _row(label: str, entry: dict[str, Any]) -> str:
+    """One table row; ``label`` is HTML already."""
+    if entry.get("available") is False:
+        return f"<tr><td>{label}</td><td colspan='4'>{html.escape(entry['reason'])}</td></tr>"
+    p_value = entry.get("p_value")
+    return (
+        f"<tr class='{'fail' if entry['drifted'] else ''}'><td>{label}</td>"
+        f"<td>{entry['score']:.4f}</td><td>{entry['threshold']}</td>"
+        f"<td>{'' if p_value is None else format(p_value, '.3g')}</td>"
+        f"<td>{'drift' if entry['drifted'] else 'no drift'}</td></tr>"
+    )
+
+
+def _window_section(window: dict[str, Any], windowed: bool) -> str:
+    title = f"Window {window['index']}: rows {window['start_row']}–{window['start_row'] + window['rows'] - 1}, " if windowed else ""
+    out = [f"<h2>{title}{html.escape(window['status'].replace('_', ' '))} (severity {window['severity']})</h2>"]
+    out += [f"<p class='reason'>{html.escape(r)}</p>" for r in window["reasons"]]
+    if "layers" not in window:
+        return "\n".join(out)
+    header = "<tr><th>layer / column</th><th>score</th><th>threshold</th><th>p</th><th>outcome</th></tr>"
+    rows = []
+    for name, layer in window["layers"].items():
+        rows.append(_row(f"<b>{html.escape(name)}</b>", layer))
+        rows += [_row(f"· {html.escape(column)}", entry) for column, entry in layer.get("columns", {}).items()]
+    out.append(f"<table>{header}{''.join(rows)}</table>")
+    if window.get("groups"):
+        cells = "".join(
+            f"<tr class='{'fail' if g['drift_detected'] else ''}'><td>{html.escape(g['column'])}={html.escape(g['group'])}</td>"
+            f"<td>{g['rows']}</td><td>{html.escape(g['status'].replace('_', ' '))}</td>"
+            f"<td>{html.escape(', '.join(g['drifted_layers']))}</td></tr>"
+            for g in window["groups"]
+        )
+        out.append(f"<h3>By sensitive group</h3><table><tr><th>group</th><th>rows</th><th>outcome</th>"
+                   f"<th>drifted layers</th></tr>{cells}</table>")  # fmt: skip
+    if window.get("bias_audit"):
+        audit = window["bias_audit"]
+        out.append(f"<h3>Bias audit on this batch: <span class='{audit['verdict']}'>{audit['verdict']}</span></h3>")
+        out += [f"<p class='reason'>{html.escape(r)}</p>" for r in audit.get("reasons", [])]
+    return "\n".join(out)
+
+
+def render_html(report: dict[str, Any], files: list[str]) -> str:
+    verdict = "Drift detected" if report["drift_detected"] else (
+        "Not enough data to judge" if report["status"] == "insufficient_data" else "No drift detected")
+    advice = ("Retraining is recommended." if report["retrain_recommended"]
+              else "No retraining is needed on this evidence.")  # fmt: skip
+    links = "".join(f"<li><a href='{html.escape(Path(f).name)}'>{html.escape(Path(f).name)}</a></li>"
+                    for f in files if f.endswith(".evidently.html"))  # fmt: skip
+    windowed = len(report["windows"]) > 1
+    sections = "".join(_window_section(window, windowed) for window in report["windows"])
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Drift report {html.escape(report['name'])}</title>"
+        f"<style>{STYLE}</style></head><body><h1>Drift report: {html.escape(report['name'])}</h1>"
+        f"<p>Run {html.escape(report['run_id'])}; {report['rows']} new rows against a reference of "
+        f"{report['reference']['rows']} held-out rows.</p>"
+        f"<p><b>{verdict}</b> (severity {report['severity']}). {advice}</p>"
+        + "".join(f"<p class='reason'>{html.escape(r)}</p>" for r in report["reasons"])
+        + sections
+        + (f"<h2>Detailed plots (evidently)</h2><ul>{links}</ul>" if links else "")
+        + "</body></html>\n"
+    )

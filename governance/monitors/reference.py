@@ -1,0 +1,157 @@
+"""The reference profile every run leaves in ``reports/drift_reference/``.
+
+``tunewright monitor`` compares new data with it, so it holds everything a comparison
+needs without the training data: the held-out texts (a seeded sample of at most
+``monitor.reference_size``) with their SHA-256, text descriptors, the fine-tuned
+model's mean-pooled embeddings, its predictions and confidences, and its metrics on
+those texts.
+
+    profile.json            summary: sizes, label and confidence distributions, metrics
+    rows.jsonl              one line per text: text, label, prediction, confidence, descriptors
+    embeddings.safetensors  one row per text, in rows.jsonl order
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.metrics import accuracy_score, f1_score
+
+from tunewright.errors import RunFolderError
+from tunewright.governance.monitors.descriptors import text_descriptors
+from tunewright.predictor import softmax
+from tunewright.run_folder import atomic_write_json, atomic_write_text
+
+SCHEMA_VERSION = 1
+REFERENCE_DIR = "reports/drift_reference"
+REFERENCE_SPLITS = ("validation", "test")  # held out: never trained on
+
+
+@dataclass
+class Observed:
+    """What the model makes of a set of texts: the numbers drift is measured on."""
+
+    texts: list[str]
+    labels: list[str] | None  # true label names, when known
+    predictions: list[str]
+    confidences: np.ndarray
+    descriptors: dict[str, np.ndarray]
+    embeddings: np.ndarray
+    sensitive: list[dict[str, Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: list[int]) -> "Observed":
+        pick = np.asarray(indices, dtype=int)
+        return Observed(
+            [self.texts[i] for i in indices],
+            [self.labels[i] for i in indices] if self.labels is not None else None,
+            [self.predictions[i] for i in indices],
+            self.confidences[pick],
+            {name: values[pick] for name, values in self.descriptors.items()},
+            self.embeddings[pick],
+            [self.sensitive[i] for i in indices] if self.sensitive is not None else None,
+        )
+
+    def metrics(self) -> dict[str, float] | None:
+        """Accuracy and macro-F1 against the true labels, when they are known."""
+        if self.labels is None:
+            return None
+        return {
+            "accuracy": float(accuracy_score(self.labels, self.predictions)),
+            "f1_macro": float(f1_score(self.labels, self.predictions, average="macro", zero_division=0)),
+        }
+
+
+def observe(predictor, examples: list[dict[str, Any]], label_names: list[str]) -> Observed:
+    """Run ``predictor`` over ``examples`` once, keeping predictions and embeddings."""
+    texts = [example["text"] for example in examples]
+    logits, embeddings = predictor.outputs(texts, embeddings=True)
+    probabilities = softmax(logits)
+    labelled = all(example.get("label") is not None for example in examples)
+    carries_groups = all("sensitive" in example for example in examples)
+    return Observed(
+        texts,
+        [label_names[example["label"]] for example in examples] if labelled else None,
+        [label_names[i] for i in probabilities.argmax(axis=1)],
+        probabilities.max(axis=1),
+        text_descriptors(texts, predictor.task.tokenizer),
+        embeddings,
+        [example["sensitive"] for example in examples] if carries_groups else None,
+    )
+
+
+def record_reference(evaluation, reference_size: int, seed: int) -> dict[str, Any]:
+    """Observe the run's held-out splits and write the profile; returns its summary."""
+    examples = [e for split in REFERENCE_SPLITS for e in evaluation.data.splits.get(split) or []]
+    if len(examples) > reference_size:
+        examples = random.Random(seed).sample(examples, reference_size)
+    observed = observe(evaluation.predictor, examples, evaluation.data.label_names)
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": evaluation.run.run_id,
+        "splits": list(REFERENCE_SPLITS),
+        "rows": len(observed),
+        "label_names": evaluation.data.label_names,
+        "texts_sha256": hashlib.sha256("\n".join(observed.texts).encode()).hexdigest(),
+        "metrics": observed.metrics(),
+        "prediction_distribution": distribution(observed.predictions, evaluation.data.label_names),
+        "mean_confidence": float(observed.confidences.mean()),
+        "descriptor_means": {name: float(values.mean()) for name, values in observed.descriptors.items()},
+        "embedding_dimensions": int(observed.embeddings.shape[1]),
+    }
+    folder = evaluation.run.folder.path / REFERENCE_DIR
+    rows = [
+        {"text": text, "label": label, "prediction": prediction, "confidence": float(confidence),
+         "descriptors": {name: float(values[i]) for name, values in observed.descriptors.items()}}
+        for i, (text, label, prediction, confidence) in enumerate(
+            zip(observed.texts, observed.labels or [None] * len(observed), observed.predictions, observed.confidences))
+    ]  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"embeddings": torch.from_numpy(np.ascontiguousarray(observed.embeddings, dtype=np.float32))},
+              str(folder / "embeddings.safetensors"))  # fmt: skip
+    atomic_write_text(folder / "rows.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    atomic_write_json(folder / "profile.json", summary)  # last: its presence means the profile is whole
+    return {"reference": REFERENCE_DIR, "rows": len(observed), "metrics": summary["metrics"]}
+
+
+def load_reference(run_folder: Path) -> tuple[dict[str, Any], Observed]:
+    """The profile summary and the reference :class:`Observed`; a clear error when absent."""
+    folder = Path(run_folder) / REFERENCE_DIR
+    profile_path = folder / "profile.json"
+    if not profile_path.is_file():
+        raise RunFolderError(
+            f"{run_folder}: no drift reference ({REFERENCE_DIR}/profile.json); the run was trained with "
+            "monitor=none, failed before its end, or predates drift monitoring. Retrain with monitor=default"
+        )
+    summary = json.loads(profile_path.read_text(encoding="utf-8"))
+    if summary.get("schema_version") != SCHEMA_VERSION:
+        raise RunFolderError(f"{profile_path}: schema_version {summary.get('schema_version')} is not {SCHEMA_VERSION}")
+    rows = [json.loads(line) for line in (folder / "rows.jsonl").read_text(encoding="utf-8").splitlines()]
+    embeddings = load_file(str(folder / "embeddings.safetensors"))["embeddings"].numpy()
+    if len(rows) != len(embeddings):
+        raise RunFolderError(f"{folder}: rows.jsonl has {len(rows)} rows but embeddings.safetensors {len(embeddings)}")
+    labelled = all(row["label"] is not None for row in rows)
+    return summary, Observed(
+        [row["text"] for row in rows],
+        [row["label"] for row in rows] if labelled else None,
+        [row["prediction"] for row in rows],
+        np.asarray([row["confidence"] for row in rows]),
+        {name: np.asarray([row["descriptors"][name] for row in rows]) for name in rows[0]["descriptors"]},
+        embeddings,
+    )
+
+
+def distribution(labels: list[str], label_names: list[str]) -> dict[str, float]:
+    """Each label's share of ``labels``."""
+    total = max(len(labels), 1)
+    return {name: sum(label == name for label in labels) / total for name in label_names}

@@ -1,0 +1,150 @@
+"""Drift monitoring: a model trained on Amazon review sentences, fed new batches.
+
+Held-out Amazon sentences must not drift; IMDB and Yelp sentences (same source, other
+domains) must, in the embedding and descriptor layers. Bad input gets a clear message
+or an ``insufficient_data`` verdict.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from tunewright import hookimpl
+from tunewright.cli import main
+from tunewright.errors import ConfigError, DataError, RunFolderError
+from tunewright.monitoring import monitor_run
+from tunewright.plugin_manager import get_plugins
+from tunewright.plugins.datasets.ecommerce_reviews import DATA, DOMAIN_FILES
+from tunewright.readers import read_separated_lines
+
+TRAIN_ROWS = 600  # of Amazon's 1000; the other 400 are the held-out batch
+
+
+def write_csv(path, rows, header=("text", "label")):
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def domain_rows(domain: str) -> list[tuple[str, str]]:
+    names = {"0": "negative", "1": "positive"}
+    return [(text, names[label]) for _, text, label in read_separated_lines(DATA / DOMAIN_FILES[domain], "\t")]
+
+
+@pytest.fixture(scope="module")
+def amazon_run(tmp_path_factory):
+    """The default model and method trained on 600 Amazon sentences."""
+    root = tmp_path_factory.mktemp("monitor")
+    rows = domain_rows("amazon")
+    train = write_csv(root / "amazon-train.csv", rows[:TRAIN_ROWS])
+    write_csv(root / "amazon-heldout.csv", rows[TRAIN_ROWS:])
+    code = main(["train", "data=csv", f"data.path={train}", "trainer.max_epochs=3", "audit=none",
+                 "trainer.progress_bar=false", f"paths.runs_dir={root / 'runs'}", "paths.run_id=amazon"])  # fmt: skip
+    assert code == 0
+    return root
+
+
+def monitor(run_root, *overrides):
+    (report,) = monitor_run(run_root / "runs" / "amazon", list(overrides), get_plugins())
+    return report
+
+
+def test_run_records_a_reference_profile(amazon_run):
+    reference = amazon_run / "runs" / "amazon" / "reports" / "drift_reference"
+    profile = json.loads((reference / "profile.json").read_text())
+    rows = [json.loads(line) for line in (reference / "rows.jsonl").read_text().splitlines()]
+    held_out = json.loads((amazon_run / "runs" / "amazon" / "results.json").read_text())["data"]
+    assert profile["rows"] == len(rows) == held_out["validation"] + held_out["test"]
+    assert profile["embedding_dimensions"] == 384
+    assert 0.7 < profile["metrics"]["accuracy"] <= 1
+    assert set(rows[0]["descriptors"]) >= {"characters", "words", "subword_share", "non_letter_share"}
+
+
+def test_held_out_amazon_sentences_do_not_drift(amazon_run):
+    report = monitor(amazon_run, "data=csv", f"data.path={amazon_run / 'amazon-heldout.csv'}")
+    assert report["rows"] == 400 and report["status"] == "no_drift", report["reasons"]
+    assert not report["retrain_recommended"]
+    (window,) = report["windows"]
+    assert not window["layers"]["embeddings"]["drifted"] and window["layers"]["embeddings"]["score"] < 0.55
+    assert window["layers"]["performance"]["available"]
+
+
+@pytest.mark.parametrize("domain", ["imdb", "yelp"])
+def test_other_review_domains_drift_in_embeddings_and_descriptors(amazon_run, domain):
+    report = monitor(amazon_run, "data=ecommerce_reviews", f"data.domain={domain}", "data.limit=300")
+    assert report["drift_detected"] and report["status"] == "drift"
+    layers = report["windows"][0]["layers"]
+    assert layers["embeddings"]["drifted"] and layers["embeddings"]["score"] > layers["embeddings"]["threshold"]
+    assert layers["descriptors"]["drifted"], layers["descriptors"]["columns"]
+    assert report["severity"] in ("medium", "high")
+    folder = amazon_run / "runs" / "amazon" / "reports"
+    assert json.loads((folder / f"drift-{domain}_labelled.json").read_text())["status"] == "drift"
+    page = (folder / f"drift-{domain}_labelled.html").read_text()
+    assert "Drift detected" in page and ("Retraining is recommended" in page) == report["retrain_recommended"]
+    assert "<script src=" not in (folder / f"drift-{domain}_labelled.evidently.html").read_text()
+
+
+def test_windows_groups_and_the_bias_audit_on_a_drifted_batch(amazon_run, tmp_path):
+    rows = domain_rows("imdb")[:250]
+    batch = write_csv(tmp_path / "imdb-groups.csv", [(t, l, "ab"[i % 2]) for i, (t, l) in enumerate(rows)],
+                      header=("text", "label", "region"))  # fmt: skip
+    report = monitor(amazon_run, "data=csv", f"data.path={batch}", "data.sensitive_columns=[region]",
+                     "monitor.window=100", "monitor.min_rows=40")  # fmt: skip
+    assert [(w["start_row"], w["rows"]) for w in report["windows"]] == [(0, 100), (100, 100), (200, 50)]
+    first = report["windows"][0]
+    assert [(g["group"], g["rows"]) for g in first["groups"]] == [("a", 50), ("b", 50)]
+    assert first["drift_detected"] and first["bias_audit"]["audit"] == "group_metrics"
+    assert {g["group"] for g in first["bias_audit"]["groups"]} >= {"region=a", "region=b"}
+    assert report["windows"][2]["groups"][0]["status"] == "insufficient_data"  # 25 rows < 40
+
+
+def test_drift_fires_the_hook_and_the_cli_prints_the_verdict(amazon_run, capsys):
+    seen = []
+
+    class Pager:
+        @hookimpl
+        def tunewright_drift_detected(self, run, report):
+            seen.append((run.run_id, report["name"], report["retrain_recommended"]))
+
+    plugins = get_plugins()
+    plugins.manager.register(Pager(), name="pager")
+    try:
+        code = main(["monitor", f"run={amazon_run / 'runs' / 'amazon'}", "data=ecommerce_reviews",
+                     "data.domain=imdb", "data.limit=100", "monitor.name=imdb-sample"])  # fmt: skip
+    finally:
+        plugins.manager.unregister(name="pager")
+    assert code == 0 and seen == [("amazon", "imdb-sample", True)]
+    out = capsys.readouterr().out
+    assert "verdict: DRIFT" in out and "drift-imdb-sample.html" in out
+
+
+def test_unlabelled_and_tiny_batches(amazon_run, tmp_path):
+    texts = [(text,) for text, _ in domain_rows("amazon")[TRAIN_ROWS:]]
+    unlabelled = write_csv(tmp_path / "unlabelled.csv", texts, header=("text",))
+    report = monitor(amazon_run, "data=csv", f"data.path={unlabelled}", "data.label_column=null")
+    assert report["status"] == "no_drift" and not report["windows"][0]["layers"]["performance"]["available"]
+    tiny = write_csv(tmp_path / "tiny.csv", texts[:12], header=("text",))
+    report = monitor(amazon_run, "data=csv", f"data.path={tiny}", "data.label_column=null")
+    assert report["status"] == "insufficient_data" and "12 rows" in report["reasons"][0]
+
+
+def test_bad_batches_and_run_folders_fail_clearly(amazon_run, tmp_path):
+    run = amazon_run / "runs" / "amazon"
+    empty = write_csv(tmp_path / "empty.csv", [])
+    with pytest.raises(DataError, match="empty.csv"):
+        monitor(amazon_run, "data=csv", f"data.path={empty}")
+    wrong = write_csv(tmp_path / "wrong.csv", [("great", "positive")], header=("body", "label"))
+    with pytest.raises(DataError, match=r"wrong.csv: no column 'text'"):
+        monitor(amazon_run, "data=csv", f"data.path={wrong}")
+    with pytest.raises(ConfigError, match="data=<option>"):
+        monitor_run(run, [], get_plugins())
+    old = tmp_path / "old-run"
+    shutil.copytree(run, old, ignore=shutil.ignore_patterns("drift_reference"))
+    with pytest.raises(RunFolderError, match="no drift reference"):
+        monitor_run(old, ["data=ecommerce_reviews"], get_plugins())
