@@ -22,7 +22,6 @@ import hashlib
 import json
 import random
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tunewright.errors import TunewrightError
+from tunewright.run_folder import atomic_directory
 
 META = "meta.json"
 WEIGHTS = "trainable.safetensors"
@@ -121,8 +121,8 @@ def save_checkpoint(
     themselves, travel in the same folder so that any checkpoint resumes exactly.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{PREFIX}{step:08d}.", dir=directory))
-    try:
+    final = directory / f"{PREFIX}{step:08d}"
+    with atomic_directory(final) as staging:
         save_file(weights, str(staging / WEIGHTS))
         if best_weights is not None:
             save_file(best_weights, str(staging / BEST_WEIGHTS))
@@ -132,13 +132,6 @@ def save_checkpoint(
         (staging / "rng.json").write_text(json.dumps([state["json"] for state in rng_states]))
         files = {path.name: _sha256(path) for path in sorted(staging.iterdir())}
         (staging / META).write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
-        final = directory / f"{PREFIX}{step:08d}"
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     for old in list_checkpoints(directory)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old)
     return final

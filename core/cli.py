@@ -3,6 +3,9 @@
     tunewright train [hydra flags] [key=value ...]   fine-tune (Hydra-composed; -m sweeps)
     tunewright predict run=<folder> "text" [...]      labels with probabilities, JSON lines
     tunewright monitor run=<folder> data=<option> ... drift of a new batch against the run
+    tunewright card run=<folder>                      re-render MODEL_CARD.md from the run's records
+    tunewright export run=<folder> [merged=true] [out=<dir>] [override="<reason>"]
+                                                      a Hugging Face directory, if release is allowed
     tunewright plugins                                every plugin and what it registers
 
 Config errors are reported as one line naming the key and the valid choices, before
@@ -193,6 +196,42 @@ def drift_summary(report: dict, folder: str) -> str:
     return "\n".join(lines)
 
 
+def key_values(command: str, args: list[str], allowed: tuple[str, ...]) -> dict[str, str]:
+    """``key=value`` arguments of a command; an unknown key or a bare word is an error."""
+    options = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in allowed:
+            raise ConfigError(f"{command}: {arg!r} is not one of {', '.join(f'{k}=...' for k in allowed)}")
+        options[key] = value
+    if "run" not in options:
+        raise ConfigError(f"{command}: run=<run folder> is required")
+    return options
+
+
+def card(args: list[str]) -> int:
+    """``card run=<folder>``: re-render MODEL_CARD.md from the run's JSON records."""
+    from tunewright.governance.model_card import write_model_card
+
+    print(write_model_card(key_values("card", args, ("run",))["run"]))
+    return 0
+
+
+def export(args: list[str]) -> int:
+    """``export run=<folder> [merged=true] [out=<dir>] [override=<reason>]``."""
+    from tunewright.export import export_run
+
+    options = key_values("export", args, ("run", "merged", "out", "override"))
+    merged = options.get("merged", "false").lower()
+    if merged not in ("true", "false"):
+        raise ConfigError(f"export: merged={options['merged']!r} is not true or false")
+    if options.get("override"):
+        print(f"tunewright: WARNING: exporting despite the release decision: {options['override']}", file=sys.stderr)
+    target = export_run(options["run"], options.get("out"), merged == "true", options.get("override"))
+    print(f"exported to {target}")
+    return 0
+
+
 def plugins_command(args: list[str]) -> int:
     """List every plugin, where it came from and what it registers."""
     from tunewright.plugin_manager import get_plugins
@@ -206,7 +245,9 @@ def plugins_command(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train, "predict": predict, "monitor": monitor, "plugins": plugins_command}
+COMMANDS = {
+    "train": train, "predict": predict, "monitor": monitor, "card": card, "export": export, "plugins": plugins_command,
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

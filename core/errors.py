@@ -19,3 +19,7 @@ class DataError(TunewrightError):
 
 class RunFolderError(TunewrightError):
     """A run folder lacks what a command needs (config, model, reference profile)."""
+
+
+class ReleaseBlockedError(TunewrightError):
+    """The run's release decision forbids what was asked (an export)."""

@@ -19,6 +19,7 @@ from tunewright.cleaning import clean
 from tunewright.config import compose_config
 from tunewright.data import DomainData
 from tunewright.errors import ConfigError, DataError
+from tunewright.governance.model_card import write_model_card
 from tunewright.governance.monitors.reference import observe
 from tunewright.predictor import load_run
 from tunewright.run import Run
@@ -51,6 +52,7 @@ def monitor_run(folder: str | Path, overrides: list[str], plugins) -> list[dict[
         if report["drift_detected"]:
             plugins.hook.tunewright_drift_detected(run=run, report=report)
         reports.append(report)
+    write_model_card(run_folder.path)  # its drift section lists the monitored batches
     return reports
 
 

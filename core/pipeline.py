@@ -12,8 +12,6 @@ import json
 import os
 import platform
 import random
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -29,10 +27,11 @@ from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
 from tunewright.errors import ConfigError, DataError
 from tunewright.governance.bias_report import bias_record, write_bias_report
+from tunewright.governance.model_card import write_model_card
 from tunewright.governance.policy import load_policy
 from tunewright.predictor import Predictor
 from tunewright.run import Run
-from tunewright.run_folder import RunFolder, agree_on_run_id, atomic_write_text
+from tunewright.run_folder import RunFolder, agree_on_run_id, atomic_write_text, atomic_directory
 from tunewright.trainer import Trainer, pick_device
 
 # Libraries whose versions the manifest records.
@@ -119,6 +118,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             results["audits"] = _run_audits(evaluation, plugins)
             results["monitors"] = _run_monitors(evaluation, plugins)
             run.folder.write_json("results.json", results)
+            write_model_card(run.folder.path)
             plugins.hook.tunewright_train_end(run=run, results=results)
         return results
     except BaseException as error:
@@ -217,16 +217,9 @@ def _record_predictions(run: Run, data: DomainData, task, logits: np.ndarray) ->
 
 def _save_model(folder: RunFolder, method, task, model, label_names: list[str]) -> None:
     """Write ``model/`` under a temporary name, then rename it into place."""
-    staging = Path(tempfile.mkdtemp(prefix=".model.", dir=folder.path))
-    try:
+    with atomic_directory(folder.model_dir) as staging:
         method.save(model, staging)
         task.save_artifacts(staging, label_names)
-        if folder.model_dir.exists():
-            shutil.rmtree(folder.model_dir)
-        staging.rename(folder.model_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _library_versions() -> dict[str, str]:

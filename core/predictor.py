@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from tunewright.errors import RunFolderError
 from tunewright.plugin_manager import get_plugins
@@ -50,9 +52,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
 
 
-def load_run(folder: str | Path) -> Predictor:
-    """Rebuild the model of the run in ``folder`` through its own model and method parts."""
-    run_folder = RunFolder(folder)
+@dataclass
+class LoadedRun:
+    """A run's model rebuilt through its own model and method parts."""
+
+    config: DictConfig
+    task: Any
+    method: Any
+    model: torch.nn.Module
+    label_names: list[str]
+
+
+def load_model(run_folder: RunFolder) -> LoadedRun:
+    """Rebuild the trained model of ``run_folder`` (on the CPU)."""
     cfg = run_folder.read_config()
     if not run_folder.model_dir.is_dir():
         raise RunFolderError(f"{run_folder.path}: no model/ folder; did the run finish?")
@@ -61,7 +73,12 @@ def load_run(folder: str | Path) -> Predictor:
     task.tokenizer_source = str(run_folder.model_dir)
     method = plugins.registries["methods"].build(cfg.method)
     label_names = task.read_label_names(run_folder.model_dir)
-    model = method.load(task, label_names, run_folder.model_dir)
-    device = pick_device(cfg.trainer.device)
-    dtype = autocast_dtype(cfg.trainer.precision, device)
-    return Predictor(task, model, label_names, cfg.trainer.eval_batch_size, device, dtype)
+    return LoadedRun(cfg, task, method, method.load(task, label_names, run_folder.model_dir), label_names)
+
+
+def load_run(folder: str | Path) -> Predictor:
+    """A :class:`Predictor` for the run in ``folder``, on the device its config names."""
+    loaded = load_model(RunFolder(folder))
+    device = pick_device(loaded.config.trainer.device)
+    dtype = autocast_dtype(loaded.config.trainer.precision, device)
+    return Predictor(loaded.task, loaded.model, loaded.label_names, loaded.config.trainer.eval_batch_size, device, dtype)

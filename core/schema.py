@@ -145,6 +145,17 @@ class MonitorSelectionConfig(SelectionConfig):
 
 
 @dataclass
+class CardConfig:
+    """What the model card says that no record can."""
+
+    intended_use: Optional[str] = None  # who should use the model, for what
+    out_of_scope_use: Optional[str] = None  # uses it is not fit for
+    license: Optional[str] = None  # the fine-tuned model's licence (an SPDX id); "other" when unset
+    limitations: Optional[str] = None  # known limitations beyond those the card lists itself
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
 class PathsConfig:
     runs_dir: str = "runs"  # every run gets runs_dir/<run_id>/
     run_id: Optional[str] = None  # chosen automatically when null
@@ -162,6 +173,7 @@ class TrainConfig:
     monitor: MonitorSelectionConfig = field(default_factory=MonitorSelectionConfig)
     tracker: SelectionConfig = field(default_factory=SelectionConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    card: CardConfig = field(default_factory=CardConfig)
     seed: int = 42
 
 

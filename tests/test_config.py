@@ -93,4 +93,4 @@ def test_cli_prints_composed_config(capsys):
 
 def test_unknown_command_lists_commands(capsys):
     assert main(["trian"]) == 2
-    assert "train, predict, monitor, plugins" in capsys.readouterr().err
+    assert "train, predict, monitor, card, export, plugins" in capsys.readouterr().err

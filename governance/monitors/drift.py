@@ -47,15 +47,18 @@ def compare(reference: Observed, current: Observed, label_names: list[str], sett
     metrics, keys = _metrics(numeric, settings, components)
     snapshot = Report(metrics).run(_dataset(current, numeric), _dataset(reference, numeric))
     values = dict(zip(keys, (m["value"] for m in snapshot.dict()["metrics"])))
-    columns = {name: _numeric_shift(name, values, reference, current, settings) for name in numeric}
+    # Bonferroni: a layer of k columns tests each at significance / k, so the layer as a
+    # whole keeps the chosen false-alarm rate.
+    descriptor_alpha, prediction_alpha = settings.significance / len(DESCRIPTORS), settings.significance / 2
+    descriptors = {name: _numeric_shift(name, values, reference, current, settings, descriptor_alpha) for name in DESCRIPTORS}
+    predictions = {
+        "label_distribution": _label_shift(values, reference, current, label_names, settings, prediction_alpha),
+        "confidence": _numeric_shift(CONFIDENCE, values, reference, current, settings, prediction_alpha),
+    }
     layers = {
-        "descriptors": _layer({name: columns[name] for name in DESCRIPTORS}, settings.effect_size),
+        "descriptors": _layer(descriptors, settings.effect_size),
         "embeddings": _embedding_layer(values["embeddings"], settings),
-        "predictions": _layer(
-            {"label_distribution": _label_shift(values, reference, current, label_names, settings),
-             "confidence": columns[CONFIDENCE]},
-            settings.effect_size,
-        ),  # fmt: skip
+        "predictions": _layer(predictions, settings.effect_size),
         "performance": _performance_layer(reference, current, settings),
     }
     return DriftComparison(layers, snapshot)
@@ -106,31 +109,33 @@ def _dataset(observed: Observed, numeric: list[str]):
     return Dataset.from_pandas(frame, data_definition=definition)
 
 
-def _numeric_shift(name: str, values: dict, reference: Observed, current: Observed, settings) -> dict[str, Any]:
+def _numeric_shift(name: str, values: dict, reference: Observed, current: Observed, settings, alpha: float) -> dict[str, Any]:
     """A numeric column's K-S p-value and normalised Wasserstein effect size."""
     source = current.confidences if name == CONFIDENCE else current.descriptors[name]
     baseline = reference.confidences if name == CONFIDENCE else reference.descriptors[name]
-    return _shift(values[(name, "ks")], values[(name, "wasserstein")], settings,
+    return _shift(values[(name, "ks")], values[(name, "wasserstein")], settings, alpha,
                   reference_mean=float(np.mean(baseline)), current_mean=float(np.mean(source)),
                   test="Kolmogorov-Smirnov p-value; effect: Wasserstein distance / reference std")  # fmt: skip
 
 
-def _label_shift(values: dict, reference: Observed, current: Observed, label_names, settings) -> dict[str, Any]:
+def _label_shift(values: dict, reference: Observed, current: Observed, label_names, settings, alpha: float) -> dict[str, Any]:
     """The predicted-label distribution's chi-square p-value and Jensen-Shannon distance."""
-    return _shift(values[(PREDICTED, "chisquare")], values[(PREDICTED, "jensenshannon")], settings,
+    return _shift(values[(PREDICTED, "chisquare")], values[(PREDICTED, "jensenshannon")], settings, alpha,
                   reference=distribution(reference.predictions, label_names),
                   current=distribution(current.predictions, label_names),
                   test="chi-square p-value; effect: Jensen-Shannon distance")  # fmt: skip
 
 
-def _shift(p_value: float, effect: float, settings, **details) -> dict[str, Any]:
-    """A column drifts when its shift is both significant and larger than the effect size."""
+def _shift(p_value: float, effect: float, settings, alpha: float, **details) -> dict[str, Any]:
+    """A column drifts when its shift is both significant (p below ``alpha``) and larger
+    than the effect size."""
     p_value, effect = float(p_value), float(effect)
     return {
         "score": effect,
         "threshold": settings.effect_size,
         "p_value": p_value,
-        "drifted": bool(p_value < settings.significance and effect > settings.effect_size),
+        "p_threshold": alpha,
+        "drifted": bool(p_value < alpha and effect > settings.effect_size),
         **details,
     }
 
@@ -155,17 +160,32 @@ def _layer(columns: dict[str, dict[str, Any]], threshold: float) -> dict[str, An
     }
 
 
+def _accuracy_drop_p_value(reference: Observed, current: Observed) -> float:
+    """One-sided Fisher exact test: is the batch's accuracy lower than the reference's?"""
+    from scipy.stats import fisher_exact
+
+    def counts(observed: Observed) -> list[int]:
+        correct = sum(p == t for p, t in zip(observed.predictions, observed.labels))
+        return [correct, len(observed) - correct]
+
+    return float(fisher_exact([counts(reference), counts(current)], alternative="greater").pvalue)
+
+
 def _performance_layer(reference: Observed, current: Observed, settings) -> dict[str, Any]:
-    """Accuracy and macro-F1 change, when both the reference and the batch have labels."""
+    """Accuracy and macro-F1 change, when both the reference and the batch have labels;
+    a drop drifts when it exceeds ``monitor.accuracy_drop`` and is significant."""
     before, after = reference.metrics(), current.metrics()
     if before is None or after is None:
         return {"available": False, "drifted": False, "reason": "the batch has no labels"}
     drop = before["accuracy"] - after["accuracy"]
+    p_value = _accuracy_drop_p_value(reference, current)
     return {
         "available": True,
         "score": drop,
         "threshold": settings.accuracy_drop,
-        "drifted": bool(drop > settings.accuracy_drop),
+        "p_value": p_value,
+        "p_threshold": settings.significance,
+        "drifted": bool(drop > settings.accuracy_drop and p_value < settings.significance),
         "reference": before,
         "current": after,
         "change": {name: after[name] - before[name] for name in before},

@@ -23,6 +23,11 @@ class FullFineTuning:
     def load(self, task, label_names: list[str], directory: Path):
         return task.load_pretrained(label_names, source=directory)
 
+    @staticmethod
+    def merge(model):
+        """Already a plain model: nothing to merge."""
+        return model
+
 
 @hookimpl
 def tunewright_register_methods(registry):

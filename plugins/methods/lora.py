@@ -56,6 +56,11 @@ class Lora:
 
         return PeftModel.from_pretrained(task.load_pretrained(label_names), str(directory))
 
+    @staticmethod
+    def merge(model):
+        """Fold each adapter into its base weight (W + B A * scale): a plain transformers model."""
+        return model.merge_and_unload()
+
 
 @hookimpl
 def tunewright_register_methods(registry):

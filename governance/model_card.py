@@ -1,0 +1,235 @@
+"""``MODEL_CARD.md``: the Hugging Face model-card format, rendered from the run's records.
+
+Nothing in it is written by hand per run: the YAML header and every section come from
+``config.yaml``, ``manifest.json``, ``results.json``, ``data_card.json``,
+``reports/bias.json`` and the drift records, so ``tunewright card run=<folder>``
+re-renders it after a later audit or monitoring. Sections follow *Model Cards for
+Model Reporting* (Mitchell et al., 2019); what the records cannot know (intended and
+out-of-scope use, licence, known limitations) comes from the ``card.*`` config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+
+from tunewright.run_folder import RunFolder, atomic_write_text
+
+CARD_FILE = "MODEL_CARD.md"
+# The hub id of a base model tunewright ships inside a package.
+EMBEDDED_HUB_IDS = {"embedded:all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
+PEFT_METHODS = ("lora", "ia3", "prompt", "prefix")
+
+
+def write_model_card(folder: str | Path) -> Path:
+    """Render ``MODEL_CARD.md`` in the run folder from its records; returns its path."""
+    run_folder = RunFolder(folder)
+    path = run_folder.path / CARD_FILE
+    atomic_write_text(path, render_model_card(run_folder))
+    return path
+
+
+def _read(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def render_model_card(run_folder: RunFolder) -> str:
+    cfg = OmegaConf.to_container(run_folder.read_config(), resolve=True)
+    folder = run_folder.path
+    records = {
+        "results": _read(folder, "results.json") or {},
+        "manifest": _read(folder, "manifest.json") or {},
+        "data": _read(folder, "data_card.json") or {},
+        "bias": _read(folder, "reports/bias.json"),
+        "reference": _read(folder, "reports/drift_reference/profile.json"),
+        "drift": [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("reports/drift-*.json"))],
+    }
+    sections = [
+        _model_details(cfg, records),
+        _uses(cfg),
+        _training_data(records["data"]),
+        _evaluation(records["results"]),
+        _bias(records["bias"]),
+        _drift(records["reference"], records["drift"], folder),
+        _training_details(cfg, records),
+        _limitations(cfg, records),
+        _how_to_use(cfg, folder),
+    ]
+    title = f"# {base_model_id(cfg)} fine-tuned with {cfg['method']['kind']} on {cfg['data']['kind']}"
+    return f"---\n{yaml.safe_dump(_header(cfg, records), sort_keys=False)}---\n\n{title}\n\n" + "\n\n".join(sections) + "\n"
+
+
+def base_model_id(cfg: dict[str, Any]) -> str:
+    name = cfg["model"]["name_or_path"]
+    return EMBEDDED_HUB_IDS.get(name, name)
+
+
+def _header(cfg: dict[str, Any], records: dict[str, Any]) -> dict[str, Any]:
+    test = records["results"].get("test") or {}
+    metrics = [{"type": "accuracy", "value": round(test["accuracy"], 4)}] if "accuracy" in test else []
+    if "f1_macro" in test:
+        metrics.append({"type": "f1", "name": "macro-F1", "value": round(test["f1_macro"], 4)})
+    header = {
+        "base_model": base_model_id(cfg),
+        "library_name": "peft" if cfg["method"]["kind"] in PEFT_METHODS else "transformers",
+        "license": cfg["card"]["license"] or "other",
+        "datasets": [cfg["data"]["kind"]],
+        "metrics": [m["type"] for m in metrics],
+        "pipeline_tag": "text-classification",
+        "tags": ["tunewright", cfg["method"]["kind"], cfg["data"]["kind"], *cfg["card"]["tags"]],
+        "model-index": [{
+            "name": records["results"].get("run_id") or cfg["paths"]["run_id"] or "tunewright-run",
+            "results": [{
+                "task": {"type": "text-classification"},
+                "dataset": {"name": cfg["data"]["kind"], "type": cfg["data"]["kind"], "split": "test"},
+                "metrics": metrics,
+            }],
+        }],
+    }  # fmt: skip
+    return header
+
+
+def _model_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
+    train = records["results"].get("train") or {}
+    labels = records["data"].get("label_names") or []
+    manifest = records["manifest"]
+    lines = [
+        "## Model details",
+        "",
+        f"- Base model: `{base_model_id(cfg)}` (task `{cfg['model']['kind']}`, max length {cfg['model']['max_length']} tokens)",
+        f"- Method: `{cfg['method']['kind']}`"
+        + (f"; {train['trainable_parameters']:,} of {train['total_parameters']:,} parameters trained "
+           f"({train['trainable_parameters'] / max(train['total_parameters'], 1):.2%})" if train else ""),
+        f"- Labels ({len(labels)}): {', '.join(labels)}",
+        f"- Run: `{records['results'].get('run_id', '?')}`, tunewright {manifest.get('libraries', {}).get('tunewright', '?')}, "
+        f"config SHA-256 `{manifest.get('config_sha256', '?')[:12]}`",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _uses(cfg: dict[str, Any]) -> str:
+    card = cfg["card"]
+    intended = card["intended_use"] or "Not stated. Set `card.intended_use` to say who should use this model and for what."
+    out_of_scope = card["out_of_scope_use"] or "Not stated. Set `card.out_of_scope_use`."
+    return f"## Intended use\n\n{intended}\n\n## Out-of-scope use\n\n{out_of_scope}"
+
+
+def _training_data(data: dict[str, Any]) -> str:
+    if not data:
+        return "## Training data\n\nNo data card on record."
+    rows = [
+        f"| {split} | {c['rows']} | " + ", ".join(f"{k} {v}" for k, v in c["labels"].items()) + " |"
+        for split, c in data.get("composition", {}).items()
+    ]
+    dropped = sum(step["rows_in"] - step["rows_out"] for step in data.get("cleaning", []))
+    sources = ", ".join(f"`{s['path']}` (SHA-256 `{s['sha256'][:12]}`)" for s in data.get("sources", []))
+    sensitive = ", ".join(data.get("sensitive_features") or {}) or "none declared"
+    return "\n".join([
+        "## Training data", "",
+        f"Dataset `{data.get('dataset')}` from {sources or 'no recorded files'}. Cleaning dropped {dropped} rows "
+        "(see `data_card.md` for every step and reason). Sensitive features: " + sensitive + ".", "",
+        "| split | rows | labels |", "|---|---|---|", *rows,
+    ])  # fmt: skip
+
+
+def _evaluation(results: dict[str, Any]) -> str:
+    test = results.get("test")
+    if not test:
+        return "## Evaluation results\n\nThe run did not finish its test evaluation."
+    rows = [f"| {name} | {value:.4f} |" for name, value in test.items()]
+    train = results.get("train") or {}
+    best = (f"\n\nBest validation {train['best_metric']:.4f} at step {train['best_step']}."
+            if train.get("best_metric") is not None else "")  # fmt: skip
+    return "\n".join(["## Evaluation results", "", "On the held-out test split:", "", "| metric | value |", "|---|---|", *rows]) + best
+
+
+def _bias(bias: dict[str, Any] | None) -> str:
+    if bias is None:
+        return "## Bias audit\n\nNo bias audit ran for this model (`audit=none`). Its release is not cleared."
+    release = bias["release"]
+    lines = ["## Bias audit", "",
+             f"Policy `{bias['policy']['name']}`{' (blocking)' if bias['policy']['blocking'] else ''}. "
+             f"Release **{'allowed' if release['allowed'] else 'blocked'}**"
+             + (": " + "; ".join(release["reasons"]) if release["reasons"] else ".")]  # fmt: skip
+    for name, audit in bias["audits"].items():
+        lines += ["", f"### {name}: {audit['verdict']}", ""]
+        if "attributes" in audit:
+            lines += ["| attribute | verdict | flip rate | parity ratio | p |", "|---|---|---|---|---|"]
+            lines += [f"| {attr} | {r['verdict']} | {r['flip_rate']:.3f} | {_fmt(r['demographic_parity_ratio'])} | {_fmt(r['p_value'], '.3g')} |"
+                      for attr, r in audit["attributes"].items()]  # fmt: skip
+        elif audit.get("groups"):
+            lines += ["| group | size | accuracy | selection rate |", "|---|---|---|---|"]
+            lines += [f"| {g['group']}{' (suppressed)' if g.get('suppressed') else ''} | {g['size']} | "
+                      f"{_fmt(g.get('accuracy'))} | {_fmt(g.get('selection_rate'))} |" for g in audit["groups"]]  # fmt: skip
+        lines += [f"- {reason}" for reason in audit.get("reasons", []) if audit["verdict"] != "pass"]
+    comparison = bias.get("base_model_comparison")
+    lines += ["", comparison["summary"] if comparison else "The base model was not audited, so no change from it is reported."]
+    lines += ["", "Full report: `reports/bias.html`."]
+    return "\n".join(lines)
+
+
+def _drift(reference: dict[str, Any] | None, reports: list[dict[str, Any]], folder: Path) -> str:
+    if reference is None:
+        return "## Drift baseline and monitoring\n\nNo drift reference was recorded (`monitor=none`)."
+    lines = [
+        "## Drift baseline and monitoring", "",
+        f"The reference profile holds {reference['rows']} held-out texts with their descriptors, embeddings and "
+        f"predictions (`reports/drift_reference/`). Check new data against it with:", "",
+        f"    tunewright monitor run={folder} data=csv data.path=<new batch>.csv", "",
+    ]  # fmt: skip
+    if reports:
+        lines += ["| batch | rows | verdict | severity | retrain |", "|---|---|---|---|---|"]
+        lines += [f"| {r['name']} | {r['rows']} | {r['status']} | {r['severity']} | {'yes' if r['retrain_recommended'] else 'no'} |"
+                  for r in reports]  # fmt: skip
+    else:
+        lines.append("No batch has been monitored yet.")
+    return "\n".join(lines)
+
+
+def _training_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
+    trainer, train, manifest = cfg["trainer"], records["results"].get("train") or {}, records["manifest"]
+    keys = ("strategy", "max_epochs", "batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
+            "schedule", "warmup_ratio", "precision")  # fmt: skip
+    method = {k: v for k, v in cfg["method"].items() if k != "kind"}
+    hardware = manifest.get("cuda") or manifest.get("platform", "?")
+    lines = ["## Training details", "", "| setting | value |", "|---|---|"]
+    lines += [f"| trainer.{k} | {trainer[k]} |" for k in keys]
+    lines += [f"| method.{k} | {v} |" for k, v in method.items()]
+    lines += [f"| seed | {cfg['seed']} |", f"| processes | {manifest.get('world_size', 1)} |", f"| hardware | {hardware} |"]
+    if train:
+        lines += [f"| training time | {train['wall_seconds']:.1f} s, {train['steps']} steps, {train['tokens_per_second']:.0f} tokens/s |"]
+    return "\n".join(lines)
+
+
+def _limitations(cfg: dict[str, Any], records: dict[str, Any]) -> str:
+    rows = records["results"].get("data", {})
+    lines = ["## Limitations", ""]
+    if cfg["card"]["limitations"]:
+        lines += [cfg["card"]["limitations"], ""]
+    lines += [
+        f"- Trained on {rows.get('train', '?')} examples and tested on {rows.get('test', '?')}: "
+        "figures on other data will differ; monitor new data for drift.",
+        f"- Texts longer than {cfg['model']['max_length']} tokens are truncated.",
+        f"- It predicts only its labels ({', '.join(records['data'].get('label_names') or [])}); any input gets one of them.",
+        "- The bias audits probe English templates and a fixed set of identity terms and names: passing them "
+        "is evidence, not proof, of fair behaviour on your population.",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _how_to_use(cfg: dict[str, Any], folder: Path) -> str:
+    return "\n".join([
+        "## How to use", "",
+        f"    tunewright predict run={folder} \"text to classify\"", "",
+        "or, in Python, `tunewright.load_run(\"<run folder>\").predict([...])`. "
+        "`tunewright export` writes a plain Hugging Face directory with this card as its README.",
+    ])  # fmt: skip
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
