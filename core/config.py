@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from tunewright.errors import ConfigError
-from tunewright.schema import CORE_GROUP_SCHEMAS, SCHEMA_SUFFIX, SINGLE_CHOICE_FAMILIES
+from tunewright.schema import SCHEMA_SUFFIX, SINGLE_CHOICE_FAMILIES, group_schemas
 
 CONFIG_MODULE = "tunewright.conf"
 PRIMARY_CONFIG = "train"
@@ -80,7 +80,7 @@ def validate(cfg: DictConfig, plugins) -> None:
         node = cfg[registry.config_group]
         part = registry.get(node.kind)
         _reject_unknown_keys(registry.config_group, node, part.schema)
-    for group, schema in CORE_GROUP_SCHEMAS.items():
+    for group, schema in group_schemas(plugins.registries).items():
         _reject_unknown_keys(group, cfg[group], schema)
     for family in ("audits", "monitors", "trackers"):
         registry = plugins.registries[family]

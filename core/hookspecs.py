@@ -230,3 +230,17 @@ def tunewright_drift_detected(run, report):
 
     Called on rank 0 only.
     """
+
+
+@hookspec
+def tunewright_monitor_completed(run, report):
+    """``tunewright monitor`` has judged a batch against the run's reference profile.
+
+    :param run: the :class:`~tunewright.run.Run` that was monitored.
+    :param report: the drift report dict (``status``, ``drift_detected``, ``severity``,
+        ``retrain_recommended``, ``windows``), whatever its verdict.
+    :return: nothing.
+
+    Called on rank 0 only, for every batch; ``tunewright_drift_detected`` follows when
+    the batch drifted.
+    """

@@ -24,6 +24,7 @@ from tunewright.governance.monitors.reference import observe
 from tunewright.predictor import load_run
 from tunewright.run import Run
 from tunewright.run_folder import RunFolder
+from tunewright.tracking import start_trackers, stop_trackers
 
 # Overrides that keep a batch whole and in order instead of split for training.
 WHOLE_BATCH = ("data.validation_fraction=0", "data.test_fraction=0")
@@ -44,14 +45,18 @@ def monitor_run(folder: str | Path, overrides: list[str], plugins) -> list[dict[
     observed = observe(predictor, examples, predictor.label_names)
     name = settings.name or _report_name(sources)
     run = Run(run_folder.path.name, run_config, run_folder)
-    reports = []
-    for monitor_name in run_config.monitor.names:
-        registry = plugins.registries["monitors"]
-        monitor = registry.get(monitor_name).factory(OmegaConf.create({"kind": monitor_name}), run)
-        report = monitor.check(observed, name, settings, sources)
-        if report["drift_detected"]:
-            plugins.hook.tunewright_drift_detected(run=run, report=report)
-        reports.append(report)
+    reports, trackers = [], start_trackers(run, plugins)
+    try:
+        for monitor_name in run_config.monitor.names:
+            registry = plugins.registries["monitors"]
+            monitor = registry.get(monitor_name).factory(OmegaConf.create({"kind": monitor_name}), run)
+            report = monitor.check(observed, name, settings, sources)
+            plugins.hook.tunewright_monitor_completed(run=run, report=report)
+            if report["drift_detected"]:
+                plugins.hook.tunewright_drift_detected(run=run, report=report)
+            reports.append(report)
+    finally:
+        stop_trackers(trackers, plugins)
     write_model_card(run_folder.path)  # its drift section lists the monitored batches
     return reports
 

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import random
+import subprocess
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -32,10 +33,12 @@ from tunewright.governance.policy import load_policy
 from tunewright.predictor import Predictor
 from tunewright.run import Run
 from tunewright.run_folder import RunFolder, agree_on_run_id, atomic_write_text, atomic_directory
+from tunewright.tracking import start_trackers, stop_trackers
 from tunewright.trainer import Trainer, pick_device
 
 # Libraries whose versions the manifest records.
-RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn")
+RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn", "fairlearn",
+                      "evidently", "wandb")  # fmt: skip
 PREDICTIONS_FILE = "test_predictions.jsonl"
 
 
@@ -73,7 +76,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         device = torch.device("cuda", context.local_rank)
     run_id = agree_on_run_id(cfg)
     run = Run(run_id, cfg, RunFolder(Path(cfg.paths.runs_dir) / run_id).create(), context.rank, context.world_size)
-    trackers = _start_trackers(run, plugins) if run.is_main_process else []
+    trackers = start_trackers(run, plugins) if run.is_main_process else []
     failed = False
     try:
         plugins.hook.tunewright_run_start(run=run)
@@ -126,8 +129,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         failed = True
         raise
     finally:
-        for tracker in trackers:
-            plugins.manager.unregister(tracker)
+        stop_trackers(trackers, plugins)
         distributed.teardown(graceful=not failed)
 
 
@@ -164,18 +166,6 @@ def _unsharded(model, method, task, label_names: list[str], is_main_process: boo
 
 def _part_config(registry, name: str) -> DictConfig:
     return OmegaConf.structured(registry.get(name).schema(kind=name))
-
-
-def _start_trackers(run: Run, plugins) -> list[Any]:
-    """Register each configured tracker (``local`` always) for the length of the run."""
-    registry = plugins.registries["trackers"]
-    names = ["local", *(name for name in run.config.tracker.names if name != "local")]
-    trackers = []
-    for name in names:
-        tracker = registry.get(name).factory(_part_config(registry, name), run)
-        plugins.manager.register(tracker, name=f"tracker:{name}:{run.run_id}")
-        trackers.append(tracker)
-    return trackers
 
 
 def _run_audits(evaluation: Evaluation, plugins) -> dict[str, Any]:
@@ -232,6 +222,19 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
+def _git_revision(directory: Path) -> dict[str, Any] | None:
+    """The commit of the user's working directory and whether it has uncommitted
+    changes; ``None`` outside a git checkout or without git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=directory, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
 def _write_manifest(run: Run, data: DomainData) -> None:
     """What reproduces this run: config hash, data hashes, versions, seed, hardware."""
     resolved = OmegaConf.to_yaml(run.config, resolve=True)
@@ -241,6 +244,7 @@ def _write_manifest(run: Run, data: DomainData) -> None:
             "run_id": run.run_id,
             "config_sha256": hashlib.sha256(resolved.encode()).hexdigest(),
             "data_sources": data.sources,
+            "git": _git_revision(Path.cwd()),
             "seed": run.config.seed,
             "world_size": run.world_size,
             "python": platform.python_version(),

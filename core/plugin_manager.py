@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.datasets.finance_phrasebank",
     "tunewright.plugins.datasets.medical_abstracts",
     "tunewright.plugins.trackers.local",
+    "tunewright.plugins.trackers.weights_and_biases",
     "tunewright.governance.audits.counterfactual",
     "tunewright.governance.audits.group_metrics",
     "tunewright.governance.monitors.default",

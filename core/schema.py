@@ -8,7 +8,8 @@ fields (see :mod:`tunewright.registry`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
+from functools import partial
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -192,6 +193,18 @@ CORE_GROUP_SCHEMAS: dict[str, type] = {
 SINGLE_CHOICE_FAMILIES = ("models", "methods", "datasets")
 
 
+def tracker_selection_schema(registry) -> type:
+    """The ``tracker`` group's schema: ``names``, plus one node per registered tracker
+    holding that tracker's options (``tracker.wandb.mode=offline``)."""
+    fields = [(part.name, part.schema, field(default_factory=partial(part.schema, kind=part.name))) for part in registry]
+    return make_dataclass("TrackerSelectionConfig", fields, bases=(SelectionConfig,))
+
+
+def group_schemas(registries) -> dict[str, type]:
+    """Every core group's schema, the tracker group's built from the registered trackers."""
+    return {**CORE_GROUP_SCHEMAS, "tracker": tracker_selection_schema(registries["trackers"])}
+
+
 def store_schemas(registries, option_files: set[tuple[str, str]]) -> None:
     """Put every schema into Hydra's ConfigStore.
 
@@ -202,7 +215,7 @@ def store_schemas(registries, option_files: set[tuple[str, str]]) -> None:
     """
     cs = ConfigStore.instance()
     cs.store(name="train" + SCHEMA_SUFFIX, node=TrainConfig)
-    for group, schema in CORE_GROUP_SCHEMAS.items():
+    for group, schema in group_schemas(registries).items():
         cs.store(group=group, name=group + SCHEMA_SUFFIX, node=schema)
     for family in SINGLE_CHOICE_FAMILIES:
         registry = registries[family]

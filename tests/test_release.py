@@ -50,6 +50,16 @@ def test_model_card_is_rendered_from_the_records(lora_run):
     assert f"### counterfactual: {bias['audits']['counterfactual']['verdict']}" in body
 
 
+def test_manifest_records_the_working_directory_revision_and_libraries(lora_run):
+    import subprocess
+
+    manifest = json.loads((lora_run / "manifest.json").read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    expected = head.stdout.strip() if head.returncode == 0 else None
+    assert (manifest["git"] or {}).get("commit") == expected
+    assert {"torch", "transformers", "peft", "evidently", "wandb", "fairlearn"} <= set(manifest["libraries"])
+
+
 def test_card_command_rerenders_after_the_records_change(lora_run, capsys):
     results_path = lora_run / "results.json"
     results = json.loads(results_path.read_text())

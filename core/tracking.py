@@ -1,0 +1,37 @@
+"""Start and stop the configured trackers around a run or a monitoring command.
+
+A tracker part's factory gets its node of the ``tracker`` config (``tracker.wandb``)
+and the :class:`~tunewright.run.Run`, and returns an object whose hook implementations
+are registered for as long as the run lasts; an optional ``close()`` is called at
+the end, success or failure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from tunewright.run import Run
+
+
+def start_trackers(run: Run, plugins) -> list[Any]:
+    """Register each configured tracker (``local`` always) for the length of the run."""
+    registry = plugins.registries["trackers"]
+    names = ["local", *(name for name in run.config.tracker.names if name != "local")]
+    trackers = []
+    for name in names:
+        node = run.config.tracker.get(name) or OmegaConf.structured(registry.get(name).schema(kind=name))
+        tracker = registry.get(name).factory(node, run)
+        plugins.manager.register(tracker, name=f"tracker:{name}:{run.run_id}")
+        trackers.append(tracker)
+    return trackers
+
+
+def stop_trackers(trackers: list[Any], plugins) -> None:
+    """Unregister the trackers and let each close (finish uploads, flush files)."""
+    for tracker in trackers:
+        plugins.manager.unregister(tracker)
+        close = getattr(tracker, "close", None)
+        if close is not None:
+            close()
