@@ -75,14 +75,16 @@ def test_held_out_amazon_sentences_do_not_drift(amazon_run):
     assert window["layers"]["performance"]["available"]
 
 
-@pytest.mark.parametrize("domain", ["imdb", "yelp"])
-def test_other_review_domains_drift_in_embeddings_and_descriptors(amazon_run, domain):
+@pytest.mark.parametrize(("domain", "layers_expected"), [("imdb", {"embeddings", "descriptors"}), ("yelp", {"embeddings"})])
+def test_other_review_domains_drift(amazon_run, domain, layers_expected):
+    """IMDB sentences are longer (descriptors drift too); Yelp sentences look like
+    Amazon's on the surface and drift in the model's embeddings (docs/governance.md)."""
     report = monitor(amazon_run, "data=ecommerce_reviews", f"data.domain={domain}", "data.limit=300")
     assert report["drift_detected"] and report["status"] == "drift"
     layers = report["windows"][0]["layers"]
-    assert layers["embeddings"]["drifted"] and layers["embeddings"]["score"] > layers["embeddings"]["threshold"]
-    assert layers["descriptors"]["drifted"], layers["descriptors"]["columns"]
-    assert report["severity"] in ("medium", "high")
+    assert layers["embeddings"]["score"] > layers["embeddings"]["threshold"] and layers["embeddings"]["p_value"] < 0.05
+    assert {name for name, layer in layers.items() if layer["drifted"]} >= layers_expected
+    assert report["severity"] == {1: "low", 2: "medium"}.get(len(report["windows"][0]["drifted_layers"]), "high")
     folder = amazon_run / "runs" / "amazon" / "reports"
     assert json.loads((folder / f"drift-{domain}_labelled.json").read_text())["status"] == "drift"
     page = (folder / f"drift-{domain}_labelled.html").read_text()

@@ -57,7 +57,7 @@ def compare(reference: Observed, current: Observed, label_names: list[str], sett
     }
     layers = {
         "descriptors": _layer(descriptors, settings.effect_size),
-        "embeddings": _embedding_layer(values["embeddings"], settings),
+        "embeddings": _embedding_layer(values["embeddings"], settings, len(reference), len(current)),
         "predictions": _layer(predictions, settings.effect_size),
         "performance": _performance_layer(reference, current, settings),
     }
@@ -140,12 +140,24 @@ def _shift(p_value: float, effect: float, settings, alpha: float, **details) -> 
     }
 
 
-def _embedding_layer(score: float, settings) -> dict[str, Any]:
+def _embedding_layer(score: float, settings, reference_rows: int, current_rows: int) -> dict[str, Any]:
+    """The embedding layer. For the domain classifier, the limit also grows with the
+    noise of a ROC AUC measured on few rows: evidently scores it on a random half of
+    both sets, and under no drift that AUC is about normal around 0.5 with the
+    Mann-Whitney standard deviation, so the score must also clear its one-sided
+    ``monitor.significance`` quantile."""
     explained = {"model": "ROC AUC of a classifier telling reference from new embeddings (0.5: indistinguishable)",
                  "mmd": "squared maximum mean discrepancy between the embedding sets"}  # fmt: skip
     threshold = embedding_threshold(settings)
-    return {"score": float(score), "threshold": threshold, "drifted": bool(score > threshold),
-            "method": settings.embedding_method, "test": explained[settings.embedding_method]}  # fmt: skip
+    layer = {"score": float(score), "method": settings.embedding_method, "test": explained[settings.embedding_method]}
+    if settings.embedding_method == "model":
+        from scipy.stats import norm
+
+        n1, n2 = max(reference_rows // 2, 1), max(current_rows // 2, 1)
+        spread = ((n1 + n2 + 1) / (12 * n1 * n2)) ** 0.5
+        threshold = max(threshold, 0.5 + float(norm.ppf(1 - settings.significance)) * spread)
+        layer["p_value"] = float(norm.sf((score - 0.5) / spread))
+    return {**layer, "threshold": round(threshold, 4), "drifted": bool(score > threshold)}
 
 
 def _layer(columns: dict[str, dict[str, Any]], threshold: float) -> dict[str, Any]:
