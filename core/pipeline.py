@@ -82,13 +82,14 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         plugins.hook.tunewright_run_start(run=run)
         seed_everything(cfg.seed)
 
+        # Parts first: a method that cannot run here (qlora without CUDA) stops before any data or model loads.
+        task = plugins.registries["models"].build(cfg.model)
+        method = plugins.registries["methods"].build(cfg.method)
         data, cleaning = clean(plugins.registries["datasets"].build(cfg.data).load(), cfg.data.cleaning)
         if not data.splits.get("test"):
             raise DataError("no test split: give a test file or a data.test_fraction above 0")
         if any(example.get("label") is None for example in data.splits["train"]):
             raise DataError("the training data has no labels (data.label_column=null is for tunewright monitor)")
-        task = plugins.registries["models"].build(cfg.model)
-        method = plugins.registries["methods"].build(cfg.method)
         features = {split: task.encode(examples) for split, examples in data.splits.items()}
         if run.is_main_process:
             run.folder.write_config(cfg)
@@ -97,7 +98,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             run.folder.write_json("data_card.json", card)
             atomic_write_text(run.folder.path / "data_card.md", data_card_markdown(card))
 
-        model = method.apply(task.load_pretrained(data.label_names), task)
+        model = method.apply(load_base(task, method, data.label_names), task)
         trainer = Trainer(run, model, task, cfg.trainer, plugins.hook, context, device)
         fit = trainer.fit(features["train"], features.get("validation", []))
         if not fit.completed:
@@ -159,9 +160,16 @@ def _unsharded(model, method, task, label_names: list[str], is_main_process: boo
     state = sharding.gather_full(model)
     if not is_main_process:
         return None
-    copy = method.apply(task.load_pretrained(label_names), task)
+    copy = method.apply(load_base(task, method, label_names), task)
     copy.load_state_dict(state)
     return copy.to(device)
+
+
+def load_base(task, method, label_names: list[str]):
+    """The pre-trained model, loaded the way the method needs it (``load_options``:
+    for example a 4-bit quantisation config)."""
+    options = getattr(method, "load_options", dict)()
+    return task.load_pretrained(label_names, **options)
 
 
 def _part_config(registry, name: str) -> DictConfig:

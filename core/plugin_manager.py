@@ -31,7 +31,10 @@ DISABLE_ENV = "TUNEWRIGHT_DISABLE_PLUGINS"
 BUILTIN_PLUGINS = (
     "tunewright.plugins.models.sequence_classification",
     "tunewright.plugins.methods.full",
-    "tunewright.plugins.methods.lora",
+    "tunewright.plugins.methods.peft_methods",
+    "tunewright.plugins.methods.freeze",
+    "tunewright.plugins.methods.adapter",
+    "tunewright.plugins.methods.prefix",
     "tunewright.plugins.datasets.ecommerce_reviews",
     "tunewright.plugins.datasets.banking77",
     "tunewright.plugins.datasets.files",

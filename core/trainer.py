@@ -204,8 +204,11 @@ def predict_outputs(
             output = model(**batch, **({"output_hidden_states": True} if embeddings else {}))
         logits.append(output.logits.float().cpu())
         if embeddings:
-            mask = batch["attention_mask"].unsqueeze(-1).float()
             hidden = output.hidden_states[-1].float()
+            mask = batch["attention_mask"].float()
+            if hidden.shape[1] > mask.shape[1]:  # virtual tokens a method prepended (prompt tuning) count too
+                mask = torch.cat([mask.new_ones(mask.shape[0], hidden.shape[1] - mask.shape[1]), mask], dim=1)
+            mask = mask.unsqueeze(-1)
             pooled.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
     return _input_order(torch.cat(logits), order), _input_order(torch.cat(pooled), order) if embeddings else None
 

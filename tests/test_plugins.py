@@ -54,7 +54,7 @@ def test_entry_point_plugin_is_listed_with_its_distribution(site):
     assert result.returncode == 0, result.stderr
     assert "bitfit  [tunewright-bitfit 0.1]" in result.stdout
     assert "methods: bitfit" in result.stdout
-    assert "tunewright.plugins.methods.lora  [builtin]" in result.stdout
+    assert "tunewright.plugins.methods.peft_methods  [builtin]" in result.stdout
 
 
 def test_entry_point_method_is_chosen_by_name_and_trains(site, tiny_bert, tmp_path):
@@ -96,7 +96,7 @@ def test_builtin_plugins_can_be_blocked(tmp_path):
     result = tunewright(["plugins"], tmp_path, TUNEWRIGHT_DISABLE_PLUGINS="tunewright.plugins.methods.full")
     assert result.returncode == 0
     assert "methods: full" not in result.stdout
-    assert "methods: lora" in result.stdout
+    assert "methods: ia3, lora, prompt, qlora" in result.stdout
 
 
 def test_duplicate_part_names_name_both_plugins():

@@ -57,8 +57,9 @@ class SequenceClassification:
             )
         return self._tokenizer
 
-    def load_pretrained(self, label_names: list[str], source: str | Path | None = None):
-        """The pre-trained model (or a saved full fine-tune at ``source``) with a head for ``label_names``."""
+    def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
+        """The pre-trained model (or a saved full fine-tune at ``source``) with a head for
+        ``label_names``; ``options`` go to ``from_pretrained`` (a method's quantisation)."""
         from transformers import AutoModelForSequenceClassification
 
         _quiet_transformers()
@@ -69,6 +70,7 @@ class SequenceClassification:
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
+            **options,
         )
 
     def save_artifacts(self, directory: Path, label_names: list[str]) -> None:

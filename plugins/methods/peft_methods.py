@@ -1,0 +1,165 @@
+"""Methods through PEFT: ``lora`` (with DoRA and rsLoRA), ``qlora``, ``ia3`` and ``prompt``.
+
+All share one shape: build a PEFT config for the task's PEFT task type, wrap the model
+with ``get_peft_model`` (which also trains and saves the task head), save only the
+adapter (``model/`` loads with ``peft.PeftModel.from_pretrained``), and, where the
+maths allows (LoRA, IA3: both are linear in the weights), merge into a plain model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from tunewright import hookimpl
+from tunewright.errors import ConfigError
+from tunewright.schema import MethodConfig
+
+# PEFT calls a transformers method that transformers 5 deprecates; nothing a user can act on.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+class PeftMethod:
+    """Save and load for every PEFT method; subclasses build the PEFT config."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def peft_config(self, task):
+        raise NotImplementedError
+
+    def apply(self, model, task):
+        from peft import get_peft_model
+
+        return get_peft_model(model, self.peft_config(task))
+
+    def save(self, model, directory: Path) -> None:
+        model.save_pretrained(directory, safe_serialization=True)
+
+    def load(self, task, label_names: list[str], directory: Path):
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(task.load_pretrained(label_names, **self.load_options()), str(directory))
+
+    def load_options(self) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments for the base model (quantisation)."""
+        return {}
+
+
+class MergeablePeftMethod(PeftMethod):
+    def merge(self, model):
+        """Fold the adapter into the base weights: a plain transformers model."""
+        return model.merge_and_unload()
+
+
+@dataclass
+class LoraConfig(MethodConfig):
+    r: int = 8  # adapter rank; higher: more trainable weights, more memory
+    alpha: int = 16  # scaling is alpha / r (alpha / sqrt(r) with rslora)
+    dropout: float = 0.1
+    # Module names to adapt; "all-linear" adapts every linear layer but the output head.
+    target_modules: Any = "all-linear"
+    use_dora: bool = False  # weight-decomposed LoRA: a little better, slower steps
+    use_rslora: bool = False  # rank-stabilised scaling, for high ranks
+    modules_to_save: Optional[list[str]] = None  # extra modules trained in full
+
+
+class Lora(MergeablePeftMethod):
+    def peft_config(self, task):
+        from peft import LoraConfig as PeftLoraConfig
+
+        target = self.cfg.target_modules
+        return PeftLoraConfig(
+            task_type=task.peft_task_type,
+            r=self.cfg.r,
+            lora_alpha=self.cfg.alpha,
+            lora_dropout=self.cfg.dropout,
+            target_modules=target if isinstance(target, str) else list(target),
+            use_dora=self.cfg.use_dora,
+            use_rslora=self.cfg.use_rslora,
+            modules_to_save=list(self.cfg.modules_to_save) if self.cfg.modules_to_save else None,
+        )
+
+
+@dataclass
+class QLoraConfig(LoraConfig):
+    compute_dtype: str = "bfloat16"  # bfloat16 | float16: the dtype 4-bit weights are computed in
+
+
+class QLora(Lora):
+    """LoRA on a 4-bit NF4-quantised base (Dettmers et al., 2023): CUDA and bitsandbytes only.
+
+    Checked when the method is built, before any model is loaded."""
+
+    def __init__(self, cfg: QLoraConfig):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("method=qlora quantises the base model with bitsandbytes, which needs a CUDA GPU; "
+                              "this machine has none. Use method=lora")  # fmt: skip
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError("method=qlora needs bitsandbytes: pip install bitsandbytes")
+        if cfg.compute_dtype not in ("bfloat16", "float16"):
+            raise ConfigError(f"method.compute_dtype: {cfg.compute_dtype!r} is not one of bfloat16, float16")
+        super().__init__(cfg)
+
+    def load_options(self) -> dict[str, Any]:
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        return {"quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=getattr(torch, self.cfg.compute_dtype),
+        )}  # fmt: skip
+
+    def apply(self, model, task):
+        from peft import prepare_model_for_kbit_training
+
+        return super().apply(prepare_model_for_kbit_training(model), task)
+
+    def merge(self, model):
+        raise ConfigError("method=qlora: a 4-bit base cannot take merged weights; export without merged=true")
+
+
+@dataclass
+class IA3Config(MethodConfig):
+    target_modules: Any = None  # default: PEFT's choice per model family (keys, values, feed-forward)
+    feedforward_modules: Any = None
+
+
+class IA3(MergeablePeftMethod):
+    """(IA)^3 (Liu et al., 2022): learned rescaling vectors on keys, values and feed-forward."""
+
+    def peft_config(self, task):
+        from peft import IA3Config as PeftIA3Config
+
+        def names(value):
+            return None if value is None else (value if isinstance(value, str) else list(value))
+
+        return PeftIA3Config(task_type=task.peft_task_type, target_modules=names(self.cfg.target_modules),
+                             feedforward_modules=names(self.cfg.feedforward_modules))  # fmt: skip
+
+
+@dataclass
+class PromptConfig(MethodConfig):
+    num_virtual_tokens: int = 16  # trained embeddings prepended to every input; longer: more capacity
+
+
+class Prompt(PeftMethod):
+    """Prompt tuning (Lester et al., 2021): trained input embeddings; nothing to merge."""
+
+    def peft_config(self, task):
+        from peft import PromptTuningConfig
+
+        return PromptTuningConfig(task_type=task.peft_task_type, num_virtual_tokens=self.cfg.num_virtual_tokens)
+
+
+@hookimpl
+def tunewright_register_methods(registry):
+    registry.add("lora", Lora, schema=LoraConfig, description="low-rank adapters (PEFT), DoRA and rsLoRA options")
+    registry.add("qlora", QLora, schema=QLoraConfig, description="LoRA on a 4-bit base (CUDA + bitsandbytes)")
+    registry.add("ia3", IA3, schema=IA3Config, description="(IA)^3 rescaling vectors (PEFT)")
+    registry.add("prompt", Prompt, schema=PromptConfig, description="prompt tuning: trained virtual tokens (PEFT)")

@@ -1,0 +1,75 @@
+"""Saving and reloading only what a method trained, for methods implemented in the project.
+
+``model/trained.safetensors`` holds the trainable parameters by name (the method's
+own modules, the blocks it unfroze, the task head); reloading builds the base model,
+applies the method again (same modules, same names) and loads them, refusing a file
+whose names do not match.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tunewright.checkpoint import CheckpointError, load_trainable_state, trainable_state
+
+TRAINED_FILE = "trained.safetensors"
+
+
+def save_trained(model: torch.nn.Module, directory: Path) -> None:
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    save_file({name: t.contiguous() for name, t in trainable_state(model).items()}, str(Path(directory) / TRAINED_FILE))
+
+
+def load_trained(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
+    path = Path(directory) / TRAINED_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no {TRAINED_FILE}; was the model saved by this method?")
+    state = load_file(str(path))
+    expected = {name for name, p in model.named_parameters() if p.requires_grad}
+    if set(state) != expected:
+        unknown = sorted(set(state) - expected)[:3]
+        raise CheckpointError(f"{path}: its weights do not fit the model (unknown: {', '.join(unknown) or 'none'})")
+    load_trainable_state(model, state)
+    return model
+
+
+class TrainedWeightsMethod:
+    """Save and load for a method implemented here: ``apply`` marks (or adds) what trains,
+    ``save`` keeps only that, ``load`` applies the method to a fresh base and loads it."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def save(self, model, directory: Path) -> None:
+        save_trained(model, directory)
+
+    def load(self, task, label_names: list[str], directory: Path):
+        return load_trained(self.apply(task.load_pretrained(label_names), task), directory)
+
+
+def train_only_head(model: torch.nn.Module) -> None:
+    """Freeze the backbone; leave the task head trainable."""
+    head = head_parameter_names(model)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name in head)
+
+
+def head_parameter_names(model: torch.nn.Module) -> set[str]:
+    """The task head's parameters: those outside the pre-trained backbone
+    (``classifier.*``, ``score.*``), which a new task must always train."""
+    prefix = getattr(model, "base_model_prefix", "")
+    if not prefix:
+        return set()
+    return {name for name, _ in model.named_parameters() if not name.startswith(prefix + ".")}
+
+
+def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The model's repeated blocks in order (``BertLayer``, ``LlamaDecoderLayer``, ...),
+    from transformers' ``_no_split_modules``."""
+    from tunewright.sharding import block_classes
+
+    names = block_classes(model)
+    return [module for module in model.modules() if type(module).__name__ in names]
