@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-
 from tunewright.cleaning import clean
 from tunewright.config import compose_config
 from tunewright.data import DomainData
@@ -24,6 +23,7 @@ from tunewright.governance.monitors.reference import observe
 from tunewright.predictor import load_run
 from tunewright.run import Run
 from tunewright.run_folder import RunFolder
+from tunewright.schema import part_options
 from tunewright.tracking import start_trackers, stop_trackers
 
 # Overrides that keep a batch whole and in order instead of split for training.
@@ -49,7 +49,7 @@ def monitor_run(folder: str | Path, overrides: list[str], plugins) -> list[dict[
     try:
         for monitor_name in run_config.monitor.names:
             registry = plugins.registries["monitors"]
-            monitor = registry.get(monitor_name).factory(OmegaConf.create({"kind": monitor_name}), run)
+            monitor = registry.get(monitor_name).factory(part_options(run_config.monitor, registry, monitor_name), run)
             report = monitor.check(observed, name, settings, sources)
             plugins.hook.tunewright_monitor_completed(run=run, report=report)
             if report["drift_detected"]:

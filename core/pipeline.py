@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-
 from tunewright import distributed, sharding
 from tunewright.cleaning import clean, data_card, data_card_markdown
 from tunewright.data import DomainData
@@ -32,7 +31,13 @@ from tunewright.governance.model_card import write_model_card
 from tunewright.governance.policy import load_policy
 from tunewright.predictor import Predictor
 from tunewright.run import Run
-from tunewright.run_folder import RunFolder, agree_on_run_id, atomic_write_text, atomic_directory
+from tunewright.run_folder import (
+    RunFolder,
+    agree_on_run_id,
+    atomic_directory,
+    atomic_write_text,
+)
+from tunewright.schema import part_options
 from tunewright.tracking import start_trackers, stop_trackers
 from tunewright.trainer import Trainer, pick_device
 
@@ -82,9 +87,11 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         plugins.hook.tunewright_run_start(run=run)
         seed_everything(cfg.seed)
 
-        # Parts first: a method that cannot run here (qlora without CUDA) stops before any data or model loads.
+        # Parts first: a method that cannot run here (qlora without CUDA) or an audit missing its
+        # input (audit.eec.path) stops the run before any data or model loads.
         task = plugins.registries["models"].build(cfg.model)
         method = plugins.registries["methods"].build(cfg.method)
+        governance = _governance_parts(run, plugins) if run.is_main_process else {}
         data, cleaning = clean(plugins.registries["datasets"].build(cfg.data).load(), cfg.data.cleaning)
         if not data.splits.get("test"):
             raise DataError("no test split: give a test file or a data.test_fraction above 0")
@@ -119,8 +126,8 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             _save_model(run.folder, method, task, model, data.label_names)
             predictor = Predictor(task, model, data.label_names, cfg.trainer.eval_batch_size, device, trainer.dtype)
             evaluation = Evaluation(run, predictor, data, test_metrics, test_predictions)
-            results["audits"] = _run_audits(evaluation, plugins)
-            results["monitors"] = _run_monitors(evaluation, plugins)
+            results["audits"] = _run_audits(evaluation, governance["audits"], plugins)
+            results["monitors"] = {name: monitor.record_baseline(evaluation) for name, monitor in governance["monitors"].items()}
             run.folder.write_json("results.json", results)
             write_model_card(run.folder.path)
             plugins.hook.tunewright_train_end(run=run, results=results)
@@ -172,34 +179,26 @@ def load_base(task, method, label_names: list[str]):
     return task.load_pretrained(label_names, **options)
 
 
-def _part_config(registry, name: str) -> DictConfig:
-    return OmegaConf.structured(registry.get(name).schema(kind=name))
+def _governance_parts(run: Run, plugins) -> dict[str, dict[str, Any]]:
+    """The configured audits and monitors, built (and so checked) before training."""
+    parts = {}
+    for family, selection in (("audits", run.config.audit), ("monitors", run.config.monitor)):
+        registry = plugins.registries[family]
+        parts[family] = {name: registry.get(name).factory(part_options(selection, registry, name), run) for name in selection.names}
+    return parts
 
 
-def _run_audits(evaluation: Evaluation, plugins) -> dict[str, Any]:
-    """Run each configured audit, write ``reports/bias.{json,html}``, ask for the release
-    decision and fire ``tunewright_audit_completed``; returns verdicts and the decision."""
-    run, registry = evaluation.run, plugins.registries["audits"]
-    results = {}
-    for name in run.config.audit.names:
-        audit = registry.get(name).factory(_part_config(registry, name), run)
-        results[name] = audit.audit(evaluation)
+def _run_audits(evaluation: Evaluation, audits: dict[str, Any], plugins) -> dict[str, Any]:
+    """Run each audit, write ``reports/bias.{json,html}``, ask for the release decision
+    and fire ``tunewright_audit_completed``; returns verdicts and the decision."""
+    run = evaluation.run
+    results = {name: audit.audit(evaluation) for name, audit in audits.items()}
     if not results:
         return {}
     decision = plugins.hook.tunewright_release_decision(run=run, results=results)
     write_bias_report(run, bias_record(run, results, decision, load_policy(run.config.audit.policy)))
     plugins.hook.tunewright_audit_completed(run=run, results=results)
     return {"verdicts": {name: result["verdict"] for name, result in results.items()}, "release": decision}
-
-
-def _run_monitors(evaluation: Evaluation, plugins) -> dict[str, Any]:
-    """Let each configured monitor record its reference profile of this run."""
-    registry = plugins.registries["monitors"]
-    results = {}
-    for name in evaluation.run.config.monitor.names:
-        monitor = registry.get(name).factory(_part_config(registry, name), evaluation.run)
-        results[name] = monitor.record_baseline(evaluation)
-    return results
 
 
 def _record_predictions(run: Run, data: DomainData, task, logits: np.ndarray) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.trackers.weights_and_biases",
     "tunewright.governance.audits.counterfactual",
     "tunewright.governance.audits.group_metrics",
+    "tunewright.governance.audits.eec",
     "tunewright.governance.monitors.default",
     "tunewright.governance.release",
 )

@@ -193,16 +193,29 @@ CORE_GROUP_SCHEMAS: dict[str, type] = {
 SINGLE_CHOICE_FAMILIES = ("models", "methods", "datasets")
 
 
-def tracker_selection_schema(registry) -> type:
-    """The ``tracker`` group's schema: ``names``, plus one node per registered tracker
-    holding that tracker's options (``tracker.wandb.mode=offline``)."""
+def selection_schema(registry, base: type) -> type:
+    """A list group's schema (``audit``, ``tracker``): ``base``'s keys (``names``, ...)
+    plus one node per registered part holding that part's options
+    (``audit.eec.path=...``, ``tracker.wandb.mode=offline``)."""
     fields = [(part.name, part.schema, field(default_factory=partial(part.schema, kind=part.name))) for part in registry]
-    return make_dataclass("TrackerSelectionConfig", fields, bases=(SelectionConfig,))
+    return make_dataclass(f"{registry.family.capitalize()}SelectionConfig", fields, bases=(base,))
+
+
+def part_options(selection, registry, name: str):
+    """The options node of part ``name`` in a list group's config (``cfg.audit``), or the
+    part's schema defaults where the config holds none (monitors, or an older run's
+    config)."""
+    node = selection.get(name)
+    return node if node is not None else OmegaConf.structured(registry.get(name).schema(kind=name))
 
 
 def group_schemas(registries) -> dict[str, type]:
-    """Every core group's schema, the tracker group's built from the registered trackers."""
-    return {**CORE_GROUP_SCHEMAS, "tracker": tracker_selection_schema(registries["trackers"])}
+    """Every core group's schema; the audit and tracker groups' include their parts' options."""
+    return {
+        **CORE_GROUP_SCHEMAS,
+        "audit": selection_schema(registries["audits"], AuditSelectionConfig),
+        "tracker": selection_schema(registries["trackers"], SelectionConfig),
+    }
 
 
 def store_schemas(registries, option_files: set[tuple[str, str]]) -> None:

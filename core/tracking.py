@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from tunewright.run import Run
+from tunewright.schema import part_options
 
 
 def start_trackers(run: Run, plugins) -> list[Any]:
@@ -21,8 +20,7 @@ def start_trackers(run: Run, plugins) -> list[Any]:
     names = ["local", *(name for name in run.config.tracker.names if name != "local")]
     trackers = []
     for name in names:
-        node = run.config.tracker.get(name) or OmegaConf.structured(registry.get(name).schema(kind=name))
-        tracker = registry.get(name).factory(node, run)
+        tracker = registry.get(name).factory(part_options(run.config.tracker, registry, name), run)
         plugins.manager.register(tracker, name=f"tracker:{name}:{run.run_id}")
         trackers.append(tracker)
     return trackers

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from tunewright.governance.mitigation import mitigation_summary
 from tunewright.run_folder import atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 1
@@ -103,6 +104,8 @@ def _audit_section(name: str, audit: dict[str, Any]) -> str:
         out.append(_group_table(audit.get("groups", []), [("accuracy", "accuracy"), ("selection_rate", "selection rate")]))
         out.append(_checks_table(audit.get("checks", [])))
     out += [f"<p class='reason'>{html.escape(r)}</p>" for r in audit.get("reasons", []) if audit["verdict"] != "pass"]
+    if audit.get("mitigation"):
+        out.append(f"<p>{html.escape(mitigation_summary(audit['mitigation']))}</p>")
     return "\n".join(out)
 
 

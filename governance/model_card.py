@@ -11,13 +11,16 @@ out-of-scope use, licence, known limitations) comes from the ``card.*`` config.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
 
+from tunewright.governance.mitigation import mitigation_summary
 from tunewright.run_folder import RunFolder, atomic_write_text
+from tunewright.schema import CardConfig
 
 CARD_FILE = "MODEL_CARD.md"
 # The hub id of a base model tunewright ships inside a package.
@@ -40,6 +43,7 @@ def _read(folder: Path, name: str) -> dict[str, Any] | None:
 
 def render_model_card(run_folder: RunFolder) -> str:
     cfg = OmegaConf.to_container(run_folder.read_config(), resolve=True)
+    cfg["card"] = {**asdict(CardConfig()), **(cfg.get("card") or {})}  # runs from before card.* existed
     folder = run_folder.path
     records = {
         "results": _read(folder, "results.json") or {},
@@ -167,6 +171,8 @@ def _bias(bias: dict[str, Any] | None) -> str:
             lines += [f"| {g['group']}{' (suppressed)' if g.get('suppressed') else ''} | {g['size']} | "
                       f"{_fmt(g.get('accuracy'))} | {_fmt(g.get('selection_rate'))} |" for g in audit["groups"]]  # fmt: skip
         lines += [f"- {reason}" for reason in audit.get("reasons", []) if audit["verdict"] != "pass"]
+        if audit.get("mitigation"):
+            lines += ["", mitigation_summary(audit["mitigation"])]
     comparison = bias.get("base_model_comparison")
     lines += ["", comparison["summary"] if comparison else "The base model was not audited, so no change from it is reported."]
     lines += ["", "Full report: `reports/bias.html`."]

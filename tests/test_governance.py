@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,9 +10,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from tunewright.errors import ConfigError
+from tunewright.errors import ConfigError, DataError
 from tunewright.governance.audits.counterfactual import ATTRIBUTES, counterfactual_audit
-from tunewright.governance.audits.group_metrics import GroupMetricsAudit, group_metrics
+from tunewright.governance.audits.group_metrics import GroupMetricsAudit, GroupMetricsConfig, group_metrics
 from tunewright.governance.bias_report import render_html
 from tunewright.governance.policy import Policy, load_policy
 from tunewright.governance.release import tunewright_release_decision
@@ -99,10 +100,10 @@ def fake_evaluation(rows):
 def test_group_metrics_audit_bad_input():
     rows = [{"label": "pos", "prediction": {"label": "pos"}, "sensitive": {"region": "north"}}]
     with pytest.raises(ConfigError, match="data.sensitive_columns: 'gender' is missing"):
-        GroupMetricsAudit(None, fake_run(["gender"])).audit(fake_evaluation(rows))
+        GroupMetricsAudit(GroupMetricsConfig(kind="group_metrics"), fake_run(["gender"])).audit(fake_evaluation(rows))
     with pytest.raises(ConfigError, match="audit.positive_label: 'yes' is not one of neg, pos"):
-        GroupMetricsAudit(None, fake_run(["region"], "yes")).audit(fake_evaluation(rows))
-    result = GroupMetricsAudit(None, fake_run([])).audit(fake_evaluation(rows))
+        GroupMetricsAudit(GroupMetricsConfig(kind="group_metrics"), fake_run(["region"], "yes")).audit(fake_evaluation(rows))
+    result = GroupMetricsAudit(GroupMetricsConfig(kind="group_metrics"), fake_run([])).audit(fake_evaluation(rows))
     assert result["verdict"] == "insufficient_data" and "data.sensitive_columns" in result["reasons"][0]
 
 
@@ -141,3 +142,98 @@ def test_warn_margin_is_relative_to_the_limit():
     assert policy.check("demographic_parity_ratio", 0.83, 0.5, "race")["verdict"] == "warn"  # within 5% of 0.8
     assert policy.check("demographic_parity_ratio", 0.9, 0.5, "race")["verdict"] == "pass"
     assert policy.check("demographic_parity_ratio", 0.5, 0.01, "race")["verdict"] == "fail"
+
+
+EEC = Path(__file__).parents[1].parent / "shared" / "data" / "eec" / "Equity-Evaluation-Corpus.csv"
+
+
+def eec_audit(path):
+    from tunewright.governance.audits.eec import EecAudit, EecConfig
+
+    return EecAudit(EecConfig(kind="eec", path=str(path) if path else None), fake_run([]))
+
+
+def test_eec_probes_come_from_the_corpus():
+    from tunewright.governance.audits.eec import eec_probes
+
+    templates, attributes = eec_probes(EEC)
+    assert len(templates) == 87 and all("{person}" in t for t in templates)
+    assert {g: len(m) for g, m in attributes["gender"].items()} == {"female": 31, "male": 31}
+    assert {g: len(m) for g, m in attributes["race"].items()} == {"african_american": 20, "european_american": 20}
+    assert "my daughter" in attributes["gender"]["female"] and "Alonzo" in attributes["race"]["african_american"]
+
+
+def test_eec_audit_fails_planted_gender_bias_and_passes_race():
+    from tunewright.governance.audits.eec import eec_probes
+
+    female = {p for p in eec_probes(EEC)[1]["gender"]["female"] if " " not in p}
+    evaluation = SimpleNamespace(predict_proba=predict_with_bias(female, 0.35), data=SimpleNamespace(label_names=["negative", "positive"]))
+    report = eec_audit(EEC).audit(evaluation)
+    assert report["audit"] == "eec" and report["verdict"] == "fail"
+    assert report["attributes"]["gender"]["verdict"] == "fail" and report["attributes"]["gender"]["p_value"] < 0.05
+    assert report["attributes"]["race"]["flip_rate"] < report["attributes"]["gender"]["flip_rate"]
+
+
+def test_eec_audit_bad_input(tmp_path):
+    with pytest.raises(ConfigError, match="audit.eec.path: give the path"):
+        eec_audit(None)
+    wrong = tmp_path / "eec.csv"
+    wrong.write_text("ID,Sentence,Person\n1,Alonzo feels angry.,Alonzo\n")
+    evaluation = SimpleNamespace(predict_proba=predict_with_bias(set(), 0.0), data=SimpleNamespace(label_names=["negative", "positive"]))
+    with pytest.raises(DataError, match=r"eec.csv: no column 'Template'"):
+        eec_audit(wrong).audit(evaluation)
+
+
+def test_threshold_optimizer_narrows_a_planted_parity_gap_and_reports_its_cost():
+    from tunewright.governance.mitigation import optimize_thresholds
+
+    rng = np.random.default_rng(0)
+
+    def scored(n):  # group b's scores are shifted down: fewer b examples predicted positive
+        groups = np.array(["a", "b"] * (n // 2))
+        truth = rng.integers(0, 2, n)
+        scores = np.clip(0.5 * truth + 0.25 + rng.normal(0, 0.15, n) - 0.25 * (groups == "b"), 0, 1)
+        return scores, truth, list(groups)
+
+    result = optimize_thresholds(scored(400), scored(400), "demographic_parity")
+    before, after = result["before"], result["after"]
+    assert before["demographic_parity_difference"] > 0.2 > after["demographic_parity_difference"]
+    assert result["accuracy_cost"] == pytest.approx(before["accuracy"] - after["accuracy"])
+    assert set(result["thresholds"]) == {"a", "b"} and all(r["operator"] == ">" for r in result["thresholds"]["b"])
+
+
+def test_mitigation_options_are_checked():
+    with pytest.raises(ConfigError, match="audit.group_metrics.mitigation: 'reweigh' is not one of"):
+        GroupMetricsAudit(GroupMetricsConfig(kind="group_metrics", mitigation="reweigh"), fake_run(["g"]))
+
+
+def test_group_metrics_with_mitigation_through_the_pipeline(tiny_bert, tmp_path):
+    """A CSV with a sensitive column, audit=group_metrics and the ThresholdOptimizer."""
+    import csv
+    import json
+
+    from conftest import tiny_run_overrides
+    from tunewright.cli import main
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "reviews.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "region"])
+        for i in range(240):
+            good = i % 2 == 0
+            writer.writerow([f"{'great' if good else 'awful'} product number {i} {rng.integers(1000)}",
+                             "pos" if good else "neg", "north" if rng.random() < 0.5 else "south"])  # fmt: skip
+    overrides = tiny_run_overrides(tiny_bert, tmp_path / "runs", "data=csv", f"data.path={path}", "data.limit=null",
+                                   "data.sensitive_columns=[region]", "audit=group_metrics", "paths.run_id=g",
+                                   "audit.group_metrics.mitigation=threshold_optimizer")  # fmt: skip
+    assert main(["train", *overrides]) == 0
+    bias = json.loads((tmp_path / "runs" / "g" / "reports" / "bias.json").read_text())
+    audit = bias["audits"]["group_metrics"]
+    assert {g["group"] for g in audit["groups"]} == {"region=north", "region=south"}
+    mitigation = audit["mitigation"]
+    assert mitigation["constraint"] == "demographic_parity" and set(mitigation["thresholds"]) == {"region=north", "region=south"}
+    assert mitigation["accuracy_cost"] == pytest.approx(mitigation["before"]["accuracy"] - mitigation["after"]["accuracy"])
+    card = (tmp_path / "runs" / "g" / "MODEL_CARD.md").read_text()
+    assert "| region=north |" in card and "Mitigation (threshold_optimizer, demographic_parity" in card
+    assert "Mitigation (threshold_optimizer" in (tmp_path / "runs" / "g" / "reports" / "bias.html").read_text()

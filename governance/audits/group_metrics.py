@@ -12,13 +12,16 @@ exact test between the two extreme groups so that small-sample noise is not call
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
+from tunewright.governance.mitigation import CONSTRAINTS, optimize_thresholds
 from tunewright.governance.policy import Policy, load_policy, worst
+from tunewright.schema import AuditConfig
 
 
 def group_metrics(
@@ -99,8 +102,19 @@ def _group_name(names: list, key) -> str:
     return ", ".join(f"{name}={value}" for name, value in zip(names, keys))
 
 
+@dataclass
+class GroupMetricsConfig(AuditConfig):
+    mitigation: str = "none"  # none | threshold_optimizer (fairlearn post-processing, reported with its cost)
+    constraint: str = "demographic_parity"  # demographic_parity | equalized_odds, for the mitigation
+
+
 class GroupMetricsAudit:
-    def __init__(self, cfg, run):
+    def __init__(self, cfg: GroupMetricsConfig, run):
+        if cfg.mitigation not in ("none", "threshold_optimizer"):
+            raise ConfigError(f"audit.group_metrics.mitigation: {cfg.mitigation!r} is not one of none, threshold_optimizer")
+        if cfg.constraint not in CONSTRAINTS:
+            raise ConfigError(f"audit.group_metrics.constraint: {cfg.constraint!r} is not one of {', '.join(CONSTRAINTS)}")
+        self.cfg = cfg
         self.run = run
         self.policy = load_policy(run.config.audit.policy)
 
@@ -120,10 +134,31 @@ class GroupMetricsAudit:
         import pandas as pd
 
         features = pd.DataFrame([{c: str(r["sensitive"][c]) for c in columns} for r in rows])
-        return group_metrics([r["label"] for r in rows], [r["prediction"]["label"] for r in rows], features, positive, self.policy)
+        result = group_metrics([r["label"] for r in rows], [r["prediction"]["label"] for r in rows], features, positive, self.policy)
+        if self.cfg.mitigation == "threshold_optimizer":
+            result["mitigation"] = self._mitigate(evaluation, rows, columns, positive)
+        return result
+
+    def _mitigate(self, evaluation, rows, columns: list[str], positive: str) -> dict[str, Any]:
+        """Thresholds per group fitted on the validation split, judged on the test split."""
+        labels = evaluation.data.label_names
+        validation = evaluation.data.splits.get("validation") or []
+        if len(validation) < 2 * self.policy.min_group_size:
+            return {"method": "threshold_optimizer", "verdict": "insufficient_data",
+                    "reason": f"{len(validation)} validation examples are too few to fit thresholds on"}  # fmt: skip
+
+        def group(sensitive: dict[str, Any]) -> str:
+            return ", ".join(f"{c}={sensitive[c]}" for c in columns)
+
+        index = labels.index(positive)
+        fit_scores = evaluation.predict_proba([e["text"] for e in validation])[:, index]
+        fit = (fit_scores, np.array([e["label"] == index for e in validation], dtype=int), [group(e["sensitive"]) for e in validation])
+        test = (np.array([r["prediction"]["probabilities"][positive] for r in rows]),
+                np.array([r["label"] == positive for r in rows], dtype=int), [group(r["sensitive"]) for r in rows])  # fmt: skip
+        return optimize_thresholds(fit, test, self.cfg.constraint)
 
 
 @hookimpl
 def tunewright_register_audits(registry):
-    registry.add("group_metrics", lambda cfg, run: GroupMetricsAudit(cfg, run),
+    registry.add("group_metrics", GroupMetricsAudit, schema=GroupMetricsConfig,
                  description="fairlearn MetricFrame by sensitive features: accuracy, selection rate, TPR/FPR, disparities")  # fmt: skip
