@@ -26,6 +26,7 @@ from tunewright.cleaning import clean, data_card, data_card_markdown
 from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
 from tunewright.errors import ConfigError, DataError
+from tunewright.governance.base_comparison import compare_with_base, not_possible
 from tunewright.governance.bias_report import bias_record, write_bias_report
 from tunewright.governance.model_card import write_model_card
 from tunewright.governance.policy import load_policy
@@ -39,7 +40,7 @@ from tunewright.run_folder import (
 )
 from tunewright.schema import part_options
 from tunewright.tracking import start_trackers, stop_trackers
-from tunewright.trainer import Trainer, pick_device
+from tunewright.trainer import Trainer, autocast_dtype, pick_device
 
 # Libraries whose versions the manifest records.
 RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn", "fairlearn",
@@ -105,7 +106,9 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             run.folder.write_json("data_card.json", card)
             atomic_write_text(run.folder.path / "data_card.md", data_card_markdown(card))
 
-        model = method.apply(load_base(task, method, data.label_names), task)
+        model = load_base(task, method, data.label_names)
+        base_audits = _audit_base_model(run, task, model, data, governance.get("audits"), device) if governance else None
+        model = method.apply(model, task)
         trainer = Trainer(run, model, task, cfg.trainer, plugins.hook, context, device)
         fit = trainer.fit(features["train"], features.get("validation", []))
         if not fit.completed:
@@ -126,7 +129,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             _save_model(run.folder, method, task, model, data.label_names)
             predictor = Predictor(task, model, data.label_names, cfg.trainer.eval_batch_size, device, trainer.dtype)
             evaluation = Evaluation(run, predictor, data, test_metrics, test_predictions)
-            results["audits"] = _run_audits(evaluation, governance["audits"], plugins)
+            results["audits"] = _run_audits(evaluation, governance["audits"], base_audits, plugins)
             results["monitors"] = {name: monitor.record_baseline(evaluation) for name, monitor in governance["monitors"].items()}
             run.folder.write_json("results.json", results)
             write_model_card(run.folder.path)
@@ -188,15 +191,35 @@ def _governance_parts(run: Run, plugins) -> dict[str, dict[str, Any]]:
     return parts
 
 
-def _run_audits(evaluation: Evaluation, audits: dict[str, Any], plugins) -> dict[str, Any]:
-    """Run each audit, write ``reports/bias.{json,html}``, ask for the release decision
-    and fire ``tunewright_audit_completed``; returns verdicts and the decision."""
+def _audit_base_model(run: Run, task, model, data: DomainData, audits: dict[str, Any], device) -> dict[str, Any] | None:
+    """Every audit on the pre-trained model, before training, when its checkpoint has a
+    head for exactly these labels; otherwise why that is not possible."""
+    if not audits:
+        return None
+    own_labels = task.pretrained_label_names()
+    if own_labels != data.label_names:
+        predicts = f" (it predicts {', '.join(own_labels)})" if own_labels else ""
+        return not_possible(f"its checkpoint has no head for the labels {', '.join(data.label_names)}{predicts}")
+    predictor = Predictor(task, model, data.label_names, run.config.trainer.eval_batch_size, device,
+                          autocast_dtype(run.config.trainer.precision, device))  # fmt: skip
+    test = data.splits["test"]
+    predictions = predictor.predict([example["text"] for example in test])
+    rows = [{**e, "label": data.label_names[e["label"]], "prediction": p} for e, p in zip(test, predictions)]
+    evaluation = Evaluation(run, predictor, data, {}, rows)
+    return {"possible": True, "results": {name: audit.audit(evaluation) for name, audit in audits.items()}}
+
+
+def _run_audits(evaluation: Evaluation, audits: dict[str, Any], base: dict[str, Any] | None, plugins) -> dict[str, Any]:
+    """Run each audit, compare with the base model's audits, write
+    ``reports/bias.{json,html}``, ask for the release decision and fire
+    ``tunewright_audit_completed``; returns verdicts and the decision."""
     run = evaluation.run
     results = {name: audit.audit(evaluation) for name, audit in audits.items()}
     if not results:
         return {}
+    comparison = compare_with_base(base["results"], results) if base and base["possible"] else base
     decision = plugins.hook.tunewright_release_decision(run=run, results=results)
-    write_bias_report(run, bias_record(run, results, decision, load_policy(run.config.audit.policy)))
+    write_bias_report(run, bias_record(run, results, decision, load_policy(run.config.audit.policy), comparison))
     plugins.hook.tunewright_audit_completed(run=run, results=results)
     return {"verdicts": {name: result["verdict"] for name, result in results.items()}, "release": decision}
 

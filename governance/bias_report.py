@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 COLOURS = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "insufficient_data": "#57606a"}
 
 
-def bias_record(run, audits: dict[str, Any], decision: dict[str, Any], policy) -> dict[str, Any]:
+def bias_record(run, audits: dict[str, Any], decision: dict[str, Any], policy, base_comparison=None) -> dict[str, Any]:
     cfg = run.config
     return {
         "schema_version": SCHEMA_VERSION,
@@ -31,6 +31,7 @@ def bias_record(run, audits: dict[str, Any], decision: dict[str, Any], policy) -
                    "min_group_size": policy.min_group_size, "significance": policy.significance},  # fmt: skip
         "audits": audits,
         "release": decision,
+        "base_model_comparison": base_comparison,
     }
 
 
@@ -54,6 +55,8 @@ def _summary(record: dict[str, Any]) -> str:
         "Release is <b>" + ("allowed" if release["allowed"] else "blocked") + "</b>"
         + (": " + "; ".join(html.escape(r) for r in release["reasons"]) if release["reasons"] else ".")
     )
+    if record.get("base_model_comparison"):
+        parts.append(html.escape(record["base_model_comparison"]["summary"]))
     return "".join(f"<p>{p}</p>" for p in parts)
 
 

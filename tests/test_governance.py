@@ -237,3 +237,44 @@ def test_group_metrics_with_mitigation_through_the_pipeline(tiny_bert, tmp_path)
     card = (tmp_path / "runs" / "g" / "MODEL_CARD.md").read_text()
     assert "| region=north |" in card and "Mitigation (threshold_optimizer, demographic_parity" in card
     assert "Mitigation (threshold_optimizer" in (tmp_path / "runs" / "g" / "reports" / "bias.html").read_text()
+
+
+def test_the_base_model_is_audited_when_its_head_has_the_labels(tiny_bert, tmp_path):
+    """A checkpoint that already classifies negative/positive is audited before training
+    and the change is reported; a headless one is reported as not comparable."""
+    import json
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from conftest import tiny_run_overrides
+    from tunewright.cli import main
+
+    classifier = tmp_path / "tiny-sentiment"
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2, id2label={0: "negative", 1: "positive"},
+                                                               label2id={"negative": 0, "positive": 1})  # fmt: skip
+    model.save_pretrained(classifier)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(classifier)
+    for name, source in (("headed", classifier), ("headless", tiny_bert)):
+        assert main(["train", *tiny_run_overrides(source, tmp_path / "runs", f"paths.run_id={name}")]) == 0
+
+    headed = json.loads((tmp_path / "runs" / "headed" / "reports" / "bias.json").read_text())["base_model_comparison"]
+    assert headed["possible"] and set(headed["audits"]) == {"counterfactual"}
+    gender = headed["audits"]["counterfactual"]["changes"]["gender"]
+    assert set(gender["flip_rate"]) == {"base", "fine_tuned"} and headed["summary"].startswith("Compared with the base model")
+    assert headed["summary"] in (tmp_path / "runs" / "headed" / "MODEL_CARD.md").read_text()
+
+    headless = json.loads((tmp_path / "runs" / "headless" / "reports" / "bias.json").read_text())["base_model_comparison"]
+    assert not headless["possible"] and "no head for the labels negative, positive" in headless["reason"]
+
+
+def test_comparison_names_introduced_and_amplified_disparities():
+    from tunewright.governance.base_comparison import compare_with_base
+
+    def attribute(flip, ratio, verdict):
+        return {"flip_rate": flip, "demographic_parity_ratio": ratio, "verdict": verdict}
+
+    base = {"counterfactual": {"verdict": "pass", "attributes": {"gender": attribute(0.0, 1.0, "pass"), "age": attribute(0.05, 0.9, "warn")}}}
+    tuned = {"counterfactual": {"verdict": "fail", "attributes": {"gender": attribute(0.3, 0.5, "fail"), "age": attribute(0.05, 0.88, "warn")}}}
+    result = compare_with_base(base, tuned)
+    assert result["introduced"] == ["counterfactual/gender"] and result["amplified"] == ["counterfactual/gender"]
+    assert "introduced a failing disparity in counterfactual/gender" in result["summary"]

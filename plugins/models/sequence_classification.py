@@ -8,6 +8,7 @@ pad a batch, which metrics to report and how to turn logits into predictions.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,15 @@ class SequenceClassification:
             label2id={name: i for i, name in enumerate(label_names)},
             **options,
         )
+
+    def pretrained_label_names(self) -> list[str] | None:
+        """The labels the checkpoint's own head predicts, or ``None`` when it has none
+        (transformers' placeholder names ``LABEL_0``, ``LABEL_1``, ...)."""
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(self.source, revision=self.cfg.revision, trust_remote_code=self.cfg.trust_remote_code)
+        names = [str(config.id2label[i]) for i in sorted(config.id2label)] if config.id2label else []
+        return None if all(re.fullmatch(r"LABEL_\d+", name) for name in names) else names
 
     def save_artifacts(self, directory: Path, label_names: list[str]) -> None:
         """Save what inference needs besides the weights: tokenizer and label names."""
