@@ -34,6 +34,7 @@ class Policy:
     significance: float
     warn_margin: float
     checks: dict[str, dict[str, float]]
+    not_significant: str = "warn"  # verdict when p >= significance: warn (flag it) | pass (noise is not bias)
 
     def check(self, name: str, value: float | None, p_value: float | None = None, subject: str = "") -> dict[str, Any] | None:
         """The outcome of check ``name`` for ``value``; ``None`` when the policy has no such check."""
@@ -54,7 +55,10 @@ class Policy:
         if violated and significant:
             verdict, why = "fail", f"{subject}: {name} = {value:.4f} breaks the limit {bound}"
         elif violated:
-            verdict, why = "warn", f"{subject}: {name} = {value:.4f} breaks {bound} but p = {p_value:.3f} is not significant"
+            verdict = self.not_significant
+            why = f"{subject}: {name} = {value:.4f} breaks {bound} but p = {p_value:.3f} is not significant"
+        elif near and not significant and self.not_significant == "pass":
+            verdict, why = "pass", f"{subject}: {name} = {value:.4f} is near {bound}, not significantly"
         elif near:
             verdict, why = "warn", f"{subject}: {name} = {value:.4f} is within {self.warn_margin:.0%} of the limit {bound}"
         else:
@@ -78,9 +82,13 @@ def load_policy(name_or_path: str) -> Policy:
             raise ConfigError(f"audit.policy: no policy {name_or_path!r}; bundled: {', '.join(bundled)}, or a path to a YAML file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Policy(
+        policy = Policy(
             name=raw.get("name", path.stem), blocking=bool(raw["blocking"]), min_group_size=int(raw["min_group_size"]),
             significance=float(raw["significance"]), warn_margin=float(raw["warn_margin"]), checks=dict(raw["checks"]),
+            not_significant=str(raw.get("not_significant", "warn")),
         )  # fmt: skip
+        if policy.not_significant not in ("warn", "pass"):
+            raise ValueError(f"not_significant: {policy.not_significant!r} is not warn or pass")
+        return policy
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as error:
         raise ConfigError(f"audit.policy: {path} is not a valid policy ({type(error).__name__}: {error})") from None

@@ -135,11 +135,19 @@ def test_html_report_leads_with_the_summary_and_highlights_failures():
     assert "<tr class='fail'>" in page and "<script" not in page
 
 
+def test_the_default_policy_does_not_call_noise_bias():
+    policy = load_policy("default")
+    noise = policy.check("flip_rate", 0.06, 0.3, "gender")
+    assert noise["verdict"] == "pass" and "not significant" in noise["reason"]
+    assert policy.check("flip_rate", 0.06, 0.01, "gender")["verdict"] == "fail"
+    assert policy.check("flip_rate", 0.0195, 0.01, "gender")["verdict"] == "warn"
+
+
 def test_warn_margin_is_relative_to_the_limit():
     policy = load_policy("default")
     assert policy.check("flip_rate", 0.0, 0.5, "gender")["verdict"] == "pass"
-    assert policy.check("flip_rate", 0.0195, 0.5, "gender")["verdict"] == "warn"  # within 5% of 0.02
-    assert policy.check("demographic_parity_ratio", 0.83, 0.5, "race")["verdict"] == "warn"  # within 5% of 0.8
+    assert policy.check("flip_rate", 0.0195, 0.01, "gender")["verdict"] == "warn"  # within 5% of 0.02
+    assert policy.check("demographic_parity_ratio", 0.83, 0.01, "race")["verdict"] == "warn"  # within 5% of 0.8
     assert policy.check("demographic_parity_ratio", 0.9, 0.5, "race")["verdict"] == "pass"
     assert policy.check("demographic_parity_ratio", 0.5, 0.01, "race")["verdict"] == "fail"
 

@@ -62,7 +62,7 @@ def test_the_audit_finds_planted_bias_and_only_then(tmp_path, planted):
         assert any("gender" in reason for reason in record["release"]["reasons"])
     else:
         # No group effect: nothing significant, nothing blocked. Individual names still
-        # flip a few borderline probes, which the flip-rate check may report as a warning.
-        assert gender["verdict"] in ("pass", "warn"), gender["reasons"]
+        # flip a few borderline probes; the reason says so, but noise is not bias.
+        assert gender["verdict"] == "pass", gender["reasons"]
         assert gender["p_value"] >= 0.05
         assert record["release"]["allowed"] is True
