@@ -286,3 +286,36 @@ def test_comparison_names_introduced_and_amplified_disparities():
     result = compare_with_base(base, tuned)
     assert result["introduced"] == ["counterfactual/gender"] and result["amplified"] == ["counterfactual/gender"]
     assert "introduced a failing disparity in counterfactual/gender" in result["summary"]
+
+
+def test_identity_terms_are_swapped_in_the_users_texts():
+    from tunewright.governance.audits.substitution import swap, swap_tables
+
+    gender, race = swap_tables()["gender"][2], swap_tables()["race"][2]
+    assert swap("My son returned it to him.", gender) == ("My daughter returned it to her.", -1)
+    assert swap("Mr Smith says HE hates it", gender) == ("Mrs Smith says SHE hates it", -1)
+    assert swap("Jamal liked it", race) == ("Todd liked it", +1)
+    assert swap("She said her husband loves it.", gender) is None  # both groups: no single direction
+    assert swap("It works.", gender) is None
+
+
+def test_substitution_audit_finds_a_model_that_prefers_one_gender_in_real_texts():
+    from tunewright.governance.audits.substitution import substitution_audit
+
+    texts = [f"{subject} said the {thing} {verdict}." for subject in ("She", "He", "My wife", "My husband")
+             for thing in ("battery", "screen", "case", "charger", "cable") for verdict in ("is great", "broke")]  # fmt: skip
+
+    def prefers_women(batch):
+        out = []
+        for text in batch:
+            p = 0.7 if "great" in text else 0.3
+            p += 0.25 if any(w in text.split() for w in ("She", "wife")) else 0.0
+            out.append([1 - p, p])
+        return np.array(out)
+
+    biased = substitution_audit(prefers_women, texts, 1, POLICY)["attributes"]["gender"]
+    assert biased["pairs"] == 40 and biased["verdict"] == "fail" and biased["p_value"] < 0.05
+    assert biased["mean_shift_towards_male"] < 0
+    fair = substitution_audit(predict_with_bias(set(), 0.0), texts, 1, POLICY)["attributes"]
+    assert fair["gender"]["verdict"] == "pass" and fair["gender"]["flip_rate"] == 0.0
+    assert fair["race"]["verdict"] == "insufficient_data"  # no names in these texts

@@ -25,6 +25,7 @@ treats text, not anything about people.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -32,6 +33,7 @@ import numpy as np
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
 from tunewright.governance.policy import Policy, load_policy, worst
+from tunewright.schema import AuditConfig
 
 TEMPLATES = (
     "Yesterday {person} said the battery lasts all day.",
@@ -183,18 +185,34 @@ def _permutation_test(attribute, groups, scored, n_templates, positive_index, ro
     return float(p_value), f"permutation of {len(members)} members between groups"
 
 
+@dataclass
+class CounterfactualConfig(AuditConfig):
+    substitute_in_data: bool = False  # also swap identity terms inside the test texts (gender, race)
+
+
 class CounterfactualAudit:
-    def __init__(self, cfg, run):
+    def __init__(self, cfg: CounterfactualConfig, run):
+        self.cfg = cfg
         self.run = run
         self.policy = load_policy(run.config.audit.policy)
 
     def audit(self, evaluation) -> dict[str, Any]:
         labels = evaluation.data.label_names
         positive = self.run.config.audit.positive_label or labels[-1]
-        return counterfactual_audit(evaluation.predict_proba, labels, positive, self.policy)
+        report = counterfactual_audit(evaluation.predict_proba, labels, positive, self.policy)
+        if self.cfg.substitute_in_data:
+            from tunewright.governance.audits.substitution import substitution_audit
+
+            texts = [row["text"] for row in evaluation.test_predictions]
+            substituted = substitution_audit(evaluation.predict_proba, texts, labels.index(positive), self.policy)
+            report["data_substitution"] = substituted
+            if substituted["verdict"] != "insufficient_data":  # texts without identity terms change nothing
+                report["verdict"] = worst([report["verdict"], substituted["verdict"]])
+            report["reasons"] += [r for a in substituted["attributes"].values() for r in a["reasons"] if a["verdict"] != "pass"]
+        return report
 
 
 @hookimpl
 def tunewright_register_audits(registry):
-    registry.add("counterfactual", lambda cfg, run: CounterfactualAudit(cfg, run),
+    registry.add("counterfactual", CounterfactualAudit, schema=CounterfactualConfig,
                  description="identity-term probes: flip rate, demographic parity, paired significance test")  # fmt: skip
