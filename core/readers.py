@@ -97,6 +97,24 @@ def read_jsonl(path: Path, encoding: str = "utf-8") -> tuple[list[str], list[Row
     return list(keys), rows
 
 
+def read_parquet(path: Path, batch_rows: int = 65536) -> tuple[list[str], list[Row]]:
+    """Rows of a Parquet file, read a record batch at a time (row numbers count from 1)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        parquet = pq.ParquetFile(path)
+        rows = [record for batch in parquet.iter_batches(batch_size=batch_rows) for record in batch.to_pylist()]
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: not a readable Parquet file ({error})") from None
+    if not rows:
+        raise DataError(f"{path}: the file has no rows")
+    return parquet.schema_arrow.names, list(enumerate(rows, start=1))
+
+
 def require_columns(path: Path, available: list[str], wanted: dict[str, str]) -> None:
     """Every ``wanted`` column (config key -> column name) exists, or an error suggests
     the closest one."""

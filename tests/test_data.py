@@ -13,7 +13,7 @@ from tunewright.data import DomainData, split_given, stratified_subset
 from tunewright.errors import ConfigError, DataError
 from tunewright.plugins.datasets.banking77 import Banking77
 from tunewright.plugins.datasets.ecommerce_reviews import DATA, EcommerceReviews, ReviewsConfig
-from tunewright.plugins.datasets.files import FileDataConfig, _csv, _jsonl
+from tunewright.plugins.datasets.files import FileDataConfig, _csv, _jsonl, _parquet
 from tunewright.plugins.datasets.finance_phrasebank import FinancePhraseBank, PhraseBankConfig
 from tunewright.plugins.datasets.medical_abstracts import MedicalAbstracts, MedicalAbstractsConfig
 from tunewright.schema import CleaningConfig, DataConfig
@@ -183,3 +183,26 @@ def test_medical_abstracts_reads_the_test_split_as_a_pool():
     data = MedicalAbstracts(cfg(MedicalAbstractsConfig, path=str(SHARED / "medical_abstracts"))).load()
     assert data.label_names[0] == "neoplasms" and len(data.label_names) == 5
     assert sum(map(len, data.splits.values())) == 2888
+
+
+def test_parquet_reads_every_row_with_sensitive_columns_and_fails_clearly(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "tickets.parquet"
+    table = pa.table({"body": [f"ticket {i} about {'billing' if i % 2 else 'login'}" for i in range(50)],
+                      "queue": ["billing" if i % 2 else "access" for i in range(50)],
+                      "region": ["north" if i % 3 else "south" for i in range(50)]})  # fmt: skip
+    pq.write_table(table, path, row_group_size=7)  # several record batches
+    data = _parquet(cfg(FileDataConfig, path=str(path), text_column="body", label_column="queue",
+                        sensitive_columns=["region"])).load()  # fmt: skip
+    examples = [e for split in data.splits.values() for e in split]
+    assert len(examples) == 50 and data.label_names == ["access", "billing"]
+    assert {e["sensitive"]["region"] for e in examples} == {"north", "south"}
+
+    with pytest.raises(DataError, match=r"tickets.parquet: no column 'text' \(data.text_column\)"):
+        _parquet(cfg(FileDataConfig, path=str(path))).load()
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(DataError, match="broken.parquet: not a readable Parquet file"):
+        _parquet(cfg(FileDataConfig, path=str(broken))).load()

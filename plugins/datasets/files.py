@@ -1,4 +1,4 @@
-"""``data=csv`` and ``data=jsonl``: your own labelled text files.
+"""``data=csv``, ``data=jsonl`` and ``data=parquet``: your own labelled text files.
 
 One file split automatically (``data.path``), or your own splits
 (``data.train_path``, ``data.validation_path``, ``data.test_path``); missing
@@ -18,7 +18,7 @@ from typing import Any, Optional
 from tunewright import hookimpl
 from tunewright.data import DomainData, file_sha256, labelled_examples, require_two_classes, split_given
 from tunewright.errors import ConfigError, DataError
-from tunewright.readers import read_csv, read_jsonl, require_columns
+from tunewright.readers import read_csv, read_jsonl, read_parquet, require_columns
 from tunewright.schema import DataConfig
 
 
@@ -106,7 +106,12 @@ def _jsonl(cfg: FileDataConfig) -> LabelledFiles:
     return LabelledFiles(cfg, lambda path: read_jsonl(path, cfg.encoding))
 
 
+def _parquet(cfg: FileDataConfig) -> LabelledFiles:
+    return LabelledFiles(cfg, read_parquet)
+
+
 @hookimpl
 def tunewright_register_datasets(registry):
     registry.add("csv", _csv, schema=FileDataConfig, description="your labelled CSV (or TSV) files, columns mapped by config")
     registry.add("jsonl", _jsonl, schema=FileDataConfig, description="your labelled JSON-lines files, keys mapped by config")
+    registry.add("parquet", _parquet, schema=FileDataConfig, description="your labelled Parquet files, columns mapped by config")
