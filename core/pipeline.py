@@ -39,6 +39,7 @@ from tunewright.run_folder import (
     atomic_write_text,
 )
 from tunewright.schema import part_options
+from tunewright.token_cache import encode_cached
 from tunewright.tracking import start_trackers, stop_trackers
 from tunewright.trainer import Trainer, autocast_dtype, pick_device
 
@@ -98,7 +99,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             raise DataError("no test split: give a test file or a data.test_fraction above 0")
         if any(example.get("label") is None for example in data.splits["train"]):
             raise DataError("the training data has no labels (data.label_column=null is for tunewright monitor)")
-        features = {split: task.encode(examples) for split, examples in data.splits.items()}
+        features = {split: encode_cached(task, examples, cfg.paths.cache_dir) for split, examples in data.splits.items()}
         if run.is_main_process:
             run.folder.write_config(cfg)
             _write_manifest(run, data)

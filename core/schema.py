@@ -160,6 +160,7 @@ class CardConfig:
 class PathsConfig:
     runs_dir: str = "runs"  # every run gets runs_dir/<run_id>/
     run_id: Optional[str] = None  # chosen automatically when null
+    cache_dir: Optional[str] = "~/.cache/tunewright"  # tokenised splits reused across runs; null: no cache
 
 
 @dataclass

@@ -7,6 +7,7 @@ pad a batch, which metrics to report and how to turn logits into predictions.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -73,6 +74,18 @@ class SequenceClassification:
             label2id={name: i for i, name in enumerate(label_names)},
             **options,
         )
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What tokenisation depends on, for the token cache's key."""
+        if self.tokenizer.is_fast:  # its JSON, less the truncation and padding state encoding sets
+            state = json.loads(self.tokenizer.backend_tokenizer.to_str())
+            state.pop("truncation", None)
+            state.pop("padding", None)
+        else:
+            state = sorted(self.tokenizer.get_vocab().items())
+        described = json.dumps([type(self.tokenizer).__name__, state], sort_keys=True)
+        return {"task": "sequence_classification", "max_length": self.cfg.max_length,
+                "tokenizer": hashlib.sha256(described.encode()).hexdigest()}  # fmt: skip
 
     def pretrained_label_names(self) -> list[str] | None:
         """The labels the checkpoint's own head predicts, or ``None`` when it has none
