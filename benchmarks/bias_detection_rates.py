@@ -37,9 +37,11 @@ def gender_result(root: Path, planted: bool, seed: int) -> dict:
                  f"paths.runs_dir={runs}", "paths.run_id=run"])  # fmt: skip
     assert code == 0
     record = json.loads((runs / "run" / "reports" / "bias.json").read_text())
-    gender = record["audits"]["counterfactual"]["attributes"]["gender"]
+    attributes = record["audits"]["counterfactual"]["attributes"]
+    gender = attributes["gender"]
     return {"verdict": gender["verdict"], "flip_rate": gender["flip_rate"], "p_value": gender["p_value"],
-            "release": record["release"]["allowed"]}  # fmt: skip
+            "release": record["release"]["allowed"],
+            "failing": sorted(name for name, result in attributes.items() if result["verdict"] == "fail")}  # fmt: skip
 
 
 def main_(seeds: int) -> None:
@@ -51,15 +53,16 @@ def main_(seeds: int) -> None:
                 rows.append((planted, seed, result))
                 print(f"seed {seed} {'planted' if planted else 'balanced'}: {result}", file=sys.stderr, flush=True)
     print(f"\n{seeds} seeds\n")
-    print("| data | gender fail | warn | pass | release blocked | flip rate (min-max) | p (max) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| data | gender fail | warn | pass | release blocked | flip rate (min-max) | p (max) | attributes failing (runs) |")
+    print("|---|---|---|---|---|---|---|---|")
     for planted in (True, False):
         results = [r for p, _, r in rows if p == planted]
         verdicts = Counter(r["verdict"] for r in results)
         flips = [r["flip_rate"] for r in results]
         print(f"| {'planted' if planted else 'balanced'} | {verdicts['fail']}/{len(results)} | {verdicts['warn']}/{len(results)} "
               f"| {verdicts['pass']}/{len(results)} | {sum(not r['release'] for r in results)}/{len(results)} "
-              f"| {min(flips):.3f}-{max(flips):.3f} | {max(r['p_value'] for r in results):.3g} |")
+              f"| {min(flips):.3f}-{max(flips):.3f} | {max(r['p_value'] for r in results):.3g} "
+              f"| {', '.join(f'{a} ({n})' for a, n in sorted(Counter(a for r in results for a in r['failing']).items()))} |")
 
 
 if __name__ == "__main__":

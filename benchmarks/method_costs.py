@@ -1,0 +1,108 @@
+"""What each tuning method trains and costs, on a tiny model and on the default model.
+
+For every method, in its own process (so peak memory is its own): build the model
+through the method, count trainable and total parameters and the bytes of what
+``method.save`` writes, then time 10 optimizer steps (AdamW, batch 16 sentences of
+the bundled reviews, max length 64) and read the process's peak RSS.
+
+    python benchmarks/method_costs.py                 # both models: the tables in docs/methods.md
+    python benchmarks/method_costs.py --model tiny    # seconds
+
+Nothing else should run meanwhile: on 2 cores a second job halves every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+METHODS = {"full": {}, "freeze": {"top_k": 2}, "lora": {}, "ia3": {}, "prompt": {}, "prefix": {},
+           "adapter": {"placement": "houlsby"}, "adapter_pfeiffer": {"placement": "pfeiffer"}}  # fmt: skip
+STEPS, BATCH = 10, 16
+
+
+def measure(model: str, name: str) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from omegaconf import OmegaConf
+
+    from tunewright.plugin_manager import get_plugins
+    from tunewright.plugins.datasets.ecommerce_reviews import DATA, DOMAIN_FILES
+    from tunewright.readers import read_separated_lines
+
+    torch.manual_seed(0)
+    plugins = get_plugins()
+    task = plugins.registries["models"].build(OmegaConf.create(
+        {"kind": "sequence_classification", "name_or_path": model, "max_length": 64, "trust_remote_code": False,
+         "revision": None}))  # fmt: skip
+    kind = name.split("_")[0]
+    schema = plugins.registries["methods"].get(kind).schema
+    method = plugins.registries["methods"].build(OmegaConf.structured(schema(kind=kind, **METHODS[name])))
+    network = method.apply(task.load_pretrained(["negative", "positive"]), task)
+    trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in network.parameters())
+    with tempfile.TemporaryDirectory() as tmp:
+        method.save(network, Path(tmp))
+        saved = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
+    rows = list(read_separated_lines(DATA / DOMAIN_FILES["amazon"], "\t"))[:BATCH]
+    batch = task.collate(task.encode([{"text": t, "label": int(label)} for _, t, label in rows]))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-4)
+    network.train()
+    start = time.perf_counter()
+    for _ in range(STEPS):
+        loss = task.loss_sum(network(**inputs).logits, batch) / task.loss_count(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    seconds = (time.perf_counter() - start) / STEPS
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"trainable": trainable, "total": total, "saved_mb": saved / 2**20, "step_s": seconds, "peak_mb": peak}
+
+
+def tiny_model(directory: Path) -> str:
+    from transformers import AutoModel, AutoTokenizer, BertConfig
+
+    from tunewright.embedded import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=128, max_position_embeddings=128)  # fmt: skip
+    AutoModel.from_config(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["tiny", "default", "both"], default="both")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(measure(*args.worker)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {"tiny (BERT, 4 layers, width 64)": tiny_model(Path(tmp)),
+                  "default (all-MiniLM-L6-v2)": "embedded:all-MiniLM-L6-v2"}  # fmt: skip
+        for title, model in models.items():
+            if args.model != "both" and not title.startswith(args.model):
+                continue
+            print(f"\n{title}: {STEPS} steps of {BATCH} sentences, max length 64, 2 CPU cores\n")
+            print("| method | trainable | share | saved (MB) | s/step | peak RSS (MB) |")
+            print("|---|---|---|---|---|---|")
+            for name in METHODS:
+                out = subprocess.run([sys.executable, __file__, "--worker", model, name], capture_output=True, text=True, check=True)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"| {name} | {r['trainable']:,} | {r['trainable'] / r['total']:.2%} | {r['saved_mb']:.2f} "
+                      f"| {r['step_s']:.3f} | {r['peak_mb']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
