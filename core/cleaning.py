@@ -142,7 +142,7 @@ def data_card(dataset: str, data: DomainData, report: CleaningReport, sensitive_
     """The JSON data card: sources, cleaning steps, and per-split composition."""
     composition = {}
     for split, examples in data.splits.items():
-        counts = Counter(data.label_names[e["label"]] for e in examples)
+        counts = Counter(data.label_names[e["label"]] for e in examples if e.get("label") is not None)
         composition[split] = {
             "rows": len(examples),
             "labels": {name: counts.get(name, 0) for name in data.label_names},

@@ -126,13 +126,12 @@ def summary(results: dict, cfg) -> str:
         )
     test, fit = results["test"], results["train"]
     share = fit["trainable_parameters"] / max(fit["total_parameters"], 1)
+    titles = {"f1_macro": "macro-F1", "token_accuracy": "token accuracy", "exact_match": "exact match"}
     return "\n".join(
         [
             f"run folder:           {Path(cfg.paths.runs_dir) / results['run_id']}",
             f"trainable parameters: {fit['trainable_parameters']:,} of {fit['total_parameters']:,} ({share:.2%})",
-            f"test accuracy:        {test['accuracy']:.4f}",
-            f"test macro-F1:        {test['f1_macro']:.4f}",
-            f"test loss:            {test['loss']:.4f}",
+            *(f"{'test ' + titles.get(name, name) + ':':<22}{value:.4f}" for name, value in test.items()),
             f"wall time:            {fit['wall_seconds']:.1f} s training, "
             f"{fit['tokens_per_second']:.0f} tokens/s",
             *audit_lines(results.get("audits") or {}),

@@ -13,6 +13,7 @@ import os
 import platform
 import random
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -93,11 +94,12 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         # input (audit.eec.path) stops the run before any data or model loads.
         task = plugins.registries["models"].build(cfg.model)
         method = plugins.registries["methods"].build(cfg.method)
-        governance = _governance_parts(run, plugins) if run.is_main_process else {}
+        governance = _governance_parts(run, task, plugins) if run.is_main_process else {}
         data, cleaning = clean(plugins.registries["datasets"].build(cfg.data).load(), cfg.data.cleaning)
         if not data.splits.get("test"):
             raise DataError("no test split: give a test file or a data.test_fraction above 0")
-        if any(example.get("label") is None for example in data.splits["train"]):
+        data.splits = {split: task.prepare(examples, data.label_names) for split, examples in data.splits.items()}
+        if task.head_is_new and any(example.get("label") is None for example in data.splits["train"]):
             raise DataError("the training data has no labels (data.label_column=null is for tunewright monitor)")
         features = {split: encode_cached(task, examples, cfg.paths.cache_dir) for split, examples in data.splits.items()}
         if run.is_main_process:
@@ -115,7 +117,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         if not fit.completed:
             return {"run_id": run_id, "completed": False, "train": asdict(fit)}
 
-        test_metrics, test_logits = trainer.evaluate(features["test"])
+        test_metrics, test_outputs = trainer.evaluate(features["test"])
         results = {
             "run_id": run_id,
             "completed": True,
@@ -125,11 +127,12 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         }
         model = _unsharded(trainer.model, method, task, data.label_names, run.is_main_process, device)
         if run.is_main_process:
+            test_predictions = _record_predictions(run, data, task, model, test_outputs, device)
+            test_metrics.update(test_predictions.metrics)
             plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
-            test_predictions = _record_predictions(run, data, task, test_logits)
             _save_model(run.folder, method, task, model, data.label_names)
             predictor = Predictor(task, model, data.label_names, cfg.trainer.eval_batch_size, device, trainer.dtype)
-            evaluation = Evaluation(run, predictor, data, test_metrics, test_predictions)
+            evaluation = Evaluation(run, predictor, data, test_metrics, test_predictions.rows)
             results["audits"] = _run_audits(evaluation, governance["audits"], base_audits, plugins)
             results["monitors"] = {name: monitor.record_baseline(evaluation) for name, monitor in governance["monitors"].items()}
             run.folder.write_json("results.json", results)
@@ -183,8 +186,15 @@ def load_base(task, method, label_names: list[str]):
     return task.load_pretrained(label_names, **options)
 
 
-def _governance_parts(run: Run, plugins) -> dict[str, dict[str, Any]]:
-    """The configured audits and monitors, built (and so checked) before training."""
+def _governance_parts(run: Run, task, plugins) -> dict[str, dict[str, Any]]:
+    """The configured audits and monitors, built (and so checked) before training; none
+    for a task without class probabilities (the audits and monitors need them)."""
+    if not getattr(task, "class_probabilities", True):
+        names = [*run.config.audit.names, *run.config.monitor.names]
+        if names:
+            print(f"tunewright: {run.config.model.kind} gives no class probabilities; skipping {', '.join(names)}",
+                  file=sys.stderr)  # fmt: skip
+        return {"audits": {}, "monitors": {}}
     parts = {}
     for family, selection in (("audits", run.config.audit), ("monitors", run.config.monitor)):
         registry = plugins.registries[family]
@@ -225,15 +235,17 @@ def _run_audits(evaluation: Evaluation, audits: dict[str, Any], base: dict[str, 
     return {"verdicts": {name: result["verdict"] for name, result in results.items()}, "release": decision}
 
 
-def _record_predictions(run: Run, data: DomainData, task, logits: np.ndarray) -> list[dict[str, Any]]:
+@dataclass
+class TestPredictions:
+    rows: list[dict[str, Any]]
+    metrics: dict[str, float]  # what only predictions can measure (a language model's exact match)
+
+
+def _record_predictions(run: Run, data: DomainData, task, model, outputs, device) -> TestPredictions:
     """Write the test split's predictions, one JSON line per example, and return them."""
-    predictions = task.predictions(logits, data.label_names)
-    rows = [
-        {**example, "label": data.label_names[example["label"]], "prediction": prediction}
-        for example, prediction in zip(data.splits["test"], predictions)
-    ]
+    rows, metrics = task.test_predictions(model, data.splits["test"], outputs, data.label_names, device)
     atomic_write_text(run.folder.path / PREDICTIONS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
-    return rows
+    return TestPredictions(rows, metrics)
 
 
 def _save_model(folder: RunFolder, method, task, model, label_names: list[str]) -> None:

@@ -42,9 +42,13 @@ class Predictor:
         return softmax(self.outputs(texts)[0])
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        """``[{"label": name, "probabilities": {name: p, ...}}, ...]``, one per text."""
+        """``[{"label": name, "probabilities": {name: p, ...}}, ...]``, one per text; a
+        generative task answers ``[{"response": text}, ...]``."""
         if isinstance(texts, str):
             texts = [texts]
+        generate = getattr(self.task, "generate", None)
+        if generate is not None:
+            return [{"response": answer} for answer in generate(self.model, texts, self.device)]
         return self.task.predictions(self.outputs(texts)[0], self.label_names)
 
 

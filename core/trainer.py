@@ -412,8 +412,12 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self, features: list[dict]) -> tuple[dict[str, float], np.ndarray]:
-        """Task metrics and logits over ``features`` (which carry labels); every rank
-        computes the same numbers."""
+        """Task metrics and outputs (logits) over ``features`` (which carry labels); every
+        rank computes the same numbers. A task with its own ``evaluate`` (a language model,
+        whose full logits would not fit in memory) computes them itself."""
+        own = getattr(self.task, "evaluate", None)
+        if own is not None:
+            return own(self.model, features, self.cfg.eval_batch_size, self.device, self.dtype)
         logits = predict_logits(
             self.model, features, self.task.collate, self.cfg.eval_batch_size, self.device, self.dtype
         )

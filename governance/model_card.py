@@ -75,21 +75,22 @@ def base_model_id(cfg: dict[str, Any]) -> str:
 
 def _header(cfg: dict[str, Any], records: dict[str, Any]) -> dict[str, Any]:
     test = records["results"].get("test") or {}
-    metrics = [{"type": "accuracy", "value": round(test["accuracy"], 4)}] if "accuracy" in test else []
-    if "f1_macro" in test:
-        metrics.append({"type": "f1", "name": "macro-F1", "value": round(test["f1_macro"], 4)})
+    named = {"accuracy": {"type": "accuracy"}, "f1_macro": {"type": "f1", "name": "macro-F1"},
+             "exact_match": {"type": "exact_match"}, "perplexity": {"type": "perplexity"}}  # fmt: skip
+    metrics = [{**named[key], "value": round(test[key], 4)} for key in named if key in test]
+    generative = cfg["model"]["kind"] == "causal_lm"
     header = {
         "base_model": base_model_id(cfg),
         "library_name": "peft" if cfg["method"]["kind"] in PEFT_METHODS else "transformers",
         "license": cfg["card"]["license"] or "other",
         "datasets": [cfg["data"]["kind"]],
         "metrics": [m["type"] for m in metrics],
-        "pipeline_tag": "text-classification",
+        "pipeline_tag": "text-generation" if generative else "text-classification",
         "tags": ["tunewright", cfg["method"]["kind"], cfg["data"]["kind"], *cfg["card"]["tags"]],
         "model-index": [{
             "name": records["results"].get("run_id") or cfg["paths"]["run_id"] or "tunewright-run",
             "results": [{
-                "task": {"type": "text-classification"},
+                "task": {"type": "text-generation" if generative else "text-classification"},
                 "dataset": {"name": cfg["data"]["kind"], "type": cfg["data"]["kind"], "split": "test"},
                 "metrics": metrics,
             }],

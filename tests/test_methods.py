@@ -52,26 +52,35 @@ def tiny_config(family: str, vocab_size: int):
                        bos_token_id=101, eos_token_id=102)  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=["bert", "gpt2", "llama"])
+# (architecture, model part): classifiers on every family, language models on the decoders.
+FAMILIES = [("bert", "sequence_classification"), ("gpt2", "sequence_classification"), ("llama", "sequence_classification"),
+            ("gpt2", "causal_lm"), ("llama", "causal_lm")]  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=FAMILIES, ids=[f"{a}-{k}" for a, k in FAMILIES])
 def family(request, tmp_path_factory):
-    """A tiny random model of the family, saved as a local checkpoint with a tokenizer."""
-    from transformers import AutoModel, AutoTokenizer
+    """A tiny random model of the family, saved as a local checkpoint with a tokenizer
+    (MiniLM's, with [SEP] as the end-of-sequence token a language model needs)."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     from tunewright.embedded import resolve_model_path
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"))
-    directory = tmp_path_factory.mktemp(request.param)
+    architecture, kind = request.param
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
+    directory = tmp_path_factory.mktemp(f"{architecture}-{kind}")
     torch.manual_seed(0)
-    AutoModel.from_config(tiny_config(request.param, tokenizer.vocab_size)).save_pretrained(directory)
+    model_class = AutoModelForCausalLM if kind == "causal_lm" else AutoModel
+    model_class.from_config(tiny_config(architecture, tokenizer.vocab_size)).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    return request.param, directory
+    return kind, directory
 
 
-def build(family_dir, method_name: str, options: dict):
+def build(family, method_name: str, options: dict):
+    kind, family_dir = family
     plugins = get_plugins()
+    part = plugins.registries["models"].get(kind).schema
     task = plugins.registries["models"].build(
-        OmegaConf.create({"kind": "sequence_classification", "name_or_path": str(family_dir), "max_length": 32,
-                          "trust_remote_code": False, "revision": None})  # fmt: skip
+        OmegaConf.structured(part(kind=kind, name_or_path=str(family_dir), max_length=32))
     )
     schema = plugins.registries["methods"].get(method_name).schema
     method = plugins.registries["methods"].build(OmegaConf.structured(schema(kind=method_name, **options)))
@@ -86,10 +95,11 @@ def logits_of(model, inputs) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_conformance(family, name, tmp_path):
-    family_name, directory = family
+    kind, _ = family
     method_name, options = METHODS[name]
-    task, method = build(directory, method_name, options)
-    features = task.encode([{"text": t, "label": i % 2} for i, t in enumerate(TEXTS)])
+    task, method = build(family, method_name, options)
+    examples = task.prepare([{"text": t, "label": i % 2} for i, t in enumerate(TEXTS)], LABELS)
+    features = task.encode(examples)
     batch = task.collate(features)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
 
@@ -125,31 +135,32 @@ def test_method_conformance(family, name, tmp_path):
     if name not in MERGEABLE:
         assert not hasattr(method, "merge"), f"{name} merges but is not listed as mergeable"
         return
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     method.merge(reloaded).save_pretrained(tmp_path / "merged")
-    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged")
+    auto = AutoModelForCausalLM if kind == "causal_lm" else AutoModelForSequenceClassification
+    plain = auto.from_pretrained(tmp_path / "merged")
     assert type(plain).__module__.startswith("transformers.")
     torch.testing.assert_close(logits_of(plain, inputs), expected, atol=1e-4, rtol=1e-3)
 
 
 def test_prefix_keeps_padding_invisible(family):
-    """A padded row's logits equal the same row alone: the prefix mask lines up."""
-    _, directory = family
-    task, method = build(directory, "prefix", {"num_virtual_tokens": 4})
+    """A padded row's logits equal the same row alone: the prefix mask lines up (for a
+    language model, the logits at the row's own positions)."""
+    task, method = build(family, "prefix", {"num_virtual_tokens": 4})
     torch.manual_seed(0)
     model = method.apply(task.load_pretrained(LABELS), task)
     features = task.encode([{"text": "short"}, {"text": "a much longer sentence with many more words in it"}])
     together = logits_of(model, task.collate(features))
     alone = logits_of(model, task.collate(features[:1]))
-    torch.testing.assert_close(together[:1], alone, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(together[:1, : alone.shape[1]] if alone.dim() == 3 else together[:1], alone, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize(("family_name", "method_name"), sorted(UNSUPPORTED))
 def test_unsupported_combinations_fail_clearly(family_name, method_name, tiny_bert):
     message = UNSUPPORTED[(family_name, method_name)]
     with pytest.raises(ConfigError, match=message):
-        build(tiny_bert, method_name, {})
+        build(("sequence_classification", tiny_bert), method_name, {})
 
 
 @pytest.mark.parametrize("method_name", ["freeze", "ia3", "prompt", "prefix", "adapter"])

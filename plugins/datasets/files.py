@@ -30,7 +30,8 @@ class FileDataConfig(DataConfig):
     test_path: Optional[str] = None
     text_column: str = "text"
     text_pair_column: Optional[str] = None  # a second text, for pair classification
-    label_column: Optional[str] = "label"  # null: unlabelled rows (tunewright monitor only)
+    label_column: Optional[str] = "label"  # null: unlabelled rows (tunewright monitor, or a response_column)
+    response_column: Optional[str] = None  # the answer a causal language model learns (model=causal_lm)
     labels: Optional[list[str]] = None  # the label set, in id order; default: sorted labels of train
     encoding: str = "utf-8"
     delimiter: str = ","  # csv only; "\t" for tab-separated files
@@ -78,6 +79,8 @@ class LabelledFiles:
         example = {"text": str(fields[cfg.text_column])}
         if cfg.text_pair_column:
             example["text_pair"] = str(fields[cfg.text_pair_column])
+        if cfg.response_column:
+            example["response"] = str(fields[cfg.response_column])
         if cfg.sensitive_columns:
             example["sensitive"] = {column: fields[column] for column in cfg.sensitive_columns}
         return example
@@ -87,8 +90,9 @@ class LabelledFiles:
         wanted = {"text_column": self.cfg.text_column}
         if self.cfg.label_column is not None:
             wanted["label_column"] = self.cfg.label_column
-        if self.cfg.text_pair_column:
-            wanted["text_pair_column"] = self.cfg.text_pair_column
+        for key in ("text_pair_column", "response_column"):
+            if getattr(self.cfg, key):
+                wanted[key] = getattr(self.cfg, key)
         wanted.update({f"sensitive_columns[{i}]": c for i, c in enumerate(self.cfg.sensitive_columns)})
         require_columns(path, columns, wanted)
         for row, fields in rows:

@@ -99,7 +99,7 @@ class Adapter(TrainedWeightsMethod):
                 f"method=adapter: no output projections found in {type(model).__name__}; known names: "
                 + ", ".join(PLACEMENTS[self.cfg.placement])
             )
-        train_only_head(model)
+        train_only_head(model, task)
         for name in targets:
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name)

@@ -26,7 +26,7 @@ class Freeze(TrainedWeightsMethod):
             raise ConfigError(f"method=freeze: {type(model).__name__} lists no transformer blocks (_no_split_modules)")
         if not 0 <= self.cfg.top_k <= len(blocks):
             raise ConfigError(f"method.top_k={self.cfg.top_k}: the model has {len(blocks)} blocks")
-        train_only_head(model)
+        train_only_head(model, task)
         for block in blocks[len(blocks) - self.cfg.top_k :]:
             for parameter in block.parameters():
                 parameter.requires_grad_(True)

@@ -60,7 +60,11 @@ class PrefixTuned(nn.Module):
 
 class Prefix(TrainedWeightsMethod):
     def apply(self, model, task):
-        train_only_head(model)
+        if task.peft_task_type == "CAUSAL_LM":  # PEFT's prefix tuning supports decoders, generation included
+            from peft import PrefixTuningConfig, get_peft_model
+
+            return get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=self.cfg.num_virtual_tokens))
+        train_only_head(model, task)
         return PrefixTuned(model, self.cfg.num_virtual_tokens)
 
 

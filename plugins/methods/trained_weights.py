@@ -50,9 +50,10 @@ class TrainedWeightsMethod:
         return load_trained(self.apply(task.load_pretrained(label_names), task), directory)
 
 
-def train_only_head(model: torch.nn.Module) -> None:
-    """Freeze the backbone; leave the task head trainable."""
-    head = head_parameter_names(model)
+def train_only_head(model: torch.nn.Module, task) -> None:
+    """Freeze the backbone; leave a new task head trainable (a pre-trained language-model
+    head, often tied to the embeddings, stays frozen)."""
+    head = head_parameter_names(model) if getattr(task, "head_is_new", True) else set()
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name in head)
 

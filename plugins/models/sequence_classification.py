@@ -7,9 +7,6 @@ pad a batch, which metrics to report and how to turn logits into predictions.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,53 +15,20 @@ import torch
 from sklearn.metrics import f1_score
 
 from tunewright import hookimpl
-from tunewright.embedded import resolve_model_path
-from tunewright.schema import ModelConfig
-
-LABELS_FILE = "labels.json"
+from tunewright.plugins.models.text_task import HubTextTask, quiet_transformers
 
 
-def _quiet_transformers() -> None:
-    """transformers prints load reports and progress bars; the run prints its own summary."""
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-
-
-class SequenceClassification:
+class SequenceClassification(HubTextTask):
     """A text classifier: ``{"text", "label"}`` examples in, labels with probabilities out."""
 
     peft_task_type = "SEQ_CLS"  # PEFT trains and saves the head along with the adapter
-
-    def __init__(self, cfg: ModelConfig):
-        self.cfg = cfg
-        self.source = resolve_model_path(cfg.name_or_path)
-        self.tokenizer_source = self.source  # a run's model/ folder when reloading
-        self._tokenizer = None
-
-    # ------------------------------------------------------------------ loading
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            _quiet_transformers()
-            from_base = self.tokenizer_source == self.source
-            self._tokenizer = AutoTokenizer.from_pretrained(
-                self.tokenizer_source,
-                revision=self.cfg.revision if from_base else None,
-                trust_remote_code=self.cfg.trust_remote_code,
-            )
-        return self._tokenizer
 
     def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
         """The pre-trained model (or a saved full fine-tune at ``source``) with a head for
         ``label_names``; ``options`` go to ``from_pretrained`` (a method's quantisation)."""
         from transformers import AutoModelForSequenceClassification
 
-        _quiet_transformers()
+        quiet_transformers()
         return AutoModelForSequenceClassification.from_pretrained(
             str(source or self.source),
             revision=None if source else self.cfg.revision,
@@ -74,36 +38,6 @@ class SequenceClassification:
             label2id={name: i for i, name in enumerate(label_names)},
             **options,
         )
-
-    def cache_identity(self) -> dict[str, Any]:
-        """What tokenisation depends on, for the token cache's key."""
-        if self.tokenizer.is_fast:  # its JSON, less the truncation and padding state encoding sets
-            state = json.loads(self.tokenizer.backend_tokenizer.to_str())
-            state.pop("truncation", None)
-            state.pop("padding", None)
-        else:
-            state = sorted(self.tokenizer.get_vocab().items())
-        described = json.dumps([type(self.tokenizer).__name__, state], sort_keys=True)
-        return {"task": "sequence_classification", "max_length": self.cfg.max_length,
-                "tokenizer": hashlib.sha256(described.encode()).hexdigest()}  # fmt: skip
-
-    def pretrained_label_names(self) -> list[str] | None:
-        """The labels the checkpoint's own head predicts, or ``None`` when it has none
-        (transformers' placeholder names ``LABEL_0``, ``LABEL_1``, ...)."""
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(self.source, revision=self.cfg.revision, trust_remote_code=self.cfg.trust_remote_code)
-        names = [str(config.id2label[i]) for i in sorted(config.id2label)] if config.id2label else []
-        return None if all(re.fullmatch(r"LABEL_\d+", name) for name in names) else names
-
-    def save_artifacts(self, directory: Path, label_names: list[str]) -> None:
-        """Save what inference needs besides the weights: tokenizer and label names."""
-        self.tokenizer.save_pretrained(directory)
-        (directory / LABELS_FILE).write_text(json.dumps({"label_names": label_names}) + "\n")
-
-    @staticmethod
-    def read_label_names(directory: Path) -> list[str]:
-        return json.loads((directory / LABELS_FILE).read_text())["label_names"]
 
     # ------------------------------------------------------------------ data
 
@@ -155,6 +89,14 @@ class SequenceClassification:
             "accuracy": float((predicted == labels).mean()),
             "f1_macro": float(f1_score(labels, predicted, average="macro", zero_division=0)),
         }
+
+    def test_predictions(self, model, examples: list[dict[str, Any]], logits: np.ndarray, label_names: list[str],
+                         device) -> tuple[list[dict[str, Any]], dict[str, float]]:  # fmt: skip
+        """Each test example with its true label's name and the prediction (from the
+        evaluation's logits); no metrics beyond the evaluation's."""
+        rows = [{**example, "label": label_names[example["label"]], "prediction": prediction}
+                for example, prediction in zip(examples, self.predictions(logits, label_names))]  # fmt: skip
+        return rows, {}
 
     @staticmethod
     def predictions(logits: np.ndarray, label_names: list[str]) -> list[dict[str, Any]]:

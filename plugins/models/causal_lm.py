@@ -1,0 +1,187 @@
+"""``kind: causal_lm``: supervised fine-tuning of a decoder (GPT-2, LLaMA, Qwen, Mistral, ...).
+
+Examples are a prompt (``text``) and a ``response``; a labelled classification dataset
+works too, its label name being the response (the model learns to answer with it).
+The prompt goes through the tokenizer's chat template when it has one
+(``model.use_chat_template``), else through ``model.prompt_template``; the loss
+covers only the response tokens and the end-of-sequence token appended to them.
+Evaluation reports loss, perplexity and next-token accuracy on the responses; the
+test split is also answered by greedy generation and scored by exact match.
+Generated answers are text, not class probabilities, so the bias audits and drift
+monitors (which need class probabilities) do not apply to this task yet.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tunewright import hookimpl
+from tunewright.errors import DataError
+from tunewright.plugins.models.text_task import HubTextTask, quiet_transformers
+from tunewright.schema import ModelConfig
+from tunewright.trainer import autocast, length_sorted_order, to_device
+
+IGNORE = -100  # label of tokens the loss skips (the prompt, the padding)
+
+
+@dataclass
+class CausalLMConfig(ModelConfig):
+    prompt_template: str = "{prompt}\n### Response:\n"  # when the tokenizer has no chat template
+    use_chat_template: bool = True
+    max_new_tokens: int = 32  # generated tokens per test answer
+    generate_test_examples: int = 200  # test prompts answered by generation (exact match); 0: none
+
+
+class CausalLM(HubTextTask):
+    """A decoder trained to answer prompts: ``{"text", "response"}`` examples in, text out."""
+
+    peft_task_type = "CAUSAL_LM"
+    head_is_new = False  # the language-model head is pre-trained (and often tied to the embeddings)
+    class_probabilities = False  # no audits or drift monitors for generated text yet
+
+    @property
+    def tokenizer(self):
+        tokenizer = super().tokenizer
+        if tokenizer.pad_token is None:  # decoders often ship without one; padding is masked anyway
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+
+    def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
+        from transformers import AutoModelForCausalLM
+
+        quiet_transformers()
+        model = AutoModelForCausalLM.from_pretrained(str(source or self.source), revision=None if source else self.cfg.revision,
+                                                     trust_remote_code=self.cfg.trust_remote_code, **options)  # fmt: skip
+        model.config.pad_token_id = self.tokenizer.pad_token_id
+        return model
+
+    def cache_identity(self) -> dict[str, Any]:
+        return {**super().cache_identity(), "prompt": self.cfg.prompt_template, "chat": self.cfg.use_chat_template}
+
+    # ------------------------------------------------------------------ data
+
+    def prepare(self, examples: list[dict[str, Any]], label_names: list[str]) -> list[dict[str, Any]]:
+        """A labelled example without a response answers with its label's name."""
+        prepared = []
+        for example in examples:
+            if example.get("response") is None:
+                if example.get("label") is None:
+                    raise DataError(f"an example has neither a response nor a label: {example['text'][:60]!r}; "
+                                    "map one with data.response_column or data.label_column")  # fmt: skip
+                example = {**example, "response": label_names[example["label"]]}
+            prepared.append(example)
+        return prepared
+
+    def prompt(self, text: str) -> str:
+        if self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                      add_generation_prompt=True)  # fmt: skip
+        return self.cfg.prompt_template.format(prompt=text)
+
+    def encode(self, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Prompt and response tokens; labels mask the prompt. Truncation keeps the
+        start of the prompt and as much of the response as fits."""
+        features = []
+        for example in examples:
+            prompt_ids = self.tokenizer(self.prompt(example["text"]), add_special_tokens=False)["input_ids"]
+            feature = {"input_ids": prompt_ids, "attention_mask": [1] * len(prompt_ids)}
+            if example.get("response") is not None:
+                response_ids = self.tokenizer(str(example["response"]), add_special_tokens=False)["input_ids"]
+                response_ids = response_ids + [self.tokenizer.eos_token_id]
+                ids = (prompt_ids + response_ids)[: self.cfg.max_length]
+                if len(prompt_ids) >= len(ids):
+                    raise DataError(f"a prompt of {len(prompt_ids)} tokens leaves no room for its response "
+                                    f"(model.max_length={self.cfg.max_length}): {example['text'][:60]!r}")  # fmt: skip
+                feature = {"input_ids": ids, "attention_mask": [1] * len(ids),
+                           "labels": [IGNORE] * len(prompt_ids) + ids[len(prompt_ids):]}  # fmt: skip
+            features.append(feature)
+        return features
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Right-pad to the longest example; padded labels are ignored by the loss."""
+        width = max(len(f["input_ids"]) for f in features)
+        pad = self.tokenizer.pad_token_id
+        batch = {
+            "input_ids": torch.tensor([f["input_ids"] + [pad] * (width - len(f["input_ids"])) for f in features]),
+            "attention_mask": torch.tensor([f["attention_mask"] + [0] * (width - len(f["attention_mask"])) for f in features]),
+        }
+        if all("labels" in f for f in features):
+            batch["labels"] = torch.tensor([f["labels"] + [IGNORE] * (width - len(f["labels"])) for f in features])
+        return batch
+
+    @staticmethod
+    def loss_sum(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Summed next-token cross-entropy over response tokens."""
+        shifted, targets = _own_positions(logits, batch)[:, :-1].float(), batch["labels"][:, 1:]
+        return torch.nn.functional.cross_entropy(shifted.reshape(-1, shifted.shape[-1]), targets.reshape(-1),
+                                                 ignore_index=IGNORE, reduction="sum")  # fmt: skip
+
+    @staticmethod
+    def loss_count(batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["labels"][:, 1:] != IGNORE).sum())
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self, model, features: list[dict], batch_size: int, device, dtype=None) -> tuple[dict[str, float], None]:
+        """Loss, perplexity and next-token accuracy over the response tokens, batch by
+        batch (never the whole vocabulary-sized logits at once)."""
+        model.eval()
+        loss, correct, count = 0.0, 0, 0
+        order = length_sorted_order([len(f["input_ids"]) for f in features])
+        for start in range(0, len(order), batch_size):
+            batch = to_device(self.collate([features[i] for i in order[start : start + batch_size]]), device)
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            with autocast(device, dtype):
+                logits = model(**inputs).logits
+            loss += self.loss_sum(logits, batch).item()
+            mask = batch["labels"][:, 1:] != IGNORE
+            correct += int(((_own_positions(logits, batch)[:, :-1].argmax(-1) == batch["labels"][:, 1:]) & mask).sum())
+            count += int(mask.sum())
+        mean = loss / max(count, 1)
+        return {"loss": mean, "perplexity": math.exp(min(mean, 50.0)), "token_accuracy": correct / max(count, 1)}, None
+
+    @torch.no_grad()
+    def generate(self, model, texts: list[str], device, batch_size: int = 16) -> list[str]:
+        """Greedy answers to ``texts``, left-padded so every answer starts right after its prompt."""
+        model.eval()
+        answers = []
+        self.tokenizer.padding_side = "left"
+        try:
+            for start in range(0, len(texts), batch_size):
+                prompts = [self.prompt(text) for text in texts[start : start + batch_size]]
+                batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                output = model.generate(**batch, max_new_tokens=self.cfg.max_new_tokens, do_sample=False,
+                                        pad_token_id=self.tokenizer.pad_token_id)  # fmt: skip
+                new = output[:, batch["input_ids"].shape[1] :]
+                answers += [text.strip() for text in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        finally:
+            self.tokenizer.padding_side = "right"
+        return answers
+
+    def test_predictions(self, model, examples: list[dict[str, Any]], outputs, label_names: list[str], device) -> tuple[list[dict], dict]:
+        """Generated answers for the first ``generate_test_examples`` test prompts, and
+        their exact-match rate against the responses."""
+        chosen = examples[: self.cfg.generate_test_examples]
+        answers = self.generate(model, [e["text"] for e in chosen], device) if chosen else []
+        rows = [{**e, "prediction": {"response": a}} for e, a in zip(chosen, answers)]
+        matches = [a.strip().lower() == str(e["response"]).strip().lower() for e, a in zip(chosen, answers)]
+        return rows, ({"exact_match": float(np.mean(matches))} if matches else {})
+
+
+def _own_positions(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The logits at the input's own positions: prompt tuning prepends virtual tokens,
+    whose outputs come first."""
+    return logits[:, logits.shape[1] - batch["input_ids"].shape[1] :]
+
+
+@hookimpl
+def tunewright_register_models(registry):
+    registry.add("causal_lm", CausalLM, schema=CausalLMConfig,
+                 description="decoder supervised fine-tuning (GPT-2, LLaMA, ...): loss on responses, generation, exact match")  # fmt: skip

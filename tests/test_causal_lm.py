@@ -1,0 +1,62 @@
+"""Supervised fine-tuning of a tiny GPT-2 through ``tunewright train``, and generation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import tunewright
+from tunewright.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config
+
+    from tunewright.embedded import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
+    directory = tmp_path_factory.mktemp("tiny-gpt2")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_sft_on_a_labelled_dataset_answers_with_label_names(tiny_gpt2, tmp_path, capsys):
+    overrides = ["experiment=sft", f"model.name_or_path={tiny_gpt2}", "model.max_length=48", "model.max_new_tokens=4",
+                 "data.limit=60", "trainer.max_epochs=2", "trainer.learning_rate=5e-3", "trainer.progress_bar=false",
+                 f"paths.runs_dir={tmp_path}", "paths.run_id=sft"]  # fmt: skip
+    assert main(["train", *overrides]) == 0
+    run = tmp_path / "sft"
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["test"]) == {"loss", "perplexity", "token_accuracy", "exact_match"}
+    assert results["test"]["perplexity"] == pytest.approx(2.718281828 ** results["test"]["loss"], rel=1e-6)
+    assert "test exact match:" in capsys.readouterr().out
+
+    rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    assert rows and all(row["response"] in ("negative", "positive") and "response" in row["prediction"] for row in rows)
+    exact = sum(r["prediction"]["response"].lower() == r["response"] for r in rows) / len(rows)
+    assert results["test"]["exact_match"] == pytest.approx(exact)
+
+    answers = tunewright.load_run(run).predict([row["text"] for row in rows[:3]])
+    assert [a["response"] for a in answers] == [r["prediction"]["response"] for r in rows[:3]]
+    card = (run / "MODEL_CARD.md").read_text()
+    assert "pipeline_tag: text-generation" in card and not (run / "reports" / "bias.json").exists()
+
+
+def test_instruction_data_from_a_file_with_a_response_column(tiny_gpt2, tmp_path):
+    path = tmp_path / "faq.jsonl"
+    pairs = [(f"How do I reset device {i}?", f"Hold the button for {i % 5 + 3} seconds.") for i in range(40)]
+    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in pairs))
+    overrides = ["experiment=sft", f"model.name_or_path={tiny_gpt2}", "model.max_length=48", "model.generate_test_examples=2",
+                 "data=jsonl", f"data.path={path}", "data.text_column=question", "data.response_column=answer",
+                 "data.label_column=null", "trainer.max_epochs=1", "trainer.progress_bar=false",
+                 f"paths.runs_dir={tmp_path}", "paths.run_id=faq"]  # fmt: skip
+    assert main(["train", *overrides]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "faq" / "test_predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and rows[0]["response"].startswith("Hold the button")
