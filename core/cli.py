@@ -192,6 +192,9 @@ def drift_summary(report: dict, folder: str) -> str:
         *(f"  {reason}" for reason in report["reasons"]),
         f"report: {Path(folder) / report['files'][1]}",
     ]
+    if report.get("retraining"):
+        retrained = report["retraining"]
+        lines.append(f"retrained: {Path(folder).parent / retrained['run_id']} (test {retrained['test']})")
     return "\n".join(lines)
 
 

@@ -4,7 +4,9 @@ Reads a new batch through any dataset part (the same ``data=`` options training 
 every split in source order), normalises its text the way training did (without
 dropping duplicates: repeats are real traffic), runs it through the run's model, and
 hands it to each monitor the run recorded a reference for. A batch that drifts fires
-``tunewright_drift_detected``.
+``tunewright_drift_detected``; with ``monitor.retrain=true`` a batch for which
+retraining is recommended starts a new run on the old data plus the batch
+(:mod:`tunewright.retrain`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tunewright.errors import ConfigError, DataError
 from tunewright.governance.model_card import write_model_card
 from tunewright.governance.monitors.reference import observe
 from tunewright.predictor import load_run
+from tunewright.retrain import retrain
 from tunewright.run import Run
 from tunewright.run_folder import RunFolder
 from tunewright.schema import part_options
@@ -58,6 +61,9 @@ def monitor_run(folder: str | Path, overrides: list[str], plugins) -> list[dict[
     finally:
         stop_trackers(trackers, plugins)
     write_model_card(run_folder.path)  # its drift section lists the monitored batches
+    recommended = next((r for r in reports if r["retrain_recommended"]), None)
+    if settings.retrain and recommended is not None:
+        recommended["retraining"] = retrain(run_folder, examples, recommended, predictor.label_names, plugins)
     return reports
 
 

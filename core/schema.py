@@ -143,6 +143,7 @@ class MonitorSelectionConfig(SelectionConfig):
     embedding_threshold: Optional[float] = None  # default: 0.55 ROC AUC for model, 0.015 for mmd
     accuracy_drop: float = 0.05  # a labelled batch whose accuracy falls this much below the reference drifts
     name: Optional[str] = None  # the report's name: reports/drift-<name>.json; default: from the data
+    retrain: bool = False  # when retraining is recommended, train a new run on the run's data plus this (labelled) batch
 
 
 @dataclass

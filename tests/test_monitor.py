@@ -150,3 +150,19 @@ def test_bad_batches_and_run_folders_fail_clearly(amazon_run, tmp_path):
     shutil.copytree(run, old, ignore=shutil.ignore_patterns("drift_reference"))
     with pytest.raises(RunFolderError, match="no drift reference"):
         monitor_run(old, ["data=ecommerce_reviews"], get_plugins())
+
+
+def test_retrain_trains_a_linked_run_on_the_old_data_plus_the_batch(amazon_run):
+    (report,) = monitor_run(amazon_run / "runs" / "amazon", ["data=ecommerce_reviews", "data.domain=imdb", "data.limit=100",
+                                                              "monitor.name=imdb-retrain", "monitor.retrain=true"], get_plugins())  # fmt: skip
+    assert report["retrain_recommended"]
+    new_id = report["retraining"]["run_id"]
+    new = amazon_run / "runs" / new_id
+    manifest = json.loads((new / "manifest.json").read_text())
+    assert manifest["retrained_from"] == {"run_id": "amazon", "drift_report": "reports/drift-imdb-retrain.json", "rows_added": 100}
+    assert new_id in json.loads((amazon_run / "runs" / "amazon" / "manifest.json").read_text())["retrained_as"]
+    rows = (new / "retrain_data.jsonl").read_text().splitlines()
+    assert len(rows) == TRAIN_ROWS + 100
+    results = json.loads((new / "results.json").read_text())
+    assert sum(results["data"].values()) > TRAIN_ROWS  # after deduplication, still more than the old data alone
+    assert (new / "model").is_dir() and report["retraining"]["test"] == results["test"]

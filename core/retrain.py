@@ -1,0 +1,64 @@
+"""``tunewright monitor ... monitor.retrain=true``: a new run on the old data plus the batch.
+
+When a labelled batch drifted enough that retraining is recommended, the run's own
+dataset (read again through its data config) and the batch's rows are written to one
+JSON-lines file in a new run folder, and that run trains with the old run's config,
+every setting the same but the data. The two runs point at each other: the new
+manifest's ``retrained_from`` names the old run and the drift report, the old
+manifest's ``retrained_as`` lists the new runs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from tunewright.errors import ConfigError
+from tunewright.run_folder import RunFolder, atomic_write_json, atomic_write_text, new_run_id
+
+COMBINED_FILE = "retrain_data.jsonl"
+
+
+def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any], label_names: list[str], plugins) -> dict[str, Any]:
+    """Train the new run; returns its id and test metrics."""
+    from tunewright.pipeline import run_training
+    from tunewright.plugins.datasets.files import FileDataConfig
+
+    if any(example.get("label") is None for example in batch):
+        raise ConfigError("monitor.retrain: the batch has no labels to learn from; label it, or monitor without retrain")
+    cfg = old.read_config()
+    original = plugins.registries["datasets"].build(cfg.data).load()
+    examples = [(e, original.label_names) for split in original.splits.values() for e in split] + [(e, label_names) for e in batch]
+    sensitive = list(cfg.data.sensitive_columns)
+    run_id = new_run_id(cfg)
+    folder = RunFolder(old.path.parent / run_id).create()
+    path = folder.path / COMBINED_FILE
+    atomic_write_text(path, "".join(json.dumps(_row(example, names, sensitive)) + "\n" for example, names in examples))
+    data = FileDataConfig(kind="jsonl", path=str(path), labels=list(label_names), sensitive_columns=sensitive,
+                          text_pair_column="text_pair" if any("text_pair" in e for e, _ in examples) else None,
+                          validation_fraction=cfg.data.validation_fraction, test_fraction=cfg.data.test_fraction,
+                          split_seed=cfg.data.split_seed)  # fmt: skip
+    cfg.data = OmegaConf.merge(OmegaConf.structured(data), {"cleaning": cfg.data.cleaning})
+    cfg.paths.run_id = run_id
+    results = run_training(cfg, plugins)
+    _link(folder, "retrained_from", {"run_id": old.path.name, "drift_report": f"reports/drift-{report['name']}.json",
+                                     "rows_added": len(batch)})  # fmt: skip
+    _link(old, "retrained_as", run_id, append=True)
+    return {"run_id": run_id, "test": results.get("test")}
+
+
+def _row(example: dict[str, Any], label_names: list[str], sensitive: list[str]) -> dict[str, Any]:
+    row = {"text": example["text"], "label": label_names[example["label"]]}
+    if "text_pair" in example:
+        row["text_pair"] = example["text_pair"]
+    row.update({column: (example.get("sensitive") or {}).get(column) for column in sensitive})
+    return row
+
+
+def _link(folder: RunFolder, key: str, value: Any, append: bool = False) -> None:
+    path = folder.path / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    manifest[key] = [*manifest.get(key, []), value] if append else value
+    atomic_write_json(path, manifest)
