@@ -27,6 +27,9 @@ def bias_record(run, audits: dict[str, Any], decision: dict[str, Any], policy, b
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "method": cfg.method.kind,
         "data": cfg.data.kind,
+        "context": {"intended_use": (cfg.get("card") or {}).get("intended_use"),
+                    "out_of_scope_use": (cfg.get("card") or {}).get("out_of_scope_use"),
+                    "sensitive_columns": list(cfg.data.sensitive_columns), "positive_label": cfg.audit.positive_label},
         "policy": {"name": policy.name, "blocking": policy.blocking, "checks": policy.checks,
                    "min_group_size": policy.min_group_size, "significance": policy.significance},  # fmt: skip
         "audits": audits,

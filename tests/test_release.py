@@ -48,6 +48,7 @@ def test_model_card_is_rendered_from_the_records(lora_run):
     assert f"{results['train']['trainable_parameters']:,} of {results['train']['total_parameters']:,}" in body
     bias = json.loads((lora_run / "reports" / "bias.json").read_text())
     assert f"### counterfactual: {bias['audits']['counterfactual']['verdict']}" in body
+    assert bias["context"]["intended_use"] == "Sorting product reviews by sentiment."
 
 
 def test_manifest_records_the_working_directory_revision_and_libraries(lora_run):

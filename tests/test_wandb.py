@@ -87,3 +87,12 @@ def test_disabled_mode_writes_nothing_and_a_broken_wandb_never_stops_training(ti
     assert main(["train", *tiny_run_overrides(tiny_bert, runs, "paths.run_id=down", "tracker=wandb")]) == 0
     assert "W&B start failed (ConnectionError: api.wandb.ai unreachable)" in capsys.readouterr().err
     assert (runs / "down" / "results.json").is_file()
+
+
+def test_a_sweep_groups_its_wandb_runs(tiny_bert, tmp_path):
+    runs = tmp_path / "runs"
+    overrides = tiny_run_overrides(tiny_bert, runs, "tracker=wandb", "audit=none", "monitor=none", "data.limit=40")
+    assert main(["train", "-m", *overrides, "trainer.learning_rate=1e-3,2e-3"]) == 0
+    folders = [p for p in runs.iterdir() if (p / "wandb_run.json").is_file()]
+    groups = {run.run_group for folder in folders for run in of_type(records_of(folder)[0], "run")}
+    assert len(folders) == 2 and len(groups) == 1 and groups.pop().startswith("sweep-")
