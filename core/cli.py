@@ -135,6 +135,9 @@ def summary(results: dict, cfg) -> str:
             f"wall time:            {fit['wall_seconds']:.1f} s training, "
             f"{fit['tokens_per_second']:.0f} tokens/s",
             *audit_lines(results.get("audits") or {}),
+            *(["drift reference:      reports/drift_reference/ (check new data: tunewright monitor run=<folder> data=...)"]
+              if results.get("monitors") else []),
+            "model card:           MODEL_CARD.md",
         ]
     )
 
