@@ -39,6 +39,7 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.datasets.ecommerce_reviews",
     "tunewright.plugins.datasets.banking77",
     "tunewright.plugins.datasets.files",
+    "tunewright.plugins.datasets.hub_datasets",
     "tunewright.plugins.datasets.finance_phrasebank",
     "tunewright.plugins.datasets.medical_abstracts",
     "tunewright.plugins.trackers.local",

@@ -7,9 +7,9 @@ raise a :class:`~tunewright.errors.DataError` before any training starts.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
-import io
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,21 +20,38 @@ Row = tuple[int, dict[str, Any]]  # (row number in the file, counting a header a
 
 
 def read_text(path: Path | str, encoding: str = "utf-8") -> str:
-    """The whole file decoded; missing, empty and undecodable files are errors."""
+    """The whole file decoded (for small files); missing, empty and undecodable files are errors."""
+    path = _existing(path)
+    return "".join(_decoded_lines(path, encoding))
+
+
+def _existing(path: Path | str) -> Path:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DataError(f"{path}: the file is empty")
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return path
+    raise DataError(f"{path}: the file is empty")
+
+
+def _decoded_lines(path: Path, encoding: str) -> Iterator[str]:
+    """The file's lines (endings kept), decoded one at a time: large files are never
+    held whole, and a byte the encoding cannot decode names its row."""
     try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as error:
-        row = raw[: error.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}, row {row}: not valid {encoding} (byte {raw[error.start]:#04x} at offset {error.start}); "
-            "set data.encoding to the file's encoding, e.g. latin-1 or cp1252"
-        ) from None
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding {encoding!r} (data.encoding)") from None
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield decoder.decode(raw)
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{path}, row {number}: not valid {encoding} (byte {error.object[error.start]:#04x}); "
+                    "set data.encoding to the file's encoding, e.g. latin-1 or cp1252"
+                ) from None
 
 
 def lines(text: str) -> list[str]:
@@ -60,8 +77,10 @@ def read_separated_lines(path: Path, separator: str, encoding: str = "utf-8") ->
 
 
 def read_csv(path: Path, encoding: str = "utf-8", delimiter: str = ",") -> tuple[list[str], list[Row]]:
-    """Header and rows of a CSV; a row with more or fewer fields than the header is an error."""
-    reader = csv.reader(io.StringIO(read_text(path, encoding), newline=""), delimiter=delimiter)
+    """Header and rows of a CSV, read as a stream; a row with more or fewer fields than
+    the header is an error."""
+    path = _existing(path)
+    reader = csv.reader(_decoded_lines(path, encoding), delimiter=delimiter)
     header = next(reader, None)
     if not header:
         raise DataError(f"{path}: no header row")
@@ -81,9 +100,10 @@ def read_csv(path: Path, encoding: str = "utf-8", delimiter: str = ",") -> tuple
 
 
 def read_jsonl(path: Path, encoding: str = "utf-8") -> tuple[list[str], list[Row]]:
-    """Objects of a JSON-lines file, and the union of their keys."""
+    """Objects of a JSON-lines file, read as a stream, and the union of their keys."""
+    path = _existing(path)
     rows, keys = [], {}
-    for row, line in enumerate(lines(read_text(path, encoding)), start=1):
+    for row, line in enumerate(_decoded_lines(path, encoding), start=1):
         if not line.strip():
             continue
         try:

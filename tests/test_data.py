@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -206,3 +207,46 @@ def test_parquet_reads_every_row_with_sensitive_columns_and_fails_clearly(tmp_pa
     broken.write_bytes(b"PAR1 not really parquet")
     with pytest.raises(DataError, match="broken.parquet: not a readable Parquet file"):
         _parquet(cfg(FileDataConfig, path=str(broken))).load()
+
+
+def test_hf_dataset_folders_with_classlabels_and_given_splits(tmp_path):
+    import datasets
+
+    from tunewright.plugins.datasets.hub_datasets import HubDataset, HubDatasetConfig
+
+    features = datasets.Features({"body": datasets.Value("string"), "queue": datasets.ClassLabel(names=["access", "billing"])})
+
+    def split(start, n):
+        return datasets.Dataset.from_dict({"body": [f"ticket {i} about {'billing' if i % 2 else 'login'}" for i in range(start, start + n)],
+                                           "queue": [i % 2 for i in range(start, start + n)]}, features=features)  # fmt: skip
+
+    folder = tmp_path / "tickets"
+    datasets.DatasetDict({"train": split(0, 40), "test": split(40, 10)}).save_to_disk(str(folder))
+    data = HubDataset(cfg(HubDatasetConfig, path=str(folder), text_column="body", label_column="queue")).load()
+    assert data.label_names == ["access", "billing"]
+    assert len(data.splits["test"]) == 10 and len(data.splits["train"]) + len(data.splits["validation"]) == 40
+    assert data.sources[0]["path"] == str(folder) and len(data.sources[0]["sha256"]) == 64
+
+    with pytest.raises(DataError, match=r"tickets\[train\]: no column 'text' \(data.text_column\)"):
+        HubDataset(cfg(HubDatasetConfig, path=str(folder))).load()
+    with pytest.raises(DataError, match="no such directory"):
+        HubDataset(cfg(HubDatasetConfig, path=str(tmp_path / "missing"))).load()
+    with pytest.raises(ConfigError, match="data.path or data.name"):
+        HubDataset(cfg(HubDatasetConfig)).load()
+
+
+def test_csv_and_jsonl_are_read_as_streams(tmp_path, monkeypatch):
+    """Neither reader slurps the file: reading it whole is made to fail, and both still work."""
+    from tunewright.readers import read_csv, read_jsonl
+
+    csv_path = write(tmp_path / "big.csv", "text,label\n" + "".join(f"row {i} \u0085 with a quote\" ,a\n" for i in range(2000)))
+    jsonl_path = write(tmp_path / "big.jsonl", "".join(json.dumps({"text": f"row {i}", "label": "a"}) + "\n" for i in range(2000)))
+
+    def no_slurping(self, *args, **kwargs):
+        raise AssertionError(f"{self} was read whole")
+
+    monkeypatch.setattr(Path, "read_bytes", no_slurping)
+    monkeypatch.setattr(Path, "read_text", no_slurping)
+    header, rows = read_csv(csv_path)
+    assert header == ["text", "label"] and len(rows) == 2000 and "\u0085" in rows[0][1]["text"]
+    assert len(read_jsonl(jsonl_path)[1]) == 2000
