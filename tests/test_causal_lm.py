@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from omegaconf import OmegaConf
 import torch
 
 import tunewright
@@ -60,3 +61,29 @@ def test_instruction_data_from_a_file_with_a_response_column(tiny_gpt2, tmp_path
     assert main(["train", *overrides]) == 0
     rows = [json.loads(line) for line in (tmp_path / "faq" / "test_predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["response"].startswith("Hold the button")
+
+
+def test_chat_messages_train_on_the_last_answer_and_bad_conversations_fail_clearly(tiny_gpt2, tmp_path):
+    from tunewright.errors import DataError
+
+    def conversation(i):
+        return [{"role": "system", "content": "You answer support questions."},
+                {"role": "user", "content": f"My order {i} is late."},
+                {"role": "assistant", "content": f"Order {i} ships tomorrow."}]  # fmt: skip
+
+    path = tmp_path / "chats.jsonl"
+    path.write_text("".join(json.dumps({"messages": conversation(i)}) + "\n" for i in range(40)))
+    overrides = ["experiment=sft", f"model.name_or_path={tiny_gpt2}", "model.max_length=64", "model.generate_test_examples=2",
+                 "data=jsonl", f"data.path={path}", "data.messages_column=messages", "data.label_column=null",
+                 "trainer.max_epochs=1", "trainer.progress_bar=false", f"paths.runs_dir={tmp_path}", "paths.run_id=chat"]  # fmt: skip
+    assert main(["train", *overrides]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "chat" / "test_predictions.jsonl").read_text().splitlines()]
+    assert rows[0]["response"].endswith("ships tomorrow.") and rows[0]["text"].startswith("system: You answer")
+
+    from tunewright.plugins.datasets.files import FileDataConfig, _jsonl
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"messages": conversation(0)[:2]}) + "\n")
+    config = OmegaConf.structured(FileDataConfig(kind="jsonl", path=str(broken), messages_column="messages", label_column=None))
+    with pytest.raises(DataError, match=r"broken.jsonl, row 1: the last message must be the assistant's answer"):
+        _jsonl(config).load()

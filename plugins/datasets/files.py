@@ -32,6 +32,7 @@ class FileDataConfig(DataConfig):
     text_pair_column: Optional[str] = None  # a second text, for pair classification
     label_column: Optional[str] = "label"  # null: unlabelled rows (tunewright monitor, or a response_column)
     response_column: Optional[str] = None  # the answer a causal language model learns (model=causal_lm)
+    messages_column: Optional[str] = None  # chat data: a list of {role, content} ending with the assistant's answer
     labels: Optional[list[str]] = None  # the label set, in id order; default: sorted labels of train
     encoding: str = "utf-8"
     delimiter: str = ","  # csv only; "\t" for tab-separated files
@@ -76,7 +77,12 @@ class LabelledFiles:
     def _example(self, fields: dict[str, Any]) -> dict[str, Any]:
         """The configured columns of one row, under the names tasks and audits read."""
         cfg = self.cfg
-        example = {"text": str(fields[cfg.text_column])}
+        if cfg.messages_column:  # the conversation so far is the text; the last answer the response
+            messages = fields[cfg.messages_column]
+            example = {"messages": messages, "response": messages[-1]["content"],
+                       "text": "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1])}  # fmt: skip
+        else:
+            example = {"text": str(fields[cfg.text_column])}
         if cfg.text_pair_column:
             example["text_pair"] = str(fields[cfg.text_pair_column])
         if cfg.response_column:
@@ -87,7 +93,7 @@ class LabelledFiles:
 
     def _read(self, path: Path) -> tuple[Path, list]:
         columns, rows = self.read(path)
-        wanted = {"text_column": self.cfg.text_column}
+        wanted = {"messages_column": self.cfg.messages_column} if self.cfg.messages_column else {"text_column": self.cfg.text_column}
         if self.cfg.label_column is not None:
             wanted["label_column"] = self.cfg.label_column
         for key in ("text_pair_column", "response_column"):
@@ -99,7 +105,19 @@ class LabelledFiles:
             missing = [c for c in wanted.values() if fields.get(c) is None]
             if missing:
                 raise DataError(f"{path}, row {row}: no value in column {missing[0]!r}")
+            if self.cfg.messages_column:
+                check_messages(path, row, fields[self.cfg.messages_column])
         return path, rows
+
+
+def check_messages(path: Path, row: int, messages: Any) -> None:
+    """A chat example: a list of ``{"role", "content"}`` whose last turn is the assistant's."""
+    if not isinstance(messages, list) or not messages or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+    ):
+        raise DataError(f"{path}, row {row}: messages must be a list of {{role, content}} objects")
+    if messages[-1]["role"] != "assistant" or len(messages) < 2:
+        raise DataError(f"{path}, row {row}: the last message must be the assistant's answer, after at least one other")
 
 
 def _csv(cfg: FileDataConfig) -> LabelledFiles:

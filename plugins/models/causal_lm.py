@@ -78,18 +78,22 @@ class CausalLM(HubTextTask):
             prepared.append(example)
         return prepared
 
-    def prompt(self, text: str) -> str:
+    def prompt(self, example: dict[str, Any] | str) -> str:
+        """The model's input before the answer: a chat turn (or a whole conversation, for
+        ``messages`` examples) through the chat template, or ``model.prompt_template``."""
+        if isinstance(example, str):
+            example = {"text": example}
         if self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                      add_generation_prompt=True)  # fmt: skip
-        return self.cfg.prompt_template.format(prompt=text)
+            conversation = example.get("messages", [None])[:-1] or [{"role": "user", "content": example["text"]}]
+            return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        return self.cfg.prompt_template.format(prompt=example["text"])
 
     def encode(self, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Prompt and response tokens; labels mask the prompt. Truncation keeps the
         start of the prompt and as much of the response as fits."""
         features = []
         for example in examples:
-            prompt_ids = self.tokenizer(self.prompt(example["text"]), add_special_tokens=False)["input_ids"]
+            prompt_ids = self.tokenizer(self.prompt(example), add_special_tokens=False)["input_ids"]
             feature = {"input_ids": prompt_ids, "attention_mask": [1] * len(prompt_ids)}
             if example.get("response") is not None:
                 response_ids = self.tokenizer(str(example["response"]), add_special_tokens=False)["input_ids"]
@@ -148,8 +152,9 @@ class CausalLM(HubTextTask):
         return {"loss": mean, "perplexity": math.exp(min(mean, 50.0)), "token_accuracy": correct / max(count, 1)}, None
 
     @torch.no_grad()
-    def generate(self, model, texts: list[str], device, batch_size: int = 16) -> list[str]:
-        """Greedy answers to ``texts``, left-padded so every answer starts right after its prompt."""
+    def generate(self, model, texts: list[str | dict[str, Any]], device, batch_size: int = 16) -> list[str]:
+        """Greedy answers to ``texts`` (or examples), left-padded so every answer starts
+        right after its prompt."""
         model.eval()
         answers = []
         self.tokenizer.padding_side = "left"
@@ -169,7 +174,7 @@ class CausalLM(HubTextTask):
         """Generated answers for the first ``generate_test_examples`` test prompts, and
         their exact-match rate against the responses."""
         chosen = examples[: self.cfg.generate_test_examples]
-        answers = self.generate(model, [e["text"] for e in chosen], device) if chosen else []
+        answers = self.generate(model, chosen, device) if chosen else []
         rows = [{**e, "prediction": {"response": a}} for e, a in zip(chosen, answers)]
         matches = [a.strip().lower() == str(e["response"]).strip().lower() for e, a in zip(chosen, answers)]
         return rows, ({"exact_match": float(np.mean(matches))} if matches else {})
