@@ -99,8 +99,8 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         if not data.splits.get("test"):
             raise DataError("no test split: give a test file or a data.test_fraction above 0")
         data.splits = {split: task.prepare(examples, data.label_names) for split, examples in data.splits.items()}
-        if task.head_is_new and any(example.get("label") is None for example in data.splits["train"]):
-            raise DataError("the training data has no labels (data.label_column=null is for tunewright monitor)")
+        if task.head_is_new:
+            _require_labelled_classes(data)
         features = {split: encode_cached(task, examples, cfg.paths.cache_dir) for split, examples in data.splits.items()}
         if run.is_main_process:
             run.folder.write_config(cfg)
@@ -146,6 +146,18 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
     finally:
         stop_trackers(trackers, plugins)
         distributed.teardown(graceful=not failed)
+
+
+def _require_labelled_classes(data: DomainData) -> None:
+    """A classifier trains on labels of two or more classes (a monitored batch may hold
+    one, so the loaders do not check this)."""
+    sources = ", ".join(source["path"] for source in data.sources) or "the data"
+    if any(example.get("label") is None for example in data.splits["train"]):
+        raise DataError(f"{sources}: the training data has no labels (data.label_column=null is for tunewright monitor)")
+    present = {example["label"] for example in data.splits["train"]}
+    if len(present) < 2:
+        only = ", ".join(repr(data.label_names[label]) for label in present) or "none"
+        raise DataError(f"{sources}: the training labels hold a single class ({only}); a classifier needs two or more")
 
 
 def _join_process_group(cfg: DictConfig, device: torch.device) -> DistributedContext:

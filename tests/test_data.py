@@ -131,7 +131,6 @@ def test_jsonl_with_given_splits(tmp_path):
         ("", {}, r"bad.csv: the file is empty"),
         ("text,label\nok,a\nbad,b,extra\n", {}, r"bad.csv, row 3: 3 fields where the header has 2"),
         ("txt,label\nok,a\n", {}, r"bad.csv: no column 'text' \(data.text_column\); did you mean 'txt'\?"),
-        ("text,label\nok,a\nfine,a\n", {}, r"bad.csv: label column 'label' holds a single class \('a'\)"),
         ("text,label\nok,a\nfine,b\nhm,c\n", {"labels": ["a", "b"]}, r"bad.csv, row 4: unknown label 'c'"),
     ],
 )
@@ -250,3 +249,15 @@ def test_csv_and_jsonl_are_read_as_streams(tmp_path, monkeypatch):
     header, rows = read_csv(csv_path)
     assert header == ["text", "label"] and len(rows) == 2000 and "\u0085" in rows[0][1]["text"]
     assert len(read_jsonl(jsonl_path)[1]) == 2000
+
+
+def test_training_needs_two_classes_but_a_loaded_file_may_hold_one(tiny_bert, tmp_path, capsys):
+    from conftest import tiny_run_overrides
+    from tunewright.cli import main
+
+    path = write(tmp_path / "one.csv", "text,label\n" + "".join(f"fine product {i},good\n" for i in range(30)))
+    assert _csv(cfg(FileDataConfig, path=str(path))).load().label_names == ["good"]
+    with pytest.raises(SystemExit) as stopped:  # Hydra's job exits with the status
+        main(["train", *tiny_run_overrides(tiny_bert, tmp_path / "runs", "data=csv", f"data.path={path}")])
+    assert stopped.value.code == 1
+    assert "one.csv: the training labels hold a single class ('good'); a classifier needs two or more" in capsys.readouterr().err

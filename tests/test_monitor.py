@@ -166,3 +166,9 @@ def test_retrain_trains_a_linked_run_on_the_old_data_plus_the_batch(amazon_run):
     results = json.loads((new / "results.json").read_text())
     assert sum(results["data"].values()) > TRAIN_ROWS  # after deduplication, still more than the old data alone
     assert (new / "model").is_dir() and report["retraining"]["test"] == results["test"]
+
+
+def test_a_labelled_batch_of_one_class_is_monitored(amazon_run, tmp_path):
+    positives = [(text, label) for text, label in domain_rows("amazon")[TRAIN_ROWS:] if label == "positive"]
+    report = monitor(amazon_run, "data=csv", f"data.path={write_csv(tmp_path / 'praise.csv', positives)}")
+    assert report["rows"] == len(positives) and report["windows"][0]["layers"]["performance"]["available"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tunewright import hookimpl
-from tunewright.data import DomainData, file_sha256, labelled_examples, require_two_classes, split_given
+from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
 from tunewright.errors import ConfigError, DataError
 from tunewright.readers import read_csv, read_jsonl, read_parquet, require_columns
 from tunewright.schema import DataConfig
@@ -67,7 +67,6 @@ class LabelledFiles:
         for split, (path, rows) in records.items():
             labelled = ((row, self._example(fields), fields[cfg.label_column]) for row, fields in rows)
             given[split] = labelled_examples(path, labelled, label_names, cfg.cleaning.unknown_labels, notes, split)
-        require_two_classes(records["train"][0], cfg.label_column, given["train"], label_names)
         return DomainData(split_given(given, cfg), label_names, self._sources(records), notes)
 
     @staticmethod
