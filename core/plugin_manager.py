@@ -31,6 +31,7 @@ DISABLE_ENV = "TUNEWRIGHT_DISABLE_PLUGINS"
 BUILTIN_PLUGINS = (
     "tunewright.plugins.models.sequence_classification",
     "tunewright.plugins.models.causal_lm",
+    "tunewright.plugins.models.seq2seq_lm",
     "tunewright.plugins.methods.full",
     "tunewright.plugins.methods.peft_methods",
     "tunewright.plugins.methods.freeze",

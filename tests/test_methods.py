@@ -39,11 +39,14 @@ UNSUPPORTED = {("*", "qlora"): "needs a CUDA GPU"} if not torch.cuda.is_availabl
 def tiny_config(family: str, vocab_size: int):
     """Two layers of width 32; weights drawn wider than usual (initializer_range) so that
     a random model's outputs differ between texts and a frozen backbone is learnable."""
-    from transformers import BertConfig, GPT2Config, LlamaConfig
+    from transformers import BertConfig, GPT2Config, LlamaConfig, T5Config
 
     if family == "bert":
         return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                           intermediate_size=64, max_position_embeddings=64, initializer_range=0.2)  # fmt: skip
+    if family == "t5":
+        return T5Config(vocab_size=vocab_size, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2,
+                        pad_token_id=0, eos_token_id=102, decoder_start_token_id=0)  # fmt: skip
     if family == "gpt2":
         return GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64, pad_token_id=0,
                           bos_token_id=101, eos_token_id=102)  # fmt: skip
@@ -54,14 +57,14 @@ def tiny_config(family: str, vocab_size: int):
 
 # (architecture, model part): classifiers on every family, language models on the decoders.
 FAMILIES = [("bert", "sequence_classification"), ("gpt2", "sequence_classification"), ("llama", "sequence_classification"),
-            ("gpt2", "causal_lm"), ("llama", "causal_lm")]  # fmt: skip
+            ("gpt2", "causal_lm"), ("llama", "causal_lm"), ("t5", "seq2seq_lm")]  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=[f"{a}-{k}" for a, k in FAMILIES])
 def family(request, tmp_path_factory):
     """A tiny random model of the family, saved as a local checkpoint with a tokenizer
     (MiniLM's, with [SEP] as the end-of-sequence token a language model needs)."""
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from tunewright.embedded import resolve_model_path
 
@@ -69,7 +72,7 @@ def family(request, tmp_path_factory):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
     directory = tmp_path_factory.mktemp(f"{architecture}-{kind}")
     torch.manual_seed(0)
-    model_class = AutoModelForCausalLM if kind == "causal_lm" else AutoModel
+    model_class = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}.get(kind, AutoModel)
     model_class.from_config(tiny_config(architecture, tokenizer.vocab_size)).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return kind, directory
@@ -135,10 +138,10 @@ def test_method_conformance(family, name, tmp_path):
     if name not in MERGEABLE:
         assert not hasattr(method, "merge"), f"{name} merges but is not listed as mergeable"
         return
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
     method.merge(reloaded).save_pretrained(tmp_path / "merged")
-    auto = AutoModelForCausalLM if kind == "causal_lm" else AutoModelForSequenceClassification
+    auto = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}.get(kind, AutoModelForSequenceClassification)
     plain = auto.from_pretrained(tmp_path / "merged")
     assert type(plain).__module__.startswith("transformers.")
     torch.testing.assert_close(logits_of(plain, inputs), expected, atol=1e-4, rtol=1e-3)
@@ -150,9 +153,14 @@ def test_prefix_keeps_padding_invisible(family):
     task, method = build(family, "prefix", {"num_virtual_tokens": 4})
     torch.manual_seed(0)
     model = method.apply(task.load_pretrained(LABELS), task)
-    features = task.encode([{"text": "short"}, {"text": "a much longer sentence with many more words in it"}])
-    together = logits_of(model, task.collate(features))
-    alone = logits_of(model, task.collate(features[:1]))
+    examples = task.prepare([{"text": "short", "label": 0}, {"text": "a much longer sentence with many more words", "label": 1}], LABELS)
+    features = task.encode(examples)
+
+    def inputs(batch):
+        return {k: v for k, v in batch.items() if k != "labels"}
+
+    together = logits_of(model, inputs(task.collate(features)))
+    alone = logits_of(model, inputs(task.collate(features[:1])))
     torch.testing.assert_close(together[:1, : alone.shape[1]] if alone.dim() == 3 else together[:1], alone, atol=1e-5, rtol=1e-4)
 
 

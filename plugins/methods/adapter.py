@@ -60,6 +60,11 @@ class Bottleneck(nn.Module):
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The wrapped projection's weight (T5 reads its output layer's dtype from it)."""
+        return self.projection.weight
+
     def forward(self, hidden: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         output = self.projection(hidden, *args, **kwargs)
         return output + self.up(self.activation(self.down(output)))

@@ -60,10 +60,11 @@ class PrefixTuned(nn.Module):
 
 class Prefix(TrainedWeightsMethod):
     def apply(self, model, task):
-        if task.peft_task_type == "CAUSAL_LM":  # PEFT's prefix tuning supports decoders, generation included
+        if task.peft_task_type in ("CAUSAL_LM", "SEQ_2_SEQ_LM"):  # PEFT's prefix tuning supports generation
             from peft import PrefixTuningConfig, get_peft_model
 
-            return get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=self.cfg.num_virtual_tokens))
+            config = PrefixTuningConfig(task_type=task.peft_task_type, num_virtual_tokens=self.cfg.num_virtual_tokens)
+            return get_peft_model(model, config)
         train_only_head(model, task)
         return PrefixTuned(model, self.cfg.num_virtual_tokens)
 

@@ -6,7 +6,8 @@ The prompt goes through the tokenizer's chat template when it has one
 (``model.use_chat_template``), else through ``model.prompt_template``; the loss
 covers only the response tokens and the end-of-sequence token appended to them.
 Evaluation reports loss, perplexity and next-token accuracy on the responses; the
-test split is also answered by greedy generation and scored by exact match.
+test split is also answered by greedy generation and scored by exact match and
+ROUGE-L (computed here, no extra dependency).
 Generated answers are text, not class probabilities, so the bias audits and drift
 monitors (which need class probabilities) do not apply to this task yet.
 """
@@ -120,15 +121,22 @@ class CausalLM(HubTextTask):
         return batch
 
     @staticmethod
-    def loss_sum(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Summed next-token cross-entropy over response tokens."""
-        shifted, targets = _own_positions(logits, batch)[:, :-1].float(), batch["labels"][:, 1:]
-        return torch.nn.functional.cross_entropy(shifted.reshape(-1, shifted.shape[-1]), targets.reshape(-1),
+    def targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The tokens the model must predict: position t predicts token t + 1."""
+        return batch["labels"][:, 1:]
+
+    def scored(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictions and their targets (prompt tuning's virtual tokens come first and are dropped)."""
+        return _own_positions(logits, batch)[:, :-1], self.targets(batch)
+
+    def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Summed cross-entropy over response tokens."""
+        predicted, targets = self.scored(logits, batch)
+        return torch.nn.functional.cross_entropy(predicted.float().reshape(-1, predicted.shape[-1]), targets.reshape(-1),
                                                  ignore_index=IGNORE, reduction="sum")  # fmt: skip
 
-    @staticmethod
-    def loss_count(batch: dict[str, torch.Tensor]) -> int:
-        return int((batch["labels"][:, 1:] != IGNORE).sum())
+    def loss_count(self, batch: dict[str, torch.Tensor]) -> int:
+        return int((self.targets(batch) != IGNORE).sum())
 
     # ------------------------------------------------------------------ evaluation
 
@@ -145,30 +153,37 @@ class CausalLM(HubTextTask):
             with autocast(device, dtype):
                 logits = model(**inputs).logits
             loss += self.loss_sum(logits, batch).item()
-            mask = batch["labels"][:, 1:] != IGNORE
-            correct += int(((_own_positions(logits, batch)[:, :-1].argmax(-1) == batch["labels"][:, 1:]) & mask).sum())
+            predicted, targets = self.scored(logits, batch)
+            mask = targets != IGNORE
+            correct += int(((predicted.argmax(-1) == targets) & mask).sum())
             count += int(mask.sum())
         mean = loss / max(count, 1)
         return {"loss": mean, "perplexity": math.exp(min(mean, 50.0)), "token_accuracy": correct / max(count, 1)}, None
 
     @torch.no_grad()
     def generate(self, model, texts: list[str | dict[str, Any]], device, batch_size: int = 16) -> list[str]:
-        """Greedy answers to ``texts`` (or examples), left-padded so every answer starts
-        right after its prompt."""
+        """Greedy answers to ``texts`` (or examples), encoded as in training and
+        left-padded so that every answer starts right after its prompt."""
         model.eval()
+        pad = self.tokenizer.pad_token_id
+        prompts = [{"text": t} if isinstance(t, str) else {k: v for k, v in t.items() if k in ("text", "messages")} for t in texts]
         answers = []
-        self.tokenizer.padding_side = "left"
-        try:
-            for start in range(0, len(texts), batch_size):
-                prompts = [self.prompt(text) for text in texts[start : start + batch_size]]
-                batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-                output = model.generate(**batch, max_new_tokens=self.cfg.max_new_tokens, do_sample=False,
-                                        pad_token_id=self.tokenizer.pad_token_id)  # fmt: skip
-                new = output[:, batch["input_ids"].shape[1] :]
-                answers += [text.strip() for text in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-        finally:
-            self.tokenizer.padding_side = "right"
+        for start in range(0, len(prompts), batch_size):
+            features = self.encode(prompts[start : start + batch_size])
+            width = max(len(f["input_ids"]) for f in features)
+            batch = {
+                "input_ids": torch.tensor([[pad] * (width - len(f["input_ids"])) + f["input_ids"] for f in features]),
+                "attention_mask": torch.tensor([[0] * (width - len(f["input_ids"])) + f["attention_mask"] for f in features]),
+            }
+            batch = to_device(batch, device)
+            output = model.generate(**batch, max_new_tokens=self.cfg.max_new_tokens, do_sample=False, pad_token_id=pad)
+            answers += [text.strip() for text in self.tokenizer.batch_decode(self.answer_tokens(output, batch), skip_special_tokens=True)]
         return answers
+
+    @staticmethod
+    def answer_tokens(output: torch.Tensor, batch) -> torch.Tensor:
+        """A decoder's output repeats the prompt; the answer follows it."""
+        return output[:, batch["input_ids"].shape[1] :]
 
     def test_predictions(self, model, examples: list[dict[str, Any]], outputs, label_names: list[str], device) -> tuple[list[dict], dict]:
         """Generated answers for the first ``generate_test_examples`` test prompts, and
@@ -176,8 +191,32 @@ class CausalLM(HubTextTask):
         chosen = examples[: self.cfg.generate_test_examples]
         answers = self.generate(model, chosen, device) if chosen else []
         rows = [{**e, "prediction": {"response": a}} for e, a in zip(chosen, answers)]
-        matches = [a.strip().lower() == str(e["response"]).strip().lower() for e, a in zip(chosen, answers)]
-        return rows, ({"exact_match": float(np.mean(matches))} if matches else {})
+        if not answers:
+            return rows, {}
+        truths = [str(e["response"]) for e in chosen]
+        return rows, {
+            "exact_match": float(np.mean([a.strip().lower() == t.strip().lower() for a, t in zip(answers, truths)])),
+            "rouge_l": float(np.mean([rouge_l(a, t) for a, t in zip(answers, truths)])),
+        }
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 (Lin, 2004) over lower-cased whitespace tokens: the longest common
+    subsequence's precision and recall, harmonically averaged."""
+    a, b = candidate.lower().split(), reference.lower().split()
+    if not a or not b:
+        return float(a == b)
+    previous = [0] * (len(b) + 1)
+    for token in a:
+        current = [0]
+        for j, other in enumerate(b, start=1):
+            current.append(previous[j - 1] + 1 if token == other else max(previous[j], current[j - 1]))
+        previous = current
+    common = previous[-1]
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(a), common / len(b)
+    return 2 * precision * recall / (precision + recall)
 
 
 def _own_positions(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:

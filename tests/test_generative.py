@@ -1,4 +1,5 @@
-"""Supervised fine-tuning of a tiny GPT-2 through ``tunewright train``, and generation."""
+"""Generative tasks through ``tunewright train``: a tiny GPT-2 (causal LM) and a tiny T5
+(seq2seq), trained, evaluated by generation, reloaded."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def test_sft_on_a_labelled_dataset_answers_with_label_names(tiny_gpt2, tmp_path,
     assert main(["train", *overrides]) == 0
     run = tmp_path / "sft"
     results = json.loads((run / "results.json").read_text())
-    assert set(results["test"]) == {"loss", "perplexity", "token_accuracy", "exact_match"}
+    assert set(results["test"]) == {"loss", "perplexity", "token_accuracy", "exact_match", "rouge_l"}
     assert results["test"]["perplexity"] == pytest.approx(2.718281828 ** results["test"]["loss"], rel=1e-6)
     assert "test exact match:" in capsys.readouterr().out
 
@@ -87,3 +88,43 @@ def test_chat_messages_train_on_the_last_answer_and_bad_conversations_fail_clear
     config = OmegaConf.structured(FileDataConfig(kind="jsonl", path=str(broken), messages_column="messages", label_column=None))
     with pytest.raises(DataError, match=r"broken.jsonl, row 1: the last message must be the assistant's answer"):
         _jsonl(config).load()
+
+
+def test_rouge_l_is_the_longest_common_subsequence_f1():
+    from tunewright.plugins.models.causal_lm import rouge_l
+
+    assert rouge_l("the cat sat on the mat", "the cat sat on the mat") == 1.0
+    assert rouge_l("the cat was on the mat", "the cat sat on the mat") == pytest.approx(5 / 6)  # LCS 5 of 6 each way
+    assert rouge_l("police killed the gunman", "the gunman killed police") == pytest.approx(0.5)  # LCS "the gunman" or "killed police"
+    assert rouge_l("", "") == 1.0 and rouge_l("a", "") == 0.0 and rouge_l("x y", "z") == 0.0
+
+
+def test_seq2seq_summarises_with_an_encoder_decoder(tmp_path):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5Config
+
+    from tunewright.embedded import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
+    model_dir = tmp_path / "tiny-t5"
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=tokenizer.vocab_size, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2,
+                      num_heads=2, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id)  # fmt: skip
+    AutoModelForSeq2SeqLM.from_config(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    path = tmp_path / "notes.jsonl"
+    path.write_text("".join(json.dumps({"note": f"The customer called about order {i}; it arrived damaged and they want a refund.",
+                                        "summary": f"refund for damaged order {i}"}) + "\n" for i in range(40)))  # fmt: skip
+    overrides = ["experiment=sft", "model=seq2seq_lm", f"model.name_or_path={model_dir}", "model.max_length=48",
+                 "model.prompt_template='summarize: {prompt}'", "model.generate_test_examples=3", "data=jsonl",
+                 f"data.path={path}", "data.text_column=note", "data.response_column=summary", "data.label_column=null",
+                 "method=lora", "trainer.max_epochs=1", "trainer.progress_bar=false", f"paths.runs_dir={tmp_path}",
+                 "paths.run_id=notes"]  # fmt: skip
+    assert main(["train", *overrides]) == 0
+    run = tmp_path / "notes"
+    results = json.loads((run / "results.json").read_text())
+    assert {"loss", "perplexity", "token_accuracy", "exact_match", "rouge_l"} == set(results["test"])
+    rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(isinstance(row["prediction"]["response"], str) for row in rows)
+    answers = tunewright.load_run(run).predict([row["text"] for row in rows])
+    assert [a["response"] for a in answers] == [r["prediction"]["response"] for r in rows]
