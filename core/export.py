@@ -11,7 +11,6 @@ in the run's ``manifest.json``.
 from __future__ import annotations
 
 import getpass
-import json
 import shutil
 import time
 from pathlib import Path
@@ -20,15 +19,13 @@ from typing import Any
 from tunewright.errors import ReleaseBlockedError, TunewrightError
 from tunewright.governance.model_card import CARD_FILE, write_model_card
 from tunewright.predictor import load_model
-from tunewright.run_folder import RunFolder, atomic_write_json, atomic_directory
+from tunewright.run_folder import RunFolder, atomic_directory
 
 
 def release_decision(run_folder: RunFolder) -> dict[str, Any] | None:
     """The decision recorded in ``reports/bias.json``; ``None`` when no audit ran."""
-    path = run_folder.path / "reports" / "bias.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))["release"]
+    bias = run_folder.read_json("reports/bias.json")
+    return bias["release"] if bias else None
 
 
 def export_run(folder: str | Path, out: str | Path | None = None, merged: bool = False, override: str | None = None) -> Path:
@@ -65,14 +62,12 @@ def export_run(folder: str | Path, out: str | Path | None = None, merged: bool =
 
 def _record(run_folder: RunFolder, target: Path, merged: bool, decision, override: str | None) -> None:
     """Append this export, and any override with who and why, to ``manifest.json``."""
-    path = run_folder.path / "manifest.json"
-    manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    manifest.setdefault("exports", []).append({
+    entry = {
         "path": str(target.resolve()),
         "merged": merged,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "release": decision,
         "override": {"reason": override, "user": getpass.getuser()} if override else None,
         "model_card": CARD_FILE,
-    })  # fmt: skip
-    atomic_write_json(path, manifest)
+    }  # fmt: skip
+    run_folder.update_json("manifest.json", lambda manifest: manifest.setdefault("exports", []).append(entry))

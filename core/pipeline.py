@@ -226,8 +226,8 @@ def _audit_base_model(run: Run, task, model, data: DomainData, audits: dict[str,
     predictor = Predictor(task, model, data.label_names, run.config.trainer.eval_batch_size, device,
                           autocast_dtype(run.config.trainer.precision, device))  # fmt: skip
     test = data.splits["test"]
-    predictions = predictor.predict([example["text"] for example in test])
-    rows = [{**e, "label": data.label_names[e["label"]], "prediction": p} for e, p in zip(test, predictions)]
+    logits = predictor.outputs([example["text"] for example in test])[0]
+    rows, _ = task.test_predictions(model, test, logits, data.label_names, device)
     evaluation = Evaluation(run, predictor, data, {}, rows)
     return {"possible": True, "results": {name: audit.audit(evaluation) for name, audit in audits.items()}}
 

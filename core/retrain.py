@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from tunewright.errors import ConfigError
-from tunewright.run_folder import RunFolder, atomic_write_json, atomic_write_text, new_run_id
+from tunewright.run_folder import RunFolder, atomic_write_text, new_run_id
 
 COMBINED_FILE = "retrain_data.jsonl"
 
@@ -43,9 +43,9 @@ def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any],
     cfg.data = OmegaConf.merge(OmegaConf.structured(data), {"cleaning": cfg.data.cleaning})
     cfg.paths.run_id = run_id
     results = run_training(cfg, plugins)
-    _link(folder, "retrained_from", {"run_id": old.path.name, "drift_report": f"reports/drift-{report['name']}.json",
-                                     "rows_added": len(batch)})  # fmt: skip
-    _link(old, "retrained_as", run_id, append=True)
+    origin = {"run_id": old.path.name, "drift_report": f"reports/drift-{report['name']}.json", "rows_added": len(batch)}
+    folder.update_json("manifest.json", lambda manifest: manifest.update(retrained_from=origin))
+    old.update_json("manifest.json", lambda manifest: manifest.setdefault("retrained_as", []).append(run_id))
     return {"run_id": run_id, "test": results.get("test")}
 
 
@@ -56,9 +56,3 @@ def _row(example: dict[str, Any], label_names: list[str], sensitive: list[str]) 
     row.update({column: (example.get("sensitive") or {}).get(column) for column in sensitive})
     return row
 
-
-def _link(folder: RunFolder, key: str, value: Any, append: bool = False) -> None:
-    path = folder.path / "manifest.json"
-    manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    manifest[key] = [*manifest.get(key, []), value] if append else value
-    atomic_write_json(path, manifest)

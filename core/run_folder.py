@@ -125,6 +125,17 @@ class RunFolder:
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_json(self.path / name, obj)
 
+    def read_json(self, name: str) -> Any:
+        """A JSON record of the run (``reports/bias.json``), or ``None`` when it is absent."""
+        path = self.path / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def update_json(self, name: str, update) -> None:
+        """Read a JSON object (empty when absent), let ``update`` change it, write it back atomically."""
+        record = self.read_json(name) or {}
+        update(record)
+        self.write_json(name, record)
+
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line; each line is flushed so a crash keeps earlier lines."""
         with self.metrics_path.open("a", encoding="utf-8") as handle:

@@ -25,7 +25,6 @@ from tunewright.schema import CardConfig
 CARD_FILE = "MODEL_CARD.md"
 # The hub id of a base model tunewright ships inside a package.
 EMBEDDED_HUB_IDS = {"embedded:all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
-PEFT_METHODS = ("lora", "ia3", "prompt", "prefix")
 
 
 def write_model_card(folder: str | Path) -> Path:
@@ -36,21 +35,16 @@ def write_model_card(folder: str | Path) -> Path:
     return path
 
 
-def _read(folder: Path, name: str) -> dict[str, Any] | None:
-    path = folder / name
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def render_model_card(run_folder: RunFolder) -> str:
     cfg = OmegaConf.to_container(run_folder.read_config(), resolve=True)
     cfg["card"] = {**asdict(CardConfig()), **(cfg.get("card") or {})}  # runs from before card.* existed
     folder = run_folder.path
     records = {
-        "results": _read(folder, "results.json") or {},
-        "manifest": _read(folder, "manifest.json") or {},
-        "data": _read(folder, "data_card.json") or {},
-        "bias": _read(folder, "reports/bias.json"),
-        "reference": _read(folder, "reports/drift_reference/profile.json"),
+        "results": run_folder.read_json("results.json") or {},
+        "manifest": run_folder.read_json("manifest.json") or {},
+        "data": run_folder.read_json("data_card.json") or {},
+        "bias": run_folder.read_json("reports/bias.json"),
+        "reference": run_folder.read_json("reports/drift_reference/profile.json"),
         "drift": [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("reports/drift-*.json"))],
     }
     sections = [
@@ -65,7 +59,7 @@ def render_model_card(run_folder: RunFolder) -> str:
         _how_to_use(cfg, folder),
     ]
     title = f"# {base_model_id(cfg)} fine-tuned with {cfg['method']['kind']} on {cfg['data']['kind']}"
-    return f"---\n{yaml.safe_dump(_header(cfg, records), sort_keys=False)}---\n\n{title}\n\n" + "\n\n".join(sections) + "\n"
+    return f"---\n{yaml.safe_dump(_header(cfg, records, folder), sort_keys=False)}---\n\n{title}\n\n" + "\n\n".join(sections) + "\n"
 
 
 def base_model_id(cfg: dict[str, Any]) -> str:
@@ -73,7 +67,7 @@ def base_model_id(cfg: dict[str, Any]) -> str:
     return EMBEDDED_HUB_IDS.get(name, name)
 
 
-def _header(cfg: dict[str, Any], records: dict[str, Any]) -> dict[str, Any]:
+def _header(cfg: dict[str, Any], records: dict[str, Any], folder: Path) -> dict[str, Any]:
     test = records["results"].get("test") or {}
     named = {"accuracy": {"type": "accuracy"}, "f1_macro": {"type": "f1", "name": "macro-F1"},
              "exact_match": {"type": "exact_match"}, "perplexity": {"type": "perplexity"}}  # fmt: skip
@@ -81,7 +75,7 @@ def _header(cfg: dict[str, Any], records: dict[str, Any]) -> dict[str, Any]:
     generative = cfg["model"]["kind"] == "causal_lm"
     header = {
         "base_model": base_model_id(cfg),
-        "library_name": "peft" if cfg["method"]["kind"] in PEFT_METHODS else "transformers",
+        "library_name": "peft" if (folder / "model" / "adapter_config.json").is_file() else "transformers",
         "license": cfg["card"]["license"] or "other",
         "datasets": [cfg["data"]["kind"]],
         "metrics": [m["type"] for m in metrics],

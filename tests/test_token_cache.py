@@ -41,9 +41,9 @@ def test_second_encoding_comes_from_the_cache_and_is_identical(tiny_bert, tmp_pa
 
 def test_key_changes_with_data_length_and_labels_but_not_with_sensitive_features(tiny_bert):
     task = task_for(tiny_bert)
-    key = cache_key(task, EXAMPLES)
-    task.encode(EXAMPLES)  # encoding sets the tokenizer's truncation state: the key must not move
-    assert cache_key(task, EXAMPLES) == key
+    key, identity = cache_key(task, EXAMPLES), task._identity()
+    task.encode(EXAMPLES)  # encoding sets the tokenizer's truncation state: the identity must not move
+    assert task._identity() == identity and cache_key(task, EXAMPLES) == key
     assert cache_key(task_for(tiny_bert, max_length=16), EXAMPLES) != key
     assert cache_key(task, [{**EXAMPLES[0], "label": 0}, EXAMPLES[1]]) != key
     assert cache_key(task, [{**EXAMPLES[0], "text": "great value!"}, EXAMPLES[1]]) != key

@@ -62,8 +62,8 @@ class CausalLM(HubTextTask):
         model.config.pad_token_id = self.tokenizer.pad_token_id
         return model
 
-    def cache_identity(self) -> dict[str, Any]:
-        return {**super().cache_identity(), "prompt": self.cfg.prompt_template, "chat": self.cfg.use_chat_template}
+    def _identity(self) -> dict[str, Any]:
+        return {**super()._identity(), "prompt": self.cfg.prompt_template, "chat": self.cfg.use_chat_template}
 
     # ------------------------------------------------------------------ data
 

@@ -58,7 +58,13 @@ class HubTextTask:
         return self._tokenizer
 
     def cache_identity(self) -> dict[str, Any]:
-        """What tokenisation depends on, for the token cache's key."""
+        """What tokenisation depends on, for the token cache's key (computed once: hashing
+        the tokenizer is the costly part)."""
+        if getattr(self, "_cache_identity", None) is None:
+            self._cache_identity = self._identity()
+        return self._cache_identity
+
+    def _identity(self) -> dict[str, Any]:
         if self.tokenizer.is_fast:  # its JSON, less the truncation and padding state encoding sets
             state = json.loads(self.tokenizer.backend_tokenizer.to_str())
             state.pop("truncation", None)

@@ -16,7 +16,6 @@ key (``WANDB_API_KEY`` or ``wandb login``) it runs offline and says how to
 
 from __future__ import annotations
 
-import json
 import netrc
 import os
 import sys
@@ -102,8 +101,7 @@ class WandbTracker:
     def _start(self, run) -> None:
         import wandb
 
-        record_path = self.folder / RUN_RECORD
-        previous = json.loads(record_path.read_text()) if record_path.is_file() else None
+        previous = run.folder.read_json(RUN_RECORD)
         self.wandb_run = wandb.init(
             project=self.cfg.project,
             entity=self.cfg.entity,
@@ -119,7 +117,7 @@ class WandbTracker:
         for prefix in ("train", "validation", "test"):
             self.wandb_run.define_metric(f"{prefix}/*", step_metric="global_step")
         record = {"id": self.wandb_run.id, "project": self.cfg.project, "mode": self.mode, "dir": self.wandb_run.dir}
-        record_path.write_text(json.dumps(record, indent=2) + "\n")
+        run.folder.write_json(RUN_RECORD, record)
         if self.mode == "offline":
             print(f"tunewright: W&B runs offline; upload later with: wandb sync {Path(self.wandb_run.dir).parent}",
                   file=sys.stderr)  # fmt: skip
@@ -148,11 +146,11 @@ class WandbTracker:
         summary = self.wandb_run.summary
         for name, value in (results.get("test") or {}).items():
             summary[f"test/{name}"] = value
-        card = _read_json(self.folder / "data_card.json") or {}
+        card = run.folder.read_json("data_card.json") or {}
         for split, composition in card.get("composition", {}).items():
             summary[f"data/{split}_rows"] = composition["rows"]
         summary["data/rows_dropped_by_cleaning"] = sum(s["rows_in"] - s["rows_out"] for s in card.get("cleaning", []))
-        bias = _read_json(self.folder / "reports" / "bias.json")
+        bias = run.folder.read_json("reports/bias.json")
         if bias is None:
             return
         summary["release/allowed"] = bias["release"]["allowed"]
@@ -218,10 +216,6 @@ def bias_table(audit: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     columns = ["group", "size", "accuracy", "selection_rate", "suppressed"]
     return columns, [[g["group"], g["size"], g.get("accuracy"), g.get("selection_rate"), g.get("suppressed")]
                      for g in audit.get("groups", [])]  # fmt: skip
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 @hookimpl
