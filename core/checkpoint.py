@@ -83,18 +83,36 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
 
 
+def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What training changes: the trainable parameters, and the running statistics of
+    the normalisation layers that train (a ResNet block's BatchNorm)."""
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    for module_name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in module.parameters()):
+            trained.update({f"{module_name}.{name}": buffer for name, buffer in module.named_buffers()})
+    return trained
+
+
+def freeze_frozen_statistics(model: torch.nn.Module) -> None:
+    """Keep the running statistics of frozen BatchNorm layers as pre-trained (momentum 0):
+    a method that saves only what it trained must not let them drift unsaved."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+            module.momentum = 0.0
+
+
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+    return {name: t.detach().cpu().clone() for name, t in trained_tensors(model).items()}
 
 
 def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    parameters = dict(model.named_parameters())
-    missing = sorted(name for name, p in parameters.items() if p.requires_grad and name not in state)
+    tensors = trained_tensors(model)
+    missing = sorted(name for name in tensors if name not in state)
     if missing:
         raise CheckpointError(f"checkpoint lacks trainable weights: {', '.join(missing[:5])}")
     with torch.no_grad():
         for name, tensor in state.items():
-            parameters[name].copy_(tensor)
+            tensors[name].copy_(tensor)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 Steps, in order, per split: Unicode normalisation and whitespace cleanup; empty rows
 dropped; over-long rows truncated or dropped; exact or near duplicates (same text after
-case-folding and dropping punctuation) removed; then evaluation examples that also
+case-folding and dropping punctuation; for images, the same file contents) removed; then evaluation examples that also
 appear in an earlier split removed (leakage: validation against train, test against
 train and validation). Every decision is counted with its reason, and the card adds
 label distributions, length statistics and sensitive-feature coverage per split.
@@ -20,6 +20,7 @@ from typing import Any
 
 from tunewright.data import SPLITS, DomainData
 from tunewright.errors import ConfigError
+from tunewright.images import image_sha256
 
 _SPACE = re.compile(r"\s+")
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -49,6 +50,8 @@ def normalise(text: str, form: str, collapse_whitespace: bool) -> str:
 
 
 def duplicate_key(example: dict[str, Any], mode: str) -> tuple:
+    if "image" in example:  # the same picture under another name is still a duplicate
+        return ("image", image_sha256(example["image"]))
     texts = tuple(example.get(name) or "" for name in TEXT_FIELDS)
     if mode == "near":
         return tuple(_NOT_WORD.sub(" ", text.casefold()).strip() for text in texts)
@@ -93,18 +96,21 @@ def _normalise_split(split, examples, cfg, report):
 
 
 def _drop_empty(split, examples, report):
-    out = [e for e in examples if e["text"].strip()]
+    out = [e for e in examples if "text" not in e or e["text"].strip()]
     report.record(split, "drop_empty", len(examples), len(out), "empty text")
     return out
 
 
 def _limit_length(split, examples, cfg, report):
-    long = [e for e in examples if len(e["text"]) > cfg.max_chars]
+    def too_long(example):
+        return len(example.get("text", "")) > cfg.max_chars
+
+    long = [e for e in examples if too_long(e)]
     if cfg.over_long == "drop":
-        out = [e for e in examples if len(e["text"]) <= cfg.max_chars]
+        out = [e for e in examples if not too_long(e)]
         report.record(split, "over_long", len(examples), len(out), f"longer than {cfg.max_chars} characters")
         return out
-    out = [{**e, "text": e["text"][: cfg.max_chars]} if len(e["text"]) > cfg.max_chars else e for e in examples]
+    out = [{**e, "text": e["text"][: cfg.max_chars]} if too_long(e) else e for e in examples]
     report.record(split, "over_long", len(examples), len(out), f"truncated to {cfg.max_chars} characters", len(long))
     return out
 
@@ -146,8 +152,8 @@ def data_card(dataset: str, data: DomainData, report: CleaningReport, sensitive_
         composition[split] = {
             "rows": len(examples),
             "labels": {name: counts.get(name, 0) for name in data.label_names},
-            "length_chars": _length_stats([len(e["text"]) for e in examples]),
-            "length_words": _length_stats([len(e["text"].split()) for e in examples]),
+            "length_chars": _length_stats([len(e["text"]) for e in examples if "text" in e]),
+            "length_words": _length_stats([len(e["text"].split()) for e in examples if "text" in e]),
         }
         present = [counts[name] for name in data.label_names if counts.get(name)]
         composition[split]["class_balance"] = round(min(present) / max(present), 4) if present else None

@@ -133,7 +133,7 @@ def summary(results: dict, cfg) -> str:
             f"trainable parameters: {fit['trainable_parameters']:,} of {fit['total_parameters']:,} ({share:.2%})",
             *(f"{'test ' + titles.get(name, name) + ':':<22}{value:.4f}" for name, value in test.items()),
             f"wall time:            {fit['wall_seconds']:.1f} s training, "
-            f"{fit['tokens_per_second']:.0f} tokens/s",
+            + (f"{fit['tokens_per_second']:.0f} tokens/s" if fit["tokens_per_second"] else f"{fit['samples_per_second']:.1f} examples/s"),
             *audit_lines(results.get("audits") or {}),
             *(["drift reference:      reports/drift_reference/ (check new data: tunewright monitor run=<folder> data=...)"]
               if results.get("monitors") else []),
@@ -152,20 +152,28 @@ def audit_lines(audits: dict) -> list[str]:
 
 
 def predict(args: list[str]) -> int:
-    """``predict run=<folder> text ...``: one JSON line per text (``-`` reads stdin lines)."""
+    """``predict run=<folder> text ...``: one JSON line per text, or per image path for an
+    image model (``-`` reads stdin lines)."""
+    from pathlib import Path
+
+    from tunewright.images import check_image
     from tunewright.predictor import load_run
 
     folder = next((a.split("=", 1)[1] for a in args if a.startswith("run=")), None)
-    texts = [a for a in args if not a.startswith("run=")]
+    inputs = [a for a in args if not a.startswith("run=")]
     if folder is None:
         raise ConfigError("predict: run=<run folder> is required")
-    if texts == ["-"]:
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
-        raise ConfigError("predict: give one or more texts to classify, or - to read stdin")
+    if inputs == ["-"]:
+        inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not inputs:
+        raise ConfigError("predict: give one or more texts (or image paths) to classify, or - to read stdin")
     predictor = load_run(folder)
-    for text, prediction in zip(texts, predictor.predict(texts)):
-        print(json.dumps({"text": text, **prediction}))
+    field = predictor.task.input_field
+    if field == "image":
+        for number, path in enumerate(inputs, start=1):
+            check_image(Path(path), f"predict input {number}")
+    for value, prediction in zip(inputs, predictor.predict(inputs)):
+        print(json.dumps({field: value, **prediction}))
     return 0
 
 

@@ -61,9 +61,10 @@ class Evaluation:
     test_metrics: dict[str, float]
     test_predictions: list[dict[str, Any]]
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities for any texts, batched like the evaluation."""
-        return self.predictor.probabilities(texts)
+    def predict_proba(self, inputs: list[str]) -> np.ndarray:
+        """Class probabilities for any texts (or image paths, for an image task), batched
+        like the evaluation."""
+        return self.predictor.probabilities(inputs)
 
 
 def seed_everything(seed: int) -> None:
@@ -199,18 +200,27 @@ def load_base(task, method, label_names: list[str]):
 
 
 def _governance_parts(run: Run, task, plugins) -> dict[str, dict[str, Any]]:
-    """The configured audits and monitors, built (and so checked) before training; none
-    for a task without class probabilities (the audits and monitors need them)."""
-    if not getattr(task, "class_probabilities", True):
-        names = [*run.config.audit.names, *run.config.monitor.names]
-        if names:
-            print(f"tunewright: {run.config.model.kind} gives no class probabilities; skipping {', '.join(names)}",
-                  file=sys.stderr)  # fmt: skip
-        return {"audits": {}, "monitors": {}}
-    parts = {}
+    """The configured audits and monitors, built (and so checked) before training.
+
+    A part runs when it reads the task's inputs (its ``inputs`` attribute, texts by
+    default: an identity-term probe means nothing to an image classifier); none run for
+    a task without class probabilities. What is skipped is said, and the release gate
+    then needs an override.
+    """
+    parts, skipped = {}, []
+    probabilities = getattr(task, "class_probabilities", True)
     for family, selection in (("audits", run.config.audit), ("monitors", run.config.monitor)):
         registry = plugins.registries[family]
-        parts[family] = {name: registry.get(name).factory(part_options(selection, registry, name), run) for name in selection.names}
+        parts[family] = {}
+        for name in selection.names:
+            factory = registry.get(name).factory
+            if not probabilities or task.input_field not in getattr(factory, "inputs", ("text",)):
+                skipped.append(name)
+                continue
+            parts[family][name] = factory(part_options(selection, registry, name), run)
+    if skipped:
+        reason = "gives no class probabilities" if not probabilities else f"predicts from {task.input_field}s"
+        print(f"tunewright: model={run.config.model.kind} {reason}; skipping {', '.join(skipped)}", file=sys.stderr)
     return parts
 
 
@@ -226,7 +236,7 @@ def _audit_base_model(run: Run, task, model, data: DomainData, audits: dict[str,
     predictor = Predictor(task, model, data.label_names, run.config.trainer.eval_batch_size, device,
                           autocast_dtype(run.config.trainer.precision, device))  # fmt: skip
     test = data.splits["test"]
-    logits = predictor.outputs([example["text"] for example in test])[0]
+    logits = predictor.outputs([example[task.input_field] for example in test])[0]
     rows, _ = task.test_predictions(model, test, logits, data.label_names, device)
     evaluation = Evaluation(run, predictor, data, {}, rows)
     return {"possible": True, "results": {name: audit.audit(evaluation) for name, audit in audits.items()}}

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from tunewright.errors import RunFolderError
 from tunewright.plugin_manager import get_plugins
 from tunewright.run_folder import RunFolder
-from tunewright.trainer import autocast_dtype, pick_device, predict_outputs
+from tunewright.trainer import autocast_dtype, pick_device, predict_outputs, token_mean
 
 
 class Predictor:
@@ -31,25 +31,26 @@ class Predictor:
         self.device = device
         self.dtype = dtype  # the run's autocast dtype, so predictions match its evaluation
 
-    def outputs(self, texts: list[str], embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Logits for ``texts`` and, with ``embeddings=True``, mean-pooled hidden states."""
-        features = self.task.encode([{"text": text} for text in texts])
-        return predict_outputs(self.model, features, self.task.collate, self.batch_size, self.device, self.dtype,
-                               embeddings=embeddings)  # fmt: skip
+    def outputs(self, inputs: list[str], embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits for ``inputs`` (texts, or image paths for an image task) and, with
+        ``embeddings=True``, one pooled hidden state per input."""
+        features = self.task.encode([{self.task.input_field: value} for value in inputs])
+        embed = getattr(self.task, "embed", token_mean) if embeddings else None
+        return predict_outputs(self.model, features, self.task.collate, self.batch_size, self.device, self.dtype, embed)
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities, one row per text, columns in ``label_names`` order."""
-        return softmax(self.outputs(texts)[0])
+    def probabilities(self, inputs: list[str]) -> np.ndarray:
+        """Class probabilities, one row per input, columns in ``label_names`` order."""
+        return softmax(self.outputs(inputs)[0])
 
-    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        """``[{"label": name, "probabilities": {name: p, ...}}, ...]``, one per text; a
-        generative task answers ``[{"response": text}, ...]``."""
-        if isinstance(texts, str):
-            texts = [texts]
+    def predict(self, inputs: list[str]) -> list[dict[str, Any]]:
+        """``[{"label": name, "probabilities": {name: p, ...}}, ...]``, one per text (or
+        image path); a generative task answers ``[{"response": text}, ...]``."""
+        if isinstance(inputs, str):
+            inputs = [inputs]
         generate = getattr(self.task, "generate", None)
         if generate is not None:
-            return [{"response": answer} for answer in generate(self.model, texts, self.device)]
-        return self.task.predictions(self.outputs(texts)[0], self.label_names)
+            return [{"response": answer} for answer in generate(self.model, inputs, self.device)]
+        return self.task.predictions(self.outputs(inputs)[0], self.label_names)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -74,7 +75,7 @@ def load_model(run_folder: RunFolder) -> LoadedRun:
         raise RunFolderError(f"{run_folder.path}: no model/ folder; did the run finish?")
     plugins = get_plugins()
     task = plugins.registries["models"].build(cfg.model)
-    task.tokenizer_source = str(run_folder.model_dir)
+    task.preprocessor_source = str(run_folder.model_dir)
     method = plugins.registries["methods"].build(cfg.method)
     label_names = task.read_label_names(run_folder.model_dir)
     return LoadedRun(cfg, task, method, method.load(task, label_names, run_folder.model_dir), label_names)

@@ -32,7 +32,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -187,10 +187,10 @@ def predict_outputs(
     batch_size: int,
     device: torch.device,
     dtype: torch.dtype | None = None,
-    embeddings: bool = False,
+    embed: Callable | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits for ``features`` in their order and, with ``embeddings=True``, each
-    example's last hidden state mean-pooled over its tokens (what drift monitors compare).
+    """Logits for ``features`` in their order and, given ``embed(output, batch)``, one
+    embedding per example (what drift monitors compare; :func:`token_mean` for text).
 
     Batches are formed longest-first (least padding) and the rows put back in input order.
     """
@@ -201,16 +201,21 @@ def predict_outputs(
         batch = to_device(collate([features[i] for i in order[start : start + batch_size]]), device)
         batch.pop("labels", None)
         with autocast(device, dtype):
-            output = model(**batch, **({"output_hidden_states": True} if embeddings else {}))
+            output = model(**batch, **({"output_hidden_states": True} if embed else {}))
         logits.append(output.logits.float().cpu())
-        if embeddings:
-            hidden = output.hidden_states[-1].float()
-            mask = batch["attention_mask"].float()
-            if hidden.shape[1] > mask.shape[1]:  # virtual tokens a method prepended (prompt tuning) count too
-                mask = torch.cat([mask.new_ones(mask.shape[0], hidden.shape[1] - mask.shape[1]), mask], dim=1)
-            mask = mask.unsqueeze(-1)
-            pooled.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
-    return _input_order(torch.cat(logits), order), _input_order(torch.cat(pooled), order) if embeddings else None
+        if embed:
+            pooled.append(embed(output, batch).float().cpu())
+    return _input_order(torch.cat(logits), order), _input_order(torch.cat(pooled), order) if embed else None
+
+
+def token_mean(output, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The last hidden state averaged over each example's tokens (padding left out)."""
+    hidden = output.hidden_states[-1].float()
+    mask = batch["attention_mask"].float()
+    if hidden.shape[1] > mask.shape[1]:  # virtual tokens a method prepended (prompt tuning) count too
+        mask = torch.cat([mask.new_ones(mask.shape[0], hidden.shape[1] - mask.shape[1]), mask], dim=1)
+    mask = mask.unsqueeze(-1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def _input_order(rows: torch.Tensor, order: list[int]) -> np.ndarray:
@@ -256,6 +261,7 @@ class Trainer:
         self.context = context
         self.device = device
         self.model = model.to(device)  # what evaluation and export use (sharded in place by FSDP)
+        ckpt.freeze_frozen_statistics(self.model)
         self.engine = self.model  # what training calls: the model, its DDP wrapper, or compiled
         self.dtype = autocast_dtype(cfg.precision, device)
         self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None

@@ -14,6 +14,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tunewright.checkpoint import freeze_frozen_statistics
 from tunewright.errors import ConfigError
 from tunewright.plugin_manager import get_plugins
 
@@ -32,8 +33,16 @@ METHODS = {  # name: (registered method, options)
     "adapter_pfeiffer": ("adapter", {"placement": "pfeiffer"}),
 }
 MERGEABLE = {"full", "freeze", "lora", "dora", "ia3"}
-# (family, method) pairs that cannot run here, and the error they must raise.
-UNSUPPORTED = {("*", "qlora"): "needs a CUDA GPU"} if not torch.cuda.is_available() else {}
+VISION = ("vit-image_classification", "resnet-image_classification", "clip-image_classification", "clip-clip")
+# Every (family, method) pair that cannot run, and the error it must raise instead.
+UNSUPPORTED = {
+    **{(family, "prompt"): "prepends virtual tokens to a text input" for family in VISION},
+    **{(family, "prefix"): "extends a text model's attention cache" for family in VISION},
+    ("resnet-image_classification", "ia3"): "no default modules for resnet",
+    ("resnet-image_classification", "adapter_houlsby"): "no output projections found",
+    ("resnet-image_classification", "adapter_pfeiffer"): "no output projections found",
+}
+WITHOUT_CUDA = {("*", "qlora"): "needs a CUDA GPU"} if not torch.cuda.is_available() else {}
 
 
 def tiny_config(family: str, vocab_size: int):
@@ -55,31 +64,40 @@ def tiny_config(family: str, vocab_size: int):
                        bos_token_id=101, eos_token_id=102)  # fmt: skip
 
 
-# (architecture, model part): classifiers on every family, language models on the decoders.
+# (architecture, model part): classifiers on every family, language models on the decoders,
+# image classifiers on ViT, ResNet and CLIP's vision tower, and CLIP scoring label prompts.
 FAMILIES = [("bert", "sequence_classification"), ("gpt2", "sequence_classification"), ("llama", "sequence_classification"),
-            ("gpt2", "causal_lm"), ("llama", "causal_lm"), ("t5", "seq2seq_lm")]  # fmt: skip
+            ("gpt2", "causal_lm"), ("llama", "causal_lm"), ("t5", "seq2seq_lm"), ("vit", "image_classification"),
+            ("resnet", "image_classification"), ("clip", "image_classification"), ("clip", "clip")]  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=[f"{a}-{k}" for a, k in FAMILIES])
 def family(request, tmp_path_factory):
     """A tiny random model of the family, saved as a local checkpoint with a tokenizer
-    (MiniLM's, with [SEP] as the end-of-sequence token a language model needs)."""
+    (MiniLM's, with [SEP] as the end-of-sequence token a language model needs) or an
+    image processor, and the examples it trains on."""
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from tunewright.embedded import resolve_model_path
+    from vision_models import save_tiny_vision_model, write_images
 
     architecture, kind = request.param
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
     directory = tmp_path_factory.mktemp(f"{architecture}-{kind}")
+    if kind in ("image_classification", "clip"):
+        images = write_images(directory / "images", len(TEXTS), LABELS)
+        examples = [{"image": str(path), "label": LABELS.index(label)} for path, label in images]
+        return kind, save_tiny_vision_model(architecture, directory / "model"), examples, f"{architecture}-{kind}"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
     torch.manual_seed(0)
     model_class = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}.get(kind, AutoModel)
     model_class.from_config(tiny_config(architecture, tokenizer.vocab_size)).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    return kind, directory
+    examples = [{"text": t, "label": i % 2} for i, t in enumerate(TEXTS)]
+    return kind, directory, examples, f"{architecture}-{kind}"
 
 
 def build(family, method_name: str, options: dict):
-    kind, family_dir = family
+    kind, family_dir = family[:2]
     plugins = get_plugins()
     part = plugins.registries["models"].get(kind).schema
     task = plugins.registries["models"].build(
@@ -91,23 +109,29 @@ def build(family, method_name: str, options: dict):
 
 
 def logits_of(model, inputs) -> torch.Tensor:
+    """The classifier's logits (CLIP loaded as a plain ``CLIPModel``: its image-to-text scores)."""
     model.eval()
     with torch.no_grad():
-        return model(**inputs).logits
+        output = model(**inputs)
+    return output.logits_per_image if hasattr(output, "logits_per_image") else output.logits
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_conformance(family, name, tmp_path):
-    kind, _ = family
+    kind, _, examples, family_id = family
     method_name, options = METHODS[name]
     task, method = build(family, method_name, options)
-    examples = task.prepare([{"text": t, "label": i % 2} for i, t in enumerate(TEXTS)], LABELS)
-    features = task.encode(examples)
+    features = task.encode(task.prepare(examples, LABELS))
+    if (family_id, name) in UNSUPPORTED:
+        with pytest.raises(ConfigError, match=UNSUPPORTED[(family_id, name)]):
+            method.apply(task.load_pretrained(LABELS), task)
+        return
     batch = task.collate(features)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
 
     torch.manual_seed(0)
     model = method.apply(task.load_pretrained(LABELS), task)
+    freeze_frozen_statistics(model)  # as the trainer does: frozen BatchNorm statistics stay pre-trained
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
@@ -138,10 +162,12 @@ def test_method_conformance(family, name, tmp_path):
     if name not in MERGEABLE:
         assert not hasattr(method, "merge"), f"{name} merges but is not listed as mergeable"
         return
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    from transformers import (AutoModelForCausalLM, AutoModelForImageClassification, AutoModelForSeq2SeqLM,
+                              AutoModelForSequenceClassification, CLIPModel)  # fmt: skip
 
     method.merge(reloaded).save_pretrained(tmp_path / "merged")
-    auto = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}.get(kind, AutoModelForSequenceClassification)
+    auto = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM, "clip": CLIPModel,
+            "image_classification": AutoModelForImageClassification}.get(kind, AutoModelForSequenceClassification)  # fmt: skip
     plain = auto.from_pretrained(tmp_path / "merged")
     assert type(plain).__module__.startswith("transformers.")
     torch.testing.assert_close(logits_of(plain, inputs), expected, atol=1e-4, rtol=1e-3)
@@ -150,6 +176,8 @@ def test_method_conformance(family, name, tmp_path):
 def test_prefix_keeps_padding_invisible(family):
     """A padded row's logits equal the same row alone: the prefix mask lines up (for a
     language model, the logits at the row's own positions)."""
+    if family[3] in VISION:  # images are not padded, and prefixes do not apply (UNSUPPORTED)
+        return
     task, method = build(family, "prefix", {"num_virtual_tokens": 4})
     torch.manual_seed(0)
     model = method.apply(task.load_pretrained(LABELS), task)
@@ -164,9 +192,9 @@ def test_prefix_keeps_padding_invisible(family):
     torch.testing.assert_close(together[:1, : alone.shape[1]] if alone.dim() == 3 else together[:1], alone, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize(("family_name", "method_name"), sorted(UNSUPPORTED))
-def test_unsupported_combinations_fail_clearly(family_name, method_name, tiny_bert):
-    message = UNSUPPORTED[(family_name, method_name)]
+@pytest.mark.parametrize(("family_name", "method_name"), sorted(WITHOUT_CUDA))
+def test_methods_needing_cuda_stop_before_loading(family_name, method_name, tiny_bert):
+    message = WITHOUT_CUDA[(family_name, method_name)]
     with pytest.raises(ConfigError, match=message):
         build(("sequence_classification", tiny_bert), method_name, {})
 

@@ -109,6 +109,8 @@ class GroupMetricsConfig(AuditConfig):
 
 
 class GroupMetricsAudit:
+    inputs = ("text", "image")  # it reads predictions and groups, not the inputs themselves
+
     def __init__(self, cfg: GroupMetricsConfig, run):
         if cfg.mitigation not in ("none", "threshold_optimizer"):
             raise ConfigError(f"audit.group_metrics.mitigation: {cfg.mitigation!r} is not one of none, threshold_optimizer")
@@ -151,7 +153,7 @@ class GroupMetricsAudit:
             return ", ".join(f"{c}={sensitive[c]}" for c in columns)
 
         index = labels.index(positive)
-        fit_scores = evaluation.predict_proba([e["text"] for e in validation])[:, index]
+        fit_scores = evaluation.predict_proba([e[evaluation.predictor.task.input_field] for e in validation])[:, index]
         fit = (fit_scores, np.array([e["label"] == index for e in validation], dtype=int), [group(e["sensitive"]) for e in validation])
         test = (np.array([r["prediction"]["probabilities"][positive] for r in rows]),
                 np.array([r["label"] == positive for r in rows], dtype=int), [group(r["sensitive"]) for r in rows])  # fmt: skip

@@ -1,4 +1,5 @@
-"""``data=csv``, ``data=jsonl`` and ``data=parquet``: your own labelled text files.
+"""``data=csv``, ``data=jsonl`` and ``data=parquet``: your own labelled text files, or
+files of image paths (``data.image_column``).
 
 One file split automatically (``data.path``), or your own splits
 (``data.train_path``, ``data.validation_path``, ``data.test_path``); missing
@@ -11,6 +12,7 @@ reach the model.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -18,6 +20,7 @@ from typing import Any, Optional
 from tunewright import hookimpl
 from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
 from tunewright.errors import ConfigError, DataError
+from tunewright.images import check_image, images_source
 from tunewright.readers import read_csv, read_jsonl, read_parquet, require_columns
 from tunewright.schema import DataConfig
 
@@ -29,6 +32,7 @@ class FileDataConfig(DataConfig):
     validation_path: Optional[str] = None
     test_path: Optional[str] = None
     text_column: str = "text"
+    image_column: Optional[str] = None  # image file paths (relative to the data file) instead of text
     text_pair_column: Optional[str] = None  # a second text, for pair classification
     label_column: Optional[str] = "label"  # null: unlabelled rows (tunewright monitor, or a response_column)
     response_column: Optional[str] = None  # the answer a causal language model learns (model=causal_lm)
@@ -60,23 +64,29 @@ class LabelledFiles:
         cfg = self.cfg
         records = {split: self._read(path) for split, path in self.files().items()}
         if cfg.label_column is None:
-            given = {split: [{**self._example(fields), "label": None} for _, fields in rows] for split, (_, rows) in records.items()}
-            return DomainData(split_given(given, cfg), list(cfg.labels or []), self._sources(records))
+            given = {split: [{**self._example(path, fields), "label": None} for _, fields in rows]
+                     for split, (path, rows) in records.items()}  # fmt: skip
+            return DomainData(split_given(given, cfg), list(cfg.labels or []), self._sources(records, given))
         label_names = list(cfg.labels) if cfg.labels else sorted({str(r[cfg.label_column]) for _, r in records["train"][1]})
         given, notes = {}, []
         for split, (path, rows) in records.items():
-            labelled = ((row, self._example(fields), fields[cfg.label_column]) for row, fields in rows)
+            labelled = ((row, self._example(path, fields), fields[cfg.label_column]) for row, fields in rows)
             given[split] = labelled_examples(path, labelled, label_names, cfg.cleaning.unknown_labels, notes, split)
-        return DomainData(split_given(given, cfg), label_names, self._sources(records), notes)
+        return DomainData(split_given(given, cfg), label_names, self._sources(records, given), notes)
 
-    @staticmethod
-    def _sources(records: dict[str, tuple[Path, list]]) -> list[dict[str, str]]:
-        return [{"path": str(path), "sha256": file_sha256(path)} for path, _ in records.values()]
+    def _sources(self, records: dict[str, tuple[Path, list]], given: dict[str, list[dict]]) -> list[dict[str, str]]:
+        sources = [{"path": str(path), "sha256": file_sha256(path)} for path, _ in records.values()]
+        if self.cfg.image_column:
+            images = [example["image"] for examples in given.values() for example in examples]
+            sources.append(images_source(Path(os.path.commonpath(images)), images))
+        return sources
 
-    def _example(self, fields: dict[str, Any]) -> dict[str, Any]:
+    def _example(self, path: Path, fields: dict[str, Any]) -> dict[str, Any]:
         """The configured columns of one row, under the names tasks and audits read."""
         cfg = self.cfg
-        if cfg.messages_column:  # the conversation so far is the text; the last answer the response
+        if cfg.image_column:  # a path relative to the data file's folder
+            example = {"image": str((path.parent / str(fields[cfg.image_column])).resolve())}
+        elif cfg.messages_column:  # the conversation so far is the text; the last answer the response
             messages = fields[cfg.messages_column]
             example = {"messages": messages, "response": messages[-1]["content"],
                        "text": "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1])}  # fmt: skip
@@ -92,7 +102,8 @@ class LabelledFiles:
 
     def _read(self, path: Path) -> tuple[Path, list]:
         columns, rows = self.read(path)
-        wanted = {"messages_column": self.cfg.messages_column} if self.cfg.messages_column else {"text_column": self.cfg.text_column}
+        input_key = next(key for key in ("image_column", "messages_column", "text_column") if getattr(self.cfg, key))
+        wanted = {input_key: getattr(self.cfg, input_key)}
         if self.cfg.label_column is not None:
             wanted["label_column"] = self.cfg.label_column
         for key in ("text_pair_column", "response_column"):
@@ -106,6 +117,8 @@ class LabelledFiles:
                 raise DataError(f"{path}, row {row}: no value in column {missing[0]!r}")
             if self.cfg.messages_column:
                 check_messages(path, row, fields[self.cfg.messages_column])
+            if self.cfg.image_column:
+                check_image(path.parent / str(fields[self.cfg.image_column]), f"{path}, row {row}")
         return path, rows
 
 

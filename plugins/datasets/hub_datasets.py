@@ -35,6 +35,9 @@ class HubDataset(LabelledFiles):
     """Each split of the dataset is read like one of the CSV loader's files."""
 
     def __init__(self, cfg: HubDatasetConfig):
+        if cfg.image_column:
+            raise ConfigError("data.image_column: data=hf_dataset reads text columns only; for images use "
+                              "data=image_folder, or a CSV of image paths (data=csv data.image_column=...)")  # fmt: skip
         super().__init__(cfg, self._split_rows)
         self._splits: dict[str, object] = {}
 
@@ -81,7 +84,7 @@ class HubDataset(LabelledFiles):
             rows.append((index, record))
         return list(part.column_names), rows
 
-    def _sources(self, records) -> list[dict[str, str]]:
+    def _sources(self, records, given) -> list[dict[str, str]]:
         fingerprints = "".join(getattr(part, "_fingerprint", "") for part in self._splits.values())
         return [{"path": self._source, "sha256": hashlib.sha256(fingerprints.encode()).hexdigest()}]
 

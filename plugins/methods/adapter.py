@@ -24,7 +24,8 @@ from tunewright.schema import MethodConfig
 
 # Output projections by family, matched as the end of a module's name.
 ATTENTION_OUTPUTS = (
-    "attention.output.dense",  # BERT, RoBERTa, MiniLM, ViT
+    "attention.output.dense",  # BERT, RoBERTa, MiniLM
+    "attention.o_proj",  # ViT
     "attn.c_proj",  # GPT-2
     "self_attn.o_proj",  # LLaMA, Mistral, Qwen
     "SelfAttention.o",  # T5 (self-attention)
@@ -32,11 +33,11 @@ ATTENTION_OUTPUTS = (
     "self_attn.out_proj",  # BART, CLIP
 )
 FEED_FORWARD_OUTPUTS = (
-    "output.dense",  # BERT, ViT (the attention's output.dense is excluded below)
+    "output.dense",  # BERT (the attention's output.dense is excluded below)
     "mlp.c_proj",  # GPT-2
     "mlp.down_proj",  # LLaMA, Mistral, Qwen
     "DenseReluDense.wo",  # T5
-    "fc2",  # BART, CLIP
+    "fc2",  # BART, CLIP, ViT
 )
 PLACEMENTS = {"houlsby": ATTENTION_OUTPUTS + FEED_FORWARD_OUTPUTS, "pfeiffer": FEED_FORWARD_OUTPUTS}
 

@@ -28,13 +28,20 @@ class PeftMethod:
     def __init__(self, cfg):
         self.cfg = cfg
 
-    def peft_config(self, task):
+    def peft_config(self, task, model):
         raise NotImplementedError
 
     def apply(self, model, task):
         from peft import get_peft_model
 
-        return get_peft_model(model, self.peft_config(task))
+        return get_peft_model(model, self.peft_config(task, model))
+
+    @staticmethod
+    def modules_to_save(task, extra=None) -> list[str] | None:
+        """Modules PEFT trains and saves in full: the user's ``extra``, and the task head
+        when PEFT has no task type that knows it (image classifiers)."""
+        names = [*(extra or []), *(getattr(task, "head_modules", []) if task.peft_task_type is None else [])]
+        return names or None
 
     def save(self, model, directory: Path) -> None:
         model.save_pretrained(directory, safe_serialization=True)
@@ -60,7 +67,8 @@ class LoraConfig(MethodConfig):
     r: int = 8  # adapter rank; higher: more trainable weights, more memory
     alpha: int = 16  # scaling is alpha / r (alpha / sqrt(r) with rslora)
     dropout: float = 0.1
-    # Module names to adapt; "all-linear" adapts every linear layer but the output head.
+    # Module names to adapt; "all-linear" adapts every linear layer but the output head (a
+    # network without any, such as ResNet: every convolution).
     target_modules: Any = "all-linear"
     use_dora: bool = False  # weight-decomposed LoRA: a little better, slower steps
     use_rslora: bool = False  # rank-stabilised scaling, for high ranks
@@ -68,10 +76,12 @@ class LoraConfig(MethodConfig):
 
 
 class Lora(MergeablePeftMethod):
-    def peft_config(self, task):
+    def peft_config(self, task, model):
         from peft import LoraConfig as PeftLoraConfig
 
         target = self.cfg.target_modules
+        if target == "all-linear" and not linear_layers_outside(model, self.modules_to_save(task) or []):
+            target = convolutions(model)  # a convolutional network (ResNet): adapt every convolution
         return PeftLoraConfig(
             task_type=task.peft_task_type,
             r=self.cfg.r,
@@ -80,8 +90,22 @@ class Lora(MergeablePeftMethod):
             target_modules=target if isinstance(target, str) else list(target),
             use_dora=self.cfg.use_dora,
             use_rslora=self.cfg.use_rslora,
-            modules_to_save=list(self.cfg.modules_to_save) if self.cfg.modules_to_save else None,
+            modules_to_save=self.modules_to_save(task, self.cfg.modules_to_save),
         )
+
+
+def linear_layers_outside(model, heads: list[str]) -> list[str]:
+    """Names of the ``nn.Linear`` layers that are not inside one of the ``heads`` modules."""
+    from torch import nn
+
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and not any(name == h or name.startswith(h + ".") for h in heads)]  # fmt: skip
+
+
+def convolutions(model) -> list[str]:
+    from torch import nn
+
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
 @dataclass
@@ -133,14 +157,41 @@ class IA3Config(MethodConfig):
 class IA3(MergeablePeftMethod):
     """(IA)^3 (Liu et al., 2022): learned rescaling vectors on keys, values and feed-forward."""
 
-    def peft_config(self, task):
+    def peft_config(self, task, model):
         from peft import IA3Config as PeftIA3Config
 
         def names(value):
             return None if value is None else (value if isinstance(value, str) else list(value))
 
-        return PeftIA3Config(task_type=task.peft_task_type, target_modules=names(self.cfg.target_modules),
-                             feedforward_modules=names(self.cfg.feedforward_modules))  # fmt: skip
+        targets, feedforward = names(self.cfg.target_modules), names(self.cfg.feedforward_modules)
+        if targets is None:
+            targets, feedforward = ia3_defaults(model)
+        return PeftIA3Config(task_type=task.peft_task_type, target_modules=targets, feedforward_modules=feedforward,
+                             modules_to_save=self.modules_to_save(task))  # fmt: skip
+
+
+# Keys, values and feed-forward outputs by module name, for models PEFT has no IA3
+# defaults for (ViT, CLIP, ...): the first set whose names the model has is used.
+IA3_NAME_SETS = (
+    (["k_proj", "v_proj", "fc2"], ["fc2"]),  # ViT, CLIP, and other q/k/v-projection families
+    (["key", "value", "output.dense"], ["output.dense"]),  # BERT-style blocks (DeiT, ...)
+)
+
+
+def ia3_defaults(model) -> tuple[list[str] | None, list[str] | None]:
+    """``(target_modules, feedforward_modules)`` for ``model``: PEFT's own choice (``None``)
+    where it has one, else the first of :data:`IA3_NAME_SETS` the model has, else a
+    clear error (ResNet and other convolutional networks)."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as KNOWN
+
+    if model.config.model_type in KNOWN:
+        return None, None
+    module_names = [name for name, _ in model.named_modules()]
+    for targets, feedforward in IA3_NAME_SETS:
+        if all(any(name.endswith(target) for name in module_names) for target in targets):
+            return targets, feedforward
+    raise ConfigError(f"method=ia3 has no default modules for {model.config.model_type} models; set "
+                      "method.target_modules and method.feedforward_modules (module names), or use method=lora")  # fmt: skip
 
 
 @dataclass
@@ -151,9 +202,12 @@ class PromptConfig(MethodConfig):
 class Prompt(PeftMethod):
     """Prompt tuning (Lester et al., 2021): trained input embeddings; nothing to merge."""
 
-    def peft_config(self, task):
+    def peft_config(self, task, model):
         from peft import PromptTuningConfig
 
+        if task.input_field != "text":
+            raise ConfigError(f"method=prompt prepends virtual tokens to a text input; model={task.cfg.kind} reads "
+                              f"{task.input_field}s. Use method=lora, ia3, adapter, freeze or full")  # fmt: skip
         return PromptTuningConfig(task_type=task.peft_task_type, num_virtual_tokens=self.cfg.num_virtual_tokens)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from tunewright.checkpoint import CheckpointError, load_trainable_state, trainable_state
+from tunewright.checkpoint import CheckpointError, load_trainable_state, trainable_state, trained_tensors
 
 TRAINED_FILE = "trained.safetensors"
 
@@ -28,7 +28,7 @@ def load_trained(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
     if not path.is_file():
         raise CheckpointError(f"{directory}: no {TRAINED_FILE}; was the model saved by this method?")
     state = load_file(str(path))
-    expected = {name for name, p in model.named_parameters() if p.requires_grad}
+    expected = set(trained_tensors(model))
     if set(state) != expected:
         unknown = sorted(set(state) - expected)[:3]
         raise CheckpointError(f"{path}: its weights do not fit the model (unknown: {', '.join(unknown) or 'none'})")
@@ -53,14 +53,18 @@ class TrainedWeightsMethod:
 def train_only_head(model: torch.nn.Module, task) -> None:
     """Freeze the backbone; leave a new task head trainable (a pre-trained language-model
     head, often tied to the embeddings, stays frozen)."""
-    head = head_parameter_names(model) if getattr(task, "head_is_new", True) else set()
+    head = head_parameter_names(model, task) if getattr(task, "head_is_new", True) else set()
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name in head)
 
 
-def head_parameter_names(model: torch.nn.Module) -> set[str]:
-    """The task head's parameters: those outside the pre-trained backbone
-    (``classifier.*``, ``score.*``), which a new task must always train."""
+def head_parameter_names(model: torch.nn.Module, task) -> set[str]:
+    """The task head's parameters, which a new task must always train: those under the
+    task's ``head_modules`` where it names them (image classifiers), otherwise those
+    outside the pre-trained backbone (``classifier.*``, ``score.*``)."""
+    heads = getattr(task, "head_modules", None)
+    if heads:
+        return {name for name, _ in model.named_parameters() if any(name.startswith(head + ".") for head in heads)}
     prefix = getattr(model, "base_model_prefix", "")
     if not prefix:
         return set()

@@ -24,7 +24,7 @@ import torch
 
 from tunewright import hookimpl
 from tunewright.errors import DataError
-from tunewright.plugins.models.text_task import HubTextTask, quiet_transformers
+from tunewright.plugins.models.text_task import HubTextTask
 from tunewright.schema import ModelConfig
 from tunewright.trainer import autocast, length_sorted_order, to_device
 
@@ -56,9 +56,7 @@ class CausalLM(HubTextTask):
     def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
         from transformers import AutoModelForCausalLM
 
-        quiet_transformers()
-        model = AutoModelForCausalLM.from_pretrained(str(source or self.source), revision=None if source else self.cfg.revision,
-                                                     trust_remote_code=self.cfg.trust_remote_code, **options)  # fmt: skip
+        model = self.load_with(AutoModelForCausalLM, source, **options)
         model.config.pad_token_id = self.tokenizer.pad_token_id
         return model
 

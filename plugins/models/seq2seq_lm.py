@@ -20,7 +20,6 @@ import torch
 from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
 from tunewright.plugins.models.causal_lm import IGNORE, CausalLM, CausalLMConfig
-from tunewright.plugins.models.text_task import quiet_transformers
 
 
 @dataclass
@@ -37,9 +36,7 @@ class Seq2SeqLM(CausalLM):
     def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
         from transformers import AutoModelForSeq2SeqLM
 
-        quiet_transformers()
-        model = AutoModelForSeq2SeqLM.from_pretrained(str(source or self.source), revision=None if source else self.cfg.revision,
-                                                      trust_remote_code=self.cfg.trust_remote_code, **options)  # fmt: skip
+        model = self.load_with(AutoModelForSeq2SeqLM, source, **options)
         if model.config.decoder_start_token_id is None:
             raise ConfigError(f"model.name_or_path={self.cfg.name_or_path}: the checkpoint names no decoder_start_token_id")
         self.decoder_start = model.config.decoder_start_token_id

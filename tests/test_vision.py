@@ -1,0 +1,140 @@
+"""Image classification and CLIP through the whole pipeline: image folders and CSVs of
+image paths load with every bad file named, runs train, save, reload and predict, and
+the bias audit on groups works from image predictions as from text ones."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+import tunewright
+from tunewright.cleaning import clean
+from tunewright.cli import main
+from tunewright.errors import DataError
+from tunewright.plugins.datasets.files import FileDataConfig, _csv
+from tunewright.plugins.datasets.image_folder import ImageFolder, ImageFolderConfig
+from vision_models import save_tiny_vision_model, write_images
+
+LABELS = ["green", "red"]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """60 images in one folder per label."""
+    root = tmp_path_factory.mktemp("photos")
+    for path, label in write_images(root / "pool", 60, LABELS):
+        (root / label).mkdir(exist_ok=True)
+        path.rename(root / label / path.name)
+    (root / "pool").rmdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def vision_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("vision-models")
+    return {family: save_tiny_vision_model(family, root / family) for family in ("vit", "resnet", "clip")}
+
+
+def run_overrides(model_kind: str, model_dir: Path, runs: Path, *extra: str) -> list[str]:
+    return [f"model={model_kind}", f"model.name_or_path={model_dir}", "trainer.max_epochs=2", "trainer.learning_rate=5e-3",
+            "trainer.progress_bar=false", f"paths.runs_dir={runs}", "paths.run_id=r", *extra]  # fmt: skip
+
+
+def test_image_folder_loads_labels_from_folders_and_splits(photos):
+    data = ImageFolder(OmegaConf.structured(ImageFolderConfig(kind="image_folder", path=str(photos)))).load()
+    assert data.label_names == LABELS
+    assert {split: len(rows) for split, rows in data.splits.items()} == {"train": 42, "validation": 6, "test": 12}
+    example = data.splits["test"][0]
+    assert Path(example["image"]).is_file() and LABELS[example["label"]] == Path(example["image"]).parent.name
+    assert data.sources[0]["path"].endswith("(60 images)")
+
+
+def test_image_folder_with_split_folders_uses_them(tmp_path):
+    for split, count in (("train", 8), ("val", 4), ("test", 4)):
+        for path, label in write_images(tmp_path / "pool" / split, count, LABELS, seed=len(split)):
+            (tmp_path / "photos" / split / label).mkdir(parents=True, exist_ok=True)
+            path.rename(tmp_path / "photos" / split / label / path.name)
+    data = ImageFolder(OmegaConf.structured(ImageFolderConfig(kind="image_folder", path=str(tmp_path / "photos")))).load()
+    assert {split: len(rows) for split, rows in data.splits.items()} == {"train": 8, "validation": 4, "test": 4}
+
+
+def test_a_corrupt_image_is_named_before_training(tmp_path):
+    write_images(tmp_path / "photos" / "red", 3, ["red"])
+    write_images(tmp_path / "photos" / "green", 3, ["green"])
+    (tmp_path / "photos" / "green" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(DataError, match=r"broken\.png is not a readable image"):
+        ImageFolder(OmegaConf.structured(ImageFolderConfig(kind="image_folder", path=str(tmp_path / "photos")))).load()
+
+
+def write_image_csv(directory: Path, rows: list[dict]) -> Path:
+    path = directory / "images.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_csv_image_paths_resolve_beside_the_file_and_a_missing_one_names_its_row(tmp_path):
+    images = write_images(tmp_path / "img", 10, LABELS)
+    rows = [{"file": f"img/{path.name}", "label": label} for path, label in images]
+    path = write_image_csv(tmp_path, rows)
+    config = OmegaConf.structured(FileDataConfig(kind="csv", path=str(path), image_column="file", text_column="unused"))
+    data = _csv(config).load()
+    assert all(Path(e["image"]).is_file() and "text" not in e for rows in data.splits.values() for e in rows)
+    assert any(source["path"].endswith("(10 images)") for source in data.sources)
+    rows[6]["file"] = "img/missing.png"
+    write_image_csv(tmp_path, rows)
+    with pytest.raises(DataError, match=r"images\.csv, row 8: no image file .*missing\.png"):
+        _csv(config).load()
+
+
+def test_cleaning_removes_the_same_picture_under_another_name(tmp_path):
+    images = write_images(tmp_path / "img", 6, LABELS)
+    copy = tmp_path / "img" / "copy.png"
+    copy.write_bytes(images[0][0].read_bytes())
+    rows = [{"file": f"img/{p.name}", "label": label} for p, label in images] + [{"file": "img/copy.png", "label": images[0][1]}]
+    config = OmegaConf.structured(FileDataConfig(kind="csv", path=str(write_image_csv(tmp_path, rows)), image_column="file",
+                                                 validation_fraction=0.0, test_fraction=0.0))  # fmt: skip
+    data, report = clean(_csv(config).load(), config.cleaning)
+    assert len(data.splits["train"]) == 6
+    assert [step["step"] for step in report.steps] == ["deduplicate"]
+
+
+@pytest.mark.parametrize(("model_kind", "family", "method"), [("image_classification", "vit", "lora"),
+                                                              ("image_classification", "resnet", "freeze"),
+                                                              ("clip", "clip", "lora")])  # fmt: skip
+def test_image_run_trains_reloads_and_predicts(photos, vision_models, tmp_path, capsys, model_kind, family, method):
+    overrides = run_overrides(model_kind, vision_models[family], tmp_path, "data=image_folder", f"data.path={photos}",
+                              f"method={method}")  # fmt: skip
+    assert main(["train", *overrides]) == 0
+    assert "predicts from images; skipping counterfactual" in capsys.readouterr().err
+    run = tmp_path / "r"
+    results = json.loads((run / "results.json").read_text())
+    assert results["test"]["accuracy"] > 0.5 and results["data"]["test"] == 12
+    rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    reloaded = tunewright.load_run(run).predict([row["image"] for row in rows])
+    expected = np.array([[row["prediction"]["probabilities"][label] for label in LABELS] for row in rows])
+    got = np.array([[p["probabilities"][label] for label in LABELS] for p in reloaded])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert main(["predict", f"run={run}", rows[0]["image"]]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["image"] == rows[0]["image"] and printed["label"] == rows[0]["prediction"]["label"]
+
+
+def test_group_audit_runs_on_image_predictions(vision_models, tmp_path):
+    images = write_images(tmp_path / "img", 60, LABELS)
+    rows = [{"file": f"img/{p.name}", "label": label, "site": "north" if i % 3 else "south"} for i, (p, label) in enumerate(images)]
+    path = write_image_csv(tmp_path, rows)
+    overrides = run_overrides("image_classification", vision_models["vit"], tmp_path / "runs", "data=csv", f"data.path={path}",
+                              "data.image_column=file", "data.sensitive_columns=[site]", "audit=group_metrics")  # fmt: skip
+    assert main(["train", *overrides]) == 0
+    bias = json.loads((tmp_path / "runs" / "r" / "reports" / "bias.json").read_text())
+    audit = bias["audits"]["group_metrics"]
+    assert {group["group"] for group in audit["groups"]} >= {"site=north", "site=south"}
+    assert audit["verdict"] in ("pass", "warn", "fail", "insufficient_data")
