@@ -36,7 +36,9 @@ def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any],
     folder = RunFolder(old.path.parent / run_id).create()
     path = folder.path / COMBINED_FILE
     atomic_write_text(path, "".join(json.dumps(_row(example, names, sensitive)) + "\n" for example, names in examples))
+    images = any("image" in e for e, _ in examples)
     data = FileDataConfig(kind="jsonl", path=str(path), labels=list(label_names), sensitive_columns=sensitive,
+                          image_column="image" if images else None,
                           text_pair_column="text_pair" if any("text_pair" in e for e, _ in examples) else None,
                           validation_fraction=cfg.data.validation_fraction, test_fraction=cfg.data.test_fraction,
                           split_seed=cfg.data.split_seed)  # fmt: skip
@@ -50,9 +52,9 @@ def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any],
 
 
 def _row(example: dict[str, Any], label_names: list[str], sensitive: list[str]) -> dict[str, Any]:
-    row = {"text": example["text"], "label": label_names[example["label"]]}
-    if "text_pair" in example:
-        row["text_pair"] = example["text_pair"]
+    """One JSON line: the input fields (an image by its absolute path), label, groups."""
+    row = {field: example[field] for field in ("text", "text_pair", "image") if field in example}
+    row["label"] = label_names[example["label"]]
     row.update({column: (example.get("sensitive") or {}).get(column) for column in sensitive})
     return row
 

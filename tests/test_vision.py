@@ -138,3 +138,34 @@ def test_group_audit_runs_on_image_predictions(vision_models, tmp_path):
     audit = bias["audits"]["group_metrics"]
     assert {group["group"] for group in audit["groups"]} >= {"site=north", "site=south"}
     assert audit["verdict"] in ("pass", "warn", "fail", "insufficient_data")
+
+
+def test_image_drift_reference_and_monitor(photos, vision_models, tmp_path, capsys):
+    """An image run records a drift reference with image descriptors; a batch of the same
+    kind of images does not drift on them, a batch of larger, darker images does."""
+    from PIL import Image
+
+    assert main(["train", *run_overrides("image_classification", vision_models["vit"], tmp_path / "runs", "data=image_folder",
+                                         f"data.path={photos}", "audit=none")]) == 0  # fmt: skip
+    run = tmp_path / "runs" / "r"
+    profile = json.loads((run / "reports" / "drift_reference" / "profile.json").read_text())
+    assert profile["input_field"] == "image" and profile["rows"] == 18
+    assert set(profile["descriptor_means"]) >= {"brightness", "contrast", "saturation", "width"}
+
+    same = write_images(tmp_path / "same", 40, LABELS, seed=5)
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    for path, _ in same:  # the same pictures, four times larger and at a third of the light
+        image = Image.open(path)
+        dark = Image.eval(image.resize((80, 80)), lambda value: value // 3)
+        dark.save(shifted / path.name)
+    verdicts = {}
+    for name, folder in (("same", tmp_path / "same"), ("shifted", shifted)):
+        rows = [{"file": str(p), "label": label} for p, label in zip(sorted(folder.glob("*.png")), [lab for _, lab in same])]
+        batch = write_image_csv(folder, rows)
+        assert main(["monitor", f"run={run}", "data=csv", f"data.path={batch}", "data.image_column=file",
+                     f"monitor.name={name}"]) == 0  # fmt: skip
+        report = json.loads((run / "reports" / f"drift-{name}.json").read_text())
+        verdicts[name] = report["windows"][0]["layers"]["descriptors"]
+    assert not verdicts["same"]["drifted"], verdicts["same"]
+    assert verdicts["shifted"]["drifted"] and {"width", "brightness"} <= set(verdicts["shifted"]["drifted_columns"])

@@ -1,4 +1,5 @@
-"""``monitor=default``: text descriptors, embeddings, predictions and accuracy.
+"""``monitor=default``: input descriptors, embeddings, predictions and accuracy, for text
+and image classifiers.
 
 At the end of training it records the run's reference profile (see
 :mod:`~tunewright.governance.monitors.reference`). ``tunewright monitor`` then hands it
@@ -63,6 +64,8 @@ def insufficient(rows: int, min_rows: int) -> dict[str, Any]:
 
 
 class DefaultMonitor:
+    inputs = ("text", "image")  # descriptors exist for both (see descriptors.py)
+
     def __init__(self, cfg, run):
         self.run = run
         self.settings = run.config.monitor
@@ -152,5 +155,5 @@ def _overall(windows: list[dict[str, Any]]) -> dict[str, Any]:
 
 @hookimpl
 def tunewright_register_monitors(registry):
-    registry.add("default", lambda cfg, run: DefaultMonitor(cfg, run),
-                 description="evidently drift of text descriptors, embeddings, predictions and accuracy")  # fmt: skip
+    registry.add("default", DefaultMonitor,
+                 description="evidently drift of input descriptors, embeddings, predictions and accuracy")  # fmt: skip

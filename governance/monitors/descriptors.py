@@ -1,8 +1,10 @@
-"""Cheap, telling numbers about each text, compared between reference and new data.
+"""Cheap, telling numbers about each input, compared between reference and new data.
 
-A shift in any of them is visible without the model: longer texts, another alphabet,
-markup or numbers, or vocabulary the tokenizer does not know (``subword_share``: the
-share of words it has no single token for, so they are split or unknown).
+A shift in any of them is visible without the model. For texts: longer texts, another
+alphabet, markup or numbers, or vocabulary the tokenizer does not know
+(``subword_share``: the share of words it has no single token for, so they are split
+or unknown). For images: another camera or resolution, darker or washed-out pictures,
+another colour cast.
 """
 
 from __future__ import annotations
@@ -13,6 +15,16 @@ import numpy as np
 
 WORD = re.compile(r"\w+", re.UNICODE)
 DESCRIPTORS = ("characters", "words", "mean_word_length", "non_letter_share", "uppercase_share", "subword_share")
+IMAGE_DESCRIPTORS = ("width", "height", "aspect_ratio", "brightness", "contrast", "saturation", "red_share", "green_share",
+                     "blue_share")  # fmt: skip
+THUMBNAIL = (64, 64)  # colour statistics are read from a thumbnail: as telling, far cheaper
+
+
+def describe(task, inputs: list[str]) -> dict[str, np.ndarray]:
+    """The descriptors of ``inputs`` for the task's kind of input (texts or image paths)."""
+    if task.input_field == "image":
+        return image_descriptors(inputs)
+    return text_descriptors(inputs, task.tokenizer)
 
 
 def text_descriptors(texts: list[str], tokenizer) -> dict[str, np.ndarray]:
@@ -41,3 +53,26 @@ def _words_without_single_token(words: list[str], tokenizer) -> set[str]:
     pieces = tokenizer(words, add_special_tokens=False)["input_ids"]
     unknown = tokenizer.unk_token_id
     return {word for word, ids in zip(words, pieces) if len(ids) != 1 or ids[0] == unknown}
+
+
+def image_descriptors(paths: list[str]) -> dict[str, np.ndarray]:
+    """Each descriptor in :data:`IMAGE_DESCRIPTORS` as one value per image: its size in
+    pixels and shape, mean brightness and its spread (contrast), mean saturation, and
+    each colour channel's share of the total intensity (all in [0, 1] but the sizes)."""
+    from tunewright.images import open_image
+
+    columns: dict[str, list[float]] = {name: [] for name in IMAGE_DESCRIPTORS}
+    for path in paths:
+        image = open_image(path)
+        width, height = image.size
+        image.thumbnail(THUMBNAIL)
+        pixels = np.asarray(image, dtype=float) / 255.0
+        grey = pixels @ np.array([0.299, 0.587, 0.114])
+        brightest, darkest = pixels.max(axis=2), pixels.min(axis=2)
+        channels = pixels.reshape(-1, 3).sum(axis=0)
+        shares = channels / channels.sum() if channels.sum() else np.full(3, 1 / 3)
+        values = (width, height, width / height, grey.mean(), grey.std(),
+                  float(np.mean(np.where(brightest > 0, (brightest - darkest) / np.maximum(brightest, 1e-12), 0.0))), *shares)  # fmt: skip
+        for name, value in zip(IMAGE_DESCRIPTORS, values):
+            columns[name].append(float(value))
+    return {name: np.asarray(values, dtype=float) for name, values in columns.items()}

@@ -9,7 +9,7 @@ descriptor or prediction shift drifts only when it is both significant (p-value 
 ``monitor.significance``) and large (effect above ``monitor.effect_size``), so a big
 batch does not raise alarms over trivial differences.
 
-Layers: ``descriptors`` (text statistics, no model needed), ``embeddings`` (the
+Layers: ``descriptors`` (text or image statistics, no model needed), ``embeddings`` (the
 fine-tuned model's representation), ``predictions`` (label distribution and
 confidence) and, for a labelled batch, ``performance`` (accuracy change).
 """
@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from tunewright.governance.monitors.descriptors import DESCRIPTORS
 from tunewright.governance.monitors.reference import Observed, distribution
 
 EMBEDDING_METHODS = {"model": 0.55, "mmd": 0.015}  # method: evidently's default threshold
@@ -42,15 +41,16 @@ def compare(reference: Observed, current: Observed, label_names: list[str], sett
     ``monitor`` config node)."""
     from evidently import Report
 
-    numeric = [*DESCRIPTORS, CONFIDENCE]
+    names = list(reference.descriptors)  # the text or the image descriptors, whichever the run recorded
+    numeric = [*names, CONFIDENCE]
     components = min(EMBEDDING_PCA_COMPONENTS, len(reference), len(current), reference.embeddings.shape[1])
     metrics, keys = _metrics(numeric, settings, components)
     snapshot = Report(metrics).run(_dataset(current, numeric), _dataset(reference, numeric))
     values = dict(zip(keys, (m["value"] for m in snapshot.dict()["metrics"])))
     # Bonferroni: a layer of k columns tests each at significance / k, so the layer as a
     # whole keeps the chosen false-alarm rate.
-    descriptor_alpha, prediction_alpha = settings.significance / len(DESCRIPTORS), settings.significance / 2
-    descriptors = {name: _numeric_shift(name, values, reference, current, settings, descriptor_alpha) for name in DESCRIPTORS}
+    descriptor_alpha, prediction_alpha = settings.significance / len(names), settings.significance / 2
+    descriptors = {name: _numeric_shift(name, values, reference, current, settings, descriptor_alpha) for name in names}
     predictions = {
         "label_distribution": _label_shift(values, reference, current, label_names, settings, prediction_alpha),
         "confidence": _numeric_shift(CONFIDENCE, values, reference, current, settings, prediction_alpha),
@@ -99,7 +99,7 @@ def _dataset(observed: Observed, numeric: list[str]):
     import pandas as pd
     from evidently import DataDefinition, Dataset
 
-    frame = pd.DataFrame({name: observed.descriptors[name] for name in DESCRIPTORS})
+    frame = pd.DataFrame({name: observed.descriptors[name] for name in numeric if name != CONFIDENCE})
     frame[CONFIDENCE] = observed.confidences
     frame[PREDICTED] = observed.predictions
     embedding_columns = [f"embedding_{i}" for i in range(observed.embeddings.shape[1])]

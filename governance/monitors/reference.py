@@ -1,14 +1,14 @@
 """The reference profile every run leaves in ``reports/drift_reference/``.
 
 ``tunewright monitor`` compares new data with it, so it holds everything a comparison
-needs without the training data: the held-out texts (a seeded sample of at most
-``monitor.reference_size``) with their SHA-256, text descriptors, the fine-tuned
-model's mean-pooled embeddings, its predictions and confidences, and its metrics on
-those texts.
+needs without the training data: the held-out inputs (texts, or image paths; a seeded
+sample of at most ``monitor.reference_size``) with their SHA-256, their descriptors,
+the fine-tuned model's pooled embeddings, its predictions and confidences, and its
+metrics on those inputs.
 
     profile.json            summary: sizes, label and confidence distributions, metrics
-    rows.jsonl              one line per text: text, label, prediction, confidence, descriptors
-    embeddings.safetensors  one row per text, in rows.jsonl order
+    rows.jsonl              one line per input: text (or image), label, prediction, confidence, descriptors
+    embeddings.safetensors  one row per input, in rows.jsonl order
 """
 
 from __future__ import annotations
@@ -26,20 +26,20 @@ from safetensors.torch import load_file, save_file
 from sklearn.metrics import accuracy_score, f1_score
 
 from tunewright.errors import RunFolderError
-from tunewright.governance.monitors.descriptors import text_descriptors
+from tunewright.governance.monitors.descriptors import describe
 from tunewright.predictor import softmax
 from tunewright.run_folder import atomic_write_json, atomic_write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: inputs may be images (input_field), inputs_sha256
 REFERENCE_DIR = "reports/drift_reference"
 REFERENCE_SPLITS = ("validation", "test")  # held out: never trained on
 
 
 @dataclass
 class Observed:
-    """What the model makes of a set of texts: the numbers drift is measured on."""
+    """What the model makes of a set of inputs: the numbers drift is measured on."""
 
-    texts: list[str]
+    inputs: list[str]  # texts, or image paths
     labels: list[str] | None  # true label names, when known
     predictions: list[str]
     confidences: np.ndarray
@@ -48,12 +48,12 @@ class Observed:
     sensitive: list[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.inputs)
 
     def subset(self, indices: list[int]) -> "Observed":
         pick = np.asarray(indices, dtype=int)
         return Observed(
-            [self.texts[i] for i in indices],
+            [self.inputs[i] for i in indices],
             [self.labels[i] for i in indices] if self.labels is not None else None,
             [self.predictions[i] for i in indices],
             self.confidences[pick],
@@ -74,17 +74,17 @@ class Observed:
 
 def observe(predictor, examples: list[dict[str, Any]], label_names: list[str]) -> Observed:
     """Run ``predictor`` over ``examples`` once, keeping predictions and embeddings."""
-    texts = [example["text"] for example in examples]
-    logits, embeddings = predictor.outputs(texts, embeddings=True)
+    inputs = [example[predictor.task.input_field] for example in examples]
+    logits, embeddings = predictor.outputs(inputs, embeddings=True)
     probabilities = softmax(logits)
     labelled = all(example.get("label") is not None for example in examples)
     carries_groups = all("sensitive" in example for example in examples)
     return Observed(
-        texts,
+        inputs,
         [label_names[example["label"]] for example in examples] if labelled else None,
         [label_names[i] for i in probabilities.argmax(axis=1)],
         probabilities.max(axis=1),
-        text_descriptors(texts, predictor.task.tokenizer),
+        describe(predictor.task, inputs),
         embeddings,
         [example["sensitive"] for example in examples] if carries_groups else None,
     )
@@ -102,7 +102,8 @@ def record_reference(evaluation, reference_size: int, seed: int) -> dict[str, An
         "splits": list(REFERENCE_SPLITS),
         "rows": len(observed),
         "label_names": evaluation.data.label_names,
-        "texts_sha256": hashlib.sha256("\n".join(observed.texts).encode()).hexdigest(),
+        "input_field": evaluation.predictor.task.input_field,
+        "inputs_sha256": hashlib.sha256("\n".join(observed.inputs).encode()).hexdigest(),
         "metrics": observed.metrics(),
         "prediction_distribution": distribution(observed.predictions, evaluation.data.label_names),
         "mean_confidence": float(observed.confidences.mean()),
@@ -110,11 +111,12 @@ def record_reference(evaluation, reference_size: int, seed: int) -> dict[str, An
         "embedding_dimensions": int(observed.embeddings.shape[1]),
     }
     folder = evaluation.run.folder.path / REFERENCE_DIR
+    field = summary["input_field"]
     rows = [
-        {"text": text, "label": label, "prediction": prediction, "confidence": float(confidence),
+        {field: value, "label": label, "prediction": prediction, "confidence": float(confidence),
          "descriptors": {name: float(values[i]) for name, values in observed.descriptors.items()}}
-        for i, (text, label, prediction, confidence) in enumerate(
-            zip(observed.texts, observed.labels or [None] * len(observed), observed.predictions, observed.confidences))
+        for i, (value, label, prediction, confidence) in enumerate(
+            zip(observed.inputs, observed.labels or [None] * len(observed), observed.predictions, observed.confidences))
     ]  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     save_file({"embeddings": torch.from_numpy(np.ascontiguousarray(observed.embeddings, dtype=np.float32))},
@@ -142,7 +144,7 @@ def load_reference(run_folder: Path) -> tuple[dict[str, Any], Observed]:
         raise RunFolderError(f"{folder}: rows.jsonl has {len(rows)} rows but embeddings.safetensors {len(embeddings)}")
     labelled = all(row["label"] is not None for row in rows)
     return summary, Observed(
-        [row["text"] for row in rows],
+        [row[summary["input_field"]] for row in rows],
         [row["label"] for row in rows] if labelled else None,
         [row["prediction"] for row in rows],
         np.asarray([row["confidence"] for row in rows]),
