@@ -208,6 +208,14 @@ def predict_outputs(
     return _input_order(torch.cat(logits), order), _input_order(torch.cat(pooled), order) if embed else None
 
 
+def input_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens a batch feeds the model: unmasked ones, or every one of packed rows (which
+    carry no mask); none for images."""
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    return int(batch["input_ids"].numel()) if "input_ids" in batch else 0
+
+
 def token_mean(output, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The last hidden state averaged over each example's tokens (padding left out)."""
     hidden = output.hidden_states[-1].float()
@@ -388,7 +396,7 @@ class Trainer:
                 scaled = loss_sum * scale
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             loss_total += loss_sum.item()
-            tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+            tokens += input_tokens(batch)
 
         mean_loss = all_reduce_sum(loss_total, self.context, self.device) / global_count
         if self.scaler:

@@ -18,7 +18,7 @@ from torch import nn
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
-from tunewright.plugins.methods.trained_weights import TrainedWeightsMethod, train_only_head
+from tunewright.plugins.methods.trained_weights import TrainedWeightsMethod, refuse_packing, train_only_head
 from tunewright.schema import MethodConfig
 
 
@@ -61,6 +61,7 @@ class PrefixTuned(nn.Module):
 
 class Prefix(TrainedWeightsMethod):
     def apply(self, model, task):
+        refuse_packing(task, "prefix")
         if task.input_field != "text":
             raise ConfigError(f"method=prefix extends a text model's attention cache; model={task.cfg.kind} reads "
                               f"{task.input_field}s. Use method=lora, ia3, adapter, freeze or full")  # fmt: skip

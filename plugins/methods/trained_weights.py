@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tunewright.checkpoint import CheckpointError, load_trainable_state, trainable_state, trained_tensors
+from tunewright.errors import ConfigError
 
 TRAINED_FILE = "trained.safetensors"
 
@@ -78,3 +79,11 @@ def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
 
     names = block_classes(model)
     return [module for module in model.modules() if type(module).__name__ in names]
+
+
+def refuse_packing(task, method: str) -> None:
+    """Virtual tokens and prefixes sit before the input, so only the first of several
+    packed examples would see them: such methods train unpacked."""
+    if getattr(task.cfg, "packing", False):
+        raise ConfigError(f"method={method} adds virtual tokens before the input, which only the first packed "
+                          "example would see; set model.packing=false")  # fmt: skip

@@ -5,6 +5,10 @@ works too, its label name being the response (the model learns to answer with it
 The prompt goes through the tokenizer's chat template when it has one
 (``model.use_chat_template``), else through ``model.prompt_template``; the loss
 covers only the response tokens and the end-of-sequence token appended to them.
+With ``model.packing=true`` a batch's examples are laid end to end in rows of up to
+``model.max_length`` tokens, with position ids restarting at each example: transformers
+then builds a block-diagonal causal mask, so no example attends to another (checked
+on the loaded model, which is refused if it does not isolate them).
 Evaluation reports loss, perplexity and next-token accuracy on the responses; the
 test split is also answered by greedy generation and scored by exact match and
 ROUGE-L (computed here, no extra dependency).
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 
 from tunewright import hookimpl
-from tunewright.errors import DataError
+from tunewright.errors import ConfigError, DataError
 from tunewright.plugins.models.text_task import HubTextTask
 from tunewright.schema import ModelConfig
 from tunewright.trainer import autocast, length_sorted_order, to_device
@@ -37,6 +41,7 @@ class CausalLMConfig(ModelConfig):
     use_chat_template: bool = True
     max_new_tokens: int = 32  # generated tokens per test answer
     generate_test_examples: int = 200  # test prompts answered by generation (exact match); 0: none
+    packing: bool = False  # lay a batch's examples end to end in rows of max_length: less padding
 
 
 class CausalLM(HubTextTask):
@@ -58,7 +63,26 @@ class CausalLM(HubTextTask):
 
         model = self.load_with(AutoModelForCausalLM, source, **options)
         model.config.pad_token_id = self.tokenizer.pad_token_id
+        if self.cfg.packing:
+            # A forward pass that builds a cache takes the plain causal mask; training needs
+            # none (generation asks for one itself).
+            model.config.use_cache = False
+            self._check_packing_isolation(model)
         return model
+
+    def _check_packing_isolation(self, model) -> None:
+        """Packed rows rely on the model turning restarted position ids into separate
+        attention blocks; a model that does not would let examples see each other."""
+        first, second = list(range(1, 4)), list(range(4, 7))
+        model_was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            packed = model(input_ids=torch.tensor([first + second]), position_ids=torch.tensor([[0, 1, 2, 0, 1, 2]])).logits
+            alone = model(input_ids=torch.tensor([second]), position_ids=torch.tensor([[0, 1, 2]])).logits
+        model.train(model_was_training)
+        if not torch.allclose(packed[0, 3:].float(), alone[0].float(), atol=1e-4, rtol=1e-3):
+            raise ConfigError(f"model.packing=true: {type(model).__name__} lets packed examples attend to each other "
+                              "(it ignores restarted position ids); set model.packing=false")  # fmt: skip
 
     def _identity(self) -> dict[str, Any]:
         return {**super()._identity(), "prompt": self.cfg.prompt_template, "chat": self.cfg.use_chat_template}
@@ -107,7 +131,10 @@ class CausalLM(HubTextTask):
         return features
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Right-pad to the longest example; padded labels are ignored by the loss."""
+        """Right-pad to the longest example; padded labels are ignored by the loss.
+        With ``model.packing``, labelled examples are packed instead (:meth:`packed`)."""
+        if self.cfg.packing and all("labels" in f for f in features):
+            return self.packed(features)
         width = max(len(f["input_ids"]) for f in features)
         pad = self.tokenizer.pad_token_id
         batch = {
@@ -117,6 +144,28 @@ class CausalLM(HubTextTask):
         if all("labels" in f for f in features):
             batch["labels"] = torch.tensor([f["labels"] + [IGNORE] * (width - len(f["labels"])) for f in features])
         return batch
+
+    def packed(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Examples laid end to end in rows of at most ``model.max_length`` tokens (first
+        fit, in order). Position ids restart at each example, and there is no attention
+        mask: transformers derives a block-diagonal causal mask from the position ids.
+        An example's first token is never a target (the one before it belongs to
+        another example); the padding ending a row is one more block, never a target."""
+        rows: list[list[dict[str, Any]]] = []
+        for feature in features:
+            row = next((r for r in rows if sum(len(f["input_ids"]) for f in r) + len(feature["input_ids"]) <= self.cfg.max_length), None)
+            if row is None:
+                rows.append([feature])
+            else:
+                row.append(feature)
+        width = max(sum(len(f["input_ids"]) for f in row) for row in rows)
+        ids, positions, labels = [], [], []
+        for row in rows:
+            pad = width - sum(len(f["input_ids"]) for f in row)
+            ids.append([t for f in row for t in f["input_ids"]] + [self.tokenizer.pad_token_id] * pad)
+            positions.append([p for f in row for p in range(len(f["input_ids"]))] + list(range(pad)))
+            labels.append([t for f in row for t in [IGNORE, *f["labels"][1:]]] + [IGNORE] * pad)
+        return {"input_ids": torch.tensor(ids), "position_ids": torch.tensor(positions), "labels": torch.tensor(labels)}
 
     @staticmethod
     def targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:

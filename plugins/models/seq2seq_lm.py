@@ -33,6 +33,12 @@ class Seq2SeqLM(CausalLM):
 
     peft_task_type = "SEQ_2_SEQ_LM"
 
+    def __init__(self, cfg: Seq2SeqLMConfig):
+        if cfg.packing:
+            raise ConfigError("model.packing=true is for decoders (model=causal_lm); an encoder-decoder reads "
+                              "each prompt whole")  # fmt: skip
+        super().__init__(cfg)
+
     def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
         from transformers import AutoModelForSeq2SeqLM
 
