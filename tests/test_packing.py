@@ -56,14 +56,12 @@ def test_packed_rows_reproduce_each_example_alone(decoder):
     assert packed_task.loss_count(packed) == plain_task.loss_count(plain)
     torch.testing.assert_close(packed_task.loss_sum(packed_logits, packed), plain_task.loss_sum(plain_logits, plain),
                                atol=1e-4, rtol=1e-4)  # fmt: skip
-    # Each example's logits, found where it was packed, equal its logits alone.
-    row_of, offset = [], {}
-    for row, positions in enumerate(packed["position_ids"].tolist()):
-        starts = [i for i, p in enumerate(positions) if p == 0]
-        row_of += [(row, start) for start in starts]
+    # Each example's logits, found where it was packed (a block starts where positions restart), equal its logits alone.
+    blocks = [(row, start) for row, positions in enumerate(packed["position_ids"].tolist())
+              for start, position in enumerate(positions) if position == 0]  # fmt: skip
     for index, feature in enumerate(features):
-        row, start = row_of[index]
         length = len(feature["input_ids"])
+        row, start = next((r, s) for r, s in blocks if packed["input_ids"][r, s : s + length].tolist() == feature["input_ids"])
         torch.testing.assert_close(packed_logits[row, start : start + length], plain_logits[index, :length], atol=1e-4, rtol=1e-4)
         assert packed["labels"][row, start].item() == IGNORE
 
