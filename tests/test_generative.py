@@ -36,7 +36,7 @@ def test_sft_on_a_labelled_dataset_answers_with_label_names(tiny_gpt2, tmp_path,
     assert main(["train", *overrides]) == 0
     run = tmp_path / "sft"
     results = json.loads((run / "results.json").read_text())
-    assert set(results["test"]) == {"loss", "perplexity", "token_accuracy", "exact_match", "rouge_l"}
+    assert set(results["test"]) == {"loss", "perplexity", "token_accuracy", "exact_match", "rouge_l", "chrf"}
     assert results["test"]["perplexity"] == pytest.approx(2.718281828 ** results["test"]["loss"], rel=1e-6)
     assert "test exact match:" in capsys.readouterr().out
 
@@ -90,8 +90,17 @@ def test_chat_messages_train_on_the_last_answer_and_bad_conversations_fail_clear
         _jsonl(config).load()
 
 
+def test_chrf_matches_sacrebleu():
+    """Values sacreBLEU 2 gives (corpus_chrf and sentence_chrf, default settings, /100)."""
+    from tunewright.plugins.models.text_metrics import chrf
+
+    assert chrf(["the cat sat on the mat", "hello there"], ["the cat is on the mat", "hello world"]) == pytest.approx(0.5291454885)
+    assert chrf(["the cat sat on the mat"], ["the cat is on the mat"]) == pytest.approx(0.6457794206)
+    assert chrf(["identical"], ["identical"]) == pytest.approx(1.0) and chrf(["abc"], ["xyz"]) == 0.0
+
+
 def test_rouge_l_is_the_longest_common_subsequence_f1():
-    from tunewright.plugins.models.causal_lm import rouge_l
+    from tunewright.plugins.models.text_metrics import rouge_l
 
     assert rouge_l("the cat sat on the mat", "the cat sat on the mat") == 1.0
     assert rouge_l("the cat was on the mat", "the cat sat on the mat") == pytest.approx(5 / 6)  # LCS 5 of 6 each way
@@ -123,7 +132,7 @@ def test_seq2seq_summarises_with_an_encoder_decoder(tmp_path):
     assert main(["train", *overrides]) == 0
     run = tmp_path / "notes"
     results = json.loads((run / "results.json").read_text())
-    assert {"loss", "perplexity", "token_accuracy", "exact_match", "rouge_l"} == set(results["test"])
+    assert {"loss", "perplexity", "token_accuracy", "exact_match", "rouge_l", "chrf"} == set(results["test"])
     rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(isinstance(row["prediction"]["response"], str) for row in rows)
     answers = tunewright.load_run(run).predict([row["text"] for row in rows])

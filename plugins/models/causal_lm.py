@@ -10,8 +10,8 @@ With ``model.packing=true`` a batch's examples are laid end to end in rows of up
 then builds a block-diagonal causal mask, so no example attends to another (checked
 on the loaded model, which is refused if it does not isolate them).
 Evaluation reports loss, perplexity and next-token accuracy on the responses; the
-test split is also answered by greedy generation and scored by exact match and
-ROUGE-L (computed here, no extra dependency).
+test split is also answered by greedy generation and scored by exact match, ROUGE-L
+and chrF (computed here, no extra dependency: :mod:`.text_metrics`).
 Generated answers are text, not class probabilities, so the bias audits and drift
 monitors (which need class probabilities) do not apply to this task yet.
 """
@@ -28,6 +28,7 @@ import torch
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
+from tunewright.plugins.models.text_metrics import chrf, rouge_l
 from tunewright.plugins.models.text_task import HubTextTask
 from tunewright.schema import ModelConfig
 from tunewright.trainer import autocast, length_sorted_order, to_device
@@ -244,26 +245,8 @@ class CausalLM(HubTextTask):
         return rows, {
             "exact_match": float(np.mean([a.strip().lower() == t.strip().lower() for a, t in zip(answers, truths)])),
             "rouge_l": float(np.mean([rouge_l(a, t) for a, t in zip(answers, truths)])),
+            "chrf": chrf(answers, truths),
         }
-
-
-def rouge_l(candidate: str, reference: str) -> float:
-    """ROUGE-L F1 (Lin, 2004) over lower-cased whitespace tokens: the longest common
-    subsequence's precision and recall, harmonically averaged."""
-    a, b = candidate.lower().split(), reference.lower().split()
-    if not a or not b:
-        return float(a == b)
-    previous = [0] * (len(b) + 1)
-    for token in a:
-        current = [0]
-        for j, other in enumerate(b, start=1):
-            current.append(previous[j - 1] + 1 if token == other else max(previous[j], current[j - 1]))
-        previous = current
-    common = previous[-1]
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(a), common / len(b)
-    return 2 * precision * recall / (precision + recall)
 
 
 def _own_positions(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
