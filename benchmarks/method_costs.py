@@ -7,6 +7,7 @@ the bundled reviews, max length 64) and read the process's peak RSS.
 
     python benchmarks/method_costs.py                 # both models: the tables in docs/methods.md
     python benchmarks/method_costs.py --model tiny    # seconds
+    python benchmarks/method_costs.py --model vit     # a tiny ViT on 16 images
 
 Nothing else should run meanwhile: on 2 cores a second job halves every figure.
 """
@@ -26,6 +27,8 @@ from pathlib import Path
 METHODS = {"full": {}, "freeze": {"top_k": 2}, "lora": {}, "ia3": {}, "prompt": {}, "prefix": {},
            "adapter": {"placement": "houlsby"}, "adapter_pfeiffer": {"placement": "pfeiffer"}}  # fmt: skip
 STEPS, BATCH = 10, 16
+IMAGES_DIR = "benchmark_images"  # beside a vision model: its batch
+TEXT_ONLY = {"prompt", "prefix"}  # they extend a text input (refused for images)
 
 
 def measure(model: str, name: str) -> dict:
@@ -34,14 +37,13 @@ def measure(model: str, name: str) -> dict:
     from omegaconf import OmegaConf
 
     from tunewright.plugin_manager import get_plugins
-    from tunewright.plugins.datasets.ecommerce_reviews import DATA, DOMAIN_FILES
-    from tunewright.readers import read_separated_lines
 
     torch.manual_seed(0)
     plugins = get_plugins()
+    images = Path(model, IMAGES_DIR)
     task = plugins.registries["models"].build(OmegaConf.create(
-        {"kind": "sequence_classification", "name_or_path": model, "max_length": 64, "trust_remote_code": False,
-         "revision": None}))  # fmt: skip
+        {"kind": "image_classification" if images.is_dir() else "sequence_classification", "name_or_path": model,
+         "max_length": 64, "trust_remote_code": False, "revision": None}))  # fmt: skip
     kind = name.split("_")[0]
     schema = plugins.registries["methods"].get(kind).schema
     method = plugins.registries["methods"].build(OmegaConf.structured(schema(kind=kind, **METHODS[name])))
@@ -51,8 +53,7 @@ def measure(model: str, name: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         method.save(network, Path(tmp))
         saved = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
-    rows = list(read_separated_lines(DATA / DOMAIN_FILES["amazon"], "\t"))[:BATCH]
-    batch = task.collate(task.encode([{"text": t, "label": int(label)} for _, t, label in rows]))
+    batch = task.collate(task.encode(batch_examples(images)))
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-4)
     network.train()
@@ -65,6 +66,34 @@ def measure(model: str, name: str) -> dict:
     seconds = (time.perf_counter() - start) / STEPS
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"trainable": trainable, "total": total, "saved_mb": saved / 2**20, "step_s": seconds, "peak_mb": peak}
+
+
+def batch_examples(images: Path) -> list[dict]:
+    """The first ``BATCH`` review sentences, or the images beside a vision model."""
+    if images.is_dir():
+        return [{"image": str(path), "label": i % 2} for i, path in enumerate(sorted(images.iterdir())[:BATCH])]
+    from tunewright.plugins.datasets.ecommerce_reviews import DATA, DOMAIN_FILES
+    from tunewright.readers import read_separated_lines
+
+    rows = list(read_separated_lines(DATA / DOMAIN_FILES["amazon"], "\t"))[:BATCH]
+    return [{"text": t, "label": int(label)} for _, t, label in rows]
+
+
+def tiny_vit(directory: Path) -> str:
+    """A random ViT (4 layers, width 64, 32-pixel input) and ``BATCH`` random 48-pixel images."""
+    import numpy as np
+    from PIL import Image
+    from transformers import ViTConfig, ViTModel
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    ViTModel(ViTConfig(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                       intermediate_size=128)).save_pretrained(directory)  # fmt: skip
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(directory)
+    rng = np.random.default_rng(0)
+    (directory / IMAGES_DIR).mkdir()
+    for i in range(BATCH):
+        Image.fromarray(rng.integers(0, 255, size=(48, 48, 3), dtype=np.uint8)).save(directory / IMAGES_DIR / f"{i:02d}.png")
+    return str(directory)
 
 
 def tiny_model(directory: Path) -> str:
@@ -82,22 +111,29 @@ def tiny_model(directory: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["tiny", "default", "both"], default="both")
+    parser.add_argument("--model", choices=["tiny", "default", "vit", "both"], default="both",
+                        help="both: the tiny and the default text model")  # fmt: skip
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(measure(*args.worker)))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"tiny (BERT, 4 layers, width 64)": tiny_model(Path(tmp)),
-                  "default (all-MiniLM-L6-v2)": "embedded:all-MiniLM-L6-v2"}  # fmt: skip
-        for title, model in models.items():
-            if args.model != "both" and not title.startswith(args.model):
+        builders = {"tiny (BERT, 4 layers, width 64)": lambda: tiny_model(Path(tmp, "bert")),
+                    "default (all-MiniLM-L6-v2)": lambda: "embedded:all-MiniLM-L6-v2",
+                    "vit (ViT, 4 layers, width 64, 32-pixel images)": lambda: tiny_vit(Path(tmp, "vit"))}  # fmt: skip
+        wanted = ("tiny", "default") if args.model == "both" else (args.model,)
+        for title, build in builders.items():
+            if not title.startswith(wanted):
                 continue
-            print(f"\n{title}: {STEPS} steps of {BATCH} sentences, max length 64, 2 CPU cores\n")
+            model = build()
+            inputs = "images" if title.startswith("vit") else "sentences, max length 64"
+            print(f"\n{title}: {STEPS} steps of {BATCH} {inputs}, 2 CPU cores\n")
             print("| method | trainable | share | saved (MB) | s/step | peak RSS (MB) |")
             print("|---|---|---|---|---|---|")
             for name in METHODS:
+                if title.startswith("vit") and name in TEXT_ONLY:
+                    continue
                 out = subprocess.run([sys.executable, __file__, "--worker", model, name], capture_output=True, text=True, check=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"| {name} | {r['trainable']:,} | {r['trainable'] / r['total']:.2%} | {r['saved_mb']:.2f} "

@@ -38,3 +38,41 @@ def test_readme_gives_the_two_commands_ci_runs():
     test_command = "bash scripts/setup.sh && .venv/bin/python -m pytest"
     assert test_command in readme and test_command in ci
     assert "bash scripts/setup.sh && .venv/bin/tunewright train" in readme
+
+
+def documented_train_commands() -> list[tuple[str, list[str]]]:
+    """Every ``tunewright train`` command in a code block of the method and model pages,
+    continuation lines joined, as (page, overrides)."""
+    import shlex
+
+    commands = []
+    for page in sorted([DOCS / "methods.md", *(DOCS / "methods").glob("*.md"), *(DOCS / "models").glob("*.md")]):
+        text = page.read_text(encoding="utf-8").replace("\\\n", " ")
+        for block in text.split("```")[1::2]:
+            for line in block.splitlines():
+                if line.strip().startswith("tunewright train"):
+                    words = shlex.split(line, comments=True)
+                    commands.append((page.name, words[2:]))
+    return commands
+
+
+@pytest.mark.parametrize(("page", "overrides"), documented_train_commands())
+def test_documented_train_commands_compose(page, overrides):
+    """The commands the docs give are accepted as written: every group option and key
+    exists and every value fits its schema."""
+    from tunewright.config import compose_config
+    from tunewright.plugin_manager import get_plugins
+
+    assert compose_config(overrides, get_plugins()) is not None
+
+
+def test_every_method_and_model_has_a_page():
+    from tunewright.plugin_manager import get_plugins
+
+    registries = get_plugins().registries
+    pages = {path.stem for path in (DOCS / "methods").glob("*.md")} | {path.stem for path in (DOCS / "models").glob("*.md")}
+    overview = (DOCS / "methods.md").read_text(encoding="utf-8")
+    for name in registries["methods"].names():
+        assert name in pages, f"docs/methods/{name}.md is missing"
+    for name in registries["models"].names():
+        assert f"`{name}`" in overview, f"docs/methods.md does not list model={name}"
