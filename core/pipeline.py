@@ -105,7 +105,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
         features = {split: encode_cached(task, examples, cfg.paths.cache_dir) for split, examples in data.splits.items()}
         if run.is_main_process:
             run.folder.write_config(cfg)
-            _write_manifest(run, data)
+            _write_manifest(run, data, task)
             card = data_card(cfg.data.kind, data, cleaning, list(cfg.data.sensitive_columns))
             run.folder.write_json("data_card.json", card)
             atomic_write_text(run.folder.path / "data_card.md", data_card_markdown(card))
@@ -300,8 +300,9 @@ def _git_revision(directory: Path) -> dict[str, Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def _write_manifest(run: Run, data: DomainData) -> None:
-    """What reproduces this run: config hash, data hashes, versions, seed, hardware."""
+def _write_manifest(run: Run, data: DomainData, task) -> None:
+    """What reproduces this run: config hash, data hashes, versions, seed, hardware; and
+    what the model card says of the task (its Hugging Face pipeline tag, its input)."""
     resolved = OmegaConf.to_yaml(run.config, resolve=True)
     run.folder.write_json(
         "manifest.json",
@@ -309,6 +310,8 @@ def _write_manifest(run: Run, data: DomainData) -> None:
             "run_id": run.run_id,
             "config_sha256": hashlib.sha256(resolved.encode()).hexdigest(),
             "data_sources": data.sources,
+            "task": {"kind": run.config.model.kind, "pipeline_tag": getattr(task, "pipeline_tag", "text-classification"),
+                     "input_field": task.input_field},  # fmt: skip
             "git": _git_revision(Path.cwd()),
             "seed": run.config.seed,
             "world_size": run.world_size,

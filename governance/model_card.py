@@ -56,7 +56,7 @@ def render_model_card(run_folder: RunFolder) -> str:
         _drift(records["reference"], records["drift"], folder),
         _training_details(cfg, records),
         _limitations(cfg, records),
-        _how_to_use(cfg, folder),
+        _how_to_use(cfg, records, folder),
     ]
     title = f"# {base_model_id(cfg)} fine-tuned with {cfg['method']['kind']} on {cfg['data']['kind']}"
     return f"---\n{yaml.safe_dump(_header(cfg, records, folder), sort_keys=False)}---\n\n{title}\n\n" + "\n\n".join(sections) + "\n"
@@ -72,19 +72,19 @@ def _header(cfg: dict[str, Any], records: dict[str, Any], folder: Path) -> dict[
     named = {"accuracy": {"type": "accuracy"}, "f1_macro": {"type": "f1", "name": "macro-F1"},
              "exact_match": {"type": "exact_match"}, "perplexity": {"type": "perplexity"}}  # fmt: skip
     metrics = [{**named[key], "value": round(test[key], 4)} for key in named if key in test]
-    generative = cfg["model"]["kind"] == "causal_lm"
+    pipeline_tag = task_record(cfg, records)["pipeline_tag"]
     header = {
         "base_model": base_model_id(cfg),
         "library_name": "peft" if (folder / "model" / "adapter_config.json").is_file() else "transformers",
         "license": cfg["card"]["license"] or "other",
         "datasets": [cfg["data"]["kind"]],
         "metrics": [m["type"] for m in metrics],
-        "pipeline_tag": "text-generation" if generative else "text-classification",
+        "pipeline_tag": pipeline_tag,
         "tags": ["tunewright", cfg["method"]["kind"], cfg["data"]["kind"], *cfg["card"]["tags"]],
         "model-index": [{
             "name": records["results"].get("run_id") or cfg["paths"]["run_id"] or "tunewright-run",
             "results": [{
-                "task": {"type": "text-generation" if generative else "text-classification"},
+                "task": {"type": pipeline_tag},
                 "dataset": {"name": cfg["data"]["kind"], "type": cfg["data"]["kind"], "split": "test"},
                 "metrics": metrics,
             }],
@@ -93,14 +93,27 @@ def _header(cfg: dict[str, Any], records: dict[str, Any], folder: Path) -> dict[
     return header
 
 
+def task_record(cfg: dict[str, Any], records: dict[str, Any]) -> dict[str, str]:
+    """The task as the manifest records it (``pipeline_tag``, ``input_field``); for runs
+    from before it did, what their model kind implies."""
+    recorded = records["manifest"].get("task")
+    if recorded:
+        return recorded
+    generative = cfg["model"]["kind"] in ("causal_lm", "seq2seq_lm")
+    return {"kind": cfg["model"]["kind"], "pipeline_tag": "text-generation" if generative else "text-classification",
+            "input_field": "text"}  # fmt: skip
+
+
 def _model_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
     train = records["results"].get("train") or {}
     labels = records["data"].get("label_names") or []
     manifest = records["manifest"]
+    reads_text = task_record(cfg, records)["input_field"] == "text"
+    length = f", max length {cfg['model']['max_length']} tokens" if reads_text else ""
     lines = [
         "## Model details",
         "",
-        f"- Base model: `{base_model_id(cfg)}` (task `{cfg['model']['kind']}`, max length {cfg['model']['max_length']} tokens)",
+        f"- Base model: `{base_model_id(cfg)}` (task `{cfg['model']['kind']}`{length})",
         f"- Method: `{cfg['method']['kind']}`"
         + (f"; {train['trainable_parameters']:,} of {train['total_parameters']:,} parameters trained "
            f"({train['trainable_parameters'] / max(train['total_parameters'], 1):.2%})" if train else ""),
@@ -177,9 +190,10 @@ def _bias(bias: dict[str, Any] | None) -> str:
 def _drift(reference: dict[str, Any] | None, reports: list[dict[str, Any]], folder: Path) -> str:
     if reference is None:
         return "## Drift baseline and monitoring\n\nNo drift reference was recorded (`monitor=none`)."
+    inputs = "images" if reference.get("input_field") == "image" else "texts"
     lines = [
         "## Drift baseline and monitoring", "",
-        f"The reference profile holds {reference['rows']} held-out texts with their descriptors, embeddings and "
+        f"The reference profile holds {reference['rows']} held-out {inputs} with their descriptors, embeddings and "
         f"predictions (`reports/drift_reference/`). Check new data against it with:", "",
         f"    tunewright monitor run={folder} data=csv data.path=<new batch>.csv", "",
     ]  # fmt: skip
@@ -203,7 +217,9 @@ def _training_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
     lines += [f"| method.{k} | {v} |" for k, v in method.items()]
     lines += [f"| seed | {cfg['seed']} |", f"| processes | {manifest.get('world_size', 1)} |", f"| hardware | {hardware} |"]
     if train:
-        lines += [f"| training time | {train['wall_seconds']:.1f} s, {train['steps']} steps, {train['tokens_per_second']:.0f} tokens/s |"]
+        speed = (f"{train['tokens_per_second']:.0f} tokens/s" if train["tokens_per_second"]
+                 else f"{train['samples_per_second']:.1f} examples/s")  # fmt: skip
+        lines += [f"| training time | {train['wall_seconds']:.1f} s, {train['steps']} steps, {speed} |"]
     return "\n".join(lines)
 
 
@@ -215,18 +231,23 @@ def _limitations(cfg: dict[str, Any], records: dict[str, Any]) -> str:
     lines += [
         f"- Trained on {rows.get('train', '?')} examples and tested on {rows.get('test', '?')}: "
         "figures on other data will differ; monitor new data for drift.",
-        f"- Texts longer than {cfg['model']['max_length']} tokens are truncated.",
         f"- It predicts only its labels ({', '.join(records['data'].get('label_names') or [])}); any input gets one of them.",
-        "- The bias audits probe English templates and a fixed set of identity terms and names: passing them "
-        "is evidence, not proof, of fair behaviour on your population.",
-    ]  # fmt: skip
+    ]
+    if task_record(cfg, records)["input_field"] == "text":
+        lines += [f"- Texts longer than {cfg['model']['max_length']} tokens are truncated.",
+                  "- The bias audits probe English templates and a fixed set of identity terms and names: passing them "
+                  "is evidence, not proof, of fair behaviour on your population."]  # fmt: skip
+    else:
+        lines += ["- Images are resized and normalised by the checkpoint's image processor; the text bias probes do not "
+                  "apply to an image model, so only group metrics (from sensitive columns) can audit it."]  # fmt: skip
     return "\n".join(lines)
 
 
-def _how_to_use(cfg: dict[str, Any], folder: Path) -> str:
+def _how_to_use(cfg: dict[str, Any], records: dict[str, Any], folder: Path) -> str:
+    example = {"image": "photo.jpg", "text": '"text to classify"'}[task_record(cfg, records)["input_field"]]
     return "\n".join([
         "## How to use", "",
-        f"    tunewright predict run={folder} \"text to classify\"", "",
+        f"    tunewright predict run={folder} {example}", "",
         "or, in Python, `tunewright.load_run(\"<run folder>\").predict([...])`. "
         "`tunewright export` writes a plain Hugging Face directory with this card as its README.",
     ])  # fmt: skip

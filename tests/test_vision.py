@@ -125,6 +125,9 @@ def test_image_run_trains_reloads_and_predicts(photos, vision_models, tmp_path, 
     assert main(["predict", f"run={run}", rows[0]["image"]]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["image"] == rows[0]["image"] and printed["label"] == rows[0]["prediction"]["label"]
+    card = (run / "MODEL_CARD.md").read_text()
+    tag = "zero-shot-image-classification" if model_kind == "clip" else "image-classification"
+    assert f"pipeline_tag: {tag}" in card and "held-out images" in card and "predict run=" in card and "photo.jpg" in card
 
 
 def test_group_audit_runs_on_image_predictions(vision_models, tmp_path):

@@ -48,6 +48,7 @@ class CausalLMConfig(ModelConfig):
 class CausalLM(HubTextTask):
     """A decoder trained to answer prompts: ``{"text", "response"}`` examples in, text out."""
 
+    pipeline_tag = "text-generation"  # the Hugging Face task the model card names
     peft_task_type = "CAUSAL_LM"
     head_is_new = False  # the language-model head is pre-trained (and often tied to the embeddings)
     class_probabilities = False  # no audits or drift monitors for generated text yet

@@ -54,6 +54,7 @@ def label_scoring_clip():
 class Clip(ImageClassification):
     """Images scored against one text prompt per label."""
 
+    pipeline_tag = "zero-shot-image-classification"  # the Hugging Face task the model card names
     head_is_new = False  # the label prompts are the head, and CLIP already scores them
     head_modules = []
 

@@ -23,6 +23,7 @@ from tunewright.plugins.models.hub_task import HubTask
 class ImageClassification(ClassificationObjective, HubTask):
     """An image classifier: ``{"image", "label"}`` examples in, labels with probabilities out."""
 
+    pipeline_tag = "image-classification"  # the Hugging Face task the model card names
     input_field = "image"
     peft_task_type = None  # PEFT has no image task type; the head is saved through head_modules
     head_modules = ["classifier"]  # transformers' name for every image classification head

@@ -31,6 +31,7 @@ class Seq2SeqLMConfig(CausalLMConfig):
 class Seq2SeqLM(CausalLM):
     """An encoder reads the prompt, a decoder writes the response."""
 
+    pipeline_tag = "text2text-generation"  # the Hugging Face task the model card names
     peft_task_type = "SEQ_2_SEQ_LM"
 
     def __init__(self, cfg: Seq2SeqLMConfig):

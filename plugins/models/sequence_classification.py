@@ -20,6 +20,7 @@ from tunewright.plugins.models.text_task import HubTextTask
 class SequenceClassification(ClassificationObjective, HubTextTask):
     """A text classifier: ``{"text", "label"}`` examples in, labels with probabilities out."""
 
+    pipeline_tag = "text-classification"  # the Hugging Face task the model card names
     peft_task_type = "SEQ_CLS"  # PEFT trains and saves the head along with the adapter
 
     def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
