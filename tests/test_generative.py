@@ -137,3 +137,4 @@ def test_seq2seq_summarises_with_an_encoder_decoder(tmp_path):
     assert len(rows) == 3 and all(isinstance(row["prediction"]["response"], str) for row in rows)
     answers = tunewright.load_run(run).predict([row["text"] for row in rows])
     assert [a["response"] for a in answers] == [r["prediction"]["response"] for r in rows]
+    assert "pipeline_tag: text2text-generation" in (run / "MODEL_CARD.md").read_text()
