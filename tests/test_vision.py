@@ -172,3 +172,20 @@ def test_image_drift_reference_and_monitor(photos, vision_models, tmp_path, caps
         verdicts[name] = report["windows"][0]["layers"]["descriptors"]
     assert not verdicts["same"]["drifted"], verdicts["same"]
     assert verdicts["shifted"]["drifted"] and {"width", "brightness"} <= set(verdicts["shifted"]["drifted_columns"])
+
+
+def test_image_run_under_ddp_on_two_processes(photos, vision_models, tmp_path):
+    """Image batches are decoded per rank: two Gloo processes train one run folder, and
+    the saved model reloads to the predictions rank 0 recorded."""
+    import subprocess
+    import sys
+
+    overrides = run_overrides("image_classification", vision_models["vit"], tmp_path, "data=image_folder",
+                              f"data.path={photos}", "trainer=ddp", "trainer.nproc_per_node=2", "audit=none")  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "tunewright", "train", *overrides], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "r"
+    assert json.loads((run / "manifest.json").read_text())["world_size"] == 2
+    rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    predicted = tunewright.load_run(run).predict([row["image"] for row in rows])
+    assert [p["label"] for p in predicted] == [row["prediction"]["label"] for row in rows]
