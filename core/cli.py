@@ -126,12 +126,14 @@ def summary(results: dict, cfg) -> str:
         )
     test, fit = results["test"], results["train"]
     share = fit["trainable_parameters"] / max(fit["total_parameters"], 1)
-    titles = {"f1_macro": "macro-F1", "token_accuracy": "token accuracy", "exact_match": "exact match"}
+    titles = {"f1_macro": "macro-F1", "token_accuracy": "token accuracy", "exact_match": "exact match",
+              "rouge_l": "ROUGE-L", "chrf": "chrF", "entity_f1": "entity F1", "entity_precision": "entity precision",
+              "entity_recall": "entity recall"}  # fmt: skip
     return "\n".join(
         [
             f"run folder:           {Path(cfg.paths.runs_dir) / results['run_id']}",
             f"trainable parameters: {fit['trainable_parameters']:,} of {fit['total_parameters']:,} ({share:.2%})",
-            *(f"{'test ' + titles.get(name, name) + ':':<22}{value:.4f}" for name, value in test.items()),
+            *(f"{'test ' + titles.get(name, name) + ':':<21} {value:.4f}" for name, value in test.items()),
             f"wall time:            {fit['wall_seconds']:.1f} s training, "
             + (f"{fit['tokens_per_second']:.0f} tokens/s" if fit["tokens_per_second"] else f"{fit['samples_per_second']:.1f} examples/s"),
             *audit_lines(results.get("audits") or {}),

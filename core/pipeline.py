@@ -150,12 +150,13 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
 
 
 def _require_labelled_classes(data: DomainData) -> None:
-    """A classifier trains on labels of two or more classes (a monitored batch may hold
-    one, so the loaders do not check this)."""
+    """A classifier trains on labels (or per-word tags) of two or more classes (a
+    monitored batch may hold one, so the loaders do not check this)."""
     sources = ", ".join(source["path"] for source in data.sources) or "the data"
-    if any(example.get("label") is None for example in data.splits["train"]):
+    train = data.splits["train"]
+    if any(example.get("label") is None and "tags" not in example for example in train):
         raise DataError(f"{sources}: the training data has no labels (data.label_column=null is for tunewright monitor)")
-    present = {example["label"] for example in data.splits["train"]}
+    present = {label for example in train for label in example.get("tags") or [example["label"]]}
     if len(present) < 2:
         only = ", ".join(repr(data.label_names[label]) for label in present) or "none"
         raise DataError(f"{sources}: the training labels hold a single class ({only}); a classifier needs two or more")

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.models.sequence_classification",
     "tunewright.plugins.models.causal_lm",
     "tunewright.plugins.models.seq2seq_lm",
+    "tunewright.plugins.models.token_classification",
     "tunewright.plugins.models.image_classification",
     "tunewright.plugins.models.clip",
     "tunewright.plugins.methods.full",

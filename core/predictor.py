@@ -44,12 +44,13 @@ class Predictor:
 
     def predict(self, inputs: list[str]) -> list[dict[str, Any]]:
         """``[{"label": name, "probabilities": {name: p, ...}}, ...]``, one per text (or
-        image path); a generative task answers ``[{"response": text}, ...]``."""
+        image path); a generative task answers ``[{"response": text}, ...]``, a tagger
+        ``[{"words", "tags", "entities"}, ...]``."""
         if isinstance(inputs, str):
             inputs = [inputs]
-        generate = getattr(self.task, "generate", None)
-        if generate is not None:
-            return [{"response": answer} for answer in generate(self.model, inputs, self.device)]
+        own = getattr(self.task, "predict_inputs", None)  # a task whose answers are not one label per input
+        if own is not None:
+            return own(self.model, inputs, self.device)
         return self.task.predictions(self.outputs(inputs)[0], self.label_names)
 
 

@@ -25,7 +25,7 @@ VERSION = 1
 def cache_key(task, examples: list[dict[str, Any]]) -> str:
     digest = hashlib.sha256(json.dumps({"version": VERSION, "task": task.cache_identity()}, sort_keys=True).encode())
     for example in examples:
-        fields = {k: v for k, v in example.items() if k in ("text", "text_pair", "label", "response", "messages")}
+        fields = {k: v for k, v in example.items() if k in ("text", "text_pair", "label", "response", "messages", "words", "tags")}
         digest.update(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()
 

@@ -234,9 +234,12 @@ def _limitations(cfg: dict[str, Any], records: dict[str, Any]) -> str:
         f"- It predicts only its labels ({', '.join(records['data'].get('label_names') or [])}); any input gets one of them.",
     ]
     if task_record(cfg, records)["input_field"] == "text":
-        lines += [f"- Texts longer than {cfg['model']['max_length']} tokens are truncated.",
-                  "- The bias audits probe English templates and a fixed set of identity terms and names: passing them "
-                  "is evidence, not proof, of fair behaviour on your population."]  # fmt: skip
+        lines.append(f"- Texts longer than {cfg['model']['max_length']} tokens are truncated.")
+        if records["bias"]:
+            lines.append("- The bias audits probe English templates and a fixed set of identity terms and names: passing "
+                         "them is evidence, not proof, of fair behaviour on your population.")  # fmt: skip
+        else:
+            lines.append("- No bias audit ran on this model: nothing is known of how it treats groups of people.")
     else:
         lines += ["- Images are resized and normalised by the checkpoint's image processor; the text bias probes do not "
                   "apply to an image model, so only group metrics (from sensitive columns) can audit it."]  # fmt: skip

@@ -68,7 +68,8 @@ def tiny_config(family: str, vocab_size: int):
 # image classifiers on ViT, ResNet and CLIP's vision tower, and CLIP scoring label prompts.
 FAMILIES = [("bert", "sequence_classification"), ("gpt2", "sequence_classification"), ("llama", "sequence_classification"),
             ("gpt2", "causal_lm"), ("llama", "causal_lm"), ("t5", "seq2seq_lm"), ("vit", "image_classification"),
-            ("resnet", "image_classification"), ("clip", "image_classification"), ("clip", "clip")]  # fmt: skip
+            ("resnet", "image_classification"), ("clip", "image_classification"), ("clip", "clip"),
+            ("bert", "token_classification")]  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=[f"{a}-{k}" for a, k in FAMILIES])
@@ -92,7 +93,11 @@ def family(request, tmp_path_factory):
     model_class = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}.get(kind, AutoModel)
     model_class.from_config(tiny_config(architecture, tokenizer.vocab_size)).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    examples = [{"text": t, "label": i % 2} for i, t in enumerate(TEXTS)]
+    if kind == "token_classification":  # a tag per word
+        examples = [{"text": t, "words": t.split(), "tags": [(i + j) % 2 for j in range(len(t.split()))], "label": None}
+                    for i, t in enumerate(TEXTS)]  # fmt: skip
+    else:
+        examples = [{"text": t, "label": i % 2} for i, t in enumerate(TEXTS)]
     return kind, directory, examples, f"{architecture}-{kind}"
 
 
@@ -163,10 +168,11 @@ def test_method_conformance(family, name, tmp_path):
         assert not hasattr(method, "merge"), f"{name} merges but is not listed as mergeable"
         return
     from transformers import (AutoModelForCausalLM, AutoModelForImageClassification, AutoModelForSeq2SeqLM,
-                              AutoModelForSequenceClassification, CLIPModel)  # fmt: skip
+                              AutoModelForSequenceClassification, AutoModelForTokenClassification, CLIPModel)  # fmt: skip
 
     method.merge(reloaded).save_pretrained(tmp_path / "merged")
     auto = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM, "clip": CLIPModel,
+            "token_classification": AutoModelForTokenClassification,
             "image_classification": AutoModelForImageClassification}.get(kind, AutoModelForSequenceClassification)  # fmt: skip
     plain = auto.from_pretrained(tmp_path / "merged")
     assert type(plain).__module__.startswith("transformers.")

@@ -33,6 +33,8 @@ class FileDataConfig(DataConfig):
     test_path: Optional[str] = None
     text_column: str = "text"
     image_column: Optional[str] = None  # image file paths (relative to the data file) instead of text
+    words_column: Optional[str] = None  # token classification: a list of words per row (JSON lines, Parquet)
+    tags_column: Optional[str] = None  # ... and a list of tags (B-PER, I-PER, O, ...), one per word
     text_pair_column: Optional[str] = None  # a second text, for pair classification
     label_column: Optional[str] = "label"  # null: unlabelled rows (tunewright monitor, or a response_column)
     response_column: Optional[str] = None  # the answer a causal language model learns (model=causal_lm)
@@ -63,6 +65,8 @@ class LabelledFiles:
     def load(self) -> DomainData:
         cfg = self.cfg
         records = {split: self._read(path) for split, path in self.files().items()}
+        if cfg.tags_column:
+            return self._tagged(records)
         if cfg.label_column is None:
             given = {split: [{**self._example(path, fields), "label": None} for _, fields in rows]
                      for split, (path, rows) in records.items()}  # fmt: skip
@@ -73,6 +77,29 @@ class LabelledFiles:
             labelled = ((row, self._example(path, fields), fields[cfg.label_column]) for row, fields in rows)
             given[split] = labelled_examples(path, labelled, label_names, cfg.cleaning.unknown_labels, notes, split)
         return DomainData(split_given(given, cfg), label_names, self._sources(records, given), notes)
+
+    def _tagged(self, records: dict[str, tuple[Path, list]]) -> DomainData:
+        """Rows of words with one tag each (token classification); the tag set is
+        ``data.labels`` or every tag of the training split, sorted."""
+        cfg = self.cfg
+        names = list(cfg.labels) if cfg.labels else sorted({str(t) for _, r in records["train"][1] for t in r[cfg.tags_column]})
+        index = {name: i for i, name in enumerate(names)}
+        given, notes = {}, []
+        for split, (path, rows) in records.items():
+            examples = []
+            for row, fields in rows:
+                unknown = [str(t) for t in fields[cfg.tags_column] if str(t) not in index]
+                if unknown and cfg.cleaning.unknown_labels != "drop":
+                    raise DataError(f"{path}, row {row}: unknown tag {unknown[0]!r}; tags: {', '.join(names)} "
+                                    "(data.cleaning.unknown_labels=drop skips such rows)")  # fmt: skip
+                if not unknown:
+                    tags = [index[str(t)] for t in fields[cfg.tags_column]]
+                    examples.append({**self._example(path, fields), "tags": tags, "label": None})
+            if len(examples) < len(rows):
+                notes.append({"split": split, "step": "unknown_labels", "rows_in": len(rows), "rows_out": len(examples),
+                              "reason": "tags outside the tag set"})  # fmt: skip
+            given[split] = examples
+        return DomainData(split_given(given, cfg), names, self._sources(records, given), notes)
 
     def _sources(self, records: dict[str, tuple[Path, list]], given: dict[str, list[dict]]) -> list[dict[str, str]]:
         sources = [{"path": str(path), "sha256": file_sha256(path)} for path, _ in records.values()]
@@ -86,6 +113,9 @@ class LabelledFiles:
         cfg = self.cfg
         if cfg.image_column:  # a path relative to the data file's folder
             example = {"image": str((path.parent / str(fields[cfg.image_column])).resolve())}
+        elif cfg.words_column:  # the words as given; the text (for cleaning and reports) joins them
+            words = [str(word) for word in fields[cfg.words_column]]
+            example = {"words": words, "text": " ".join(words)}
         elif cfg.messages_column:  # the conversation so far is the text; the last answer the response
             messages = fields[cfg.messages_column]
             example = {"messages": messages, "response": messages[-1]["content"],
@@ -102,11 +132,11 @@ class LabelledFiles:
 
     def _read(self, path: Path) -> tuple[Path, list]:
         columns, rows = self.read(path)
-        input_key = next(key for key in ("image_column", "messages_column", "text_column") if getattr(self.cfg, key))
+        input_key = next(key for key in ("image_column", "words_column", "messages_column", "text_column") if getattr(self.cfg, key))
         wanted = {input_key: getattr(self.cfg, input_key)}
-        if self.cfg.label_column is not None:
+        if self.cfg.label_column is not None and not self.cfg.tags_column:
             wanted["label_column"] = self.cfg.label_column
-        for key in ("text_pair_column", "response_column"):
+        for key in ("text_pair_column", "response_column", "tags_column"):
             if getattr(self.cfg, key):
                 wanted[key] = getattr(self.cfg, key)
         wanted.update({f"sensitive_columns[{i}]": c for i, c in enumerate(self.cfg.sensitive_columns)})
@@ -119,6 +149,8 @@ class LabelledFiles:
                 check_messages(path, row, fields[self.cfg.messages_column])
             if self.cfg.image_column:
                 check_image(path.parent / str(fields[self.cfg.image_column]), f"{path}, row {row}")
+            if self.cfg.words_column:
+                check_tagged_words(path, row, fields[self.cfg.words_column], fields.get(self.cfg.tags_column or ""), self.cfg.tags_column)
         return path, rows
 
 
@@ -130,6 +162,16 @@ def check_messages(path: Path, row: int, messages: Any) -> None:
         raise DataError(f"{path}, row {row}: messages must be a list of {{role, content}} objects")
     if messages[-1]["role"] != "assistant" or len(messages) < 2:
         raise DataError(f"{path}, row {row}: the last message must be the assistant's answer, after at least one other")
+
+
+def check_tagged_words(path: Path, row: int, words: Any, tags: Any, tags_column: str | None) -> None:
+    """A token-classification row: a non-empty list of words and, when tags are read, a
+    list of as many tags."""
+    if not isinstance(words, list) or not words or not all(isinstance(w, (str, int, float)) for w in words):
+        raise DataError(f"{path}, row {row}: the words must be a non-empty list (JSON lines or Parquet can hold one)")
+    if tags_column and (not isinstance(tags, list) or len(tags) != len(words)):
+        count = len(tags) if isinstance(tags, list) else "no list of"
+        raise DataError(f"{path}, row {row}: {len(words)} words but {count} tags in column {tags_column!r}")
 
 
 def _csv(cfg: FileDataConfig) -> LabelledFiles:

@@ -81,9 +81,11 @@ class Lora(MergeablePeftMethod):
         from peft import LoraConfig as PeftLoraConfig
 
         target = self.cfg.target_modules
-        if target == "all-linear" and not linear_layers_outside(model, self.modules_to_save(task) or []):
+        heads = list(getattr(task, "head_modules", []))
+        if target == "all-linear" and not linear_layers_outside(model, heads):
             target = convolutions(model)  # a convolutional network (ResNet): adapt every convolution
         return PeftLoraConfig(
+            exclude_modules=heads if target == "all-linear" and heads else None,  # the head trains in full
             task_type=task.peft_task_type,
             r=self.cfg.r,
             lora_alpha=self.cfg.alpha,

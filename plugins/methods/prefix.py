@@ -56,7 +56,7 @@ class PrefixTuned(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         prefix_mask = attention_mask.new_ones(batch, self.prefix.shape[3])
         return self.model(input_ids=input_ids, attention_mask=torch.cat([prefix_mask, attention_mask], dim=1),
-                          past_key_values=cache, use_cache=False, **kwargs)  # fmt: skip
+                          cache=cache, use_cache=False, **kwargs)  # fmt: skip
 
 
 class Prefix(TrainedWeightsMethod):

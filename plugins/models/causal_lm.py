@@ -229,6 +229,10 @@ class CausalLM(HubTextTask):
             answers += [text.strip() for text in self.tokenizer.batch_decode(self.answer_tokens(output, batch), skip_special_tokens=True)]
         return answers
 
+    def predict_inputs(self, model, texts: list[str], device) -> list[dict[str, str]]:
+        """``{"response": answer}`` per prompt, by greedy generation."""
+        return [{"response": answer} for answer in self.generate(model, texts, device)]
+
     @staticmethod
     def answer_tokens(output: torch.Tensor, batch) -> torch.Tensor:
         """A decoder's output repeats the prompt; the answer follows it."""
