@@ -432,11 +432,27 @@ class Trainer:
         own = getattr(self.task, "evaluate", None)
         if own is not None:
             return own(self.model, features, self.cfg.eval_batch_size, self.device, self.dtype)
-        logits = predict_logits(
-            self.model, features, self.task.collate, self.cfg.eval_batch_size, self.device, self.dtype
-        )
+        logits = self._split_logits(features)
         labels = np.array([feature["labels"] for feature in features])
         return self.task.metrics(logits, labels), logits
+
+    def _split_logits(self, features: list[dict]) -> np.ndarray:
+        """Logits for ``features`` in order. Under DDP each rank predicts every
+        ``world_size``-th example and the shares are gathered, so evaluation takes
+        ``1 / world_size`` of the time; sharded (FSDP) models need every rank in every
+        forward pass, so there each rank predicts the whole split."""
+        context = self.context
+
+        def predict(share: list[dict]) -> np.ndarray:
+            return predict_logits(self.model, share, self.task.collate, self.cfg.eval_batch_size, self.device, self.dtype)
+
+        if not context.is_distributed or sharding.is_sharded(self.model) or len(features) < context.world_size:
+            return predict(features)
+        shares = gather_objects(predict(features[context.rank :: context.world_size]), context)
+        logits = np.empty((len(features), *shares[0].shape[1:]), dtype=shares[0].dtype)
+        for rank, share in enumerate(shares):
+            logits[rank :: context.world_size] = share
+        return logits
 
     def _evaluate_and_track(self, features: list[dict], progress: _Progress) -> bool:
         """Evaluate, remember the best weights; True when early stopping says stop."""

@@ -126,3 +126,34 @@ def test_train_with_fsdp_exports_a_loadable_model(tiny_bert, tmp_path):
 
     predicted = tunewright.load_run(folder).predict([row["text"] for row in rows])
     assert [p["label"] for p in predicted] == [row["prediction"]["label"] for row in rows]
+
+
+EVAL_WORKER = textwrap.dedent(
+    """
+    import sys, numpy as np, torch
+    from toy import Linear, features, make_trainer
+    from tunewright.distributed import setup, teardown
+    context = setup(torch.device("cpu"))
+    trainer, _ = make_trainer(sys.argv[1], Linear(), context)
+    seen, collate = [], trainer.task.collate
+    trainer.task.collate = lambda batch: seen.append(len(batch)) or collate(batch)
+    metrics, logits = trainer.evaluate(features(37, seed=3))
+    np.save(f"{sys.argv[1]}/logits-rank{context.rank}.npy", logits)
+    print(f"RANK {context.rank} PREDICTED {sum(seen)}")
+    teardown()
+    """
+)
+
+
+def test_ddp_ranks_share_evaluation_and_agree_with_one_process(tmp_path):
+    """Each rank predicts every second example; gathered back in order, both ranks hold
+    the logits one process computes for the whole split (37 examples: shares differ)."""
+    script = tmp_path / "eval_worker.py"
+    script.write_text(EVAL_WORKER)
+    result = torchrun(str(script), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    single, _ = make_trainer(tmp_path / "single", Linear())
+    _, expected = single.evaluate(features(37, seed=3))
+    for rank in (0, 1):
+        np.testing.assert_allclose(np.load(tmp_path / f"logits-rank{rank}.npy"), expected, rtol=0, atol=1e-6)
+    assert "RANK 0 PREDICTED 19" in result.stdout and "RANK 1 PREDICTED 18" in result.stdout
