@@ -204,9 +204,10 @@ def _governance_parts(run: Run, task, plugins) -> dict[str, dict[str, Any]]:
     """The configured audits and monitors, built (and so checked) before training.
 
     A part runs when it reads the task's inputs (its ``inputs`` attribute, texts by
-    default: an identity-term probe means nothing to an image classifier); none run for
-    a task without class probabilities. What is skipped is said, and the release gate
-    then needs an override.
+    default: an identity-term probe means nothing to an image classifier) and, unless it
+    declares ``needs_probabilities = False``, when the task gives class probabilities (a
+    language model or a tagger does not; a part that does without them gets the task's
+    ``embed_inputs``). What is skipped is said; the release gate then needs an override.
     """
     parts, skipped = {}, []
     probabilities = getattr(task, "class_probabilities", True)
@@ -215,7 +216,8 @@ def _governance_parts(run: Run, task, plugins) -> dict[str, dict[str, Any]]:
         parts[family] = {}
         for name in selection.names:
             factory = registry.get(name).factory
-            if not probabilities or task.input_field not in getattr(factory, "inputs", ("text",)):
+            usable = probabilities or (not getattr(factory, "needs_probabilities", True) and hasattr(task, "embed_inputs"))
+            if not usable or task.input_field not in getattr(factory, "inputs", ("text",)):
                 skipped.append(name)
                 continue
             parts[family][name] = factory(part_options(selection, registry, name), run)

@@ -218,12 +218,34 @@ def input_tokens(batch: dict[str, torch.Tensor]) -> int:
 
 def token_mean(output, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The last hidden state averaged over each example's tokens (padding left out)."""
-    hidden = output.hidden_states[-1].float()
-    mask = batch["attention_mask"].float()
+    return masked_mean(output.hidden_states[-1], batch["attention_mask"])
+
+
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``hidden`` (batch, tokens, width) averaged over the tokens the mask keeps."""
+    hidden, mask = hidden.float(), attention_mask.float()
     if hidden.shape[1] > mask.shape[1]:  # virtual tokens a method prepended (prompt tuning) count too
         mask = torch.cat([mask.new_ones(mask.shape[0], hidden.shape[1] - mask.shape[1]), mask], dim=1)
     mask = mask.unsqueeze(-1)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+@torch.no_grad()
+def pooled_hidden_states(model, features: list[dict], collate, batch_size: int, device: torch.device,
+                         dtype: torch.dtype | None = None, last_hidden=None, **forward) -> np.ndarray:  # fmt: skip
+    """One embedding per feature, in order: the last hidden state (or ``last_hidden(output)``)
+    averaged over the input's tokens; for tasks whose logits are not one row per example
+    (``forward`` may ask the model to skip most of them, e.g. ``logits_to_keep=1``)."""
+    model.eval()
+    rows = []
+    for start in range(0, len(features), batch_size):
+        batch = to_device(collate(features[start : start + batch_size]), device)
+        batch.pop("labels", None)
+        with autocast(device, dtype):
+            output = model(**batch, output_hidden_states=True, **forward)
+        hidden = last_hidden(output) if last_hidden else output.hidden_states[-1]
+        rows.append(masked_mean(hidden, batch["attention_mask"]).cpu())
+    return torch.cat(rows).numpy()
 
 
 def _input_order(rows: torch.Tensor, order: list[int]) -> np.ndarray:

@@ -138,3 +138,26 @@ def test_seq2seq_summarises_with_an_encoder_decoder(tmp_path):
     answers = tunewright.load_run(run).predict([row["text"] for row in rows])
     assert [a["response"] for a in answers] == [r["prediction"]["response"] for r in rows]
     assert "pipeline_tag: text2text-generation" in (run / "MODEL_CARD.md").read_text()
+    assert (run / "reports" / "drift_reference" / "profile.json").is_file()  # the encoder states of the prompts
+
+
+def test_sft_run_records_prompt_drift_reference_and_monitors_prompts(tiny_gpt2, tmp_path):
+    """A language model gives no class probabilities, so its drift reference holds the
+    prompts' descriptors and mean hidden states; a batch of very different prompts
+    drifts on the descriptors, and the prediction layers say they do not apply."""
+    overrides = ["experiment=sft", f"model.name_or_path={tiny_gpt2}", "model.max_length=48", "model.generate_test_examples=0",
+                 "data.limit=60", "trainer.max_epochs=1", "trainer.progress_bar=false", f"paths.runs_dir={tmp_path}",
+                 "paths.run_id=sft"]  # fmt: skip
+    assert main(["train", *overrides]) == 0
+    run = tmp_path / "sft"
+    profile = json.loads((run / "reports" / "drift_reference" / "profile.json").read_text())
+    assert profile["mean_confidence"] is None and profile["prediction_distribution"] is None and profile["rows"] > 0
+    batch = tmp_path / "tickets.jsonl"
+    batch.write_text("".join(json.dumps({"text": f"ORDER #{1000 + i} REF-{i * 7919} STATUS=PENDING, ETA 2026-12-{i % 28 + 1:02d}"})
+                             + "\n" for i in range(40)))  # fmt: skip
+    assert main(["monitor", f"run={run}", "data=jsonl", f"data.path={batch}", "data.label_column=null"]) == 0
+    report = json.loads((run / "reports" / "drift-tickets.json").read_text())
+    layers = report["windows"][0]["layers"]
+    assert layers["descriptors"]["drifted"] and "non_letter_share" in layers["descriptors"]["drifted_columns"]
+    assert layers["predictions"]["available"] is False and layers["performance"]["available"] is False
+    assert report["drift_detected"] and not report["retrain_recommended"]

@@ -94,7 +94,7 @@ def test_ner_run_trains_reloads_and_tags_new_text(tmp_path, capsys):
                  f"paths.runs_dir={tmp_path}", "paths.run_id=ner"]  # fmt: skip
     assert main(["train", *overrides]) == 0
     captured = capsys.readouterr()
-    assert "skipping counterfactual, default" in captured.err and "test entity F1:" in captured.out
+    assert captured.err.strip().endswith("skipping counterfactual") and "test entity F1:" in captured.out
     run = tmp_path / "ner"
     results = json.loads((run / "results.json").read_text())
     assert {"loss", "accuracy", "entity_precision", "entity_recall", "entity_f1"} == set(results["test"])
@@ -106,3 +106,10 @@ def test_ner_run_trains_reloads_and_tags_new_text(tmp_path, capsys):
     assert answer["words"] == ["yesterday", "Grace", "Lee", "visited", "Oslo"]
     assert {"type": "PER", "text": "Grace Lee", "start": 1, "end": 3} in answer["entities"]
     assert "pipeline_tag: token-classification" in (run / "MODEL_CARD.md").read_text()
+
+    # No class probabilities, but a drift reference of the texts' descriptors and embeddings.
+    batch = tmp_path / "reviews.jsonl"
+    batch.write_text("".join(json.dumps({"text": f"Terrible!!! Product #{i} broke after {i} days... 1/10"}) + "\n" for i in range(40)))
+    assert main(["monitor", f"run={run}", "data=jsonl", f"data.path={batch}", "data.label_column=null"]) == 0
+    report = json.loads((run / "reports" / "drift-reviews.json").read_text())
+    assert report["drift_detected"] and report["windows"][0]["layers"]["descriptors"]["drifted"]

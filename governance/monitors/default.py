@@ -65,6 +65,7 @@ def insufficient(rows: int, min_rows: int) -> dict[str, Any]:
 
 class DefaultMonitor:
     inputs = ("text", "image")  # descriptors exist for both (see descriptors.py)
+    needs_probabilities = False  # without them (a language model, a tagger): descriptors and embeddings only
 
     def __init__(self, cfg, run):
         self.run = run
@@ -126,7 +127,7 @@ class DefaultMonitor:
 
     def _bias_audit(self, window: Observed, label_names: list[str]) -> dict[str, Any] | None:
         """The group bias audit on a drifted batch that has labels and sensitive features."""
-        if window.labels is None or window.sensitive is None:
+        if window.labels is None or window.sensitive is None or window.predictions is None:
             return None
         import pandas as pd
 

@@ -42,29 +42,33 @@ def compare(reference: Observed, current: Observed, label_names: list[str], sett
     from evidently import Report
 
     names = list(reference.descriptors)  # the text or the image descriptors, whichever the run recorded
-    numeric = [*names, CONFIDENCE]
+    predicts = reference.predictions is not None and current.predictions is not None  # class probabilities
+    numeric = [*names, CONFIDENCE] if predicts else names
     components = min(EMBEDDING_PCA_COMPONENTS, len(reference), len(current), reference.embeddings.shape[1])
-    metrics, keys = _metrics(numeric, settings, components)
+    metrics, keys = _metrics(numeric, settings, components, predicts)
     snapshot = Report(metrics).run(_dataset(current, numeric), _dataset(reference, numeric))
     values = dict(zip(keys, (m["value"] for m in snapshot.dict()["metrics"])))
     # Bonferroni: a layer of k columns tests each at significance / k, so the layer as a
     # whole keeps the chosen false-alarm rate.
     descriptor_alpha, prediction_alpha = settings.significance / len(names), settings.significance / 2
     descriptors = {name: _numeric_shift(name, values, reference, current, settings, descriptor_alpha) for name in names}
-    predictions = {
-        "label_distribution": _label_shift(values, reference, current, label_names, settings, prediction_alpha),
-        "confidence": _numeric_shift(CONFIDENCE, values, reference, current, settings, prediction_alpha),
-    }
+    if predicts:
+        predictions = _layer({
+            "label_distribution": _label_shift(values, reference, current, label_names, settings, prediction_alpha),
+            "confidence": _numeric_shift(CONFIDENCE, values, reference, current, settings, prediction_alpha),
+        }, settings.effect_size)  # fmt: skip
+    else:
+        predictions = {"available": False, "drifted": False, "reason": "the task gives no class probabilities"}
     layers = {
         "descriptors": _layer(descriptors, settings.effect_size),
         "embeddings": _embedding_layer(values["embeddings"], settings, len(reference), len(current)),
-        "predictions": _layer(predictions, settings.effect_size),
+        "predictions": predictions,
         "performance": _performance_layer(reference, current, settings),
     }
     return DriftComparison(layers, snapshot)
 
 
-def _metrics(numeric: list[str], settings, components: int) -> tuple[list, list[tuple[str, str] | str]]:
+def _metrics(numeric: list[str], settings, components: int, predicts: bool) -> tuple[list, list[tuple[str, str] | str]]:
     """The evidently metrics to run, and the key each one's value is filed under."""
     from evidently.metrics import ValueDrift
     from evidently.metrics.embeddings import EmbeddingsDrift, MMDDriftMethod, ModelDriftMethod
@@ -74,7 +78,7 @@ def _metrics(numeric: list[str], settings, components: int) -> tuple[list, list[
         for method in ("ks", "wasserstein"):
             metrics.append(ValueDrift(column=column, method=method))
             keys.append((column, method))
-    for method in ("chisquare", "jensenshannon"):
+    for method in ("chisquare", "jensenshannon") if predicts else ():
         metrics.append(ValueDrift(column=PREDICTED, method=method))
         keys.append((PREDICTED, method))
     method_class = {"model": ModelDriftMethod, "mmd": MMDDriftMethod}[settings.embedding_method]
@@ -100,11 +104,14 @@ def _dataset(observed: Observed, numeric: list[str]):
     from evidently import DataDefinition, Dataset
 
     frame = pd.DataFrame({name: observed.descriptors[name] for name in numeric if name != CONFIDENCE})
-    frame[CONFIDENCE] = observed.confidences
-    frame[PREDICTED] = observed.predictions
+    categorical = []
+    if CONFIDENCE in numeric:
+        frame[CONFIDENCE] = observed.confidences
+        frame[PREDICTED] = observed.predictions
+        categorical = [PREDICTED]
     embedding_columns = [f"embedding_{i}" for i in range(observed.embeddings.shape[1])]
     frame = pd.concat([frame, pd.DataFrame(observed.embeddings, columns=embedding_columns)], axis=1)
-    definition = DataDefinition(numerical_columns=numeric, categorical_columns=[PREDICTED],
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical,
                                 embeddings={"embeddings": embedding_columns})  # fmt: skip
     return Dataset.from_pandas(frame, data_definition=definition)
 

@@ -41,8 +41,8 @@ class Observed:
 
     inputs: list[str]  # texts, or image paths
     labels: list[str] | None  # true label names, when known
-    predictions: list[str]
-    confidences: np.ndarray
+    predictions: list[str] | None  # None for a task without class probabilities (a language model)
+    confidences: np.ndarray | None
     descriptors: dict[str, np.ndarray]
     embeddings: np.ndarray
     sensitive: list[dict[str, Any]] | None = None
@@ -55,16 +55,16 @@ class Observed:
         return Observed(
             [self.inputs[i] for i in indices],
             [self.labels[i] for i in indices] if self.labels is not None else None,
-            [self.predictions[i] for i in indices],
-            self.confidences[pick],
+            [self.predictions[i] for i in indices] if self.predictions is not None else None,
+            self.confidences[pick] if self.confidences is not None else None,
             {name: values[pick] for name, values in self.descriptors.items()},
             self.embeddings[pick],
             [self.sensitive[i] for i in indices] if self.sensitive is not None else None,
         )
 
     def metrics(self) -> dict[str, float] | None:
-        """Accuracy and macro-F1 against the true labels, when they are known."""
-        if self.labels is None:
+        """Accuracy and macro-F1 against the true labels, when both are known."""
+        if self.labels is None or self.predictions is None:
             return None
         return {
             "accuracy": float(accuracy_score(self.labels, self.predictions)),
@@ -73,20 +73,26 @@ class Observed:
 
 
 def observe(predictor, examples: list[dict[str, Any]], label_names: list[str]) -> Observed:
-    """Run ``predictor`` over ``examples`` once, keeping predictions and embeddings."""
-    inputs = [example[predictor.task.input_field] for example in examples]
+    """Run ``predictor`` over ``examples`` once, keeping predictions and embeddings; a
+    task without class probabilities gives embeddings only (its ``embed_inputs``)."""
+    task = predictor.task
+    inputs = [example[task.input_field] for example in examples]
+    carries_groups = all("sensitive" in example for example in examples)
+    sensitive = [example["sensitive"] for example in examples] if carries_groups else None
+    if not getattr(task, "class_probabilities", True):
+        embeddings = task.embed_inputs(predictor.model, inputs, predictor.batch_size, predictor.device, predictor.dtype)
+        return Observed(inputs, None, None, None, describe(task, inputs), embeddings, sensitive)
     logits, embeddings = predictor.outputs(inputs, embeddings=True)
     probabilities = softmax(logits)
     labelled = all(example.get("label") is not None for example in examples)
-    carries_groups = all("sensitive" in example for example in examples)
     return Observed(
         inputs,
         [label_names[example["label"]] for example in examples] if labelled else None,
         [label_names[i] for i in probabilities.argmax(axis=1)],
         probabilities.max(axis=1),
-        describe(predictor.task, inputs),
+        describe(task, inputs),
         embeddings,
-        [example["sensitive"] for example in examples] if carries_groups else None,
+        sensitive,
     )
 
 
@@ -105,18 +111,21 @@ def record_reference(evaluation, reference_size: int, seed: int) -> dict[str, An
         "input_field": evaluation.predictor.task.input_field,
         "inputs_sha256": hashlib.sha256("\n".join(observed.inputs).encode()).hexdigest(),
         "metrics": observed.metrics(),
-        "prediction_distribution": distribution(observed.predictions, evaluation.data.label_names),
-        "mean_confidence": float(observed.confidences.mean()),
+        "prediction_distribution": (distribution(observed.predictions, evaluation.data.label_names)
+                                    if observed.predictions is not None else None),
+        "mean_confidence": float(observed.confidences.mean()) if observed.confidences is not None else None,
         "descriptor_means": {name: float(values.mean()) for name, values in observed.descriptors.items()},
         "embedding_dimensions": int(observed.embeddings.shape[1]),
     }
     folder = evaluation.run.folder.path / REFERENCE_DIR
     field = summary["input_field"]
     rows = [
-        {field: value, "label": label, "prediction": prediction, "confidence": float(confidence),
+        {field: value, "label": label, "prediction": prediction,
+         "confidence": None if confidence is None else float(confidence),
          "descriptors": {name: float(values[i]) for name, values in observed.descriptors.items()}}
         for i, (value, label, prediction, confidence) in enumerate(
-            zip(observed.inputs, observed.labels or [None] * len(observed), observed.predictions, observed.confidences))
+            zip(observed.inputs, observed.labels or [None] * len(observed), observed.predictions or [None] * len(observed),
+                observed.confidences if observed.confidences is not None else [None] * len(observed)))
     ]  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     save_file({"embeddings": torch.from_numpy(np.ascontiguousarray(observed.embeddings, dtype=np.float32))},
@@ -143,11 +152,12 @@ def load_reference(run_folder: Path) -> tuple[dict[str, Any], Observed]:
     if len(rows) != len(embeddings):
         raise RunFolderError(f"{folder}: rows.jsonl has {len(rows)} rows but embeddings.safetensors {len(embeddings)}")
     labelled = all(row["label"] is not None for row in rows)
+    predicted = all(row["prediction"] is not None for row in rows)  # not for a task without class probabilities
     return summary, Observed(
         [row[summary["input_field"]] for row in rows],
-        [row["label"] for row in rows] if labelled else None,
-        [row["prediction"] for row in rows],
-        np.asarray([row["confidence"] for row in rows]),
+        [row["label"] for row in rows] if labelled and predicted else None,
+        [row["prediction"] for row in rows] if predicted else None,
+        np.asarray([row["confidence"] for row in rows]) if predicted else None,
         {name: np.asarray([row["descriptors"][name] for row in rows]) for name in rows[0]["descriptors"]},
         embeddings,
     )

@@ -31,7 +31,7 @@ from tunewright.errors import ConfigError, DataError
 from tunewright.plugins.models.text_metrics import chrf, rouge_l
 from tunewright.plugins.models.text_task import HubTextTask
 from tunewright.schema import ModelConfig
-from tunewright.trainer import autocast, length_sorted_order, to_device
+from tunewright.trainer import autocast, length_sorted_order, pooled_hidden_states, to_device
 
 IGNORE = -100  # label of tokens the loss skips (the prompt, the padding)
 
@@ -228,6 +228,12 @@ class CausalLM(HubTextTask):
             output = model.generate(**batch, max_new_tokens=self.cfg.max_new_tokens, do_sample=False, pad_token_id=pad)
             answers += [text.strip() for text in self.tokenizer.batch_decode(self.answer_tokens(output, batch), skip_special_tokens=True)]
         return answers
+
+    def embed_inputs(self, model, texts: list[str], batch_size: int, device, dtype=None) -> np.ndarray:
+        """Each prompt's mean last hidden state (what a drift monitor compares), with the
+        logits of the last position only."""
+        features = self.encode([{"text": text} for text in texts])
+        return pooled_hidden_states(model, features, self.collate, batch_size, device, dtype, logits_to_keep=1)
 
     def predict_inputs(self, model, texts: list[str], device) -> list[dict[str, str]]:
         """``{"response": answer}`` per prompt, by greedy generation."""

@@ -20,6 +20,7 @@ import torch
 from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
 from tunewright.plugins.models.causal_lm import IGNORE, CausalLM, CausalLMConfig
+from tunewright.trainer import pooled_hidden_states
 
 
 @dataclass
@@ -97,6 +98,15 @@ class Seq2SeqLM(CausalLM):
 
     def scored(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return logits, self.targets(batch)
+
+    def embed_inputs(self, model, texts: list[str], batch_size: int, device, dtype=None):
+        """Each prompt's mean encoder state (the decoder runs one start token only)."""
+        def collate(features):
+            return {**self.collate(features), "decoder_input_ids": torch.full((len(features), 1), self.decoder_start_token_id)}
+
+        features = self.encode([{"text": text} for text in texts])
+        return pooled_hidden_states(model, features, collate, batch_size, device, dtype,
+                                    last_hidden=lambda output: output.encoder_last_hidden_state)  # fmt: skip
 
     @staticmethod
     def answer_tokens(output: torch.Tensor, batch) -> torch.Tensor:

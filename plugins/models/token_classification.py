@@ -21,7 +21,7 @@ import torch
 from tunewright import hookimpl
 from tunewright.plugins.models.classification import label_head
 from tunewright.plugins.models.text_task import HubTextTask
-from tunewright.trainer import autocast, length_sorted_order, to_device
+from tunewright.trainer import autocast, length_sorted_order, pooled_hidden_states, to_device
 
 IGNORE = -100  # label of the tokens the loss skips: a word's later pieces, special tokens, padding
 NO_WORD = -1  # a token that belongs to no word (special tokens), in a feature's word_ids
@@ -129,6 +129,11 @@ class TokenClassification(HubTextTask):
             rows.append({**example, "tags": [label_names[t] for t in example["tags"]],
                          "prediction": {"tags": tags, "entities": entities(words, tags)}})  # fmt: skip
         return rows, {}
+
+    def embed_inputs(self, model, texts: list[str], batch_size: int, device, dtype=None):
+        """Each text's mean last hidden state (what a drift monitor compares)."""
+        features = self.encode([{"words": text.split()} for text in texts])
+        return pooled_hidden_states(model, features, self.collate, batch_size, device, dtype)
 
     def predict_inputs(self, model, texts: list[str], device, batch_size: int = 32) -> list[dict[str, Any]]:
         """``{"words", "tags", "entities"}`` per text, split into words on whitespace."""
