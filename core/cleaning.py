@@ -2,9 +2,9 @@
 
 Steps, in order, per split: Unicode normalisation and whitespace cleanup; empty rows
 dropped; over-long rows truncated or dropped; exact or near duplicates (same text after
-case-folding and dropping punctuation; for images, the same file contents) removed; then evaluation examples that also
-appear in an earlier split removed (leakage: validation against train, test against
-train and validation). Every decision is counted with its reason, and the card adds
+case-folding and dropping punctuation; for images, the same file contents) removed;
+then evaluation examples that also appear in an earlier split removed (leakage:
+validation against train, test against train and validation). Every decision is counted with its reason, and the card adds
 label distributions, length statistics and sensitive-feature coverage per split.
 Its headings follow Datasheets for Datasets (Gebru et al., 2021).
 """

@@ -12,8 +12,9 @@ on the loaded model, which is refused if it does not isolate them).
 Evaluation reports loss, perplexity and next-token accuracy on the responses; the
 test split is also answered by greedy generation and scored by exact match, ROUGE-L
 and chrF (computed here, no extra dependency: :mod:`.text_metrics`).
-Generated answers are text, not class probabilities, so the bias audits and drift
-monitors (which need class probabilities) do not apply to this task yet.
+Generated answers are text, not class probabilities, so the bias audits (which need
+them) do not apply to this task yet; the drift monitor records the prompts'
+descriptors and mean hidden states (:meth:`CausalLM.embed_inputs`).
 """
 
 from __future__ import annotations
