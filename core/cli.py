@@ -54,6 +54,9 @@ def train(args: list[str]) -> int:
 
     plugins = get_plugins()
     flags, overrides = split_hydra_arguments(args)
+    if {"--help", "-h"}.intersection(flags):
+        print(train_help(plugins))
+        return 0
     if not HYDRA_HELP_FLAGS.intersection(flags):
         check_overrides(overrides, plugins)
 
@@ -75,6 +78,21 @@ def train(args: list[str]) -> int:
     sys.argv = ["tunewright train", *flags, *searchpath_override(plugins), *overrides]
     train_job()
     return 0
+
+
+def train_help(plugins) -> str:
+    """``tunewright train --help``: the config groups and their options (Hydra's own help
+    would list the schemas the options build on too)."""
+    from tunewright.config import group_options
+
+    lines = ["tunewright train [group=option ...] [key=value ...] [-m for sweeps]", "",
+             "Config groups (group=option), and every key of the composed config is overridable (key=value):"]  # fmt: skip
+    lines += [f"  {group}: {', '.join(options)}" for group, options in group_options(plugins).items()]
+    lines += ["", "tunewright train --cfg job [overrides]   print the composed config, run nothing",
+              "tunewright plugins                       what each plugin registers",
+              "tunewright train --hydra-help            Hydra's own flags", "",
+              "Docs: docs/configuration.md, docs/methods.md (a page per model family and method)."]  # fmt: skip
+    return "\n".join(lines)
 
 
 def needs_self_launch(cfg) -> bool:

@@ -51,6 +51,25 @@ def compose_config(overrides: list[str], plugins) -> DictConfig:
     return cfg
 
 
+def group_options(plugins) -> dict[str, list[str]]:
+    """Each config group's options (the files of ``conf/`` and of plugins' config
+    folders), without the schemas every option file builds on."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(version_base=None, config_module=CONFIG_MODULE):
+            loader = GlobalHydra.instance().config_loader()
+            overrides = searchpath_override(plugins)
+            groups = loader.get_group_options("", results_filter=None, config_name=PRIMARY_CONFIG, overrides=overrides)
+            return {
+                group: sorted(o for o in loader.get_group_options(group, config_name=PRIMARY_CONFIG, overrides=overrides)
+                              if not o.endswith(SCHEMA_SUFFIX))
+                for group in sorted(groups)
+                if group != "hydra" and loader.get_group_options(group, config_name=PRIMARY_CONFIG, overrides=overrides)
+            }  # fmt: skip
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def expand_sweeps(overrides: list[str]) -> Iterable[list[str]]:
     """Every single-run override list a sweep (``method=lora,full``) stands for."""
     try:

@@ -94,3 +94,14 @@ def test_cli_prints_composed_config(capsys):
 def test_unknown_command_lists_commands(capsys):
     assert main(["trian"]) == 2
     assert "train, predict, monitor, card, export, plugins" in capsys.readouterr().err
+
+
+def test_train_help_lists_every_option_file_and_no_schemas(capsys):
+    assert main(["train", "--help"]) == 0
+    printed = capsys.readouterr().out
+    conf = files("tunewright.conf")
+    for group in ("model", "method", "data", "audit", "monitor", "tracker", "trainer"):
+        options = sorted(p.name[: -len(".yaml")] for p in conf.joinpath(group).iterdir() if p.name.endswith(".yaml"))
+        line = next(line for line in printed.splitlines() if line.strip().startswith(f"{group}:"))
+        assert all(option in line for option in options), (group, line)
+    assert "_schema" not in printed
