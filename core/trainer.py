@@ -401,7 +401,8 @@ class Trainer:
     def _optimizer_step(self, features, indices, optimizer, scheduler, step: int) -> tuple[float, float, float]:
         """One update from this step's examples; returns (mean loss, tokens, samples) over all ranks."""
         shares = micro_batches(indices, self.cfg.gradient_accumulation_steps, self.context.rank, self.context.world_size)
-        batches = [to_device(self.task.collate([features[i] for i in share]), self.device) for share in shares if share]
+        collate = getattr(self.task, "collate_train", self.task.collate)  # a task may augment training batches
+        batches = [to_device(collate([features[i] for i in share]), self.device) for share in shares if share]
         local_count = sum(self.task.loss_count(batch) for batch in batches)
         global_count = all_reduce_sum(float(local_count), self.context, self.device)
         scale = self.context.world_size / global_count  # DDP averages over ranks; undo that

@@ -110,8 +110,9 @@ def test_cleaning_removes_the_same_picture_under_another_name(tmp_path):
                                                               ("image_classification", "resnet", "freeze"),
                                                               ("clip", "clip", "lora")])  # fmt: skip
 def test_image_run_trains_reloads_and_predicts(photos, vision_models, tmp_path, capsys, model_kind, family, method):
+    augment = ["model.augment=true"] if family == "vit" else []  # training batches through collate_train
     overrides = run_overrides(model_kind, vision_models[family], tmp_path, "data=image_folder", f"data.path={photos}",
-                              f"method={method}")  # fmt: skip
+                              f"method={method}", *augment)  # fmt: skip
     assert main(["train", *overrides]) == 0
     assert "predicts from images; skipping counterfactual" in capsys.readouterr().err
     run = tmp_path / "r"
@@ -189,3 +190,26 @@ def test_image_run_under_ddp_on_two_processes(photos, vision_models, tmp_path):
     rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
     predicted = tunewright.load_run(run).predict([row["image"] for row in rows])
     assert [p["label"] for p in predicted] == [row["prediction"]["label"] for row in rows]
+
+
+def test_augmentation_changes_training_batches_only(photos, vision_models):
+    """With model.augment, two training batches of the same images differ (random crops
+    and mirroring), drawn from torch's seeded generator; evaluation batches never change."""
+    import torch
+
+    from tunewright.plugin_manager import get_plugins
+    from tunewright.plugins.models.image_classification import ImageClassificationConfig
+
+    config = ImageClassificationConfig(kind="image_classification", name_or_path=str(vision_models["vit"]), augment=True)
+    task = get_plugins().registries["models"].build(OmegaConf.structured(config))
+    images = sorted((photos / "red").iterdir())[:4]
+    features = task.encode([{"image": str(path), "label": 1} for path in images])
+    torch.manual_seed(0)
+    first, second = task.collate_train(features)["pixel_values"], task.collate_train(features)["pixel_values"]
+    assert not torch.equal(first, second)
+    torch.manual_seed(0)
+    assert torch.equal(task.collate_train(features)["pixel_values"], first)  # the same seed draws the same crops
+    assert torch.equal(task.collate(features)["pixel_values"], task.collate(features)["pixel_values"])
+    plain = get_plugins().registries["models"].build(OmegaConf.structured(ImageClassificationConfig(
+        kind="image_classification", name_or_path=str(vision_models["vit"]))))  # fmt: skip
+    assert torch.equal(plain.collate_train(features)["pixel_values"], plain.collate(features)["pixel_values"])

@@ -21,12 +21,11 @@ import torch
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
-from tunewright.plugins.models.image_classification import ImageClassification
-from tunewright.schema import ModelConfig
+from tunewright.plugins.models.image_classification import ImageClassification, ImageClassificationConfig
 
 
 @dataclass
-class ClipConfig(ModelConfig):
+class ClipConfig(ImageClassificationConfig):
     prompt_template: str = "a photo of a {label}."  # one prompt per label; underscores become spaces
     max_length: int = 77  # prompt tokens (CLIP's text tower has 77 positions)
 
@@ -91,10 +90,10 @@ class Clip(ImageClassification):
         prompts = self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt")
         self.prompts = {"input_ids": prompts["input_ids"], "attention_mask": prompts["attention_mask"]}
 
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def collate(self, features: list[dict[str, Any]], augment: bool = False) -> dict[str, torch.Tensor]:
         if self.prompts is None:
             raise ConfigError("model=clip: no label prompts yet; they are built when examples are prepared or the model loads")
-        return {**super().collate(features), **self.prompts}
+        return {**super().collate(features, augment), **self.prompts}
 
     @staticmethod
     def embed(output, batch: dict[str, torch.Tensor]) -> torch.Tensor:
