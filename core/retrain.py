@@ -24,7 +24,6 @@ COMBINED_FILE = "retrain_data.jsonl"
 def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any], label_names: list[str], plugins) -> dict[str, Any]:
     """Train the new run; returns its id and test metrics."""
     from tunewright.pipeline import run_training
-    from tunewright.plugins.datasets.files import FileDataConfig
 
     if any(example.get("label") is None for example in batch):
         raise ConfigError("monitor.retrain: the batch has no labels to learn from; label it, or monitor without retrain")
@@ -37,11 +36,12 @@ def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any],
     path = folder.path / COMBINED_FILE
     atomic_write_text(path, "".join(json.dumps(_row(example, names, sensitive)) + "\n" for example, names in examples))
     images = any("image" in e for e, _ in examples)
-    data = FileDataConfig(kind="jsonl", path=str(path), labels=list(label_names), sensitive_columns=sensitive,
-                          image_column="image" if images else None,
-                          text_pair_column="text_pair" if any("text_pair" in e for e, _ in examples) else None,
-                          validation_fraction=cfg.data.validation_fraction, test_fraction=cfg.data.test_fraction,
-                          split_seed=cfg.data.split_seed)  # fmt: skip
+    jsonl = plugins.registries["datasets"].get("jsonl").schema  # the registered JSON-lines loader's options
+    data = jsonl(kind="jsonl", path=str(path), labels=list(label_names), sensitive_columns=sensitive,
+                 image_column="image" if images else None,
+                 text_pair_column="text_pair" if any("text_pair" in e for e, _ in examples) else None,
+                 validation_fraction=cfg.data.validation_fraction, test_fraction=cfg.data.test_fraction,
+                 split_seed=cfg.data.split_seed)  # fmt: skip
     cfg.data = OmegaConf.merge(OmegaConf.structured(data), {"cleaning": cfg.data.cleaning})
     cfg.paths.run_id = run_id
     results = run_training(cfg, plugins)
