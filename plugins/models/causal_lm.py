@@ -30,11 +30,10 @@ import torch
 from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
 from tunewright.plugins.models.text_metrics import chrf, rouge_l
-from tunewright.plugins.models.text_task import HubTextTask
+from tunewright.plugins.models.text_task import IGNORE, HubTextTask  # IGNORE: the prompt, the padding
 from tunewright.schema import ModelConfig
 from tunewright.trainer import autocast, length_sorted_order, pooled_hidden_states, to_device
 
-IGNORE = -100  # label of tokens the loss skips (the prompt, the padding)
 
 
 @dataclass

@@ -12,6 +12,8 @@ from typing import Any
 
 from tunewright.plugins.models.hub_task import HubTask
 
+IGNORE = -100  # the label of tokens a loss skips (cross-entropy's ignore_index)
+
 
 class HubTextTask(HubTask):
     """A task on a Hugging Face checkpoint with a tokenizer."""

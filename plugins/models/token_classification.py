@@ -20,10 +20,9 @@ import torch
 
 from tunewright import hookimpl
 from tunewright.plugins.models.classification import label_head
-from tunewright.plugins.models.text_task import HubTextTask
+from tunewright.plugins.models.text_task import IGNORE, HubTextTask  # IGNORE: later pieces of a word, specials, padding
 from tunewright.trainer import autocast, length_sorted_order, pooled_hidden_states, to_device
 
-IGNORE = -100  # label of the tokens the loss skips: a word's later pieces, special tokens, padding
 NO_WORD = -1  # a token that belongs to no word (special tokens), in a feature's word_ids
 
 
