@@ -148,7 +148,8 @@ def data_card(dataset: str, data: DomainData, report: CleaningReport, sensitive_
     """The JSON data card: sources, cleaning steps, and per-split composition."""
     composition = {}
     for split, examples in data.splits.items():
-        counts = Counter(data.label_names[e["label"]] for e in examples if e.get("label") is not None)
+        counts = Counter(data.label_names[label] for e in examples  # per-word tags count one by one
+                         for label in e.get("tags") or ([e["label"]] if e.get("label") is not None else []))  # fmt: skip
         composition[split] = {
             "rows": len(examples),
             "labels": {name: counts.get(name, 0) for name in data.label_names},

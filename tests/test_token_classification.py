@@ -61,6 +61,11 @@ def test_tagged_rows_load_and_bad_rows_are_named(tmp_path):
     assert data.label_names == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]
     example = data.splits["train"][0]
     assert len(example["words"]) == len(example["tags"]) and example["text"] == " ".join(example["words"])
+    from tunewright.cleaning import clean, data_card
+
+    cleaned, report = clean(data, config("x").cleaning)
+    composition = data_card("jsonl", cleaned, report, [])["composition"]["train"]
+    assert composition["labels"]["O"] == sum(t == 4 for e in cleaned.splits["train"] for t in e["tags"]) > 0  # tags counted
 
     rows[4]["tags"] = rows[4]["tags"][:-1]
     with pytest.raises(DataError, match=r"ner\.jsonl, row 5: \d+ words but \d+ tags in column 'tags'"):
