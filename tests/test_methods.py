@@ -36,8 +36,8 @@ MERGEABLE = {"full", "freeze", "lora", "dora", "ia3"}
 VISION = ("vit-image_classification", "resnet-image_classification", "clip-image_classification", "clip-clip")
 # Every (family, method) pair that cannot run, and the error it must raise instead.
 UNSUPPORTED = {
-    **{(family, "prompt"): "prepends virtual tokens to a text input" for family in VISION},
-    **{(family, "prefix"): "extends a text model's attention cache" for family in VISION},
+    **{(family, "prompt"): "prepends virtual tokens to a text model.s input" for family in VISION},
+    **{(family, "prefix"): "before a text model.s input" for family in VISION},
     ("resnet-image_classification", "ia3"): "no default modules for resnet",
     ("resnet-image_classification", "adapter_houlsby"): "no output projections found",
     ("resnet-image_classification", "adapter_pfeiffer"): "no output projections found",

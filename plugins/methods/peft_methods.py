@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
-from tunewright.plugins.methods.trained_weights import refuse_packing
+from tunewright.plugins.methods.trained_weights import require_unpacked_text
 from tunewright.schema import MethodConfig
 
 # PEFT calls a transformers method that transformers 5 deprecates; nothing a user can act on.
@@ -208,10 +208,7 @@ class Prompt(PeftMethod):
     def peft_config(self, task, model):
         from peft import PromptTuningConfig
 
-        refuse_packing(task, "prompt")
-        if task.input_field != "text":
-            raise ConfigError(f"method=prompt prepends virtual tokens to a text input; model={task.cfg.kind} reads "
-                              f"{task.input_field}s. Use method=lora, ia3, adapter, freeze or full")  # fmt: skip
+        require_unpacked_text(task, "prompt", "prepends virtual tokens to")
         return PromptTuningConfig(task_type=task.peft_task_type, num_virtual_tokens=self.cfg.num_virtual_tokens)
 
 

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from tunewright import hookimpl
-from tunewright.errors import ConfigError
-from tunewright.plugins.methods.trained_weights import TrainedWeightsMethod, refuse_packing, train_only_head
+from tunewright.plugins.methods.trained_weights import TrainedWeightsMethod, require_unpacked_text, train_only_head
 from tunewright.schema import MethodConfig
 
 
@@ -61,10 +60,7 @@ class PrefixTuned(nn.Module):
 
 class Prefix(TrainedWeightsMethod):
     def apply(self, model, task):
-        refuse_packing(task, "prefix")
-        if task.input_field != "text":
-            raise ConfigError(f"method=prefix extends a text model's attention cache; model={task.cfg.kind} reads "
-                              f"{task.input_field}s. Use method=lora, ia3, adapter, freeze or full")  # fmt: skip
+        require_unpacked_text(task, "prefix", "adds trained attention keys and values before")
         if task.peft_task_type in ("CAUSAL_LM", "SEQ_2_SEQ_LM"):  # PEFT's prefix tuning supports generation
             from peft import PrefixTuningConfig, get_peft_model
 

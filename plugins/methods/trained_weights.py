@@ -81,9 +81,13 @@ def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [module for module in model.modules() if type(module).__name__ in names]
 
 
-def refuse_packing(task, method: str) -> None:
-    """Virtual tokens and prefixes sit before the input, so only the first of several
-    packed examples would see them: such methods train unpacked."""
+def require_unpacked_text(task, method: str, adds: str) -> None:
+    """Methods that put trained vectors before the input (prompt, prefix) need a text
+    input, and one example per row: only the first of several packed examples would
+    see them. ``adds`` says what the method puts there."""
+    if task.input_field != "text":
+        raise ConfigError(f"method={method} {adds} a text model's input; model={task.cfg.kind} reads "
+                          f"{task.input_field}s. Use method=lora, ia3, adapter, freeze or full")  # fmt: skip
     if getattr(task.cfg, "packing", False):
-        raise ConfigError(f"method={method} adds virtual tokens before the input, which only the first packed "
-                          "example would see; set model.packing=false")  # fmt: skip
+        raise ConfigError(f"method={method} {adds} the input, which only the first packed example would see; "
+                          "set model.packing=false")  # fmt: skip

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from tunewright import hookimpl
+from tunewright.errors import ConfigError
 from tunewright.plugins.models.classification import label_head
 from tunewright.plugins.models.text_task import IGNORE, HubTextTask  # IGNORE: later pieces of a word, specials, padding
 from tunewright.trainer import autocast, length_sorted_order, pooled_hidden_states, to_device
@@ -43,8 +44,6 @@ class TokenClassification(HubTextTask):
         """Sub-word tokens of each example's words, the word each token comes from, and
         (when tagged) the tag on each word's first token."""
         if not self.tokenizer.is_fast:
-            from tunewright.errors import ConfigError
-
             raise ConfigError(f"model=token_classification needs a fast tokenizer (word alignment); "
                               f"{self.cfg.name_or_path} has none")  # fmt: skip
         words = [example.get("words") or example["text"].split() for example in examples]
