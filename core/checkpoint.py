@@ -18,7 +18,6 @@ altered checkpoint is refused with the reason, never half-loaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from tunewright.data import file_sha256
 from tunewright.errors import TunewrightError
 from tunewright.run_folder import atomic_directory
 
@@ -51,10 +51,6 @@ class Checkpoint:
     @property
     def step(self) -> int:
         return self.meta["step"]
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -148,7 +144,7 @@ def save_checkpoint(
         torch.save(scheduler_state, staging / "scheduler.pt")
         torch.save([state["tensors"] for state in rng_states], staging / "rng.pt")
         (staging / "rng.json").write_text(json.dumps([state["json"] for state in rng_states]))
-        files = {path.name: _sha256(path) for path in sorted(staging.iterdir())}
+        files = {path.name: file_sha256(path) for path in sorted(staging.iterdir())}
         (staging / META).write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
     for old in list_checkpoints(directory)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old)
@@ -173,7 +169,7 @@ def verify(path: Path, config_hash: str) -> Checkpoint:
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint {path}: {name} is missing")
-        if _sha256(file) != expected:
+        if file_sha256(file) != expected:
             raise CheckpointError(f"checkpoint {path}: {name} is corrupt (its SHA-256 does not match {META})")
     if meta.get("config_hash") != config_hash:
         raise CheckpointError(

@@ -21,6 +21,7 @@ from typing import Any
 from tunewright.data import SPLITS, DomainData
 from tunewright.errors import ConfigError
 from tunewright.images import image_sha256
+from tunewright.markdown import md_code, md_text
 
 _SPACE = re.compile(r"\s+")
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -177,25 +178,25 @@ def data_card(dataset: str, data: DomainData, report: CleaningReport, sensitive_
 
 def data_card_markdown(card: dict[str, Any]) -> str:
     """The data card as short markdown for reviewers."""
-    out = [f"# Data card: {card['dataset']}", "", "## Sources", ""]
-    out += [f"- `{s['path']}` (sha256 `{s['sha256'][:16]}…`)" for s in card["sources"]] or ["- (none recorded)"]
+    out = [f"# Data card: {md_text(card['dataset'])}", "", "## Sources", ""]
+    out += [f"- {md_code(s['path'])} (sha256 {md_code(s['sha256'][:16] + '…')})" for s in card["sources"]] or ["- (none recorded)"]
     out += ["", "## Composition", "", "| split | rows | class balance (min/max) | mean words |", "|---|---:|---:|---:|"]
     for split, c in card["composition"].items():
-        out.append(f"| {split} | {c['rows']} | {c['class_balance']} | {c['length_words'].get('mean', '')} |")
-    out += ["", "## Labels per split", "", "| label | " + " | ".join(card["composition"]) + " |"]
+        out.append(f"| {md_text(split)} | {c['rows']} | {c['class_balance']} | {c['length_words'].get('mean', '')} |")
+    out += ["", "## Labels per split", "", "| label | " + " | ".join(map(md_text, card["composition"])) + " |"]
     out.append("|---|" + "---:|" * len(card["composition"]))
     for name in card["label_names"]:
-        out.append(f"| {name} | " + " | ".join(str(c["labels"][name]) for c in card["composition"].values()) + " |")
+        out.append(f"| {md_text(name)} | " + " | ".join(str(c["labels"][name]) for c in card["composition"].values()) + " |")
     out += ["", "## Preprocessing and cleaning", ""]
     out += [
         f"- {s['split']}: {s['step']}: {s['rows_in']} → {s['rows_out']} rows"
         + (f", {s['rows_changed']} changed" if s.get("rows_changed") else "")
-        + f" ({s['reason']})"
+        + f" ({md_text(s['reason'])})"
         for s in card["cleaning"]
     ] or ["- nothing was changed or dropped"]
     out += ["", "## Sensitive features", ""]
     out += [
-        f"- `{column}`: present in " + ", ".join(f"{share:.0%} of {split}" for split, share in shares.items())
+        f"- {md_code(column)}: present in " + ", ".join(f"{share:.0%} of {split}" for split, share in shares.items())
         for column, shares in card["sensitive_features"].items()
     ] or ["- none declared (the bias audit's group metrics need them)"]
     return "\n".join(out) + "\n"

@@ -4,12 +4,14 @@
     tunewright predict run=<folder> "text" [...]      labels with probabilities, JSON lines
     tunewright monitor run=<folder> data=<option> ... drift of a new batch against the run
     tunewright card run=<folder>                      re-render MODEL_CARD.md from the run's records
-    tunewright export run=<folder> [merged=true] [out=<dir>] [override="<reason>"]
+    tunewright export run=<folder> [merged=true] [out=<dir>] [overwrite=true] [override="<reason>"]
                                                       a Hugging Face directory, if release is allowed
     tunewright plugins                                every plugin and what it registers
 
 Config errors are reported as one line naming the key and the valid choices, before
-any model is loaded; the exit status is 2 for them and 1 for other failures.
+any model is loaded; the exit status is 2 for them and 1 for other failures. Set
+TUNEWRIGHT_DEBUG=1 to see the traceback behind any error. Commands that load a run
+(predict, monitor, export) never run code shipped in it unless given trust_remote_code=true.
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ def train(args: list[str]) -> int:
                 sys.exit(launch_processes(cfg, flags, overrides))
             results = run_training(cfg, plugins)
         except TunewrightError as error:
-            print(f"tunewright: {error}", file=sys.stderr)
-            sys.exit(2 if isinstance(error, ConfigError) else 1)
+            sys.exit(report(error))
+        except OSError as error:
+            sys.exit(report(error, os_error_message(error)))
         if is_main_process():
             print(summary(results, cfg))
 
@@ -171,6 +174,21 @@ def audit_lines(audits: dict) -> list[str]:
     return [f"bias audit:           {verdicts}; release {release} (reports/bias.html)"]
 
 
+def take_option(args: list[str], key: str) -> tuple[str | None, list[str]]:
+    """The value of ``key=value`` among ``args`` (the last one given) and the other arguments."""
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
+    return (values[-1] if values else None), [a for a in args if not a.startswith(f"{key}=")]
+
+
+def flag(command: str, key: str, value: str | None) -> bool:
+    """A ``key=true|false`` option; absent is false."""
+    if value is None:
+        return False
+    if value.lower() not in ("true", "false"):
+        raise ConfigError(f"{command}: {key}={value!r} is not true or false")
+    return value.lower() == "true"
+
+
 def predict(args: list[str]) -> int:
     """``predict run=<folder> text ...``: one JSON line per text, or per image path for an
     image model (``-`` reads stdin lines)."""
@@ -179,15 +197,15 @@ def predict(args: list[str]) -> int:
     from tunewright.images import check_image
     from tunewright.predictor import load_run
 
-    folder = next((a.split("=", 1)[1] for a in args if a.startswith("run=")), None)
-    inputs = [a for a in args if not a.startswith("run=")]
+    folder, inputs = take_option(args, "run")
+    trust, inputs = take_option(inputs, "trust_remote_code")
     if folder is None:
         raise ConfigError("predict: run=<run folder> is required")
     if inputs == ["-"]:
         inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not inputs:
         raise ConfigError("predict: give one or more texts (or image paths) to classify, or - to read stdin")
-    predictor = load_run(folder)
+    predictor = load_run(folder, flag("predict", "trust_remote_code", trust))
     field = predictor.task.input_field
     if field == "image":
         for number, path in enumerate(inputs, start=1):
@@ -202,10 +220,11 @@ def monitor(args: list[str]) -> int:
     from tunewright.monitoring import monitor_run
     from tunewright.plugin_manager import get_plugins
 
-    folder = next((a.split("=", 1)[1] for a in args if a.startswith("run=")), None)
+    folder, overrides = take_option(args, "run")
+    trust, overrides = take_option(overrides, "trust_remote_code")
     if folder is None:
         raise ConfigError("monitor: run=<run folder> is required")
-    reports = monitor_run(folder, [a for a in args if not a.startswith("run=")], get_plugins())
+    reports = monitor_run(folder, overrides, get_plugins(), flag("monitor", "trust_remote_code", trust))
     for report in reports:
         print(drift_summary(report, folder))
     return 0
@@ -254,13 +273,11 @@ def export(args: list[str]) -> int:
     """``export run=<folder> [merged=true] [out=<dir>] [override=<reason>]``."""
     from tunewright.export import export_run
 
-    options = key_values("export", args, ("run", "merged", "out", "override"))
-    merged = options.get("merged", "false").lower()
-    if merged not in ("true", "false"):
-        raise ConfigError(f"export: merged={options['merged']!r} is not true or false")
+    options = key_values("export", args, ("run", "merged", "out", "overwrite", "override", "trust_remote_code"))
+    merged, overwrite, trust = (flag("export", key, options.get(key)) for key in ("merged", "overwrite", "trust_remote_code"))
     if options.get("override"):
         print(f"tunewright: WARNING: exporting despite the release decision: {options['override']}", file=sys.stderr)
-    target = export_run(options["run"], options.get("out"), merged == "true", options.get("override"))
+    target = export_run(options["run"], options.get("out"), merged, options.get("override"), overwrite, trust)
     print(f"exported to {target}")
     return 0
 
@@ -302,8 +319,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tunewright: {error}", file=sys.stderr)
         return 1
     except TunewrightError as error:
-        print(f"tunewright: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ConfigError) else 1
+        return report(error)
+    except OSError as error:  # a full disk, a missing permission: the path and what to do
+        return report(error, os_error_message(error))
+
+
+def debugging() -> bool:
+    import os
+
+    return os.environ.get("TUNEWRIGHT_DEBUG", "") not in ("", "0")
+
+
+def report(error: BaseException, message: str | None = None) -> int:
+    """Print one line for ``error`` (its traceback first under ``TUNEWRIGHT_DEBUG=1``);
+    the exit status: 2 for config errors, 1 otherwise."""
+    if debugging():
+        traceback.print_exception(error, file=sys.stderr)
+    print(f"tunewright: {message or error}", file=sys.stderr)
+    return 2 if isinstance(error, ConfigError) else 1
+
+
+def os_error_message(error: OSError) -> str:
+    """An operating-system error as one line: what failed, where, and what to do."""
+    import errno
+
+    where = f"{error.filename}: " if error.filename else ""
+    advice = {
+        errno.ENOSPC: "the disk is full; free space (or point paths.runs_dir elsewhere) and run the command again: "
+                      "files written before are intact",
+        errno.EDQUOT: "the disk quota is exhausted; free space and run the command again",
+        errno.EFBIG: "the file-size limit (ulimit -f) was reached; raise it and run the command again",
+        errno.EACCES: "permission denied; choose a folder you can write to",
+        errno.EROFS: "the file system is read-only; choose another folder",
+        errno.ENOENT: "no such file or directory",
+    }.get(error.errno, error.strerror or str(error))  # fmt: skip
+    return f"{where}{advice} (set TUNEWRIGHT_DEBUG=1 for the traceback)"
 
 
 if __name__ == "__main__":

@@ -6,11 +6,17 @@ model card as ``README.md``. Export follows the run's release decision (the bias
 verdicts under its policy): a blocked run, or one never audited, is refused unless the
 user passes ``override="<reason>"``. Every export, allowed or overridden, is recorded
 in the run's ``manifest.json``.
+
+An export never deletes what tunewright did not write: the destination must be new or
+empty, or, with ``overwrite=true``, an earlier export (which carries
+:data:`EXPORT_MARKER`); the run folder, a folder above it and the working directory are
+refused whatever the flags.
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 import time
 from pathlib import Path
@@ -28,10 +34,47 @@ def release_decision(run_folder: RunFolder) -> dict[str, Any] | None:
     return bias["release"] if bias else None
 
 
-def export_run(folder: str | Path, out: str | Path | None = None, merged: bool = False, override: str | None = None) -> Path:
+EXPORT_MARKER = ".tunewright-export.json"
+
+
+def export_run(folder: str | Path, out: str | Path | None = None, merged: bool = False, override: str | None = None,
+               overwrite: bool = False, trust_remote_code: bool = False) -> Path:  # fmt: skip
     """Write the export directory (default ``<run>/export``) and record it; returns its path."""
     run_folder = RunFolder(folder)
     run_folder.read_config()
+    target = Path(out) if out else run_folder.path / "export"
+    check_destination(target, run_folder.path, overwrite)
+    with run_folder.locked("tunewright export", wait=True):
+        return _export(run_folder, target, merged, override, overwrite, trust_remote_code)
+
+
+def check_destination(target: Path, run_path: Path, overwrite: bool) -> None:
+    """Refuse a destination whose replacement would delete something tunewright did not
+    write there, or the run itself."""
+    resolved, run, here = target.resolve(), run_path.resolve(), Path.cwd().resolve()
+    if run.is_relative_to(resolved):
+        raise TunewrightError(f"export: out={target} is the run folder or holds it; choose a new folder, e.g. out={run}-export")
+    if here.is_relative_to(resolved):
+        raise TunewrightError(f"export: out={target} is the working directory or holds it; choose a new folder")
+    if resolved.is_relative_to(run) and resolved != run / "export":
+        raise TunewrightError(f"export: out={target} lies inside the run folder; use its export/ folder or one outside it")
+    if not resolved.exists():
+        return
+    if not resolved.is_dir():
+        raise TunewrightError(f"export: out={target} is a file; choose a folder")
+    if not any(resolved.iterdir()):
+        return
+    if not (resolved / EXPORT_MARKER).is_file():
+        raise TunewrightError(
+            f"export: out={target} holds files tunewright did not export, and tunewright never deletes what it did "
+            "not write; choose a new or empty folder"
+        )
+    if not overwrite:
+        raise TunewrightError(f"export: out={target} holds an earlier export; pass overwrite=true to replace it")
+
+
+def _export(run_folder: RunFolder, target: Path, merged: bool, override: str | None, overwrite: bool,
+            trust_remote_code: bool) -> Path:  # fmt: skip
     decision = release_decision(run_folder)
     allowed = bool(decision and decision["allowed"])
     if not allowed and not override:
@@ -40,15 +83,15 @@ def export_run(folder: str | Path, out: str | Path | None = None, merged: bool =
             f"{run_folder.path}: release blocked: {why}. See reports/bias.html; to export anyway, "
             'pass override="<your reason>" (it is recorded in manifest.json)'
         )
-    loaded = load_model(run_folder)
+    loaded = load_model(run_folder, trust_remote_code=trust_remote_code)
     model = loaded.model
     if merged:
         merge = getattr(loaded.method, "merge", None)
         if merge is None:
             raise TunewrightError(f"method={loaded.config.method.kind} cannot be merged into plain weights; export without merged=true")
         model = merge(model)
-    target = Path(out) if out else run_folder.path / "export"
     card = write_model_card(run_folder.path)
+    check_destination(target, run_folder.path, overwrite)  # again: the folder may have changed while the model loaded
     with atomic_directory(target) as staging:
         if merged:
             model.save_pretrained(staging, safe_serialization=True)
@@ -56,6 +99,8 @@ def export_run(folder: str | Path, out: str | Path | None = None, merged: bool =
             loaded.method.save(model, staging)
         loaded.task.save_artifacts(staging, loaded.label_names)
         shutil.copyfile(card, staging / "README.md")
+        marker = {"run": str(run_folder.path.resolve()), "merged": merged, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (staging / EXPORT_MARKER).write_text(json.dumps(marker) + "\n")
     _record(run_folder, target, merged, decision, None if allowed else override)
     return target
 

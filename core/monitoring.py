@@ -29,13 +29,26 @@ from tunewright.run_folder import RunFolder
 from tunewright.schema import part_options
 from tunewright.tracking import start_trackers, stop_trackers
 
+REPORT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
 # Overrides that keep a batch whole and in order instead of split for training.
 WHOLE_BATCH = ("data.validation_fraction=0", "data.test_fraction=0")
 
 
-def monitor_run(folder: str | Path, overrides: list[str], plugins) -> list[dict[str, Any]]:
-    """Monitor one batch against the run in ``folder``; returns each monitor's report."""
+def monitor_run(folder: str | Path, overrides: list[str], plugins, trust_remote_code: bool = False) -> list[dict[str, Any]]:
+    """Monitor one batch against the run in ``folder``; returns each monitor's report.
+
+    Monitors of one run take turns (the run folder's lock): their reports, the model
+    card and a retraining's manifest links are written one process at a time.
+    """
     run_folder = RunFolder(folder)
+    run_folder.read_config()
+    with run_folder.locked("tunewright monitor", wait=True):
+        return _monitor(run_folder, overrides, plugins, trust_remote_code)
+
+
+def _monitor(run_folder: RunFolder, overrides: list[str], plugins, trust_remote_code: bool) -> list[dict[str, Any]]:
+    folder = run_folder.path
     run_config = run_folder.read_config()
     if not any(o.startswith("data=") for o in overrides):
         raise ConfigError("monitor: name the new batch with data=<option>, e.g. data=csv data.path=batch.csv")
@@ -43,10 +56,10 @@ def monitor_run(folder: str | Path, overrides: list[str], plugins) -> list[dict[
         raise ConfigError(f"{folder}: the run was trained with monitor=none, so it has no drift reference")
     batch_config = compose_config([*overrides, *(o for o in WHOLE_BATCH if o.split("=")[0] not in _keys(overrides))], plugins)
     settings = batch_config.monitor
-    predictor = load_run(folder)
+    predictor = load_run(folder, trust_remote_code)
     examples, sources = load_batch(batch_config.data, predictor.label_names, plugins)
     observed = observe(predictor, examples, predictor.label_names)
-    name = settings.name or _report_name(sources)
+    name = _checked_name(settings.name) if settings.name is not None else _report_name(sources)
     run = Run(run_folder.path.name, run_config, run_folder)
     reports, trackers = [], start_trackers(run, plugins)
     try:
@@ -91,9 +104,17 @@ def _describe(data: DomainData) -> str:
     return ", ".join(source["path"] for source in data.sources) or "no files"
 
 
+def _checked_name(name: str) -> str:
+    """``monitor.name`` becomes a file name in ``reports/``: no folders, no hidden files."""
+    if not REPORT_NAME.fullmatch(name) or name.startswith("."):
+        raise ConfigError(f"monitor.name={name!r}: use letters, digits, '_', '-' and '.' only (it names "
+                          "reports/drift-<name>.json), not starting with '.'")  # fmt: skip
+    return name
+
+
 def _report_name(sources: list[dict[str, str]]) -> str:
     stem = Path(sources[0]["path"]).stem if sources else "batch"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).lstrip(".") or "batch"
 
 
 def _keys(overrides: list[str]) -> set[str]:

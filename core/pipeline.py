@@ -7,6 +7,7 @@ sequences them, writes the run folder and fires the lifecycle hooks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,16 +23,17 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tunewright import checkpoint as ckpt
 from tunewright import distributed, sharding
 from tunewright.cleaning import clean, data_card, data_card_markdown
 from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
-from tunewright.errors import ConfigError, DataError
+from tunewright.errors import ConfigError, DataError, RunFolderError
 from tunewright.governance.base_comparison import compare_with_base, not_possible
 from tunewright.governance.bias_report import bias_record, write_bias_report
 from tunewright.governance.model_card import write_model_card
 from tunewright.governance.policy import load_policy
-from tunewright.predictor import Predictor
+from tunewright.predictor import MODEL_FILES_KEY, Predictor, model_file_hashes
 from tunewright.run import Run
 from tunewright.run_folder import (
     RunFolder,
@@ -42,7 +44,7 @@ from tunewright.run_folder import (
 from tunewright.schema import part_options
 from tunewright.token_cache import encode_cached
 from tunewright.tracking import start_trackers, stop_trackers
-from tunewright.trainer import Trainer, autocast_dtype, pick_device
+from tunewright.trainer import Trainer, autocast_dtype, config_differences, pick_device, training_config_hash
 
 # Libraries whose versions the manifest records.
 RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn", "fairlearn",
@@ -84,69 +86,130 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
     if context.is_distributed and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
     run_id = agree_on_run_id(cfg)
-    run = Run(run_id, cfg, RunFolder(Path(cfg.paths.runs_dir) / run_id).create(), context.rank, context.world_size)
-    trackers = start_trackers(run, plugins) if run.is_main_process else []
-    failed = False
-    try:
-        plugins.hook.tunewright_run_start(run=run)
-        seed_everything(cfg.seed)
+    run = Run(run_id, cfg, RunFolder(Path(cfg.paths.runs_dir) / run_id), context.rank, context.world_size)
+    fresh = not run.folder.path.exists()
+    trackers, failed = [], False
+    with contextlib.ExitStack() as held:
+        try:
+            # The lock and the resume check come before anything is written: a second
+            # process or a different config must not rewrite the record of a run.
+            refuse_foreign_folder(run.folder)  # checked before the lock file is made in it
+            if run.is_main_process:
+                held.enter_context(run.folder.locked("tunewright train"))
+                run.folder.remove_stale_staging()
+            else:
+                run.folder.create()
+            require_resumable(run)
+            trackers = start_trackers(run, plugins) if run.is_main_process else []
+            return _train(run, plugins, device, context)
+        except BaseException as error:
+            plugins.hook.tunewright_run_error(run=run, error=error)
+            failed = True
+            if fresh and run.is_main_process:
+                run.folder.remove_if_unused()
+            raise
+        finally:
+            stop_trackers(trackers, plugins)
+            distributed.teardown(graceful=not failed)
 
-        # Parts first: a method that cannot run here (qlora without CUDA) or an audit missing its
-        # input (audit.eec.path) stops the run before any data or model loads.
-        task = plugins.registries["models"].build(cfg.model)
-        method = plugins.registries["methods"].build(cfg.method)
-        governance = _governance_parts(run, task, plugins) if run.is_main_process else {}
-        data, cleaning = clean(plugins.registries["datasets"].build(cfg.data).load(), cfg.data.cleaning)
-        if not data.splits.get("test"):
-            raise DataError("no test split: give a test file or a data.test_fraction above 0")
-        data.splits = {split: task.prepare(examples, data.label_names) for split, examples in data.splits.items()}
-        if task.head_is_new:
-            _require_labelled_classes(data)
-        features = {split: encode_cached(task, examples, cfg.paths.cache_dir) for split, examples in data.splits.items()}
-        if run.is_main_process:
-            run.folder.write_config(cfg)
-            _write_manifest(run, data, task)
-            card = data_card(cfg.data.kind, data, cleaning, list(cfg.data.sensitive_columns))
-            run.folder.write_json("data_card.json", card)
-            atomic_write_text(run.folder.path / "data_card.md", data_card_markdown(card))
 
-        model = load_base(task, method, data.label_names)
-        base_audits = _audit_base_model(run, task, model, data, governance.get("audits"), device) if governance else None
-        model = method.apply(model, task)
-        trainer = Trainer(run, model, task, cfg.trainer, plugins.hook, context, device)
-        fit = trainer.fit(features["train"], features.get("validation", []))
-        if not fit.completed:
-            return {"run_id": run_id, "completed": False, "train": asdict(fit)}
+def _train(run: Run, plugins, device: torch.device, context: DistributedContext) -> dict[str, Any]:
+    """The pipeline's steps, in the run folder this process now may write."""
+    cfg, run_id = run.config, run.run_id
+    plugins.hook.tunewright_run_start(run=run)
+    seed_everything(cfg.seed)
 
-        test_metrics, test_outputs = trainer.evaluate(features["test"])
-        results = {
-            "run_id": run_id,
-            "completed": True,
-            "test": test_metrics,
-            "train": asdict(fit),
-            "data": {split: len(examples) for split, examples in data.splits.items()},
-        }
-        model = _unsharded(trainer.model, method, task, data.label_names, run.is_main_process, device)
-        if run.is_main_process:
-            test_predictions = _record_predictions(run, data, task, model, test_outputs, device)
-            test_metrics.update(test_predictions.metrics)
-            plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
-            _save_model(run.folder, method, task, model, data.label_names)
-            predictor = Predictor(task, model, data.label_names, cfg.trainer.eval_batch_size, device, trainer.dtype)
-            evaluation = Evaluation(run, predictor, data, test_metrics, test_predictions.rows)
-            results["audits"] = _run_audits(evaluation, governance["audits"], base_audits, plugins)
-            results["monitors"] = {name: monitor.record_baseline(evaluation) for name, monitor in governance["monitors"].items()}
-            run.folder.write_json("results.json", results)
-            write_model_card(run.folder.path)
-            plugins.hook.tunewright_train_end(run=run, results=results)
-        return results
-    except BaseException as error:
-        plugins.hook.tunewright_run_error(run=run, error=error)
-        failed = True
-        raise
-    finally:
-        stop_trackers(trackers, plugins)
-        distributed.teardown(graceful=not failed)
+    # Parts first: a method that cannot run here (qlora without CUDA) or an audit missing its
+    # input (audit.eec.path) stops the run before any data or model loads.
+    task = plugins.registries["models"].build(cfg.model)
+    method = plugins.registries["methods"].build(cfg.method)
+    governance = _governance_parts(run, task, plugins) if run.is_main_process else {}
+    data, cleaning = clean(plugins.registries["datasets"].build(cfg.data).load(), cfg.data.cleaning)
+    if not data.splits.get("test"):
+        raise DataError("no test split: give a test file or a data.test_fraction above 0")
+    data.splits = {split: task.prepare(examples, data.label_names) for split, examples in data.splits.items()}
+    if task.head_is_new:
+        _require_labelled_classes(data)
+    features = {split: encode_cached(task, examples, cfg.paths.cache_dir) for split, examples in data.splits.items()}
+    _require_same_data(run, data)
+    if run.is_main_process:
+        run.folder.write_config(cfg)
+        _write_manifest(run, data, task)
+        card = data_card(cfg.data.kind, data, cleaning, list(cfg.data.sensitive_columns))
+        run.folder.write_json("data_card.json", card)
+        atomic_write_text(run.folder.path / "data_card.md", data_card_markdown(card))
+
+    model = load_base(task, method, data.label_names)
+    base_audits = _audit_base_model(run, task, model, data, governance.get("audits"), device) if governance else None
+    model = method.apply(model, task)
+    trainer = Trainer(run, model, task, cfg.trainer, plugins.hook, context, device)
+    fit = trainer.fit(features["train"], features.get("validation", []))
+    if not fit.completed:
+        return {"run_id": run_id, "completed": False, "train": asdict(fit)}
+
+    test_metrics, test_outputs = trainer.evaluate(features["test"])
+    results = {
+        "run_id": run_id,
+        "completed": True,
+        "test": test_metrics,
+        "train": asdict(fit),
+        "data": {split: len(examples) for split, examples in data.splits.items()},
+    }
+    model = _unsharded(trainer.model, method, task, data.label_names, run.is_main_process, device)
+    if run.is_main_process:
+        test_predictions = _record_predictions(run, data, task, model, test_outputs, device)
+        test_metrics.update(test_predictions.metrics)
+        plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
+        _save_model(run.folder, method, task, model, data.label_names)
+        hashes = model_file_hashes(run.folder.model_dir)
+        run.folder.update_json("manifest.json", lambda manifest: manifest.update({MODEL_FILES_KEY: hashes}))
+        predictor = Predictor(task, model, data.label_names, cfg.trainer.eval_batch_size, device, trainer.dtype)
+        evaluation = Evaluation(run, predictor, data, test_metrics, test_predictions.rows)
+        results["audits"] = _run_audits(evaluation, governance["audits"], base_audits, plugins)
+        results["monitors"] = {name: monitor.record_baseline(evaluation) for name, monitor in governance["monitors"].items()}
+        run.folder.write_json("results.json", results)
+        write_model_card(run.folder.path)
+        plugins.hook.tunewright_train_end(run=run, results=results)
+    return results
+
+
+def require_resumable(run: Run) -> None:
+    """Refuse, before anything is written, to continue a run folder with anything but the
+    config that started it: an existing run is resumed (or re-finished) by its own
+    training config, never rewritten by another, and a folder of someone else's files is
+    never written into. The newest checkpoint is verified here too."""
+    folder, cfg = run.folder, run.config
+    refuse_foreign_folder(folder)
+    if not folder.holds_run():
+        return
+    if cfg.trainer.resume == "never":
+        raise ConfigError(f"trainer.resume=never, but {folder.path} already holds a run; choose a new paths.run_id "
+                          "(a run is never overwritten)")  # fmt: skip
+    changed = config_differences(folder.read_config(), cfg)
+    if changed:
+        raise ConfigError(
+            f"paths.run_id={run.run_id}: {folder.path} holds a run trained with another config ({'; '.join(changed[:3])}); "
+            "resume it with its own config, or choose a new paths.run_id"
+        )
+    ckpt.find_resumable(folder.path / "checkpoints", training_config_hash(cfg), cfg.trainer.resume_fallback)
+
+
+def refuse_foreign_folder(folder: RunFolder) -> None:
+    foreign = folder.foreign_entries()
+    if foreign:
+        raise RunFolderError(f"{folder.path} holds files that are not a tunewright run ({', '.join(foreign[:3])}); "
+                             "choose another paths.run_id or paths.runs_dir")  # fmt: skip
+
+
+def _require_same_data(run: Run, data: DomainData) -> None:
+    """A resumed run reads the data it started with (the manifest's hashes)."""
+    manifest = run.folder.read_json("manifest.json")
+    if not manifest or manifest.get("data_sources") == data.sources:
+        return
+    recorded = {source["path"]: source["sha256"] for source in manifest.get("data_sources", [])}
+    changed = next((s["path"] for s in data.sources if recorded.get(s["path"]) != s["sha256"]), "the data sources")
+    raise DataError(f"{changed}: changed since run {run.run_id} started (manifest.json records other contents); "
+                    "restore the data it started with, or train a new run")  # fmt: skip
 
 
 def _require_labelled_classes(data: DomainData) -> None:

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from tunewright.errors import ConfigError
 from tunewright.run_folder import RunFolder, atomic_write_text, new_run_id
 
-COMBINED_FILE = "retrain_data.jsonl"
+RETRAIN_DATA = "retrain"  # the old run's folder of combined data, one file per new run
 
 
 def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any], label_names: list[str], plugins) -> dict[str, Any]:
@@ -32,8 +32,8 @@ def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any],
     examples = [(e, original.label_names) for split in original.splits.values() for e in split] + [(e, label_names) for e in batch]
     sensitive = list(cfg.data.sensitive_columns)
     run_id = new_run_id(cfg)
-    folder = RunFolder(old.path.parent / run_id).create()
-    path = folder.path / COMBINED_FILE
+    folder = RunFolder(old.path.parent / run_id)
+    path = old.path / RETRAIN_DATA / f"{run_id}.jsonl"
     atomic_write_text(path, "".join(json.dumps(_row(example, names, sensitive)) + "\n" for example, names in examples))
     images = any("image" in e for e, _ in examples)
     jsonl = plugins.registries["datasets"].get("jsonl").schema  # the registered JSON-lines loader's options
@@ -44,6 +44,7 @@ def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any],
                  split_seed=cfg.data.split_seed)  # fmt: skip
     cfg.data = OmegaConf.merge(OmegaConf.structured(data), {"cleaning": cfg.data.cleaning})
     cfg.paths.run_id = run_id
+    cfg.paths.runs_dir = str(old.path.parent)
     results = run_training(cfg, plugins)
     origin = {"run_id": old.path.name, "drift_report": f"reports/drift-{report['name']}.json", "rows_added": len(batch)}
     folder.update_json("manifest.json", lambda manifest: manifest.update(retrained_from=origin))

@@ -10,9 +10,15 @@ then renamed, so a crash never leaves half a file where a whole one was.
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import getpass
 import json
 import os
+import re
 import secrets
+import socket
+import sys
 import shutil
 import tempfile
 import time
@@ -20,11 +26,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from tunewright.errors import RunFolderError
 
 RUN_ID_ENV = "TUNEWRIGHT_RUN_ID"
+LOCK_FILE = ".lock"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -45,25 +53,93 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def fsync_tree(directory: Path) -> None:
+    """Flush every file under ``directory`` and the folders themselves to disk, so a
+    rename that follows survives a power loss, not only a process crash."""
+    for path in sorted(directory.rglob("*"), reverse=True):
+        if path.is_file() and not path.is_symlink():
+            _fsync(path, os.O_RDONLY)
+        elif path.is_dir():
+            _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync(directory, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _readable_like_user_files(directory: Path) -> None:
+    """Give what a writer created under ``directory`` the permissions the user's umask
+    gives any new file (``mkstemp`` and some writers make weights 0600)."""
+    os.chmod(directory, 0o777 & ~_UMASK)
+    for path in directory.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
+
+
 @contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield an empty folder beside ``target`` to fill; when the block succeeds it
-    replaces ``target`` in one rename, when it fails it is removed and ``target`` kept.
+    """Yield an empty folder beside ``target`` to fill; when the block succeeds it takes
+    ``target``'s place in one rename, when it fails it is removed and ``target`` kept.
 
-    The folder is readable like any the user creates (``mkdtemp`` alone makes it 0700),
-    and its name starts with a dot so listings of finished folders skip it.
+    The caller decides whether ``target`` may be replaced (an export refuses folders it
+    did not write). A replaced folder is first renamed aside, so at every moment either
+    the old or the new folder stands at ``target``. The new folder's files are fsynced
+    before the rename and the parent after it; they get the user's usual permissions;
+    the staging name starts with a dot so listings of finished folders skip it.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        os.chmod(staging, 0o777 & ~_UMASK)
         yield staging
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        _readable_like_user_files(staging)
+        fsync_tree(staging)
+        aside = None
+        if target.exists() and any(target.iterdir()):
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, aside / target.name)
+        os.replace(staging, target)  # an empty target folder is replaced by the rename itself
+        _fsync(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+        if aside is not None:
+            shutil.rmtree(aside)
+    except Exception as error:
+        code = None if isinstance(error, OSError) else writer_errno(error, staging)
+        shutil.rmtree(staging, ignore_errors=True)
+        if code is not None:  # safetensors and torch report a failed write in their own words
+            raise OSError(code, os.strerror(code), str(target)) from error
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def writer_errno(error: Exception, directory: Path) -> int | None:
+    """The operating-system error behind a writer's own exception: the ``os error N``
+    that safetensors quotes, or ENOSPC when the file system is (almost) full (torch
+    reports only a failed position check); ``None`` when the failure was not the disk's."""
+    quoted = re.search(r"\(os error (\d+)\)", str(error))
+    if quoted:
+        return int(quoted.group(1))
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return None
+    return errno.ENOSPC if stats.f_bavail * stats.f_frsize < 1 << 20 else None
+
+
+def remove_stale_staging(directory: Path, pattern: str) -> list[Path]:
+    """Remove the staging folders a crashed :func:`atomic_directory` left in
+    ``directory`` for targets matching the glob ``pattern`` (``step-*`` finds
+    ``.step-00000008.k2j1x/``); call it only while holding the run's lock, so that no
+    live writer owns them. Returns what was removed."""
+    stale = [p for p in directory.glob(f".{pattern}.*") if p.is_dir()] if directory.is_dir() else []
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -95,6 +171,10 @@ def agree_on_run_id(cfg: DictConfig) -> str:
     return new_run_id(cfg)
 
 
+# Run folders this process holds the lock of, with how many nested holders each has.
+_HELD_LOCKS: dict[Path, list] = {}
+
+
 class RunFolder:
     """Paths and writers for one run's folder."""
 
@@ -113,22 +193,107 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
 
+    def holds_run(self) -> bool:
+        return (self.path / "config.yaml").is_file()
+
+    def foreign_entries(self) -> list[str]:
+        """What the folder holds besides tunewright's lock, when it holds no run: a
+        folder of someone else's files is never written into."""
+        if not self.path.is_dir() or self.holds_run():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
+
+    def remove_stale_staging(self) -> None:
+        """Remove what crashed writers of this run left half-written (checkpoint and
+        model staging folders, temporary record files); only under the run's lock."""
+        remove_stale_staging(self.path / "checkpoints", "step-*")
+        remove_stale_staging(self.path, "model")
+        for directory in (self.path, self.path / "reports"):
+            for leftover in directory.glob(".*.tmp") if directory.is_dir() else []:
+                leftover.unlink(missing_ok=True)
+
+    def remove_if_unused(self) -> None:
+        """Remove the folder when it holds nothing but the lock (a run that failed
+        before writing anything leaves no empty folder behind)."""
+        if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {LOCK_FILE}:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+            self.path.rmdir()
+
+    @contextmanager
+    def locked(self, command: str, wait: bool = False) -> Iterator["RunFolder"]:
+        """Hold the folder's exclusive lock while ``command`` writes to it.
+
+        The lock is ``fcntl.flock`` on ``<run>/.lock``, released by the kernel when the
+        process ends however it ends, so a killed run never leaves a stale lock. The
+        file records the holder (process, host, user, command, time) for the message a
+        second writer gets. With ``wait=False`` (training) a held lock is an error; with
+        ``wait=True`` (monitor, export, card) the caller waits its turn. A process that
+        already holds the lock may take it again (nested commands).
+        """
+        key = self.path.resolve()
+        if key in _HELD_LOCKS:
+            _HELD_LOCKS[key][1] += 1
+            try:
+                yield self
+            finally:
+                _HELD_LOCKS[key][1] -= 1
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(path)
+                if not wait:
+                    raise RunFolderError(
+                        f"{self.path} is in use by {holder}; wait for it to finish, or use another paths.run_id"
+                    ) from None
+                print(f"tunewright: waiting for {self.path}, in use by {holder}", file=sys.stderr)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(),
+                      "command": command, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+            _HELD_LOCKS[key] = [fd, 1]
+            try:
+                yield self
+            finally:
+                del _HELD_LOCKS[key]
+        finally:
+            os.close(fd)  # closing releases the flock
+
     def write_config(self, cfg: DictConfig) -> None:
         atomic_write_text(self.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     def read_config(self) -> DictConfig:
+        """The stored config, its interpolations kept as literal text: a run folder is
+        data, so ``${oc.env:SECRET}`` in a crafted ``config.yaml`` is never resolved."""
         path = self.path / "config.yaml"
         if not path.is_file():
             raise RunFolderError(f"{self.path} is not a tunewright run folder: no config.yaml")
-        return OmegaConf.load(path)
+        try:
+            stored = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise RunFolderError(f"{path}: unreadable ({_first_line(error)}); restore it from a copy") from None
+        if not isinstance(stored, dict):
+            raise RunFolderError(f"{path}: not a mapping of config keys; restore it from a copy")
+        return OmegaConf.create(_escape_interpolations(stored))
 
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_json(self.path / name, obj)
 
     def read_json(self, name: str) -> Any:
-        """A JSON record of the run (``reports/bias.json``), or ``None`` when it is absent."""
+        """A JSON record of the run (``reports/bias.json``), or ``None`` when it is absent;
+        a corrupt record is an error naming it."""
         path = self.path / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise RunFolderError(f"{path}: not valid JSON ({_first_line(error)}); restore it from a copy") from None
 
     def update_json(self, name: str, update) -> None:
         """Read a JSON object (empty when absent), let ``update`` change it, write it back atomically."""
@@ -140,3 +305,26 @@ class RunFolder:
         """Append one JSON line; each line is flushed so a crash keeps earlier lines."""
         with self.metrics_path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+        return f"{holder['command']} (pid {holder['pid']} on {holder['host']}, user {holder['user']}, since {holder['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def _escape_interpolations(value: Any) -> Any:
+    """``value`` with every ``${`` escaped, so OmegaConf reads it as plain text."""
+    if isinstance(value, dict):
+        return {key: _escape_interpolations(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escape_interpolations(item) for item in value]
+    if isinstance(value, str):
+        return value.replace("${", "\\${")
+    return value
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -98,17 +98,34 @@ def warmup_then_decay(optimizer, warmup_steps: int, total_steps: int, schedule: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def training_config_hash(config) -> str:
-    """Hash of everything that determines the computation, for checkpoint matching."""
+def training_identity(config) -> dict[str, Any]:
+    """Everything in a config that determines the computation (what a checkpoint is
+    valid for): model, method, data, seed and the trainer keys that are not neutral."""
     trainer = {k: v for k, v in OmegaConf.to_container(config.trainer, resolve=True).items() if k not in RESUME_NEUTRAL_KEYS}
-    relevant = {
+    return {
         "model": OmegaConf.to_container(config.model, resolve=True),
         "method": OmegaConf.to_container(config.method, resolve=True),
         "data": OmegaConf.to_container(config.data, resolve=True),
         "trainer": trainer,
         "seed": config.seed,
     }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def training_config_hash(config) -> str:
+    """Hash of :func:`training_identity`, for checkpoint matching."""
+    return hashlib.sha256(json.dumps(training_identity(config), sort_keys=True).encode()).hexdigest()
+
+
+def config_differences(stored, current) -> list[str]:
+    """``key: stored -> current`` for every computation-relevant key two configs set differently."""
+
+    def flat(value, prefix=""):
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): value}
+
+    old, new = flat(training_identity(stored)), flat(training_identity(current))
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
 
 
 # Dense bf16/fp16 tensor-core peak FLOP/s by GPU name, for the MFU estimate.
@@ -364,6 +381,7 @@ class Trainer:
                     or (not cfg.eval_every_n_steps and end_of_epoch)
                 ):
                     stopping = self._evaluate_and_track(validation_features, progress)
+                    self.engine.train()  # evaluation turned dropout off; the epoch goes on training
                     evaluated = True
                 stop_now = stop_at is not None and progress.step >= stop_at
                 if (

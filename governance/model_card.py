@@ -19,6 +19,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from tunewright.governance.mitigation import mitigation_summary
+from tunewright.markdown import md_code, md_paragraph, md_text
 from tunewright.run_folder import RunFolder, atomic_write_text
 from tunewright.schema import CardConfig
 
@@ -30,8 +31,10 @@ EMBEDDED_HUB_IDS = {"embedded:all-MiniLM-L6-v2": "sentence-transformers/all-Mini
 def write_model_card(folder: str | Path) -> Path:
     """Render ``MODEL_CARD.md`` in the run folder from its records; returns its path."""
     run_folder = RunFolder(folder)
+    run_folder.read_config()  # a folder that holds no run is refused before it is locked
     path = run_folder.path / CARD_FILE
-    atomic_write_text(path, render_model_card(run_folder))
+    with run_folder.locked("tunewright card", wait=True):
+        atomic_write_text(path, render_model_card(run_folder))
     return path
 
 
@@ -51,14 +54,14 @@ def render_model_card(run_folder: RunFolder) -> str:
         _model_details(cfg, records),
         _uses(cfg),
         _training_data(records["data"]),
-        _evaluation(records["results"]),
+        _evaluation(records["results"], cfg["trainer"].get("early_stopping_metric", "accuracy")),
         _bias(records["bias"]),
         _drift(records["reference"], records["drift"], folder),
         _training_details(cfg, records),
         _limitations(cfg, records),
         _how_to_use(cfg, records, folder),
     ]
-    title = f"# {base_model_id(cfg)} fine-tuned with {cfg['method']['kind']} on {cfg['data']['kind']}"
+    title = f"# {md_text(base_model_id(cfg))} fine-tuned with {md_text(cfg['method']['kind'])} on {md_text(cfg['data']['kind'])}"
     return f"---\n{yaml.safe_dump(_header(cfg, records, folder), sort_keys=False)}---\n\n{title}\n\n" + "\n\n".join(sections) + "\n"
 
 
@@ -113,12 +116,12 @@ def _model_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
     lines = [
         "## Model details",
         "",
-        f"- Base model: `{base_model_id(cfg)}` (task `{cfg['model']['kind']}`{length})",
-        f"- Method: `{cfg['method']['kind']}`"
+        f"- Base model: {md_code(base_model_id(cfg))} (task {md_code(cfg['model']['kind'])}{length})",
+        f"- Method: {md_code(cfg['method']['kind'])}"
         + (f"; {train['trainable_parameters']:,} of {train['total_parameters']:,} parameters trained "
            f"({train['trainable_parameters'] / max(train['total_parameters'], 1):.2%})" if train else ""),
-        f"- Labels ({len(labels)}): {', '.join(labels)}",
-        f"- Run: `{records['results'].get('run_id', '?')}`, tunewright {manifest.get('libraries', {}).get('tunewright', '?')}, "
+        f"- Labels ({len(labels)}): {', '.join(map(md_text, labels))}",
+        f"- Run: {md_code(records['results'].get('run_id', '?'))}, tunewright {manifest.get('libraries', {}).get('tunewright', '?')}, "
         f"config SHA-256 `{manifest.get('config_sha256', '?')[:12]}`",
     ]  # fmt: skip
     return "\n".join(lines)
@@ -128,6 +131,8 @@ def _uses(cfg: dict[str, Any]) -> str:
     card = cfg["card"]
     intended = card["intended_use"] or "Not stated. Set `card.intended_use` to say who should use this model and for what."
     out_of_scope = card["out_of_scope_use"] or "Not stated. Set `card.out_of_scope_use`."
+    intended = md_paragraph(card["intended_use"]) if card["intended_use"] else intended
+    out_of_scope = md_paragraph(card["out_of_scope_use"]) if card["out_of_scope_use"] else out_of_scope
     return f"## Intended use\n\n{intended}\n\n## Out-of-scope use\n\n{out_of_scope}"
 
 
@@ -135,27 +140,28 @@ def _training_data(data: dict[str, Any]) -> str:
     if not data:
         return "## Training data\n\nNo data card on record."
     rows = [
-        f"| {split} | {c['rows']} | " + ", ".join(f"{k} {v}" for k, v in c["labels"].items()) + " |"
+        f"| {md_text(split)} | {c['rows']} | " + ", ".join(f"{md_text(k)} {v}" for k, v in c["labels"].items()) + " |"
         for split, c in data.get("composition", {}).items()
     ]
     dropped = sum(step["rows_in"] - step["rows_out"] for step in data.get("cleaning", []))
-    sources = ", ".join(f"`{s['path']}` (SHA-256 `{s['sha256'][:12]}`)" for s in data.get("sources", []))
-    sensitive = ", ".join(data.get("sensitive_features") or {}) or "none declared"
+    sources = ", ".join(f"{md_code(s['path'])} (SHA-256 {md_code(s['sha256'][:12])})" for s in data.get("sources", []))
+    sensitive = ", ".join(map(md_text, data.get("sensitive_features") or {})) or "none declared"
     return "\n".join([
         "## Training data", "",
-        f"Dataset `{data.get('dataset')}` from {sources or 'no recorded files'}. Cleaning dropped {dropped} rows "
+        f"Dataset {md_code(data.get('dataset'))} from {sources or 'no recorded files'}. Cleaning dropped {dropped} rows "
         "(see `data_card.md` for every step and reason). Sensitive features: " + sensitive + ".", "",
         "| split | rows | labels |", "|---|---|---|", *rows,
     ])  # fmt: skip
 
 
-def _evaluation(results: dict[str, Any]) -> str:
+def _evaluation(results: dict[str, Any], metric: str) -> str:
     test = results.get("test")
     if not test:
         return "## Evaluation results\n\nThe run did not finish its test evaluation."
     rows = [f"| {name} | {value:.4f} |" for name, value in test.items()]
     train = results.get("train") or {}
-    best = (f"\n\nBest validation {train['best_metric']:.4f} at step {train['best_step']}."
+    best = (f"\n\nBest validation {md_text(metric)} {train['best_metric']:.4f} at step {train['best_step']} "
+            "(the weights this model holds when trainer.select_best is on)."
             if train.get("best_metric") is not None else "")  # fmt: skip
     return "\n".join(["## Evaluation results", "", "On the held-out test split:", "", "| metric | value |", "|---|---|", *rows]) + best
 
@@ -167,18 +173,18 @@ def _bias(bias: dict[str, Any] | None) -> str:
     lines = ["## Bias audit", "",
              f"Policy `{bias['policy']['name']}`{' (blocking)' if bias['policy']['blocking'] else ''}. "
              f"Release **{'allowed' if release['allowed'] else 'blocked'}**"
-             + (": " + "; ".join(release["reasons"]) if release["reasons"] else ".")]  # fmt: skip
+             + (": " + "; ".join(map(md_text, release["reasons"])) if release["reasons"] else ".")]  # fmt: skip
     for name, audit in bias["audits"].items():
-        lines += ["", f"### {name}: {audit['verdict']}", ""]
+        lines += ["", f"### {md_text(name)}: {md_text(audit['verdict'])}", ""]
         if "attributes" in audit:
             lines += ["| attribute | verdict | flip rate | parity ratio | p |", "|---|---|---|---|---|"]
-            lines += [f"| {attr} | {r['verdict']} | {r['flip_rate']:.3f} | {_fmt(r['demographic_parity_ratio'])} | {_fmt(r['p_value'], '.3g')} |"
+            lines += [f"| {md_text(attr)} | {r['verdict']} | {r['flip_rate']:.3f} | {_fmt(r['demographic_parity_ratio'])} | {_fmt(r['p_value'], '.3g')} |"
                       for attr, r in audit["attributes"].items()]  # fmt: skip
         elif audit.get("groups"):
             lines += ["| group | size | accuracy | selection rate |", "|---|---|---|---|"]
-            lines += [f"| {g['group']}{' (suppressed)' if g.get('suppressed') else ''} | {g['size']} | "
+            lines += [f"| {md_text(g['group'])}{' (suppressed)' if g.get('suppressed') else ''} | {g['size']} | "
                       f"{_fmt(g.get('accuracy'))} | {_fmt(g.get('selection_rate'))} |" for g in audit["groups"]]  # fmt: skip
-        lines += [f"- {reason}" for reason in audit.get("reasons", []) if audit["verdict"] != "pass"]
+        lines += [f"- {md_text(reason)}" for reason in audit.get("reasons", []) if audit["verdict"] != "pass"]
         if audit.get("mitigation"):
             lines += ["", mitigation_summary(audit["mitigation"])]
     comparison = bias.get("base_model_comparison")
@@ -199,7 +205,7 @@ def _drift(reference: dict[str, Any] | None, reports: list[dict[str, Any]], fold
     ]  # fmt: skip
     if reports:
         lines += ["| batch | rows | verdict | severity | retrain |", "|---|---|---|---|---|"]
-        lines += [f"| {r['name']} | {r['rows']} | {r['status']} | {r['severity']} | {'yes' if r['retrain_recommended'] else 'no'} |"
+        lines += [f"| {md_text(r['name'])} | {r['rows']} | {r['status']} | {r['severity']} | {'yes' if r['retrain_recommended'] else 'no'} |"
                   for r in reports]  # fmt: skip
     else:
         lines.append("No batch has been monitored yet.")
@@ -213,9 +219,9 @@ def _training_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
     method = {k: v for k, v in cfg["method"].items() if k != "kind"}
     hardware = manifest.get("cuda") or manifest.get("platform", "?")
     lines = ["## Training details", "", "| setting | value |", "|---|---|"]
-    lines += [f"| trainer.{k} | {trainer[k]} |" for k in keys]
-    lines += [f"| method.{k} | {v} |" for k, v in method.items()]
-    lines += [f"| seed | {cfg['seed']} |", f"| processes | {manifest.get('world_size', 1)} |", f"| hardware | {hardware} |"]
+    lines += [f"| trainer.{k} | {md_text(trainer[k])} |" for k in keys]
+    lines += [f"| method.{md_text(k)} | {md_text(v)} |" for k, v in method.items()]
+    lines += [f"| seed | {cfg['seed']} |", f"| processes | {manifest.get('world_size', 1)} |", f"| hardware | {md_text(hardware)} |"]
     if train:
         speed = (f"{train['tokens_per_second']:.0f} tokens/s" if train["tokens_per_second"]
                  else f"{train['samples_per_second']:.1f} examples/s")  # fmt: skip
@@ -227,11 +233,11 @@ def _limitations(cfg: dict[str, Any], records: dict[str, Any]) -> str:
     rows = records["results"].get("data", {})
     lines = ["## Limitations", ""]
     if cfg["card"]["limitations"]:
-        lines += [cfg["card"]["limitations"], ""]
+        lines += [md_paragraph(cfg["card"]["limitations"]), ""]
     lines += [
         f"- Trained on {rows.get('train', '?')} examples and tested on {rows.get('test', '?')}: "
         "figures on other data will differ; monitor new data for drift.",
-        f"- It predicts only its labels ({', '.join(records['data'].get('label_names') or [])}); any input gets one of them.",
+        f"- It predicts only its labels ({', '.join(map(md_text, records['data'].get('label_names') or []))}); any input gets one of them.",
     ]
     if task_record(cfg, records)["input_field"] == "text":
         lines.append(f"- Texts longer than {cfg['model']['max_length']} tokens are truncated.")

@@ -161,8 +161,11 @@ def test_retrain_trains_a_linked_run_on_the_old_data_plus_the_batch(amazon_run):
     manifest = json.loads((new / "manifest.json").read_text())
     assert manifest["retrained_from"] == {"run_id": "amazon", "drift_report": "reports/drift-imdb-retrain.json", "rows_added": 100}
     assert new_id in json.loads((amazon_run / "runs" / "amazon" / "manifest.json").read_text())["retrained_as"]
-    rows = (new / "retrain_data.jsonl").read_text().splitlines()
+    rows = (amazon_run / "runs" / "amazon" / "retrain" / f"{new_id}.jsonl").read_text().splitlines()
     assert len(rows) == TRAIN_ROWS + 100
+    assert manifest["data_sources"][0]["path"].endswith(f"retrain/{new_id}.jsonl")
+    stubs = [p for p in (amazon_run / "runs").iterdir() if p.name not in ("amazon", new_id) and not (p / "config.yaml").exists()]
+    assert stubs == []  # the data lives with the old run; nothing half-made is left beside the new one
     results = json.loads((new / "results.json").read_text())
     assert sum(results["data"].values()) > TRAIN_ROWS  # after deduplication, still more than the old data alone
     assert (new / "model").is_dir() and report["retraining"]["test"] == results["test"]

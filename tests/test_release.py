@@ -133,8 +133,8 @@ def test_an_unaudited_run_needs_an_override_and_unmergeable_methods_say_so(tiny_
 
     real = export_module.load_model
 
-    def without_merge(folder):
-        result = real(folder)
+    def without_merge(folder, **options):
+        result = real(folder, **options)
         result.method = type("Unmergeable", (), {"save": result.method.save})()
         return result
 
