@@ -25,14 +25,28 @@ from tunewright.markdown import md_code, md_text
 
 _SPACE = re.compile(r"\s+")
 _NOT_WORD = re.compile(r"[\W_]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 TEXT_FIELDS = ("text", "text_pair")
+MARKDOWN_DROPS = 50  # of them, in data_card.md
+MAX_LISTED_DROPS = 10000  # dropped rows listed one by one in data_card.json; the total is always given
 
 
 @dataclass
 class CleaningReport:
-    """What the pipeline did: one entry per (split, step) that changed something."""
+    """What the pipeline did: one entry per (split, step) that changed something, and
+    one per dropped row (split, step, source file, row, reason)."""
 
     steps: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_load_notes(cls, notes: list[dict[str, Any]]) -> "CleaningReport":
+        """Start from what the loader did (labels rewritten, rows without labels dropped)."""
+        report = cls()
+        for note in notes:
+            report.steps.append({key: value for key, value in note.items() if key != "dropped"})
+            report.dropped.extend(note.get("dropped", []))
+        return report
 
     def record(self, split: str, step: str, rows_in: int, rows_out: int, reason: str, changed: int = 0) -> None:
         if rows_in != rows_out or changed:
@@ -41,8 +55,13 @@ class CleaningReport:
                 entry["rows_changed"] = changed
             self.steps.append(entry)
 
+    def drop(self, split: str, step: str, example: dict[str, Any], reason: str) -> None:
+        where = example.get("origin") or {"source": None, "row": None}
+        self.dropped.append({"split": split, "step": step, **where, "reason": reason})
+
 
 def normalise(text: str, form: str, collapse_whitespace: bool) -> str:
+    text = _CONTROL.sub("", text)  # NUL and other control characters carry no meaning in text
     if form != "none":
         text = unicodedata.normalize(form, text)
     if collapse_whitespace:
@@ -62,7 +81,7 @@ def duplicate_key(example: dict[str, Any], mode: str) -> tuple:
 def clean(data: DomainData, cfg) -> tuple[DomainData, CleaningReport]:
     """Apply the ``data.cleaning`` policy to every split; returns the cleaned data and report."""
     _check_policy(cfg)
-    report = CleaningReport(list(data.load_notes))
+    report = CleaningReport.from_load_notes(data.load_notes)
     splits = {}
     for split, examples in data.splits.items():
         examples = _normalise_split(split, examples, cfg, report)
@@ -92,12 +111,17 @@ def _normalise_split(split, examples, cfg, report):
                 cleaned[name] = normalise(cleaned[name], cfg.unicode_form, cfg.collapse_whitespace)
         changed += cleaned != example
         out.append(cleaned)
-    report.record(split, "normalise", len(examples), len(out), "Unicode normalisation and whitespace", changed)
+    report.record(split, "normalise", len(examples), len(out), "Unicode normalisation, whitespace and control characters", changed)
     return out
 
 
 def _drop_empty(split, examples, report):
-    out = [e for e in examples if "text" not in e or e["text"].strip()]
+    out = []
+    for example in examples:
+        if "text" not in example or example["text"].strip():
+            out.append(example)
+        else:
+            report.drop(split, "drop_empty", example, "empty text")
     report.record(split, "drop_empty", len(examples), len(out), "empty text")
     return out
 
@@ -109,6 +133,8 @@ def _limit_length(split, examples, cfg, report):
     long = [e for e in examples if too_long(e)]
     if cfg.over_long == "drop":
         out = [e for e in examples if not too_long(e)]
+        for example in long:
+            report.drop(split, "over_long", example, f"{len(example['text'])} characters, over {cfg.max_chars}")
         report.record(split, "over_long", len(examples), len(out), f"longer than {cfg.max_chars} characters")
         return out
     out = [{**e, "text": e["text"][: cfg.max_chars]} if too_long(e) else e for e in examples]
@@ -117,26 +143,41 @@ def _limit_length(split, examples, cfg, report):
 
 
 def _deduplicate(split, examples, mode, report):
-    seen, out = set(), []
+    seen, out = {}, []
     for example in examples:
         key = duplicate_key(example, mode)
         if key not in seen:
-            seen.add(key)
+            seen[key] = example
             out.append(example)
+        else:
+            report.drop(split, "deduplicate", example, f"{mode} duplicate of {_where(seen[key])}")
     report.record(split, "deduplicate", len(examples), len(out), f"{mode} duplicate within the split")
     return out
 
 
 def _remove_leakage(splits, mode, report):
-    earlier: set = set()
+    earlier: dict = {}
     for split in SPLITS:
         if split not in splits:
             continue
         if split != "train":
-            kept = [e for e in splits[split] if duplicate_key(e, mode) not in earlier]
+            kept = []
+            for example in splits[split]:
+                twin = earlier.get(duplicate_key(example, mode))
+                if twin is None:
+                    kept.append(example)
+                else:
+                    report.drop(split, "leakage", example, f"{mode} duplicate of {twin[0]} {_where(twin[1])}")
             report.record(split, "leakage", len(splits[split]), len(kept), f"{mode} duplicate of an earlier split")
             splits[split] = kept
-        earlier.update(duplicate_key(e, mode) for e in splits[split])
+        for example in splits[split]:
+            earlier.setdefault(duplicate_key(example, mode), (split, example))
+
+
+def _where(example: dict[str, Any]) -> str:
+    """An example's place for a reader: ``row 12 of reviews.csv``."""
+    where = example.get("origin")
+    return f"row {where['row']} of {where['source']}" if where else "an earlier row"
 
 
 def _length_stats(values: list[int]) -> dict[str, float]:
@@ -171,6 +212,8 @@ def data_card(dataset: str, data: DomainData, report: CleaningReport, sensitive_
         "sources": data.sources,
         "label_names": data.label_names,
         "cleaning": report.steps,
+        "dropped_rows": report.dropped[:MAX_LISTED_DROPS],
+        "dropped_rows_total": len(report.dropped),
         "composition": composition,
         "sensitive_features": coverage,
     }
@@ -194,6 +237,13 @@ def data_card_markdown(card: dict[str, Any]) -> str:
         + f" ({md_text(s['reason'])})"
         for s in card["cleaning"]
     ] or ["- nothing was changed or dropped"]
+    dropped = card.get("dropped_rows", [])
+    if dropped:
+        out += ["", f"## Dropped rows ({card['dropped_rows_total']})", ""]
+        out += [f"- {md_text(d['split'])}: {md_code(d['source'])} row {md_text(d['row'])}: {md_text(d['reason'])}"
+                for d in dropped[:MARKDOWN_DROPS]]  # fmt: skip
+        if card["dropped_rows_total"] > MARKDOWN_DROPS:
+            out.append(f"- ... {card['dropped_rows_total'] - MARKDOWN_DROPS} more in data_card.json")
     out += ["", "## Sensitive features", ""]
     out += [
         f"- {md_code(column)}: present in " + ", ".join(f"{share:.0%} of {split}" for split, share in shares.items())

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from tunewright.errors import ConfigError
-from tunewright.schema import SCHEMA_SUFFIX, SINGLE_CHOICE_FAMILIES, group_schemas
+from tunewright.schema import SCHEMA_SUFFIX, SINGLE_CHOICE_FAMILIES, check_values, group_schemas
 
 CONFIG_MODULE = "tunewright.conf"
 PRIMARY_CONFIG = "train"
@@ -75,7 +75,7 @@ def expand_sweeps(overrides: list[str]) -> Iterable[list[str]]:
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except OverrideParseException as error:
-        raise ConfigError(str(error).splitlines()[0]) from None
+        raise explain(error) from None
     choices = []
     for override in parsed:
         key = override.get_key_element()
@@ -93,14 +93,20 @@ def check_overrides(overrides: list[str], plugins) -> None:
 
 
 def validate(cfg: DictConfig, plugins) -> None:
-    """Checks Hydra cannot make: parts exist and no node holds keys its schema lacks."""
+    """Checks Hydra cannot make: parts exist, no node holds keys its schema lacks, every
+    knob lies in its stated range; then an unset ``trainer.learning_rate`` becomes the
+    method's own default, so the run records the rate it trains at."""
     for family in SINGLE_CHOICE_FAMILIES:
         registry = plugins.registries[family]
         node = cfg[registry.config_group]
         part = registry.get(node.kind)
         _reject_unknown_keys(registry.config_group, node, part.schema)
+        check_values(registry.config_group, node, part.schema)
     for group, schema in group_schemas(plugins.registries).items():
         _reject_unknown_keys(group, cfg[group], schema)
+        check_values(group, cfg[group], schema)
+    if cfg.trainer.learning_rate is None:
+        cfg.trainer.learning_rate = plugins.registries["methods"].get(cfg.method.kind).schema.default_learning_rate
     for family in ("audits", "monitors", "trackers"):
         registry = plugins.registries[family]
         for name in cfg[registry.config_group].names:
@@ -126,7 +132,12 @@ def explain(error: Exception) -> ConfigError:
         options = sorted(o for o in error.options if not o.endswith(SCHEMA_SUFFIX))
         return ConfigError(f"{group}={choice}: no such option; choices: {', '.join(options)}")
     if isinstance(error, OverrideParseException):
-        return ConfigError(str(error).splitlines()[0])
+        line = str(error).splitlines()[0]
+        if "LexerNoViableAltException" in line:  # a character Hydra's grammar does not allow unquoted
+            override = line.split(": ", 1)[-1]
+            key, _, value = override.partition("=")
+            return ConfigError(f"{override}: Hydra cannot read this value unquoted; quote it: {key}='{value}'")
+        return ConfigError(line)
     cause = error.__cause__ if isinstance(error, ConfigCompositionException) else error
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
         parent = cause.parent_node

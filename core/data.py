@@ -8,13 +8,15 @@ for classification) so that any task's fields fit.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from tunewright.errors import DataError
+from tunewright.errors import ConfigError, DataError
 
 SPLITS = ("train", "validation", "test")
 
@@ -37,6 +39,36 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_INTEGRAL = re.compile(r"[+-]?\d+\.0+")
+
+
+def canonical_label(value: Any) -> str | None:
+    """A label as tunewright compares labels; ``None`` when the row has none.
+
+    Surrounding whitespace goes (``"pos "`` is ``"pos"``); an integral number is written
+    as an integer whether it came as ``1``, ``1.0`` or ``"1.0"``; an empty value, NaN
+    (``float("nan")`` or the text ``nan``) and null are missing labels. Anything else
+    is kept as written: ``"Pos"`` and ``"pos"`` stay two labels.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return str(int(value)) if float(value).is_integer() else repr(value)
+    if not isinstance(value, str):
+        raise TypeError(type(value).__name__)
+    text = value.strip()
+    if not text or text.lower() == "nan":
+        return None
+    return text.split(".")[0] if _INTEGRAL.fullmatch(text) else text
+
+
+def origin(path: Path | str, row: Any) -> dict[str, Any]:
+    """Where an example came from, for the data card's list of dropped rows."""
+    return {"source": str(path), "row": row}
+
+
 def labelled_examples(
     path: Path,
     rows: Iterable[tuple[int, dict[str, Any], Any]],
@@ -44,31 +76,72 @@ def labelled_examples(
     policy: str,
     notes: list[dict[str, Any]],
     split: str,
+    label_map: Any = None,
 ) -> list[dict[str, Any]]:
     """Labelled examples from ``(row, fields, label)``: ``fields`` (``{"text": ...}`` and
-    any of ``text_pair``, ``sensitive``) plus ``label`` mapped to its index.
+    any of ``text_pair``, ``sensitive``) plus ``label`` mapped to its index and the
+    row's ``origin``.
 
-    A label outside ``label_names`` is an error naming file and row, or, with
-    ``data.cleaning.unknown_labels=drop``, a dropped row counted in ``notes``.
+    Each label goes through :func:`canonical_label` and then ``label_map`` (pass
+    ``data.label_map``: ``{0: negative, 1: positive}``); a rewritten label is counted in
+    ``notes``, a missing one drops its row (listed in ``notes``). A label outside
+    ``label_names`` is an error naming file and row, or, with ``policy="drop"``
+    (``data.cleaning.unknown_labels``), a dropped row.
     """
     index = {name: i for i, name in enumerate(label_names)}
-    examples, unknown = [], Counter()
-    for row, fields, label in rows:
-        label = str(label)
+    mapping = label_mapping(label_map)
+    examples, unknown, rewritten, dropped = [], Counter(), Counter(), []
+    for row, fields, raw in rows:
+        label = mapped_label(path, row, raw, mapping)
+        if label is None:
+            dropped.append({**origin(path, row), "split": split, "step": "missing_label", "reason": "no label"})
+            continue
+        if label != str(raw):
+            rewritten[f"{raw!r} -> {label!r}"] += 1
         if label not in index:
             if policy != "drop":
                 raise DataError(
-                    f"{path}, row {row}: unknown label {label!r}; labels: {', '.join(label_names)} "
-                    "(data.cleaning.unknown_labels=drop skips such rows)"
+                    f"{path}, row {row}: unknown label {label!r}; labels: {', '.join(label_names)}. Map it with "
+                    f"data.label_map='{{{label}: <one of those>}}', skip such rows with data.cleaning.unknown_labels=drop"
+                    ", or read the rows unlabelled with data.label_column=null"
                 )
             unknown[label] += 1
+            dropped.append({**origin(path, row), "split": split, "step": "unknown_labels", "reason": f"label {label!r}"})
             continue
-        examples.append({**fields, "label": index[label]})
-    if unknown:
-        kept = len(examples)
-        notes.append({"split": split, "step": "unknown_labels", "rows_in": kept + sum(unknown.values()),
-                      "rows_out": kept, "reason": f"labels outside the label set: {dict(unknown)}"})  # fmt: skip
+        examples.append({**fields, "label": index[label], "origin": origin(path, row)})
+    total = len(examples) + len(dropped)
+    if rewritten:
+        notes.append({"split": split, "step": "normalise_labels", "rows_in": total, "rows_out": total,
+                      "rows_changed": sum(rewritten.values()), "reason": f"labels rewritten: {dict(rewritten)}"})  # fmt: skip
+    for step, reason in (("missing_label", "empty, NaN or null labels"), ("unknown_labels", f"labels outside the label set: {dict(unknown)}")):
+        rows_dropped = [entry for entry in dropped if entry["step"] == step]
+        if rows_dropped:
+            notes.append({"split": split, "step": step, "rows_in": total, "rows_out": total - len(rows_dropped),
+                          "reason": reason, "dropped": rows_dropped})  # fmt: skip
     return examples
+
+
+def label_mapping(label_map: Any) -> dict[str, str]:
+    """``data.label_map`` with its keys and values as canonical labels."""
+    given = label_map or {}
+    if not hasattr(given, "items"):
+        raise ConfigError(f"data.label_map={given!r}: give a mapping such as '{{0: negative, 1: positive}}'")
+    return {canonical_label(key): canonical_label(value) for key, value in given.items()}
+
+
+def mapped_label(path: Path, row: Any, raw: Any, mapping: dict[str, str]) -> str | None:
+    """One row's label, canonical and mapped; a label that is a list or object is an error."""
+    try:
+        label = canonical_label(raw)
+    except TypeError as kind:
+        raise DataError(f"{path}, row {row}: the label is a {kind}, not a single value; point data.label_column "
+                        "at a column of labels") from None  # fmt: skip
+    return mapping.get(label, label) if label is not None else None
+
+
+def label_set(path: Path, rows: Iterable[tuple[Any, Any]], mapping: dict[str, str]) -> list[str]:
+    """The sorted label names of ``(row, raw label)`` pairs, as :func:`labelled_examples` reads them."""
+    return sorted({label for row, raw in rows if (label := mapped_label(path, row, raw, mapping)) is not None})
 
 
 def require_two_classes(path: Path, column: str, examples: list[dict[str, Any]], label_names: list[str]) -> None:

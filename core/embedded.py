@@ -8,6 +8,7 @@ no model hub. Any other value is passed to transformers unchanged (a hub id or a
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from tunewright.errors import ConfigError
 
@@ -22,7 +23,12 @@ EMBEDDED_MODELS = {
 def resolve_model_path(name_or_path: str) -> str:
     """The hub id or local directory transformers should load for ``name_or_path``."""
     if not name_or_path.startswith(PREFIX):
-        return name_or_path
+        local = Path(name_or_path).expanduser()
+        if name_or_path.startswith(("/", ".", "~")) and not local.is_dir():
+            problem = "is a file, not a model directory" if local.exists() else "no such directory"
+            raise ConfigError(f"model.name_or_path={name_or_path}: {problem} (give a saved checkpoint's folder, "
+                              "a hub id, or embedded:all-MiniLM-L6-v2)")  # fmt: skip
+        return str(local) if name_or_path.startswith("~") else name_or_path
     name = name_or_path[len(PREFIX) :]
     if name not in EMBEDDED_MODELS:
         raise ConfigError(

@@ -28,8 +28,8 @@ def check_image(path: Path, where: str) -> None:
         raise DataError(f"{where}: no image file {path}")
     try:
         with Image.open(path) as image:
-            image.verify()  # reads the whole file's structure without decoding the pixels
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            image.load()  # decodes every pixel: a truncated file fails here, not mid-training
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"{where}: {path} is not a readable image ({error})") from None
 
 

@@ -95,8 +95,9 @@ def _relabel(example: dict[str, Any], batch_labels: list[str], run_labels: list[
         return example
     name = batch_labels[example["label"]]
     if name not in run_labels:
-        raise DataError(f"the batch ({_describe(data)}) has label {name!r}, which the model does not know; "
-                        f"its labels: {', '.join(run_labels)}")  # fmt: skip
+        raise DataError(f"the batch ({_describe(data)}) has label {name!r}, which the model does not know; its "
+                        f"labels: {', '.join(run_labels)}. Map the batch's labels with data.label_map='{{{name}: "
+                        "<one of those>}', or monitor it unlabelled with data.label_column=null")  # fmt: skip
     return {**example, "label": run_labels.index(name)}
 
 

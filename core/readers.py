@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import codecs
 import csv
+import sys
 import difflib
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
 from tunewright.errors import DataError
+
+# One field may hold a long document (the default limit is 128 KiB); cleaning truncates
+# or drops over-long texts afterwards (data.cleaning.max_chars).
+csv.field_size_limit(min(sys.maxsize, 1 << 26))
 
 Row = tuple[int, dict[str, Any]]  # (row number in the file, counting a header as row 1; fields)
 
@@ -39,8 +44,8 @@ def _existing(path: Path | str) -> Path:
 def _decoded_lines(path: Path, encoding: str) -> Iterator[str]:
     """The file's lines (endings kept), decoded one at a time: large files are never
     held whole, and a byte the encoding cannot decode names its row."""
-    try:
-        decoder = codecs.getincrementaldecoder(encoding)()
+    try:  # a UTF-8 file may start with a byte-order mark, which is not part of its first column's name
+        decoder = codecs.getincrementaldecoder("utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding)()
     except LookupError:
         raise DataError(f"{path}: unknown encoding {encoding!r} (data.encoding)") from None
     with path.open("rb") as handle:
@@ -78,22 +83,35 @@ def read_separated_lines(path: Path, separator: str, encoding: str = "utf-8") ->
 
 def read_csv(path: Path, encoding: str = "utf-8", delimiter: str = ",") -> tuple[list[str], list[Row]]:
     """Header and rows of a CSV, read as a stream; a row with more or fewer fields than
-    the header is an error."""
+    the header, a quote never closed or an oversized field is an error naming the row
+    where the record starts."""
     path = _existing(path)
-    reader = csv.reader(_decoded_lines(path, encoding), delimiter=delimiter)
-    header = next(reader, None)
-    if not header:
-        raise DataError(f"{path}: no header row")
-    rows = []
-    for fields in reader:
-        if not fields:
-            continue
-        if len(fields) != len(header):
-            raise DataError(
-                f"{path}, row {reader.line_num}: {len(fields)} fields where the header has {len(header)} "
-                f"({', '.join(header)}); check quoting and delimiters"
-            )
-        rows.append((reader.line_num, dict(zip(header, fields))))
+    reader = csv.reader(_decoded_lines(path, encoding), delimiter=delimiter, strict=True)
+    rows, header, start = [], None, 1
+    try:
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{path}: no header row")
+        start = reader.line_num + 1
+        for fields in reader:
+            if fields and len(fields) != len(header):
+                spans = f" (the record runs on to row {reader.line_num}: a quote left open?)" if reader.line_num > start else ""
+                raise DataError(
+                    f"{path}, row {start}: {len(fields)} fields where the header has {len(header)} "
+                    f"({', '.join(header)}){spans}; check quoting and data.delimiter"
+                )
+            if fields:
+                rows.append((start, dict(zip(header, fields))))
+            start = reader.line_num + 1
+    except csv.Error as error:
+        problem = str(error)
+        if "field larger than field limit" in problem:
+            problem = f"a field longer than {csv.field_size_limit():,} characters"
+        elif "unexpected end of data" in problem or "EOF" in problem:
+            problem = "a quote opened in this row is never closed"
+        elif "expected after" in problem:
+            problem = "a quote opened in this row does not close where its field ends (a quote inside a field is written twice: \"\")"
+        raise DataError(f"{path}, row {start}: {problem}; check quoting and data.delimiter") from None
     if not rows:
         raise DataError(f"{path}: a header but no rows")
     return header, rows
@@ -138,10 +156,13 @@ def read_parquet(path: Path, batch_rows: int = 65536) -> tuple[list[str], list[R
 def require_columns(path: Path, available: list[str], wanted: dict[str, str]) -> None:
     """Every ``wanted`` column (config key -> column name) exists, or an error suggests
     the closest one."""
+    headerless = not set(wanted.values()) & set(map(str, available))
     for key, column in wanted.items():
         if column not in available:
             close = difflib.get_close_matches(column, available, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
+            if headerless and not close and len(wanted) > 1:
+                hint = "; the first row is read as column names: does the file lack a header row?"
             raise DataError(
                 f"{path}: no column {column!r} (data.{key}){hint} columns: {', '.join(map(str, available))}"
             )

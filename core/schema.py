@@ -8,14 +8,78 @@ fields (see :mod:`tunewright.registry`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, make_dataclass
 from functools import partial
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 SCHEMA_SUFFIX = "_schema"
+
+
+@dataclass(frozen=True)
+class Valid:
+    """The values one config knob accepts, beyond its type: a numeric range, a set of
+    choices or a pattern. Kept in the field's metadata by :func:`knob` and checked by
+    :func:`check_values` when a config is composed, before anything loads."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the range excludes ``low`` itself
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None  # a regular expression the whole value matches
+    meaning: str = ""  # how :meth:`describe` names a pattern
+
+    def accepts(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        if self.pattern:
+            return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.pattern:
+            return self.meaning
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+def knob(default: Any, **valid: Any):
+    """A schema field with ``default`` whose accepted values :class:`Valid` states."""
+    return field(default=default, metadata={"valid": Valid(**valid)})
+
+
+def check_values(path: str, node, schema: type) -> None:
+    """Every knob of ``node`` (and of its nested nodes) within what its schema field
+    accepts; raises :class:`~tunewright.errors.ConfigError` naming the key otherwise."""
+    import dataclasses
+
+    from omegaconf import DictConfig
+
+    from tunewright.errors import ConfigError
+
+    for spec in dataclasses.fields(schema):
+        if spec.name not in node:
+            continue
+        valid = spec.metadata.get("valid")
+        if valid is not None:
+            value = node[spec.name]
+            if value is not None and not valid.accepts(value):
+                raise ConfigError(f"{path}.{spec.name}={value!r}: must be {valid.describe()}")
+        elif spec.default_factory is not dataclasses.MISSING and isinstance(node.get(spec.name), DictConfig):
+            nested = spec.default_factory()
+            if dataclasses.is_dataclass(nested):
+                check_values(f"{path}.{spec.name}", node[spec.name], type(nested))
 
 
 @dataclass
@@ -30,38 +94,45 @@ class ModelConfig(PartConfig):
     """A pre-trained model and the task head put on it."""
 
     name_or_path: str = MISSING  # a hub id or a local directory
-    max_length: int = 128  # tokens per example; longer: more memory and time per step
+    max_length: int = knob(128, low=1)  # tokens per example (at most the model's positions); longer: more memory and time per step
     trust_remote_code: bool = False  # run code shipped with the checkpoint: opt in only
     revision: Optional[str] = None
 
 
 @dataclass
 class MethodConfig(PartConfig):
-    """How the model's weights are adapted (full fine-tuning, LoRA, ...)."""
+    """How the model's weights are adapted (full fine-tuning, LoRA, ...).
+
+    ``default_learning_rate`` is what ``trainer.learning_rate`` becomes when the command
+    line leaves it unset: each method trains best at its own rate.
+    """
+
+    default_learning_rate: ClassVar[float] = 1e-3
 
 
 @dataclass
 class CleaningConfig:
     """The cleaning every dataset goes through (see ``core/cleaning.py``)."""
 
-    unicode_form: str = "NFC"  # NFC | NFKC | none
+    unicode_form: str = knob("NFC", choices=("NFC", "NFKC", "none"))
     collapse_whitespace: bool = True
-    max_chars: int = 10000  # longer texts are truncated or dropped
-    over_long: str = "truncate"  # truncate | drop
-    deduplicate: str = "near"  # near (case and punctuation ignored) | exact | none
+    max_chars: int = knob(10000, low=1)  # longer texts are truncated or dropped
+    over_long: str = knob("truncate", choices=("truncate", "drop"))
+    deduplicate: str = knob("near", choices=("near", "exact", "none"))  # near: case and punctuation ignored
     remove_leakage: bool = True  # drop evaluation examples that also appear in an earlier split
-    unknown_labels: str = "error"  # error | drop: a label outside the label set
+    unknown_labels: str = knob("error", choices=("error", "drop"))  # a label outside the label set
 
 
 @dataclass
 class DataConfig(PartConfig):
     """Where examples come from and how they are split."""
 
-    limit: Optional[int] = None  # keep at most this many examples (stratified), for quick runs
-    validation_fraction: float = 0.1  # of all examples, when the source has no split
-    test_fraction: float = 0.2  # of all examples, when the source has no test split
+    limit: Optional[int] = knob(None, low=1)  # keep at most this many examples (stratified), for quick runs
+    validation_fraction: float = knob(0.1, low=0, high=1, high_open=True)  # of all examples, when the source has no split
+    test_fraction: float = knob(0.2, low=0, high=1, high_open=True)  # of all examples, when the source has no test split
     split_seed: int = 0
     sensitive_columns: list[str] = field(default_factory=list)  # kept for the bias audit, never fed to the model
+    label_map: Any = None  # rename labels as read: {0: negative, 1: positive}
     cleaning: CleaningConfig = field(default_factory=CleaningConfig)
 
 
@@ -84,33 +155,33 @@ class TrackerConfig(PartConfig):
 class TrainerConfig:
     """The training loop's knobs (see ``core/trainer.py``)."""
 
-    strategy: str = "single"  # single | ddp | fsdp; under torchrun, or launching nproc_per_node itself
-    nproc_per_node: int = 1  # with ddp/fsdp and no torchrun: processes to launch on this machine
-    max_epochs: int = 3
-    batch_size: int = 16  # examples per micro-batch per process; larger: more memory
-    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
-    eval_batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    schedule: str = "linear"  # linear | cosine, after warmup
-    warmup_ratio: float = 0.1  # share of steps with linearly rising learning rate
-    max_grad_norm: float = 1.0  # gradient clipping; 0 disables it
-    precision: str = "auto"  # auto: bf16 on CUDA (fp16 + grad scaler without bf16), fp32 on CPU | fp32 | bf16 | fp16
+    strategy: str = knob("single", choices=("single", "ddp", "fsdp"))  # under torchrun, or launching nproc_per_node itself
+    nproc_per_node: int = knob(1, low=1)  # with ddp/fsdp and no torchrun: processes to launch on this machine
+    max_epochs: int = knob(3, low=1)
+    batch_size: int = knob(16, low=1)  # examples per micro-batch per process; larger: more memory
+    gradient_accumulation_steps: int = knob(1, low=1)  # micro-batches per optimizer step
+    eval_batch_size: int = knob(64, low=1)
+    learning_rate: Optional[float] = knob(None, low=0, low_open=True)  # null: the method's own default (full 5e-5, lora 1e-3, ...)
+    weight_decay: float = knob(0.01, low=0)
+    schedule: str = knob("linear", choices=("linear", "cosine"))  # after warmup
+    warmup_ratio: float = knob(0.1, low=0, high=1, high_open=True)  # share of steps with linearly rising learning rate
+    max_grad_norm: float = knob(1.0, low=0)  # gradient clipping; 0 disables it
+    precision: str = knob("auto", choices=("auto", "fp32", "bf16", "fp16"))  # auto: bf16 on CUDA (fp16 + grad scaler without bf16), fp32 on CPU
     gradient_checkpointing: bool = False  # recompute activations: less memory, one extra forward per step
     compile: bool = False  # torch.compile the model: faster steps after a compile pause
     group_by_length: bool = True  # batches of similar length: less padding, same randomness
-    eval_every_n_steps: int = 0  # 0: evaluate after each epoch
+    eval_every_n_steps: int = knob(0, low=0)  # 0: evaluate after each epoch
     early_stopping_metric: str = "accuracy"  # validation metric that picks the best weights
-    early_stopping_mode: str = "max"  # max | min
-    early_stopping_patience: int = 0  # stop after this many evaluations without gain; 0: never
+    early_stopping_mode: str = knob("max", choices=("max", "min"))
+    early_stopping_patience: int = knob(0, low=0)  # stop after this many evaluations without gain; 0: never
     select_best: bool = True  # export the best evaluated weights, not the last
-    checkpoint_every_n_steps: int = 0  # 0: checkpoint at every evaluation
-    keep_last_checkpoints: int = 2
-    resume: str = "auto"  # auto: continue from the newest valid checkpoint | never
+    checkpoint_every_n_steps: int = knob(0, low=0)  # 0: checkpoint at every evaluation
+    keep_last_checkpoints: int = knob(2, low=0)  # 0: keep every checkpoint
+    resume: str = knob("auto", choices=("auto", "never"))  # auto: continue from the newest valid checkpoint
     resume_fallback: bool = False  # if the newest checkpoint is corrupt, use an older one
-    stop_after_steps: Optional[int] = None  # checkpoint and stop after this many steps (time-boxed jobs)
-    log_every_n_steps: int = 10
-    device: str = "auto"  # auto: cuda when available, else cpu
+    stop_after_steps: Optional[int] = knob(None, low=1)  # checkpoint and stop after this many steps (time-boxed jobs)
+    log_every_n_steps: int = knob(10, low=1)
+    device: str = knob("auto", pattern=r"auto|cpu|cuda(:\d+)?|mps", meaning="auto, cpu, cuda, cuda:<index> or mps")  # auto: cuda when available, else cpu
     progress_bar: bool = True  # shown only on rank 0 and when output is a terminal
 
 
@@ -134,14 +205,14 @@ class MonitorSelectionConfig(SelectionConfig):
     """The drift monitors: what each run records as its reference, and how
     ``tunewright monitor`` judges a new batch against it."""
 
-    reference_size: int = 1000  # held-out examples kept as the reference (a seeded sample beyond this)
-    window: int = 0  # monitor a batch in consecutive windows of this many rows; 0: the whole batch
-    min_rows: int = 30  # fewer rows (in a batch, window or group): insufficient_data, no test
-    significance: float = 0.05  # p-value below which a descriptor or prediction shift is significant
-    effect_size: float = 0.1  # normalised Wasserstein distance a descriptor must also exceed to drift
-    embedding_method: str = "model"  # model (domain classifier ROC AUC) | mmd (maximum mean discrepancy)
-    embedding_threshold: Optional[float] = None  # default: 0.55 ROC AUC for model, 0.015 for mmd
-    accuracy_drop: float = 0.05  # a labelled batch whose accuracy falls this much below the reference drifts
+    reference_size: int = knob(1000, low=1)  # held-out examples kept as the reference (a seeded sample beyond this)
+    window: int = knob(0, low=0)  # monitor a batch in consecutive windows of this many rows; 0: the whole batch
+    min_rows: int = knob(30, low=1)  # fewer rows (in a batch, window or group): insufficient_data, no test
+    significance: float = knob(0.05, low=0, high=1, low_open=True, high_open=True)  # p-value below which a descriptor or prediction shift is significant
+    effect_size: float = knob(0.1, low=0)  # normalised Wasserstein distance a descriptor must also exceed to drift
+    embedding_method: str = knob("model", choices=("model", "mmd"))  # model: domain-classifier ROC AUC; mmd: maximum mean discrepancy
+    embedding_threshold: Optional[float] = knob(None, low=0, low_open=True)  # default: 0.55 ROC AUC for model, 0.015 for mmd
+    accuracy_drop: float = knob(0.05, low=0, high=1, low_open=True)  # a labelled batch whose accuracy falls this much below the reference drifts
     name: Optional[str] = None  # the report's name: reports/drift-<name>.json; default: from the data
     retrain: bool = False  # when retraining is recommended, train a new run on the run's data plus this (labelled) batch
 

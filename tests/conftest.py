@@ -56,3 +56,21 @@ def make_distribution(root: Path, dist: str, entry_points: dict[str, str]) -> No
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
     lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
     (info / "entry_points.txt").write_text(f"[tunewright]\n{lines}")
+
+
+SLOW_STEPS = '''
+import time
+from tunewright import hookimpl
+
+@hookimpl
+def tunewright_train_step_end(run, step, metrics):
+    time.sleep({seconds})  # slow enough to be killed, or joined, mid-run
+'''
+
+
+def slow_steps_plugin(root: Path, seconds: float) -> Path:
+    """A folder to put on PYTHONPATH: an installed plugin that sleeps after every step."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "slow_steps.py").write_text(SLOW_STEPS.format(seconds=seconds))
+    make_distribution(root, "slow-steps", {"slow_steps": "slow_steps"})
+    return root

@@ -76,3 +76,34 @@ def test_every_method_and_model_has_a_page():
         assert name in pages, f"docs/methods/{name}.md is missing"
     for name in registries["models"].names():
         assert f"`{name}`" in overview, f"docs/methods.md does not list model={name}"
+
+
+def shown_outputs() -> list[tuple[str, str, str]]:
+    """Every ``$ tunewright ...`` line in a code block of the README and the docs, with
+    the line the page shows it printing, as (page, command, shown line). Illustrations
+    (a ``<placeholder>`` in the command, ``...`` in what it shows) are not literal
+    output and are left to the tests of their feature."""
+    examples = []
+    for page in sorted([DOCS.parent / "README.md", *DOCS.rglob("*.md")]):
+        for block in page.read_text(encoding="utf-8").split("```")[1::2]:
+            lines = block.splitlines()
+            for position, line in enumerate(lines[:-1]):
+                literal = "<" not in line and "..." not in lines[position + 1]
+                if line.startswith("$ tunewright ") and literal:
+                    examples.append((page.name, line[2:], lines[position + 1]))
+    return examples
+
+
+@pytest.mark.parametrize(("page", "command", "shown"), shown_outputs())
+def test_shown_output_is_what_the_command_prints(page, command, shown, capsys):
+    import shlex
+
+    from tunewright.cli import main
+
+    try:
+        main(shlex.split(command)[1:])
+    except SystemExit:  # Hydra's job exits with the status
+        pass
+    captured = capsys.readouterr()
+    printed = (captured.err or captured.out).splitlines()
+    assert printed[:1] == [shown], f"{page}: {command}"

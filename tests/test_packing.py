@@ -72,13 +72,13 @@ def test_a_model_that_lets_packed_examples_mix_is_refused(decoder):
             return SimpleNamespace(logits=torch.nn.functional.one_hot(input_ids, 8).float().cumsum(1))
 
     with pytest.raises(ConfigError, match="lets packed examples attend to each other"):
-        task_for(decoder, packing=True)._check_packing_isolation(Leaky())
+        task_for(decoder, packing=True, max_length=64)._check_packing_isolation(Leaky())
 
 
 @pytest.mark.parametrize("method", ["prompt", "prefix"])
 def test_methods_with_virtual_tokens_refuse_packing(decoder, method):
     plugins = get_plugins()
-    task = task_for(decoder, packing=True)
+    task = task_for(decoder, packing=True, max_length=64)
     schema = plugins.registries["methods"].get(method).schema
     built = plugins.registries["methods"].build(OmegaConf.structured(schema(kind=method)))
     with pytest.raises(ConfigError, match="only the first packed example would see"):

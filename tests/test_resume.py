@@ -11,16 +11,8 @@ import time
 
 from safetensors.torch import load_file
 
-from conftest import make_distribution, tiny_run_overrides
+from conftest import slow_steps_plugin, tiny_run_overrides
 
-SLOW_PLUGIN = '''
-import time
-from tunewright import hookimpl
-
-@hookimpl
-def tunewright_train_step_end(run, step, metrics):
-    time.sleep(0.25)  # slow enough to be killed mid-run
-'''
 
 
 def train_command(tiny_bert, runs, run_id):
@@ -32,10 +24,7 @@ def train_command(tiny_bert, runs, run_id):
 
 
 def test_sigkill_mid_run_then_resume_gives_the_straight_run(tiny_bert, tmp_path):
-    slow = tmp_path / "slow"
-    slow.mkdir()
-    (slow / "slow_steps.py").write_text(SLOW_PLUGIN)
-    make_distribution(slow, "slow-steps", {"slow_steps": "slow_steps"})
+    slow = slow_steps_plugin(tmp_path / "slow", 0.25)
     runs = tmp_path / "runs"
 
     straight = subprocess.run(train_command(tiny_bert, runs, "straight"), capture_output=True, text=True, timeout=600)

@@ -38,7 +38,7 @@ class EcommerceReviews:
         rows = ((row, {"text": text}, {"0": "negative", "1": "positive"}.get(label, label))
                 for row, text, label in read_separated_lines(path, "\t"))  # fmt: skip
         notes: list = []
-        examples = labelled_examples(path, rows, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train")
+        examples = labelled_examples(path, rows, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train", self.cfg.label_map)
         splits = split_given({"train": examples}, self.cfg)
         return DomainData(splits, LABEL_NAMES, [{"path": path.name, "sha256": file_sha256(path)}], notes)
 

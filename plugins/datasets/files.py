@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tunewright import hookimpl
-from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
+from tunewright.data import DomainData, file_sha256, label_mapping, label_set, labelled_examples, origin, split_given
 from tunewright.errors import ConfigError, DataError
 from tunewright.images import check_image, images_source
 from tunewright.readers import read_csv, read_jsonl, read_parquet, require_columns
@@ -41,7 +41,11 @@ class FileDataConfig(DataConfig):
     messages_column: Optional[str] = None  # chat data: a list of {role, content} ending with the assistant's answer
     labels: Optional[list[str]] = None  # the label set, in id order; default: sorted labels of train
     encoding: str = "utf-8"
-    delimiter: str = ","  # csv only; "\t" for tab-separated files
+    delimiter: str = ","  # csv only; tab (or \t) for tab-separated files
+
+
+# Settings whose columns must hold text (the others hold lists, paths or labels).
+TEXT_COLUMNS = ("text_column", "text_pair_column", "response_column")
 
 
 class LabelledFiles:
@@ -68,14 +72,16 @@ class LabelledFiles:
         if cfg.tags_column:
             return self._tagged(records)
         if cfg.label_column is None:
-            given = {split: [{**self._example(path, fields), "label": None} for _, fields in rows]
+            given = {split: [{**self._example(path, fields), "label": None, "origin": origin(path, row)} for row, fields in rows]
                      for split, (path, rows) in records.items()}  # fmt: skip
             return DomainData(split_given(given, cfg), list(cfg.labels or []), self._sources(records, given))
-        label_names = list(cfg.labels) if cfg.labels else sorted({str(r[cfg.label_column]) for _, r in records["train"][1]})
+        train_path, train_rows = records["train"]
+        label_names = list(cfg.labels) if cfg.labels else label_set(
+            train_path, ((row, fields[cfg.label_column]) for row, fields in train_rows), label_mapping(cfg.label_map))
         given, notes = {}, []
         for split, (path, rows) in records.items():
             labelled = ((row, self._example(path, fields), fields[cfg.label_column]) for row, fields in rows)
-            given[split] = labelled_examples(path, labelled, label_names, cfg.cleaning.unknown_labels, notes, split)
+            given[split] = labelled_examples(path, labelled, label_names, cfg.cleaning.unknown_labels, notes, split, cfg.label_map)
         return DomainData(split_given(given, cfg), label_names, self._sources(records, given), notes)
 
     def _tagged(self, records: dict[str, tuple[Path, list]]) -> DomainData:
@@ -94,7 +100,7 @@ class LabelledFiles:
                                     "(data.cleaning.unknown_labels=drop skips such rows)")  # fmt: skip
                 if not unknown:
                     tags = [index[str(t)] for t in fields[cfg.tags_column]]
-                    examples.append({**self._example(path, fields), "tags": tags, "label": None})
+                    examples.append({**self._example(path, fields), "tags": tags, "label": None, "origin": origin(path, row)})
             if len(examples) < len(rows):
                 notes.append({"split": split, "step": "unknown_labels", "rows_in": len(rows), "rows_out": len(examples),
                               "reason": "tags outside the tag set"})  # fmt: skip
@@ -141,10 +147,16 @@ class LabelledFiles:
                 wanted[key] = getattr(self.cfg, key)
         wanted.update({f"sensitive_columns[{i}]": c for i, c in enumerate(self.cfg.sensitive_columns)})
         require_columns(path, columns, wanted)
+        texts = [getattr(self.cfg, key) for key in TEXT_COLUMNS if getattr(self.cfg, key) and key in wanted]
         for row, fields in rows:
-            missing = [c for c in wanted.values() if fields.get(c) is None]
+            missing = [c for key, c in wanted.items() if key != "label_column" and fields.get(c) is None]
             if missing:
                 raise DataError(f"{path}, row {row}: no value in column {missing[0]!r}")
+            for column in texts:
+                if not isinstance(fields[column], str):
+                    value = fields[column]
+                    raise DataError(f"{path}, row {row}, column {column!r}: expected text, got {type(value).__name__} "
+                                    f"{str(value)[:40]!r}; point the column setting at a column of text")  # fmt: skip
             if self.cfg.messages_column:
                 check_messages(path, row, fields[self.cfg.messages_column])
             if self.cfg.image_column:
@@ -174,8 +186,17 @@ def check_tagged_words(path: Path, row: int, words: Any, tags: Any, tags_column:
         raise DataError(f"{path}, row {row}: {len(words)} words but {count} tags in column {tags_column!r}")
 
 
+def delimiter_character(value: str) -> str:
+    """``data.delimiter`` as one character: ``\\t`` (as a shell passes it) and ``tab`` mean a tab."""
+    character = {"\\t": "\t", "tab": "\t"}.get(value, value)
+    if len(character) != 1:
+        raise ConfigError(f"data.delimiter={value!r}: give one character, such as ',' or ';', or tab (also written \\t)")
+    return character
+
+
 def _csv(cfg: FileDataConfig) -> LabelledFiles:
-    return LabelledFiles(cfg, lambda path: read_csv(path, cfg.encoding, cfg.delimiter))
+    delimiter = delimiter_character(cfg.delimiter)
+    return LabelledFiles(cfg, lambda path: read_csv(path, cfg.encoding, delimiter))
 
 
 def _jsonl(cfg: FileDataConfig) -> LabelledFiles:

@@ -49,7 +49,7 @@ class FinancePhraseBank:
         encoding = _detect_encoding(path)
         notes: list = []
         labelled = ((row, {"text": text}, label) for row, text, label in read_separated_lines(path, "@", encoding))
-        examples = labelled_examples(path, labelled, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train")
+        examples = labelled_examples(path, labelled, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train", self.cfg.label_map)
         return DomainData(split_given({"train": examples}, self.cfg), LABEL_NAMES, [{"path": path.name, "sha256": file_sha256(path)}], notes)
 
 

@@ -51,7 +51,8 @@ class ImageFolder:
         for split, by_label in found.items():
             rows = ((f"{image}", {"image": str(image.resolve())}, label)
                     for label, images in sorted(by_label.items()) for image in images)  # fmt: skip
-            given[split] = labelled_examples(split_roots[split], rows, label_names, self.cfg.cleaning.unknown_labels, notes, split)
+            given[split] = labelled_examples(split_roots[split], rows, label_names, self.cfg.cleaning.unknown_labels,
+                                             notes, split, self.cfg.label_map)
         images = [example["image"] for examples in given.values() for example in examples]
         return DomainData(split_given(given, self.cfg), label_names, [images_source(root.resolve(), images)], notes)
 

@@ -48,7 +48,7 @@ class MedicalAbstracts:
             header, rows = read_csv(path)
             require_columns(path, header, {"text_column": "medical_abstract", "label_column": "condition_label"})
             labelled = ((row, {"text": f["medical_abstract"]}, names.get(f["condition_label"], f["condition_label"])) for row, f in rows)
-            given[split] = labelled_examples(path, labelled, label_names, self.cfg.cleaning.unknown_labels, notes, split)
+            given[split] = labelled_examples(path, labelled, label_names, self.cfg.cleaning.unknown_labels, notes, split, self.cfg.label_map)
         if "train" not in given:  # only the test split is present: it becomes the pool to split
             given = {"train": given.pop("test")}
         sources = [{"path": path.name, "sha256": file_sha256(path)} for path in files.values()]

@@ -20,7 +20,7 @@ from torch import nn
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
 from tunewright.plugins.methods.trained_weights import TrainedWeightsMethod, train_only_head
-from tunewright.schema import MethodConfig
+from tunewright.schema import MethodConfig, knob
 
 # Output projections by family, matched as the end of a module's name.
 ATTENTION_OUTPUTS = (
@@ -44,9 +44,9 @@ PLACEMENTS = {"houlsby": ATTENTION_OUTPUTS + FEED_FORWARD_OUTPUTS, "pfeiffer": F
 
 @dataclass
 class AdapterConfig(MethodConfig):
-    placement: str = "houlsby"  # houlsby: after attention and feed-forward | pfeiffer: after feed-forward only
-    reduction_factor: int = 16  # bottleneck = hidden size / this; smaller: more weights, better fit
-    activation: str = "gelu"  # gelu | relu
+    placement: str = knob("houlsby", choices=("houlsby", "pfeiffer"))  # houlsby: after attention and feed-forward; pfeiffer: after feed-forward only
+    reduction_factor: int = knob(16, low=1)  # bottleneck = hidden size / this; smaller: more weights, better fit
+    activation: str = knob("gelu", choices=("gelu", "relu"))
 
 
 class Bottleneck(nn.Module):

@@ -8,15 +8,18 @@ holds only the trained weights (``trained.safetensors``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
 from tunewright.plugins.methods.trained_weights import TrainedWeightsMethod, train_only_head, transformer_blocks
-from tunewright.schema import MethodConfig
+from tunewright.schema import MethodConfig, knob
 
 
 @dataclass
 class FreezeConfig(MethodConfig):
-    top_k: int = 2  # blocks trained, counted from the top; more: better fit, more memory
+    default_learning_rate: ClassVar[float] = 1e-4  # whole blocks train: nearer full fine-tuning's rate than LoRA's
+    top_k: int = knob(2, low=1)  # blocks trained, counted from the top; more: better fit, more memory
 
 
 class Freeze(TrainedWeightsMethod):

@@ -12,12 +12,12 @@ import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
 from tunewright.plugins.methods.trained_weights import require_unpacked_text
-from tunewright.schema import MethodConfig
+from tunewright.schema import MethodConfig, knob
 
 # PEFT calls a transformers method that transformers 5 deprecates; nothing a user can act on.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -65,9 +65,9 @@ class MergeablePeftMethod(PeftMethod):
 
 @dataclass
 class LoraConfig(MethodConfig):
-    r: int = 8  # adapter rank; higher: more trainable weights, more memory
-    alpha: int = 16  # scaling is alpha / r (alpha / sqrt(r) with rslora)
-    dropout: float = 0.1
+    r: int = knob(8, low=1)  # adapter rank; higher: more trainable weights, more memory
+    alpha: int = knob(16, low=1)  # scaling is alpha / r (alpha / sqrt(r) with rslora)
+    dropout: float = knob(0.1, low=0, high=1, high_open=True)
     # Module names to adapt; "all-linear" adapts every linear layer but the output head (a
     # network without any, such as ResNet: every convolution).
     target_modules: Any = "all-linear"
@@ -113,7 +113,8 @@ def convolutions(model) -> list[str]:
 
 @dataclass
 class QLoraConfig(LoraConfig):
-    compute_dtype: str = "bfloat16"  # bfloat16 | float16: the dtype 4-bit weights are computed in
+    default_learning_rate: ClassVar[float] = 2e-4  # the QLoRA paper's rate for its 4-bit runs
+    compute_dtype: str = knob("bfloat16", choices=("bfloat16", "float16"))  # the dtype 4-bit weights are computed in
 
 
 class QLora(Lora):
@@ -153,6 +154,7 @@ class QLora(Lora):
 
 @dataclass
 class IA3Config(MethodConfig):
+    default_learning_rate: ClassVar[float] = 3e-3  # T-Few's rate for (IA)^3 vectors
     target_modules: Any = None  # default: PEFT's choice per model family (keys, values, feed-forward)
     feedforward_modules: Any = None
 
@@ -199,7 +201,8 @@ def ia3_defaults(model) -> tuple[list[str] | None, list[str] | None]:
 
 @dataclass
 class PromptConfig(MethodConfig):
-    num_virtual_tokens: int = 16  # trained embeddings prepended to every input; longer: more capacity
+    default_learning_rate: ClassVar[float] = 3e-2  # a few embeddings learn slowly: PEFT's prompt-tuning rate
+    num_virtual_tokens: int = knob(16, low=1)  # trained embeddings prepended to every input; longer: more capacity
 
 
 class Prompt(PeftMethod):

@@ -13,17 +13,20 @@ Prefixes extend the input, so they cannot be merged into the weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from tunewright import hookimpl
 from tunewright.plugins.methods.trained_weights import TrainedWeightsMethod, require_unpacked_text, train_only_head
-from tunewright.schema import MethodConfig
+from tunewright.schema import MethodConfig, knob
 
 
 @dataclass
 class PrefixConfig(MethodConfig):
-    num_virtual_tokens: int = 16  # prefix length per layer; longer: more capacity, longer attention
+    default_learning_rate: ClassVar[float] = 1e-2  # PEFT's prefix-tuning rate
+    num_virtual_tokens: int = knob(16, low=1)  # prefix length per layer; longer: more capacity, longer attention
 
 
 class PrefixTuned(nn.Module):

@@ -31,7 +31,7 @@ from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
 from tunewright.plugins.models.text_metrics import chrf, rouge_l
 from tunewright.plugins.models.text_task import IGNORE, HubTextTask  # IGNORE: the prompt, the padding
-from tunewright.schema import ModelConfig
+from tunewright.schema import ModelConfig, knob
 from tunewright.trainer import autocast, length_sorted_order, pooled_hidden_states, to_device
 
 
@@ -40,8 +40,8 @@ from tunewright.trainer import autocast, length_sorted_order, pooled_hidden_stat
 class CausalLMConfig(ModelConfig):
     prompt_template: str = "{prompt}\n### Response:\n"  # when the tokenizer has no chat template
     use_chat_template: bool = True
-    max_new_tokens: int = 32  # generated tokens per test answer
-    generate_test_examples: int = 200  # test prompts answered by generation (exact match); 0: none
+    max_new_tokens: int = knob(32, low=1)  # generated tokens per test answer
+    generate_test_examples: int = knob(200, low=0)  # test prompts answered by generation (exact match); 0: none
     packing: bool = False  # lay a batch's examples end to end in rows of max_length: less padding
 
 

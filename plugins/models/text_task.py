@@ -10,6 +10,7 @@ import hashlib
 import json
 from typing import Any
 
+from tunewright.errors import ConfigError
 from tunewright.plugins.models.hub_task import HubTask
 
 IGNORE = -100  # the label of tokens a loss skips (cross-entropy's ignore_index)
@@ -17,6 +18,25 @@ IGNORE = -100  # the label of tokens a loss skips (cross-entropy's ignore_index)
 
 class HubTextTask(HubTask):
     """A task on a Hugging Face checkpoint with a tokenizer."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        positions = self.position_limit()
+        if positions is not None and cfg.max_length > positions:
+            raise ConfigError(f"model.max_length={cfg.max_length}: {cfg.name_or_path} has {positions} positions; "
+                              f"use model.max_length={positions} or less")  # fmt: skip
+
+    def position_limit(self) -> int | None:
+        """The longest input the checkpoint's position embeddings cover, from its config
+        (``None`` for relative positions, as in T5, or where the config says nothing)."""
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(self.source, **self.from_base())
+        config = getattr(config, "text_config", None) or config
+        for name in ("max_position_embeddings", "n_positions"):
+            if isinstance(getattr(config, name, None), int):
+                return getattr(config, name)
+        return None
 
     @property
     def tokenizer(self):

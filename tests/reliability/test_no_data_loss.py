@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import make_distribution, tiny_run_overrides
+from conftest import slow_steps_plugin, tiny_run_overrides
 from tunewright.cli import main
 
 
@@ -97,21 +97,10 @@ def test_a_failed_start_leaves_no_empty_run_folder(tiny_bert, tmp_path, capsys):
     assert not runs.exists() or list(runs.iterdir()) == []
 
 
-SLOW_PLUGIN = '''
-import time
-from tunewright import hookimpl
-
-@hookimpl
-def tunewright_train_step_end(run, step, metrics):
-    time.sleep(0.5)
-'''
 
 
 def test_a_second_train_on_a_running_run_stops_naming_the_holder(tiny_bert, tmp_path):
-    slow = tmp_path / "slow"
-    slow.mkdir()
-    (slow / "slow_steps.py").write_text(SLOW_PLUGIN)
-    make_distribution(slow, "slow-steps", {"slow_steps": "slow_steps"})
+    slow = slow_steps_plugin(tmp_path / "slow", 0.5)
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "tunewright", "train",
                *tiny_run_overrides(tiny_bert, runs, "paths.run_id=shared", "trainer.batch_size=4", "trainer.log_every_n_steps=1")]  # fmt: skip
@@ -131,3 +120,25 @@ def test_a_second_train_on_a_running_run_stops_naming_the_holder(tiny_bert, tmp_
     steps = [json.loads(line)["step"] for line in (runs / "shared" / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["event"] == "train"]  # fmt: skip
     assert steps == sorted(set(steps))  # one writer: no step logged twice
+
+
+HOLD_LOCK = """
+import sys, time
+from tunewright.run_folder import RunFolder
+with RunFolder(sys.argv[1]).locked("tunewright monitor"):
+    print("held", flush=True)
+    time.sleep(3)
+"""
+
+
+def test_writers_of_one_run_take_turns(trained, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(trained)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        assert main(["card", f"run={trained}"]) == 0
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=60)
+    assert f"tunewright: waiting for {trained}, in use by tunewright monitor (pid {holder.pid}" in capsys.readouterr().err
+    assert waited > 1  # the card was written after the holder let go, not beside it
