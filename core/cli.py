@@ -71,10 +71,8 @@ def train(args: list[str]) -> int:
             if needs_self_launch(cfg):
                 sys.exit(launch_processes(cfg, flags, overrides))
             results = run_training(cfg, plugins)
-        except TunewrightError as error:
+        except (Exception, KeyboardInterrupt) as error:
             sys.exit(report(error))
-        except OSError as error:
-            sys.exit(report(error, os_error_message(error)))
         if is_main_process():
             print(summary(results, cfg))
 
@@ -318,10 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exception(error.__cause__ or error, file=sys.stderr)
         print(f"tunewright: {error}", file=sys.stderr)
         return 1
-    except TunewrightError as error:
+    except (Exception, KeyboardInterrupt) as error:
         return report(error)
-    except OSError as error:  # a full disk, a missing permission: the path and what to do
-        return report(error, os_error_message(error))
 
 
 def debugging() -> bool:
@@ -330,13 +326,27 @@ def debugging() -> bool:
     return os.environ.get("TUNEWRIGHT_DEBUG", "") not in ("", "0")
 
 
-def report(error: BaseException, message: str | None = None) -> int:
-    """Print one line for ``error`` (its traceback first under ``TUNEWRIGHT_DEBUG=1``);
-    the exit status: 2 for config errors, 1 otherwise."""
+def report(error: BaseException) -> int:
+    """Print one line for ``error`` (its traceback first under ``TUNEWRIGHT_DEBUG=1``)
+    and return the exit status: 2 for config errors, 130 for an interrupt, 1 otherwise.
+
+    tunewright's own errors and the operating system's (a full disk, a missing
+    permission) say what to do; anything else is a fault in tunewright or a plugin,
+    named by its type.
+    """
     if debugging():
         traceback.print_exception(error, file=sys.stderr)
-    print(f"tunewright: {message or error}", file=sys.stderr)
-    return 2 if isinstance(error, ConfigError) else 1
+    if isinstance(error, TunewrightError):
+        message = str(error)
+    elif isinstance(error, OSError):
+        message = os_error_message(error)
+    elif isinstance(error, KeyboardInterrupt):
+        message = "interrupted; run the same command again to resume a training run from its last checkpoint"
+    else:
+        first = (str(error).strip().splitlines() or [""])[0]
+        message = f"internal error: {type(error).__name__}: {first} (set TUNEWRIGHT_DEBUG=1 for the traceback)"
+    print(f"tunewright: {message}", file=sys.stderr)
+    return 2 if isinstance(error, ConfigError) else 130 if isinstance(error, KeyboardInterrupt) else 1
 
 
 def os_error_message(error: OSError) -> str:

@@ -33,7 +33,7 @@ from tunewright.governance.base_comparison import compare_with_base, not_possibl
 from tunewright.governance.bias_report import bias_record, write_bias_report
 from tunewright.governance.model_card import write_model_card
 from tunewright.governance.policy import load_policy
-from tunewright.predictor import MODEL_FILES_KEY, Predictor, model_file_hashes
+from tunewright.predictor import Predictor
 from tunewright.run import Run
 from tunewright.run_folder import (
     RunFolder,
@@ -161,8 +161,7 @@ def _train(run: Run, plugins, device: torch.device, context: DistributedContext)
         test_metrics.update(test_predictions.metrics)
         plugins.hook.tunewright_eval_end(run=run, split="test", step=fit.steps, metrics=test_metrics)
         _save_model(run.folder, method, task, model, data.label_names)
-        hashes = model_file_hashes(run.folder.model_dir)
-        run.folder.update_json("manifest.json", lambda manifest: manifest.update({MODEL_FILES_KEY: hashes}))
+        run.folder.record_hashes("model")  # what loading the run later verifies
         predictor = Predictor(task, model, data.label_names, cfg.trainer.eval_batch_size, device, trainer.dtype)
         evaluation = Evaluation(run, predictor, data, test_metrics, test_predictions.rows)
         results["audits"] = _run_audits(evaluation, governance["audits"], base_audits, plugins)

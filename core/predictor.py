@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 
 from tunewright.errors import RunFolderError
 from tunewright.plugin_manager import get_plugins
-from tunewright.data import file_sha256
 from tunewright.run_folder import RunFolder
 from tunewright.trainer import autocast_dtype, pick_device, predict_outputs, token_mean
 
@@ -82,7 +81,7 @@ def load_model(run_folder: RunFolder, trust_remote_code: bool = False) -> Loaded
     cfg = run_folder.read_config()
     if not run_folder.model_dir.is_dir():
         raise RunFolderError(f"{run_folder.path}: no model/ folder; did the run finish?")
-    verify_model_files(run_folder)
+    run_folder.verify_files("model")
     if trust_remote_code:
         warn_remote_code(run_folder.model_dir)
     cfg.model.trust_remote_code = trust_remote_code
@@ -101,37 +100,6 @@ def load_run(folder: str | Path, trust_remote_code: bool = False) -> Predictor:
     device = pick_device(loaded.config.trainer.device)
     dtype = autocast_dtype(loaded.config.trainer.precision, device)
     return Predictor(loaded.task, loaded.model, loaded.label_names, loaded.config.trainer.eval_batch_size, device, dtype)
-
-
-MODEL_FILES_KEY = "model_files"
-
-
-def model_file_hashes(model_dir: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``model_dir``, by path relative to it."""
-    return {path.relative_to(model_dir).as_posix(): file_sha256(path)
-            for path in sorted(model_dir.rglob("*")) if path.is_file()}  # fmt: skip
-
-
-def verify_model_files(run_folder: RunFolder) -> None:
-    """Refuse a ``model/`` whose files differ from what the run recorded: altered
-    weights or reordered label names would otherwise load silently and predict wrong."""
-    manifest = run_folder.read_json("manifest.json") or {}
-    recorded = manifest.get(MODEL_FILES_KEY)
-    if recorded is None:
-        print(f"tunewright: WARNING: {run_folder.path}/manifest.json records no model file hashes (a run from before "
-              "tunewright recorded them); model/ is loaded unverified", file=sys.stderr)  # fmt: skip
-        return
-    present = model_file_hashes(run_folder.model_dir)
-    for name, expected in recorded.items():
-        if name not in present:
-            raise RunFolderError(f"{run_folder.model_dir / name}: missing; the run's model/ is incomplete")
-        if present[name] != expected:
-            raise RunFolderError(f"{run_folder.model_dir / name}: its SHA-256 differs from the one manifest.json "
-                                 "recorded (the file was altered or corrupted); refusing to load it")  # fmt: skip
-    extra = sorted(set(present) - set(recorded))
-    if extra:
-        raise RunFolderError(f"{run_folder.model_dir / extra[0]}: not written by the run (manifest.json does not "
-                             "record it); remove it or restore model/ from a copy")  # fmt: skip
 
 
 def warn_remote_code(model_dir: Path) -> None:

@@ -29,10 +29,12 @@ from typing import Any, Iterator
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from tunewright.data import file_sha256
 from tunewright.errors import RunFolderError
 
 RUN_ID_ENV = "TUNEWRIGHT_RUN_ID"
 LOCK_FILE = ".lock"
+HASHES_KEY = "file_sha256"  # manifest.json: run-relative path -> SHA-256 of what the run wrote
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -300,6 +302,46 @@ class RunFolder:
         record = self.read_json(name) or {}
         update(record)
         self.write_json(name, record)
+
+    def record_hashes(self, *folders: str) -> None:
+        """Record in ``manifest.json`` the SHA-256 of every file under ``folders``
+        (``model``, ``reports/drift_reference``), so a load can tell them unchanged."""
+        hashes = {name: sha for folder in folders for name, sha in self._hashes(folder).items()}
+        prefixes = tuple(f"{folder}/" for folder in folders)
+
+        def update(manifest: dict[str, Any]) -> None:
+            kept = {k: v for k, v in manifest.get(HASHES_KEY, {}).items() if not k.startswith(prefixes)}
+            manifest[HASHES_KEY] = {**kept, **hashes}
+
+        self.update_json("manifest.json", update)
+
+    def verify_files(self, folder: str) -> None:
+        """Refuse ``folder`` (``model``) when its files differ from what the manifest
+        recorded: altered weights or reordered label names would otherwise load
+        silently and predict wrong. A run from before hashes were recorded loads with a
+        warning."""
+        recorded = {k: v for k, v in ((self.read_json("manifest.json") or {}).get(HASHES_KEY) or {}).items()
+                    if k.startswith(f"{folder}/")}  # fmt: skip
+        if not recorded:
+            print(f"tunewright: WARNING: {self.path}/manifest.json records no hashes of {folder}/ (a run from before "
+                  f"tunewright recorded them); {folder}/ is read unverified", file=sys.stderr)  # fmt: skip
+            return
+        present = self._hashes(folder)
+        for name, expected in recorded.items():
+            if name not in present:
+                raise RunFolderError(f"{self.path / name}: missing; the run's {folder}/ is incomplete")
+            if present[name] != expected:
+                raise RunFolderError(f"{self.path / name}: its SHA-256 differs from the one manifest.json recorded "
+                                     "(the file was altered or corrupted); refusing to load it")  # fmt: skip
+        extra = sorted(set(present) - set(recorded))
+        if extra:
+            raise RunFolderError(f"{self.path / extra[0]}: not written by the run (manifest.json does not record it); "
+                                 f"remove it or restore {folder}/ from a copy")  # fmt: skip
+
+    def _hashes(self, folder: str) -> dict[str, str]:
+        root = self.path / folder
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+        return {path.relative_to(self.path).as_posix(): file_sha256(path) for path in files}
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line; each line is flushed so a crash keeps earlier lines."""

@@ -21,7 +21,7 @@ from tunewright import hookimpl
 from tunewright.errors import ConfigError
 from tunewright.governance.mitigation import CONSTRAINTS, optimize_thresholds
 from tunewright.governance.policy import Policy, load_policy, worst
-from tunewright.schema import AuditConfig
+from tunewright.schema import AuditConfig, knob
 
 
 def group_metrics(
@@ -104,8 +104,8 @@ def _group_name(names: list, key) -> str:
 
 @dataclass
 class GroupMetricsConfig(AuditConfig):
-    mitigation: str = "none"  # none | threshold_optimizer (fairlearn post-processing, reported with its cost)
-    constraint: str = "demographic_parity"  # demographic_parity | equalized_odds, for the mitigation
+    mitigation: str = knob("none", choices=("none", "threshold_optimizer"))  # threshold_optimizer: fairlearn post-processing, reported with its cost)
+    constraint: str = knob("demographic_parity", choices=("demographic_parity", "equalized_odds"))  # for the mitigation
 
 
 class GroupMetricsAudit:

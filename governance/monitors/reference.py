@@ -28,7 +28,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from tunewright.errors import RunFolderError
 from tunewright.governance.monitors.descriptors import describe
 from tunewright.predictor import softmax
-from tunewright.run_folder import atomic_write_json, atomic_write_text
+from tunewright.run_folder import RunFolder, atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 2  # 2: inputs may be images (input_field), inputs_sha256
 REFERENCE_DIR = "reports/drift_reference"
@@ -132,6 +132,7 @@ def record_reference(evaluation, reference_size: int, seed: int) -> dict[str, An
               str(folder / "embeddings.safetensors"))  # fmt: skip
     atomic_write_text(folder / "rows.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     atomic_write_json(folder / "profile.json", summary)  # last: its presence means the profile is whole
+    evaluation.run.folder.record_hashes(REFERENCE_DIR)  # what tunewright monitor verifies before reading it
     return {"reference": REFERENCE_DIR, "rows": len(observed), "metrics": summary["metrics"]}
 
 
@@ -144,6 +145,7 @@ def load_reference(run_folder: Path) -> tuple[dict[str, Any], Observed]:
             f"{run_folder}: no drift reference ({REFERENCE_DIR}/profile.json); the run was trained with "
             "monitor=none, failed before its end, or predates drift monitoring. Retrain with monitor=default"
         )
+    RunFolder(run_folder).verify_files(REFERENCE_DIR)
     summary = json.loads(profile_path.read_text(encoding="utf-8"))
     if summary.get("schema_version") != SCHEMA_VERSION:
         raise RunFolderError(f"{profile_path}: schema_version {summary.get('schema_version')} is not {SCHEMA_VERSION}")

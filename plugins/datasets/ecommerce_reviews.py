@@ -15,7 +15,7 @@ from tunewright import hookimpl
 from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
 from tunewright.errors import ConfigError
 from tunewright.readers import read_separated_lines
-from tunewright.schema import DataConfig
+from tunewright.schema import DataConfig, knob
 
 DATA = Path(__file__).parent / "data"
 DOMAIN_FILES = {"amazon": "amazon_cells_labelled.txt", "imdb": "imdb_labelled.txt", "yelp": "yelp_labelled.txt"}
@@ -24,7 +24,7 @@ LABEL_NAMES = ["negative", "positive"]
 
 @dataclass
 class ReviewsConfig(DataConfig):
-    domain: str = "amazon"  # amazon (products) | imdb (movies) | yelp (restaurants)
+    domain: str = knob("amazon", choices=("amazon", "imdb", "yelp"))  # products, movies, restaurants
 
 
 class EcommerceReviews:

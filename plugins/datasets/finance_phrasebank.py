@@ -18,7 +18,7 @@ from tunewright import hookimpl
 from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
 from tunewright.errors import ConfigError
 from tunewright.readers import read_separated_lines
-from tunewright.schema import DataConfig
+from tunewright.schema import DataConfig, knob
 
 LABEL_NAMES = ["negative", "neutral", "positive"]
 AGREEMENT_FILES = {"50": "Sentences_50Agree.txt", "66": "Sentences_66Agree.txt", "75": "Sentences_75Agree.txt", "all": "Sentences_AllAgree.txt"}
@@ -31,7 +31,7 @@ WHERE = (
 @dataclass
 class PhraseBankConfig(DataConfig):
     path: Optional[str] = None  # the folder holding Sentences_*Agree.txt
-    agreement: str = "all"  # 50 | 66 | 75 | all: share of annotators who agreed on the label
+    agreement: str = knob("all", choices=("50", "66", "75", "all"))  # share of annotators who agreed on the label
 
 
 class FinancePhraseBank:

@@ -22,12 +22,13 @@ import torch
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
 from tunewright.plugins.models.image_classification import ImageClassification, ImageClassificationConfig
+from tunewright.schema import knob
 
 
 @dataclass
 class ClipConfig(ImageClassificationConfig):
     prompt_template: str = "a photo of a {label}."  # one prompt per label; underscores become spaces
-    max_length: int = 77  # prompt tokens (CLIP's text tower has 77 positions)
+    max_length: int = knob(77, low=1, high=77)  # prompt tokens (CLIP's text tower has 77 positions)
 
 
 @cache

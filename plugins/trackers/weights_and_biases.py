@@ -26,7 +26,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 
 from tunewright import hookimpl
-from tunewright.schema import TrackerConfig
+from tunewright.schema import TrackerConfig, knob
 
 RUN_RECORD = "wandb_run.json"  # the W&B run's id and where it lives, for later commands
 MODES = ("auto", "online", "offline", "disabled")
@@ -36,7 +36,7 @@ MODES = ("auto", "online", "offline", "disabled")
 class WandbConfig(TrackerConfig):
     project: str = "tunewright"
     entity: Optional[str] = None  # team or user; default: your W&B default entity
-    mode: str = "auto"  # auto: online with credentials, else offline | online | offline | disabled
+    mode: str = knob("auto", choices=("auto", "online", "offline", "disabled"))  # auto: online with credentials, else offline
     group: Optional[str] = None  # default: the sweep's name under -m, else none
     tags: list[str] = field(default_factory=list)
     log_model: bool = True  # upload model/ as an artifact (large for method=full)

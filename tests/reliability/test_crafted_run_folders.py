@@ -18,7 +18,8 @@ from tunewright.cli import main
 from tunewright.errors import ConfigError, RunFolderError
 from tunewright.monitoring import monitor_run
 from tunewright.plugin_manager import get_plugins
-from tunewright.predictor import load_run, model_file_hashes
+from tunewright.predictor import load_run
+from tunewright.run_folder import RunFolder
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +38,7 @@ def copy(trained, tmp_path):
 
 def rehash(run):
     """What an attacker who also edits the manifest does: re-record model/'s hashes."""
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["model_files"] = model_file_hashes(run / "model")
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    RunFolder(run).record_hashes("model")
 
 
 def test_flipped_weight_bytes_are_refused_with_the_file_named(copy, capsys):
@@ -93,6 +92,13 @@ def test_remote_code_in_a_crafted_folder_never_runs_without_the_loaders_consent(
     assert main(["predict", f"run={copy}", "trust_remote_code=true", "fine"]) == 0
     assert marker.exists()
     assert f"trust_remote_code=true runs code from {copy / 'model' / 'evil_tokenizer.py'}" in capsys.readouterr().err
+
+
+def test_a_tampered_drift_reference_is_refused(copy):
+    rows = copy / "reports" / "drift_reference" / "rows.jsonl"
+    rows.write_text(rows.read_text().replace('"label": "positive"', '"label": "negative"', 1))
+    with pytest.raises(RunFolderError, match=r"drift_reference/rows.jsonl: its SHA-256 differs"):
+        monitor_run(copy, ["data=ecommerce_reviews", "data.limit=40"], get_plugins())
 
 
 def test_a_report_name_cannot_leave_the_run_folder(copy, tmp_path):
