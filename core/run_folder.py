@@ -343,6 +343,22 @@ class RunFolder:
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
         return {path.relative_to(self.path).as_posix(): file_sha256(path) for path in files}
 
+    def rewind_metrics(self, step: int) -> None:
+        """Keep only the training and validation lines of ``metrics.jsonl`` up to
+        ``step`` (where a resumed run continues), and no torn last line: a resumed run's
+        metrics read like those of a run never interrupted."""
+        if not self.metrics_path.is_file():
+            return
+        kept = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # the last line of a killed writer
+            if isinstance(record, dict) and record.get("split") != "test" and record.get("step", 0) <= step:
+                kept.append(line + "\n")
+        atomic_write_text(self.metrics_path, "".join(kept))
+
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line; each line is flushed so a crash keeps earlier lines."""
         with self.metrics_path.open("a", encoding="utf-8") as handle:

@@ -352,6 +352,8 @@ class Trainer:
         )
         scheduler = warmup_then_decay(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps, cfg.schedule)
         progress = self._resume(optimizer, scheduler)
+        if self.context.is_main_process:  # what a killed attempt logged past its checkpoint is logged again
+            self.run.folder.rewind_metrics(progress.step)
         resumed_from = progress.step or None
         bar = self._bar = self._progress_bar(total_steps, progress.step)
 

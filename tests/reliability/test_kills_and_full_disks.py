@@ -100,6 +100,13 @@ def test_a_run_killed_again_and_again_ends_with_the_straight_runs_weights(tiny_b
     straight_results = json.loads((runs / "straight" / "results.json").read_text())
     assert results["test"] == straight_results["test"]
 
+    def logged(run):  # what metrics.jsonl says was computed, without the timings
+        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["event"], r["step"], r.get("split"), r.get("loss"), r.get("learning_rate"), r.get("accuracy"))
+                for r in lines]  # fmt: skip
+
+    assert logged(victim) == logged(runs / "straight")  # each step once, with the straight run's numbers
+
 
 def small_file_system(path, megabytes: int) -> bool:
     """Mount a tmpfs of ``megabytes`` at ``path`` when this process may (root); False if not."""
