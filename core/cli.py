@@ -285,10 +285,12 @@ def plugins_command(args: list[str]) -> int:
     from tunewright.plugin_manager import get_plugins
 
     for info in get_plugins().infos.values():
-        print(f"{info.name}  [{info.source}]")
+        print(f"{info.name}  [{info.source.removeprefix('distribution ')}]")
         for family, names in info.registers.items():
             print(f"    {family}: {', '.join(names)}")
-        if not info.registers:
+        if info.problem:
+            print(f"    LEFT OUT: {info.problem}")
+        elif not info.registers:
             print("    (hooks only)")
     return 0
 

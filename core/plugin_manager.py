@@ -8,6 +8,10 @@ declare an entry point in the group ``tunewright``::
 
 Setting ``TUNEWRIGHT_DISABLE_PLUGINS=name,other`` blocks plugins by name (a builtin's
 name is its module path, an entry point's name is the entry point's).
+
+A third-party plugin that fails (its import, its hooks, its registration or its config
+folder) is left out with one warning naming it, its distribution and the fix, so
+every command that does not need it goes on working; a broken builtin is an error.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import importlib
 import importlib.metadata
 import importlib.resources
 import os
+import sys
+import traceback
 from dataclasses import dataclass, field
 
 import pluggy
@@ -74,6 +80,7 @@ class PluginInfo:
     name: str
     source: str  # "builtin" or "<distribution> <version>"
     registers: dict[str, list[str]] = field(default_factory=dict)
+    problem: str | None = None  # why a broken third-party plugin was left out
 
 
 @dataclass
@@ -83,14 +90,15 @@ class Plugins:
     manager: pluggy.PluginManager
     registries: dict[str, Registry]
     infos: dict[str, PluginInfo]
+    searchpath: list[str] = field(default_factory=list)
 
     @property
     def hook(self):
         return self.manager.hook
 
     def config_searchpath(self) -> list[str]:
-        """Extra Hydra search-path entries that plugins asked for, in load order."""
-        return [entry for entries in self.hook.tunewright_config_searchpath() for entry in entries]
+        """Extra Hydra search-path entries that plugins asked for (and that exist), in load order."""
+        return list(self.searchpath)
 
 
 def blocked_plugin_names() -> set[str]:
@@ -104,63 +112,115 @@ def _import_builtin(module_name: str):
         raise PluginError(f"builtin plugin {module_name!r} failed to import: {error}") from error
 
 
-def _load_entry_point(entry_point: importlib.metadata.EntryPoint):
-    dist = entry_point.dist
-    source = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+class _Loading:
+    """The plugins being loaded, and what to do when a third-party one fails."""
+
+    def __init__(self):
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.manager.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+
+    def fail(self, name: str, what: str, error: BaseException) -> None:
+        """Leave plugin ``name`` out with one warning, or raise if it is a builtin."""
+        info = self.infos.setdefault(name, PluginInfo(name, "unknown distribution"))
+        if info.source == "builtin":
+            raise PluginError(f"builtin plugin {name!r}: {what}: {error}") from error
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        info.problem, info.registers = f"{what}: {first}", {}
+        if self.manager.get_plugin(name) is not None:
+            self.manager.unregister(name=name)
+        if os.environ.get("TUNEWRIGHT_DEBUG", "") not in ("", "0"):
+            traceback.print_exception(error, file=sys.stderr)
+        print(f"tunewright: WARNING: plugin {name!r} from {info.source} {what}: {first}; it is left out. Fix or "
+              f"uninstall it, or set {DISABLE_ENV}={name} to silence this", file=sys.stderr)  # fmt: skip
+
+    def discover(self, blocked: set[str]):
+        """Register every plugin that is not blocked."""
+        for module_name in BUILTIN_PLUGINS:
+            if module_name not in blocked:
+                self.register(module_name, _import_builtin(module_name), "builtin")
+        seen: set[str] = set()
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if entry_point.name in blocked or entry_point.name in seen:
+                continue
+            seen.add(entry_point.name)
+            dist = entry_point.dist
+            source = f"distribution {dist.name} {dist.version}" if dist is not None else "an unknown distribution"
+            self.infos[entry_point.name] = PluginInfo(entry_point.name, source)
+            try:
+                plugin = entry_point.load()
+            except Exception as error:
+                self.fail(entry_point.name, f"(entry point {entry_point.value!r}) failed to import", error)
+                continue
+            self.register(entry_point.name, plugin, source)
+
+    def register(self, name: str, plugin, source: str) -> None:
+        self.infos[name] = self.infos.get(name) or PluginInfo(name, source)
+        try:
+            self.manager.register(plugin, name=name)
+        except pluggy.PluginValidationError as error:
+            self.fail(name, "has an invalid hook", error)
+
+    def register_parts(self) -> dict[str, Registry]:
+        """Call each plugin's registration hooks with a registry attributed to that plugin;
+        a plugin whose registration fails loses every part it added."""
+        registries = {family: Registry(family, group, base) for family, (group, base) in FAMILIES.items()}
+        for family, registry in registries.items():
+            hook = getattr(self.manager.hook, f"tunewright_register_{family}")
+            # One call per plugin, so each part is attributed to the plugin that added it.
+            for impl in hook.get_hookimpls():
+                before = set(registry.names())
+                try:
+                    impl.function(registry.registering_for(impl.plugin_name))
+                except Exception as error:
+                    for name in set(registry.names()) - before:
+                        registry.remove(name)
+                    self.fail(impl.plugin_name, f"failed to register its {family}", error)
+                    continue
+                added = sorted(set(registry.names()) - before)
+                if added:
+                    self.infos[impl.plugin_name].registers.setdefault(family, []).extend(added)
+        return registries
+
+    def drop_parts_of_failed(self, registries: dict[str, Registry]) -> None:
+        """Remove what a plugin registered before it failed (in a later family, or in its config folder)."""
+        failed = {name for name, info in self.infos.items() if info.problem}
+        for registry in registries.values():
+            for part in [part for part in registry if part.plugin in failed]:
+                registry.remove(part.name)
+
+    def config_searchpath(self) -> list[str]:
+        """Each plugin's ``pkg://`` config folders, checked: a missing package leaves its plugin out."""
+        entries = []
+        for impl in reversed(self.manager.hook.tunewright_config_searchpath.get_hookimpls()):  # pluggy's call order
+            try:
+                asked = list(impl.function())
+                for entry in asked:
+                    if entry.startswith("pkg://"):
+                        _config_package(entry)
+            except Exception as error:
+                self.fail(impl.plugin_name, "names a config folder that cannot be read", error)
+                continue
+            entries.extend(asked)
+        return entries
+
+
+def _config_package(entry: str):
     try:
-        return entry_point.load(), source
-    except Exception as error:
-        raise PluginError(
-            f"plugin {entry_point.name!r} from distribution {source} "
-            f"(entry point {entry_point.value!r}) failed to import: {error}"
-        ) from error
-
-
-def _discover(blocked: set[str]):
-    """Yield ``(name, plugin object, source)`` for every plugin that is not blocked."""
-    for module_name in BUILTIN_PLUGINS:
-        if module_name not in blocked:
-            yield module_name, _import_builtin(module_name), "builtin"
-    seen: set[str] = set()
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name in blocked or entry_point.name in seen:
-            continue
-        seen.add(entry_point.name)
-        plugin, source = _load_entry_point(entry_point)
-        yield entry_point.name, plugin, source
-
-
-def _register_parts(manager: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> dict[str, Registry]:
-    """Call each plugin's registration hooks with a registry attributed to that plugin."""
-    registries = {}
-    for family, (group, base_schema) in FAMILIES.items():
-        registry = Registry(family, group, base_schema)
-        hook = getattr(manager.hook, f"tunewright_register_{family}")
-        # One call per plugin, so each part is attributed to the plugin that added it.
-        for impl in hook.get_hookimpls():
-            before = set(registry.names())
-            impl.function(registry.registering_for(impl.plugin_name))
-            added = sorted(set(registry.names()) - before)
-            if added:
-                infos[impl.plugin_name].registers.setdefault(family, []).extend(added)
-        registries[family] = registry
-    return registries
+        return importlib.resources.files(entry[len("pkg://") :].replace("/", "."))
+    except ModuleNotFoundError:
+        raise PluginError(f"config search path {entry!r}: no such package (does its folder hold an __init__.py?)") from None
 
 
 def load_plugins() -> Plugins:
     """Load every plugin, fill the registries and store their schemas for Hydra."""
-    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    manager.add_hookspecs(hookspecs)
-    infos: dict[str, PluginInfo] = {}
-    for name, plugin, source in _discover(blocked_plugin_names()):
-        try:
-            manager.register(plugin, name=name)
-        except pluggy.PluginValidationError as error:
-            raise PluginError(f"plugin {name!r} ({source}) has an invalid hook: {error}") from error
-        infos[name] = PluginInfo(name, source)
-    registries = _register_parts(manager, infos)
-    plugins = Plugins(manager, registries, infos)
-    schema.store_schemas(registries, option_files([CONFIG_PACKAGE, *plugins.config_searchpath()]))
+    loading = _Loading()
+    loading.discover(blocked_plugin_names())
+    registries = loading.register_parts()
+    searchpath = loading.config_searchpath()
+    loading.drop_parts_of_failed(registries)
+    plugins = Plugins(loading.manager, registries, loading.infos, searchpath)
+    schema.store_schemas(registries, option_files([CONFIG_PACKAGE, *searchpath]))
     return plugins
 
 
@@ -170,10 +230,7 @@ def option_files(searchpath: list[str]) -> set[tuple[str, str]]:
     for entry in searchpath:
         if not entry.startswith("pkg://"):
             continue
-        try:
-            root = importlib.resources.files(entry[len("pkg://") :].replace("/", "."))
-        except ModuleNotFoundError:
-            raise PluginError(f"config search path {entry!r}: no such package") from None
+        root = _config_package(entry)
         for group in root.iterdir():
             if group.is_dir():
                 found.update((group.name, f.name[: -len(".yaml")]) for f in group.iterdir() if f.name.endswith(".yaml"))

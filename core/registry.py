@@ -79,6 +79,10 @@ class Registry:
             )
         self._parts[name] = Part(name, factory, schema, description, self._plugin)
 
+    def remove(self, name: str) -> None:
+        """Take back a part (a plugin that failed while registering loses what it added)."""
+        self._parts.pop(name, None)
+
     def get(self, name: str) -> Part:
         """The part called ``name``; a :class:`ConfigError` lists the choices if absent."""
         try:

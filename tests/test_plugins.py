@@ -79,16 +79,31 @@ def test_entry_point_method_options_are_validated(site):
     assert "method.train_hed: unknown key; valid keys: kind, train_head" in result.stderr
 
 
-def test_a_broken_plugin_names_itself_and_its_distribution(tmp_path):
+def test_a_broken_plugin_is_left_out_with_one_warning_and_the_cli_goes_on(tmp_path, tiny_bert):
     (tmp_path / "broken_plugin.py").write_text("import not_a_module_anywhere\n")
     make_distribution(tmp_path, "broken-dist", {"broken": "broken_plugin"})
+    (tmp_path / "bad_config_plugin.py").write_text(
+        "from tunewright import hookimpl\n\n@hookimpl\ndef tunewright_config_searchpath():\n"
+        "    return ['pkg://no_such_package_here.conf']\n"
+    )
+    make_distribution(tmp_path, "bad-config-dist", {"bad_config": "bad_config_plugin"})
     result = tunewright(["plugins"], tmp_path)
-    assert result.returncode == 1
-    assert "plugin 'broken' from distribution broken-dist 0.1" in result.stderr
-    assert "Traceback" in result.stderr and "not_a_module_anywhere" in result.stderr
+    assert result.returncode == 0, result.stderr
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 2 and "Traceback" not in result.stderr
+    assert warnings[0].startswith("tunewright: WARNING: plugin 'broken' from distribution broken-dist 0.1 (entry point "
+                                  "'broken_plugin') failed to import: No module named 'not_a_module_anywhere'; it is left out")  # fmt: skip
+    assert warnings[0].endswith("set TUNEWRIGHT_DISABLE_PLUGINS=broken to silence this")
+    assert "plugin 'bad_config' from distribution bad-config-dist 0.1 names a config folder that cannot be read" in warnings[1]
+    assert "broken  [broken-dist 0.1]\n    LEFT OUT: " in result.stdout and "methods: full" in result.stdout
 
-    blocked = tunewright(["plugins"], tmp_path, TUNEWRIGHT_DISABLE_PLUGINS="broken")
-    assert blocked.returncode == 0, blocked.stderr
+    trained = tunewright(["train", *tiny_run_overrides(tiny_bert, tmp_path / "runs", "audit=none")], tmp_path)
+    assert trained.returncode == 0, trained.stderr  # commands that do not need the plugin work
+
+    debug = tunewright(["plugins"], tmp_path, TUNEWRIGHT_DEBUG="1")
+    assert "Traceback" in debug.stderr and "not_a_module_anywhere" in debug.stderr
+    blocked = tunewright(["plugins"], tmp_path, TUNEWRIGHT_DISABLE_PLUGINS="broken,bad_config")
+    assert blocked.returncode == 0 and blocked.stderr == ""
     assert "broken" not in blocked.stdout
 
 
