@@ -367,22 +367,21 @@ def _git_revision(directory: Path) -> dict[str, Any] | None:
 
 def _write_manifest(run: Run, data: DomainData, task) -> None:
     """What reproduces this run: config hash, data hashes, versions, seed, hardware; and
-    what the model card says of the task (its Hugging Face pipeline tag, its input)."""
+    what the model card says of the task (its Hugging Face pipeline tag, its input).
+    A resumed run keeps what later commands added (exports, retraining links, hashes)."""
     resolved = OmegaConf.to_yaml(run.config, resolve=True)
-    run.folder.write_json(
-        "manifest.json",
-        {
-            "run_id": run.run_id,
-            "config_sha256": hashlib.sha256(resolved.encode()).hexdigest(),
-            "data_sources": data.sources,
-            "task": {"kind": run.config.model.kind, "pipeline_tag": getattr(task, "pipeline_tag", "text-classification"),
-                     "input_field": task.input_field},  # fmt: skip
-            "git": _git_revision(Path.cwd()),
-            "seed": run.config.seed,
-            "world_size": run.world_size,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "libraries": _library_versions(),
-        },
-    )
+    facts = {
+        "run_id": run.run_id,
+        "config_sha256": hashlib.sha256(resolved.encode()).hexdigest(),
+        "data_sources": data.sources,
+        "task": {"kind": run.config.model.kind, "pipeline_tag": getattr(task, "pipeline_tag", "text-classification"),
+                 "input_field": task.input_field},  # fmt: skip
+        "git": _git_revision(Path.cwd()),
+        "seed": run.config.seed,
+        "world_size": run.world_size,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "libraries": _library_versions(),
+    }
+    run.folder.update_json("manifest.json", lambda manifest: manifest.update(facts))

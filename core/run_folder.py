@@ -17,9 +17,9 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import sys
-import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -89,8 +89,9 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     ``target``'s place in one rename, when it fails it is removed and ``target`` kept.
 
     The caller decides whether ``target`` may be replaced (an export refuses folders it
-    did not write). A replaced folder is first renamed aside, so at every moment either
-    the old or the new folder stands at ``target``. The new folder's files are fsynced
+    did not write). A replaced folder is first renamed aside (``.<name>.old.*``) and
+    removed only once the new one stands at ``target``: a crash between the two renames
+    leaves the old folder there, never half of either. The new folder's files are fsynced
     before the rename and the parent after it; they get the user's usual permissions;
     the staging name starts with a dot so listings of finished folders skip it.
     """
@@ -133,15 +134,14 @@ def writer_errno(error: Exception, directory: Path) -> int | None:
     return errno.ENOSPC if stats.f_bavail * stats.f_frsize < 1 << 20 else None
 
 
-def remove_stale_staging(directory: Path, pattern: str) -> list[Path]:
+def remove_stale_staging(directory: Path, pattern: str) -> None:
     """Remove the staging folders a crashed :func:`atomic_directory` left in
     ``directory`` for targets matching the glob ``pattern`` (``step-*`` finds
     ``.step-00000008.k2j1x/``); call it only while holding the run's lock, so that no
-    live writer owns them. Returns what was removed."""
+    live writer owns them."""
     stale = [p for p in directory.glob(f".{pattern}.*") if p.is_dir()] if directory.is_dir() else []
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
-    return stale
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -173,7 +173,7 @@ def agree_on_run_id(cfg: DictConfig) -> str:
     return new_run_id(cfg)
 
 
-# Run folders this process holds the lock of, with how many nested holders each has.
+# Run folders this process holds the lock of: [the lock file's descriptor, nested holders].
 _HELD_LOCKS: dict[Path, list] = {}
 
 

@@ -142,3 +142,11 @@ def test_writers_of_one_run_take_turns(trained, capsys):
         holder.wait(timeout=60)
     assert f"tunewright: waiting for {trained}, in use by tunewright monitor (pid {holder.pid}" in capsys.readouterr().err
     assert waited > 1  # the card was written after the holder let go, not beside it
+
+
+def test_rerunning_a_finished_run_keeps_what_later_commands_recorded(trained, tiny_bert, tmp_path):
+    assert main(["export", f"run={trained}", f"out={tmp_path / 'shipped'}", "override=test"]) == 0
+    exports = json.loads((trained / "manifest.json").read_text())["exports"]
+    assert train_status(tiny_run_overrides(tiny_bert, trained.parent, "paths.run_id=good", "audit=none")) == 0
+    manifest = json.loads((trained / "manifest.json").read_text())
+    assert manifest["exports"] == exports and manifest["file_sha256"]
