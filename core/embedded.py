@@ -20,6 +20,17 @@ EMBEDDED_MODELS = {
 }
 
 
+# The Hugging Face hub id each embedded model was published under, for cards and reports.
+EMBEDDED_HUB_IDS = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def hub_id(name_or_path: str) -> str:
+    """The name reports give a model: an embedded model's hub id, anything else as given."""
+    if not name_or_path.startswith(PREFIX):
+        return name_or_path
+    return EMBEDDED_HUB_IDS.get(name_or_path[len(PREFIX) :], name_or_path)
+
+
 def resolve_model_path(name_or_path: str) -> str:
     """The hub id or local directory transformers should load for ``name_or_path``."""
     if not name_or_path.startswith(PREFIX):

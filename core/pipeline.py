@@ -50,6 +50,11 @@ from tunewright.trainer import Trainer, autocast_dtype, config_differences, pick
 RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn", "fairlearn",
                       "evidently", "wandb")  # fmt: skip
 PREDICTIONS_FILE = "test_predictions.jsonl"
+# What stands when no plugin answers tunewright_release_decision (its builtin blocked, say):
+# release is not cleared, and export says why.
+NO_DECISION = {"allowed": False, "policy": None,
+               "reasons": ["no release decision: no plugin answered tunewright_release_decision "
+                           "(is tunewright.governance.release in TUNEWRIGHT_DISABLE_PLUGINS?)"]}  # fmt: skip
 
 
 @dataclass
@@ -316,7 +321,7 @@ def _run_audits(evaluation: Evaluation, audits: dict[str, Any], base: dict[str, 
     if not results:
         return {}
     comparison = compare_with_base(base["results"], results) if base and base["possible"] else base
-    decision = plugins.hook.tunewright_release_decision(run=run, results=results)
+    decision = plugins.hook.tunewright_release_decision(run=run, results=results) or NO_DECISION
     write_bias_report(run, bias_record(run, results, decision, load_policy(run.config.audit.policy), comparison))
     plugins.hook.tunewright_audit_completed(run=run, results=results)
     return {"verdicts": {name: result["verdict"] for name, result in results.items()}, "release": decision}

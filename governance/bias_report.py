@@ -12,7 +12,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from tunewright.embedded import hub_id
 from tunewright.governance.mitigation import mitigation_summary
+from tunewright.governance.policy import limit_text
 from tunewright.run_folder import atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 1
@@ -79,7 +81,7 @@ def _number(value: float | None, digits: str = ".4f") -> str:
 def _checks_table(checks: list[dict[str, Any]]) -> str:
     rows = "".join(
         f"<tr class='{c['verdict']}'><td>{html.escape(c['subject'])}</td><td>{c['check']}</td>"
-        f"<td>{_number(c['value'])}</td><td>{html.escape(str(c['limits']))}</td>"
+        f"<td>{_number(c['value'])}</td><td>{html.escape(limit_text(c['limits']))}</td>"
         f"<td>{_number(c['p_value'], '.3g')}</td><td>{c['verdict']}</td></tr>"
         for c in checks
     )
@@ -131,7 +133,7 @@ def render_html(record: dict[str, Any]) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Bias report {html.escape(record['run_id'])}</title>"
         f"<style>{STYLE}</style></head><body><h1>Bias report: {html.escape(record['run_id'])}</h1>"
-        f"<p>Model {html.escape(str(record['model'].get('name_or_path')))}, method {html.escape(record['method'])}, "
+        f"<p>Model {html.escape(hub_id(str(record['model'].get('name_or_path'))))}, method {html.escape(record['method'])}, "
         f"data {html.escape(record['data'])}; policy <b>{html.escape(policy['name'])}</b>"
         f"{' (blocking)' if policy['blocking'] else ''}.</p>"
         f"{_summary(record)}{sections}</body></html>\n"

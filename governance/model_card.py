@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
+from tunewright.embedded import hub_id
 from tunewright.governance.mitigation import mitigation_summary
 from tunewright.markdown import md_code, md_paragraph, md_text
 from tunewright.run_folder import RunFolder, atomic_write_text
@@ -25,7 +26,6 @@ from tunewright.schema import CardConfig
 
 CARD_FILE = "MODEL_CARD.md"
 # The hub id of a base model tunewright ships inside a package.
-EMBEDDED_HUB_IDS = {"embedded:all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
 def write_model_card(folder: str | Path) -> Path:
@@ -66,8 +66,7 @@ def render_model_card(run_folder: RunFolder) -> str:
 
 
 def base_model_id(cfg: dict[str, Any]) -> str:
-    name = cfg["model"]["name_or_path"]
-    return EMBEDDED_HUB_IDS.get(name, name)
+    return hub_id(cfg["model"]["name_or_path"])
 
 
 def _header(cfg: dict[str, Any], records: dict[str, Any], folder: Path) -> dict[str, Any]:

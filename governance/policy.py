@@ -51,7 +51,7 @@ class Policy:
             high is not None and value > high * (1 - self.warn_margin)
         )
         significant = p_value is None or p_value < self.significance
-        bound = f">= {low}" if low is not None else f"<= {high}"
+        bound = limit_text(limits)
         if violated and significant:
             verdict, why = "fail", f"{subject}: {name} = {value:.4f} breaks the limit {bound}"
         elif violated:
@@ -66,6 +66,25 @@ class Policy:
         if p_value is not None:
             why += f" (p = {p_value:.3g})"
         return {**outcome, "verdict": verdict, "reason": why}
+
+
+def limit_text(limits: dict[str, float]) -> str:
+    """A check's limits as a reader writes them: ``≥ 0.8``, ``≤ 0.02``, or both."""
+    parts = [f"≥ {limits['min']:g}"] if limits.get("min") is not None else []
+    parts += [f"≤ {limits['max']:g}"] if limits.get("max") is not None else []
+    return " and ".join(parts) or "no limit"
+
+
+def failing_checks(result: Any) -> list[dict[str, Any]]:
+    """Every check outcome (a :meth:`Policy.check` result) in an audit result whose
+    verdict is ``fail``, wherever the audit keeps them (per attribute, per group, ...)."""
+    if isinstance(result, dict):
+        if "check" in result and "verdict" in result and "reason" in result:
+            return [result] if result["verdict"] == "fail" else []
+        return [check for value in result.values() for check in failing_checks(value)]
+    if isinstance(result, list):
+        return [check for value in result for check in failing_checks(value)]
+    return []
 
 
 def worst(verdicts: list[str]) -> str:

@@ -107,6 +107,17 @@ def test_group_metrics_audit_bad_input():
     assert result["verdict"] == "insufficient_data" and "data.sensitive_columns" in result["reasons"][0]
 
 
+def test_release_reasons_are_the_failing_checks_only_with_limits_as_people_write_them():
+    policy = load_policy("default")
+    flips, parity = policy.check("flip_rate", 0.5, 0.001, "gender"), policy.check("demographic_parity_ratio", 1.0, 0.001, "race")
+    assert (flips["verdict"], parity["verdict"]) == ("fail", "pass")
+    result = {"verdict": "fail", "reasons": [flips["reason"], parity["reason"]],
+              "attributes": {"gender": {"verdict": "fail", "checks": [flips]}, "race": {"verdict": "pass", "checks": [parity]}}}  # fmt: skip
+    decision = tunewright_release_decision(fake_run([]), {"counterfactual": result})
+    assert decision["reasons"] == ["counterfactual: gender: flip_rate = 0.5000 breaks the limit ≤ 0.02 (p = 0.001)"]
+    assert parity["reason"] == "race: demographic_parity_ratio = 1.0000 within ≥ 0.8 (p = 0.001)"
+
+
 def test_policies_load_by_name_and_unknown_names_list_the_bundled_ones(tmp_path):
     assert load_policy("default").checks["demographic_parity_ratio"] == {"min": 0.8}
     with pytest.raises(ConfigError, match="no policy 'strict'; bundled: default, lenient"):

@@ -123,6 +123,29 @@ def test_a_blocked_run_is_not_exported_unless_overridden(tiny_bert, tmp_path, ca
     assert record["release"]["allowed"] is False and (run / "export" / "README.md").is_file()
 
 
+def test_without_a_release_decision_release_is_not_cleared_and_export_says_why(tiny_bert, tmp_path):
+    plugins = get_plugins()
+    builtin = plugins.manager.unregister(name="tunewright.governance.release")
+    try:
+        run = train(tiny_bert, tmp_path, "undecided")
+    finally:
+        plugins.manager.register(builtin, name="tunewright.governance.release")
+    bias = json.loads((run / "reports" / "bias.json").read_text())
+    assert bias["release"]["allowed"] is False
+    with pytest.raises(ReleaseBlockedError, match="no release decision: no plugin answered tunewright_release_decision"):
+        export_run(run)
+    html = (run / "reports" / "bias.html").read_text()
+    assert "Model " + str(tiny_bert) in html
+
+
+def test_reports_name_the_embedded_model_by_its_hub_id():
+    from tunewright.governance.bias_report import render_html
+
+    record = {"run_id": "r", "model": {"name_or_path": "embedded:all-MiniLM-L6-v2"}, "method": "lora", "data": "d",
+              "policy": {"name": "default", "blocking": True}, "audits": {}, "release": {"allowed": True, "reasons": []}}  # fmt: skip
+    assert "Model sentence-transformers/all-MiniLM-L6-v2, method lora" in render_html(record)
+
+
 def test_an_unaudited_run_needs_an_override_and_unmergeable_methods_say_so(tiny_bert, tmp_path, monkeypatch):
     run = train(tiny_bert, tmp_path, "unaudited", "audit=none")
     with pytest.raises(ReleaseBlockedError, match=r"no bias audit ran \(audit=none\)"):

@@ -149,7 +149,7 @@ def _judge_attribute(attribute, groups, scored, n_templates, label_names, positi
         policy.check("flip_rate", flip_rate, p_value, subject=attribute),
     ) if c]  # fmt: skip
     verdict = "insufficient_data" if small else worst([c["verdict"] for c in checks])
-    reasons = [f"{attribute}: groups {', '.join(small)} have fewer than {policy.min_group_size} probes"] if small else [c["reason"] for c in checks]
+    reasons = [f"{attribute}: groups {', '.join(small)} have fewer than {policy.min_group_size} probes"] if small else [c["reason"] for c in checks if c["verdict"] != "pass"]
     return {
         "groups": group_rows, "pairs": pairs, "flip_rate": flip_rate,
         "demographic_parity_difference": difference, "demographic_parity_ratio": ratio,

@@ -85,7 +85,7 @@ def group_metrics(
         if outcome:
             checks.append(outcome)
     result.update(disparities=disparities, checks=checks, verdict=worst([c["verdict"] for c in checks]),
-                  reasons=[c["reason"] for c in checks])  # fmt: skip
+                  reasons=[c["reason"] for c in checks if c["verdict"] != "pass"])  # fmt: skip
     return result
 
 
