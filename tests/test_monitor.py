@@ -175,3 +175,22 @@ def test_a_labelled_batch_of_one_class_is_monitored(amazon_run, tmp_path):
     positives = [(text, label) for text, label in domain_rows("amazon")[TRAIN_ROWS:] if label == "positive"]
     report = monitor(amazon_run, "data=csv", f"data.path={write_csv(tmp_path / 'praise.csv', positives)}")
     assert report["rows"] == len(positives) and report["windows"][0]["layers"]["performance"]["available"]
+
+
+def test_drift_rows_say_what_decided_them_and_verdicts_are_shown_once():
+    from tunewright.governance.monitors.drift_report import outcome, render_html
+
+    column = {"score": 0.24, "threshold": 0.1, "p_value": 0.2, "p_threshold": 0.008, "drifted": False}
+    assert outcome(column) == "no drift: larger than the threshold, but not significant (p ≥ 0.008)"
+    assert outcome({**column, "score": 0.05, "p_value": 0.001}) == "no drift: significant, but smaller than the threshold"
+    assert outcome({**column, "p_value": 0.001, "drifted": True}) == "drift: larger than the threshold and significant (p < 0.008)"
+    performance = {"available": True, "score": 0.111, "threshold": 0.05, "p_value": 0.01, "p_threshold": 0.05, "drifted": True,
+                   "reference": {"accuracy": 0.9}, "current": {"accuracy": 0.789}}  # fmt: skip
+    assert outcome(performance) == "drift: accuracy 0.900 → 0.789, a significant drop beyond 0.05"
+
+    window = {"index": 0, "start_row": 1, "rows": 50, "status": "drift", "severity": "high",
+              "reasons": ["performance: accuracy fell by 0.111"], "layers": {"performance": performance}}  # fmt: skip
+    report = {"name": "b", "run_id": "r", "rows": 50, "reference": {"rows": 200}, "drift_detected": True, "status": "drift",
+              "severity": "high", "retrain_recommended": True, "reasons": window["reasons"], "windows": [window]}  # fmt: skip
+    page = render_html(report, [])
+    assert page.count("accuracy fell by 0.111") == 1 and "accuracy 0.900 → 0.789" in page

@@ -41,14 +41,37 @@ def _row(label: str, entry: dict[str, Any]) -> str:
         f"<tr class='{'fail' if entry['drifted'] else ''}'><td>{label}</td>"
         f"<td>{entry['score']:.4f}</td><td>{entry['threshold']}</td>"
         f"<td>{'' if p_value is None else format(p_value, '.3g')}</td>"
-        f"<td>{'drift' if entry['drifted'] else 'no drift'}</td></tr>"
+        f"<td>{html.escape(outcome(entry))}</td></tr>"
     )
+
+
+def outcome(entry: dict[str, Any]) -> str:
+    """A row's decision in words, saying which of size and significance decided it."""
+    if "columns" in entry:  # a layer: its columns' rows say why
+        drifted = entry.get("drifted_columns") or []
+        return f"drift in {', '.join(drifted)}" if drifted else "no drift in any column"
+    above = entry["score"] > entry["threshold"]
+    p_value, alpha = entry.get("p_value"), entry.get("p_threshold")
+    significant = p_value is None or alpha is None or p_value < alpha
+    if "reference" in entry and "current" in entry:  # the performance layer: from what to what
+        fell = f"accuracy {entry['reference']['accuracy']:.3f} → {entry['current']['accuracy']:.3f}"
+        if entry["drifted"]:
+            return f"drift: {fell}, a significant drop beyond {entry['threshold']}"
+        return f"no drift: {fell}" + ("; the drop is not significant" if above else "")
+    if entry["drifted"]:
+        return "drift: larger than the threshold" + (f" and significant (p < {alpha:.3g})" if alpha else "")
+    if above and not significant:
+        return f"no drift: larger than the threshold, but not significant (p ≥ {alpha:.3g})"
+    if significant and p_value is not None and not above:
+        return "no drift: significant, but smaller than the threshold"
+    return "no drift"
 
 
 def _window_section(window: dict[str, Any], windowed: bool) -> str:
     title = f"Window {window['index']}: rows {window['start_row']}–{window['start_row'] + window['rows'] - 1}, " if windowed else ""
     out = [f"<h2>{title}{html.escape(window['status'].replace('_', ' '))} (severity {window['severity']})</h2>"]
-    out += [f"<p class='reason'>{html.escape(r)}</p>" for r in window["reasons"]]
+    if windowed:  # one window's reasons are the batch's, already shown above it
+        out += [f"<p class='reason'>{html.escape(r)}</p>" for r in window["reasons"]]
     if "layers" not in window:
         return "\n".join(out)
     header = "<tr><th>layer / column</th><th>score</th><th>threshold</th><th>p</th><th>outcome</th></tr>"
