@@ -209,7 +209,8 @@ class RunFolder:
         """Remove what crashed writers of this run left half-written (checkpoint and
         model staging folders, temporary record files); only under the run's lock."""
         remove_stale_staging(self.path / "checkpoints", "step-*")
-        remove_stale_staging(self.path, "model")
+        for name in ("model", "export"):
+            remove_stale_staging(self.path, name)
         for directory in (self.path, self.path / "reports"):
             for leftover in directory.glob(".*.tmp") if directory.is_dir() else []:
                 leftover.unlink(missing_ok=True)

@@ -8,13 +8,16 @@ fields (see :mod:`tunewright.registry`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field, make_dataclass
 from functools import partial
 from typing import Any, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from tunewright.errors import ConfigError
 
 SCHEMA_SUFFIX = "_schema"
 
@@ -62,12 +65,6 @@ def knob(default: Any, **valid: Any):
 def check_values(path: str, node, schema: type) -> None:
     """Every knob of ``node`` (and of its nested nodes) within what its schema field
     accepts; raises :class:`~tunewright.errors.ConfigError` naming the key otherwise."""
-    import dataclasses
-
-    from omegaconf import DictConfig
-
-    from tunewright.errors import ConfigError
-
     for spec in dataclasses.fields(schema):
         if spec.name not in node:
             continue
