@@ -53,8 +53,10 @@ def outcome(entry: dict[str, Any]) -> str:
     above = entry["score"] > entry["threshold"]
     p_value, alpha = entry.get("p_value"), entry.get("p_threshold")
     significant = p_value is None or alpha is None or p_value < alpha
-    if "reference" in entry and "current" in entry:  # the performance layer: from what to what
-        fell = f"accuracy {entry['reference']['accuracy']:.3f} → {entry['current']['accuracy']:.3f}"
+    before, after = entry.get("reference"), entry.get("current")
+    if isinstance(before, dict) and isinstance(after, dict) and "accuracy" in before and "accuracy" in after:
+        # the performance layer: from what to what
+        fell = f"accuracy {before['accuracy']:.3f} → {after['accuracy']:.3f}"
         if entry["drifted"]:
             return f"drift: {fell}, a significant drop beyond {entry['threshold']}"
         return f"no drift: {fell}" + ("; the drop is not significant" if above else "")
@@ -62,7 +64,7 @@ def outcome(entry: dict[str, Any]) -> str:
         return "drift: larger than the threshold" + (f" and significant (p < {alpha:.3g})" if alpha else "")
     if above and not significant:
         return f"no drift: larger than the threshold, but not significant (p ≥ {alpha:.3g})"
-    if significant and p_value is not None and not above:
+    if alpha is not None and p_value is not None and significant and not above:
         return "no drift: significant, but smaller than the threshold"
     return "no drift"
 
