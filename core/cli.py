@@ -21,7 +21,7 @@ import sys
 import traceback
 
 from tunewright import __version__
-from tunewright.errors import ConfigError, PluginError, TunewrightError
+from tunewright.errors import ConfigError, PluginError, TunewrightError, debugging, first_line
 
 USAGE = __doc__.split("\n\n")[1]
 
@@ -322,12 +322,6 @@ def main(argv: list[str] | None = None) -> int:
         return report(error)
 
 
-def debugging() -> bool:
-    import os
-
-    return os.environ.get("TUNEWRIGHT_DEBUG", "") not in ("", "0")
-
-
 def report(error: BaseException) -> int:
     """Print one line for ``error`` (its traceback first under ``TUNEWRIGHT_DEBUG=1``)
     and return the exit status: 2 for config errors, 130 for an interrupt, 1 otherwise.
@@ -345,8 +339,7 @@ def report(error: BaseException) -> int:
     elif isinstance(error, KeyboardInterrupt):
         message = "interrupted; run the same command again to resume a training run from its last checkpoint"
     else:
-        first = (str(error).strip().splitlines() or [""])[0]
-        message = f"internal error: {type(error).__name__}: {first} (set TUNEWRIGHT_DEBUG=1 for the traceback)"
+        message = f"internal error: {type(error).__name__}: {first_line(error)} (set TUNEWRIGHT_DEBUG=1 for the traceback)"
     print(f"tunewright: {message}", file=sys.stderr)
     return 2 if isinstance(error, ConfigError) else 130 if isinstance(error, KeyboardInterrupt) else 1
 

@@ -1,5 +1,18 @@
 """Errors that tunewright reports to users as one clear line instead of a traceback."""
 
+import os
+
+DEBUG_ENV = "TUNEWRIGHT_DEBUG"  # set (not 0) to print the traceback behind any reported error
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
 
 class TunewrightError(Exception):
     """Base class: the CLI prints ``tunewright: <message>`` and exits non-zero."""

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tunewright import checkpoint as ckpt
 from tunewright import distributed, sharding
 from tunewright.cleaning import clean, data_card, data_card_markdown
 from tunewright.data import DomainData
@@ -44,7 +43,7 @@ from tunewright.run_folder import (
 from tunewright.schema import part_options
 from tunewright.token_cache import encode_cached
 from tunewright.tracking import start_trackers, stop_trackers
-from tunewright.trainer import Trainer, autocast_dtype, config_differences, pick_device, training_config_hash
+from tunewright.trainer import Trainer, autocast_dtype, config_differences, pick_device
 
 # Libraries whose versions the manifest records.
 RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn", "fairlearn",
@@ -181,7 +180,7 @@ def require_resumable(run: Run) -> None:
     """Refuse, before anything is written, to continue a run folder with anything but the
     config that started it: an existing run is resumed (or re-finished) by its own
     training config, never rewritten by another, and a folder of someone else's files is
-    never written into. The newest checkpoint is verified here too."""
+    never written into. (Checkpoints are verified once, when the trainer resumes.)"""
     folder, cfg = run.folder, run.config
     refuse_foreign_folder(folder)
     if not folder.holds_run():
@@ -195,7 +194,6 @@ def require_resumable(run: Run) -> None:
             f"paths.run_id={run.run_id}: {folder.path} holds a run trained with another config ({'; '.join(changed[:3])}); "
             "resume it with its own config, or choose a new paths.run_id"
         )
-    ckpt.find_resumable(folder.path / "checkpoints", training_config_hash(cfg), cfg.trainer.resume_fallback)
 
 
 def refuse_foreign_folder(folder: RunFolder) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import pluggy
 
 from tunewright import hookspecs, schema
-from tunewright.errors import PluginError
+from tunewright.errors import PluginError, debugging, first_line
 from tunewright.registry import Registry
 
 ENTRY_POINT_GROUP = "tunewright"
@@ -125,11 +125,11 @@ class _Loading:
         info = self.infos.setdefault(name, PluginInfo(name, "unknown distribution"))
         if info.source == "builtin":
             raise PluginError(f"builtin plugin {name!r}: {what}: {error}") from error
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error)
         info.problem, info.registers = f"{what}: {first}", {}
         if self.manager.get_plugin(name) is not None:
             self.manager.unregister(name=name)
-        if os.environ.get("TUNEWRIGHT_DEBUG", "") not in ("", "0"):
+        if debugging():
             traceback.print_exception(error, file=sys.stderr)
         print(f"tunewright: WARNING: plugin {name!r} from {info.source} {what}: {first}; it is left out. Fix or "
               f"uninstall it, or set {DISABLE_ENV}={name} to silence this", file=sys.stderr)  # fmt: skip

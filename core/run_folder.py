@@ -30,7 +30,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from tunewright.data import file_sha256
-from tunewright.errors import RunFolderError
+from tunewright.errors import RunFolderError, first_line
 
 RUN_ID_ENV = "TUNEWRIGHT_RUN_ID"
 LOCK_FILE = ".lock"
@@ -173,8 +173,8 @@ def agree_on_run_id(cfg: DictConfig) -> str:
     return new_run_id(cfg)
 
 
-# Run folders this process holds the lock of: [the lock file's descriptor, nested holders].
-_HELD_LOCKS: dict[Path, list] = {}
+# Run folders whose lock this process holds.
+_HELD_LOCKS: set[Path] = set()
 
 
 class RunFolder:
@@ -234,12 +234,8 @@ class RunFolder:
         already holds the lock may take it again (nested commands).
         """
         key = self.path.resolve()
-        if key in _HELD_LOCKS:
-            _HELD_LOCKS[key][1] += 1
-            try:
-                yield self
-            finally:
-                _HELD_LOCKS[key][1] -= 1
+        if key in _HELD_LOCKS:  # the outer holder releases it
+            yield self
             return
         self.path.mkdir(parents=True, exist_ok=True)
         path = self.path / LOCK_FILE
@@ -259,11 +255,11 @@ class RunFolder:
                       "command": command, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
-            _HELD_LOCKS[key] = [fd, 1]
+            _HELD_LOCKS.add(key)
             try:
                 yield self
             finally:
-                del _HELD_LOCKS[key]
+                _HELD_LOCKS.discard(key)
         finally:
             os.close(fd)  # closing releases the flock
 
@@ -279,7 +275,7 @@ class RunFolder:
         try:
             stored = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise RunFolderError(f"{path}: unreadable ({_first_line(error)}); restore it from a copy") from None
+            raise RunFolderError(f"{path}: unreadable ({first_line(error)}); restore it from a copy") from None
         if not isinstance(stored, dict):
             raise RunFolderError(f"{path}: not a mapping of config keys; restore it from a copy")
         return OmegaConf.create(_escape_interpolations(stored))
@@ -296,7 +292,7 @@ class RunFolder:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as error:
-            raise RunFolderError(f"{path}: not valid JSON ({_first_line(error)}); restore it from a copy") from None
+            raise RunFolderError(f"{path}: not valid JSON ({first_line(error)}); restore it from a copy") from None
 
     def update_json(self, name: str, update) -> None:
         """Read a JSON object (empty when absent), let ``update`` change it, write it back atomically."""
@@ -383,7 +379,3 @@ def _escape_interpolations(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("${", "\\${")
     return value
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
