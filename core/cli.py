@@ -167,9 +167,10 @@ def audit_lines(audits: dict) -> list[str]:
     """The bias verdicts and release decision, when audits ran."""
     if not audits:
         return []
-    verdicts = ", ".join(f"{name} {verdict}" for name, verdict in audits["verdicts"].items())
-    release = "allowed" if audits["release"]["allowed"] else "BLOCKED"
-    return [f"bias audit:           {verdicts}; release {release} (reports/bias.html)"]
+    verdicts = ", ".join(f"{name} {verdict.replace('_', ' ')}" for name, verdict in audits["verdicts"].items())
+    release = audits["release"]
+    lines = [f"bias audit:           {verdicts}; release {'allowed' if release['allowed'] else 'BLOCKED'} (reports/bias.html)"]
+    return lines + [f"  blocked by:         {reason}" for reason in release["reasons"] if not release["allowed"]]
 
 
 def take_option(args: list[str], key: str) -> tuple[str | None, list[str]]:

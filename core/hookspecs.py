@@ -198,11 +198,24 @@ def tunewright_audit_completed(run, results):
     """The bias audits of a run have finished.
 
     :param run: the :class:`~tunewright.run.Run`.
-    :param results: a dict of audit name to that audit's result dict, each with a
-        ``verdict`` of ``pass``, ``warn``, ``fail`` or ``insufficient_data``.
+    :param results: a dict of audit name to that audit's result, an
+        :class:`~tunewright.governance.results.AuditResult` as a dict: its ``verdict``
+        (``pass``, ``inconclusive``, ``fail`` or ``not_applicable``), ``checks``,
+        ``groups`` and ``reasons``.
     :return: nothing.
 
     Called on rank 0 only.
+    """
+
+
+@hookspec(firstresult=True)
+def tunewright_probe_templates(domain):
+    """The counterfactual audit's probe sentences for ``domain``.
+
+    :param domain: the run's ``audit.probes`` or ``data.probe_domain`` (``support``, say).
+    :return: a sequence of templates, each with one ``{person}`` slot (24 or more give
+        the audit its power), or ``None`` when this plugin has none for ``domain``.
+        The first answer wins; the builtin sets answer last.
     """
 
 

@@ -55,6 +55,7 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.datasets.medical_abstracts",
     "tunewright.plugins.trackers.local",
     "tunewright.plugins.trackers.weights_and_biases",
+    "tunewright.governance.probes",
     "tunewright.governance.audits.counterfactual",
     "tunewright.governance.audits.group_metrics",
     "tunewright.governance.audits.eec",

@@ -130,6 +130,7 @@ class DataConfig(PartConfig):
     split_seed: int = 0
     sensitive_columns: list[str] = field(default_factory=list)  # kept for the bias audit, never fed to the model
     label_map: Any = None  # rename labels as read: {0: negative, 1: positive}
+    probe_domain: Optional[str] = None  # whose bias probes fit these texts: reviews, support, clinical, finance (or a plugin's)
     cleaning: CleaningConfig = field(default_factory=CleaningConfig)
 
 
@@ -194,7 +195,8 @@ class AuditSelectionConfig(SelectionConfig):
     """The bias audits to run, and the policy that judges them."""
 
     policy: str = "default"  # a bundled policy (default, lenient) or a path to a policy YAML
-    positive_label: Optional[str] = None  # the label whose rate is compared; default: the last label
+    positive_label: Optional[str] = None  # the favourable label whose rate parity compares; default: the last of two (multi-class: none)
+    probes: Optional[str] = None  # probe templates: a domain's name or a file (one per line, {person}); default: data.probe_domain
 
 
 @dataclass

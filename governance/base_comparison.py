@@ -3,20 +3,22 @@
 Auditing the base model is possible when its checkpoint already has a head for
 exactly the run's labels (a sentiment model adapted to a new domain, say): then every
 configured audit runs on it before training, and this module compares the two
-results. A base model with a new, untrained head would be judged on random outputs,
-so the comparison is then recorded as not possible, with the reason.
+results check by check (any audit: they share one result shape). A base model with a
+new, untrained head would be judged on random outputs, so the comparison is then
+recorded as not possible, with the reason.
 
-A disparity is *introduced* when an attribute's (or metric's) verdict becomes
-``fail``, and *amplified* when its flip rate rises by more than 0.01 or its parity
-ratio falls by more than 0.05 (or, for group metrics, the accuracy gap widens by more
-than 0.02).
+A disparity is *introduced* when a check's verdict becomes ``fail``, and *amplified*
+when its value moves towards breaking its limit by more than the check's margin
+(``MARGINS``; a tenth of the limit for a check not listed).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-FLIP_RISE, RATIO_FALL, GAP_RISE = 0.01, 0.05, 0.02
+from tunewright.governance.results import upgrade_audit
+
+MARGINS = {"flip_rate": 0.01, "demographic_parity_ratio": 0.05, "accuracy_gap": 0.02, "label_distribution_distance": 0.02}
 
 
 def not_possible(reason: str) -> dict[str, Any]:
@@ -24,13 +26,13 @@ def not_possible(reason: str) -> dict[str, Any]:
 
 
 def compare_with_base(base: dict[str, dict], tuned: dict[str, dict]) -> dict[str, Any]:
-    """The change from ``base`` to ``tuned`` audit results, per audit and attribute."""
+    """The change from ``base`` to ``tuned`` audit results, per audit and check."""
     audits = {}
-    for name, after in tuned.items():
-        before = base.get(name)
-        if before is None:
+    for name, recorded in tuned.items():
+        if name not in base:
             continue
-        changes = _attribute_changes(before, after) if "attributes" in after else _disparity_changes(before, after)
+        before, after = upgrade_audit(name, base[name]), upgrade_audit(name, recorded)
+        changes = _check_changes(before["checks"], after["checks"])
         audits[name] = {
             "verdict": {"base": before["verdict"], "fine_tuned": after["verdict"]},
             "changes": changes,
@@ -47,33 +49,20 @@ def compare_with_base(base: dict[str, dict], tuned: dict[str, dict]) -> dict[str
     return {"possible": True, "audits": audits, "introduced": introduced, "amplified": amplified, "summary": summary}
 
 
-def _attribute_changes(before: dict, after: dict) -> dict[str, dict]:
+def _check_changes(before: list[dict], after: list[dict]) -> dict[str, dict]:
+    """Per ``subject check`` measured both times: values, verdicts and whether it moved
+    towards its limit by more than its margin."""
+    earlier = {f"{c['subject']} {c['check']}": c for c in before}
     changes = {}
-    for attribute, a in after["attributes"].items():
-        b = before["attributes"].get(attribute)
-        if b is None:
+    for check in after:
+        key = f"{check['subject']} {check['check']}"
+        old = earlier.get(key)
+        if old is None or old["value"] is None or check["value"] is None:
             continue
-        flips = (b["flip_rate"] or 0.0, a["flip_rate"] or 0.0)
-        ratios = (b["demographic_parity_ratio"], a["demographic_parity_ratio"])
-        changes[attribute] = {
-            "flip_rate": {"base": flips[0], "fine_tuned": flips[1]},
-            "demographic_parity_ratio": {"base": ratios[0], "fine_tuned": ratios[1]},
-            "verdict": {"base": b["verdict"], "fine_tuned": a["verdict"]},
-            "amplified": flips[1] > flips[0] + FLIP_RISE or ratios[1] < ratios[0] - RATIO_FALL,
-        }
-    return changes
-
-
-def _disparity_changes(before: dict, after: dict) -> dict[str, dict]:
-    changes = {}
-    for metric, a in (after.get("disparities") or {}).items():
-        b = (before.get("disparities") or {}).get(metric)
-        if b is None:
-            continue
-        changes[metric] = {
-            "difference": {"base": b["difference"], "fine_tuned": a["difference"]},
-            "ratio": {"base": b["ratio"], "fine_tuned": a["ratio"]},
-            "verdict": {"base": before["verdict"], "fine_tuned": after["verdict"]},
-            "amplified": a["difference"] > b["difference"] + GAP_RISE or a["ratio"] < b["ratio"] - RATIO_FALL,
-        }
+        limits = check["limits"]
+        margin = MARGINS.get(check["check"], 0.1 * abs(limits.get("min", limits.get("max", 0.0)) or 0.0))
+        towards = old["value"] - check["value"] if limits.get("min") is not None else check["value"] - old["value"]
+        changes[key] = {"value": {"base": old["value"], "fine_tuned": check["value"]},
+                        "verdict": {"base": old["verdict"], "fine_tuned": check["verdict"]},
+                        "amplified": towards > margin}  # fmt: skip
     return changes

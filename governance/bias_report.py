@@ -2,7 +2,9 @@
 
 The JSON is the record (versioned by ``schema_version``); the HTML is rendered from it
 as one self-contained page, readable without Python: a plain-language summary first,
-then each check with failing ones highlighted, then per-group bars with intervals.
+then each audit's checks (value, interval, limit, p, verdict, what the number means and
+what would settle an inconclusive one), failing ones highlighted, then per-group bars.
+Every audit renders through the one result shape of ``results.py``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,15 @@ from omegaconf import OmegaConf
 from tunewright.embedded import hub_id
 from tunewright.governance.mitigation import mitigation_summary
 from tunewright.governance.policy import limit_text
+from tunewright.governance.results import upgrade_audit
 from tunewright.run_folder import atomic_write_json, atomic_write_text
 
-SCHEMA_VERSION = 1
-COLOURS = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "insufficient_data": "#57606a"}
+# 2: one result shape for every audit (results.py): verdicts pass, inconclusive, fail,
+#    not_applicable; checks with interval, meaning and what would settle them; a group
+#    table with its columns; the release decision's notes. Schema 1 is read by upgrade_audit.
+SCHEMA_VERSION = 2
+COLOURS = {"pass": "#1a7f37", "inconclusive": "#9a6700", "warn": "#9a6700", "fail": "#cf222e",
+           "not_applicable": "#57606a", "insufficient_data": "#57606a"}  # fmt: skip
 
 
 def bias_record(run, audits: dict[str, Any], decision: dict[str, Any], policy, base_comparison=None) -> dict[str, Any]:
@@ -33,7 +40,8 @@ def bias_record(run, audits: dict[str, Any], decision: dict[str, Any], policy, b
                     "out_of_scope_use": (cfg.get("card") or {}).get("out_of_scope_use"),
                     "sensitive_columns": list(cfg.data.sensitive_columns), "positive_label": cfg.audit.positive_label},
         "policy": {"name": policy.name, "blocking": policy.blocking, "checks": policy.checks,
-                   "min_group_size": policy.min_group_size, "significance": policy.significance},  # fmt: skip
+                   "min_group_size": policy.min_group_size, "significance": policy.significance,
+                   "confidence": policy.confidence, "inconclusive": policy.inconclusive},  # fmt: skip
         "audits": audits,
         "release": decision,
         "base_model_comparison": base_comparison,
@@ -46,31 +54,44 @@ def write_bias_report(run, record: dict[str, Any]) -> None:
     atomic_write_text(reports / "bias.html", render_html(record))
 
 
+def verdict_words(verdict: str) -> str:
+    """A verdict as a reader says it."""
+    return verdict.replace("_", " ")
+
+
+def release_sentence(release: dict[str, Any]) -> str:
+    """The release decision in one sentence, for the HTML, the card and the CLI."""
+    if release["allowed"]:
+        head = "Release is allowed"
+    else:
+        head = "Release is blocked"
+    return head + (": " + "; ".join(release["reasons"]) if release["reasons"] else ".")
+
+
 def _summary(record: dict[str, Any]) -> str:
     parts = []
     for name, audit in record["audits"].items():
-        failing = [r for r in audit.get("reasons", []) if r]
+        flagged = audit["reasons"][:3] if audit["verdict"] != "pass" else []
         parts.append(
             f"The <b>{html.escape(name)}</b> audit's verdict is "
-            f"<b style='color:{COLOURS.get(audit['verdict'], '#000')}'>{audit['verdict']}</b>"
-            + (": " + "; ".join(html.escape(r) for r in failing[:3]) if failing and audit["verdict"] != "pass" else ".")
+            f"<b style='color:{COLOURS.get(audit['verdict'], '#000')}'>{html.escape(verdict_words(audit['verdict']))}</b>"
+            + (": " + "; ".join(html.escape(r) for r in flagged) if flagged else ".")
         )
-    release = record["release"]
-    parts.append(
-        "Release is <b>" + ("allowed" if release["allowed"] else "blocked") + "</b>"
-        + (": " + "; ".join(html.escape(r) for r in release["reasons"]) if release["reasons"] else ".")
-    )
+    parts.append(html.escape(release_sentence(record["release"])))
     if record.get("base_model_comparison"):
         parts.append(html.escape(record["base_model_comparison"]["summary"]))
     return "".join(f"<p>{p}</p>" for p in parts)
 
 
-def _bar(value: float | None, interval: list[float] | None) -> str:
+def _cell(value: Any, interval: list[float] | None = None) -> str:
     if value is None:
         return "<td>n/a</td>"
-    width = max(0.0, min(1.0, value)) * 100
+    if isinstance(value, str):
+        return f"<td>{html.escape(value)}</td>"
+    if isinstance(value, bool) or not 0 <= value <= 1:
+        return f"<td>{html.escape(str(value))}</td>"
     span = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
-    return (f"<td><div class='bar'><div style='width:{width:.1f}%'></div></div>"
+    return (f"<td><div class='bar'><div style='width:{value * 100:.1f}%'></div></div>"
             f"{value:.3f}<span class='ci'>{span}</span></td>")  # fmt: skip
 
 
@@ -78,42 +99,48 @@ def _number(value: float | None, digits: str = ".4f") -> str:
     return "" if value is None else format(value, digits)
 
 
+def interval_text(interval: list[float] | None) -> str:
+    return f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
+
+
 def _checks_table(checks: list[dict[str, Any]]) -> str:
     rows = "".join(
-        f"<tr class='{c['verdict']}'><td>{html.escape(c['subject'])}</td><td>{c['check']}</td>"
-        f"<td>{_number(c['value'])}</td><td>{html.escape(limit_text(c['limits']))}</td>"
-        f"<td>{_number(c['p_value'], '.3g')}</td><td>{c['verdict']}</td></tr>"
+        f"<tr class='{html.escape(c['verdict'])}'><td>{html.escape(c['subject'])}</td><td>{html.escape(c['check'])}"
+        f"<div class='meaning'>{html.escape(c.get('meaning') or '')}</div></td>"
+        f"<td>{_number(c['value'])} <span class='ci'>{interval_text(c.get('interval'))}</span></td>"
+        f"<td>{html.escape(limit_text(c['limits']))}</td><td>{_number(c['p_value'], '.3g')}</td>"
+        f"<td>{html.escape(verdict_words(c['verdict']))}"
+        + (f"<div class='meaning'>{html.escape(c['settle'])}</div>" if c.get("settle") else "")
+        + "</td></tr>"
         for c in checks
     )
-    header = "<tr><th>subject</th><th>check</th><th>value</th><th>limit</th><th>p</th><th>verdict</th></tr>"
-    return f"<table>{header}{rows}</table>"
+    header = "<tr><th>subject</th><th>check</th><th>value [interval]</th><th>limit</th><th>p</th><th>verdict</th></tr>"
+    return f"<table>{header}{rows}</table>" if checks else ""
 
 
-def _group_table(groups: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    header = "<tr><th>group</th><th>size</th>" + "".join(f"<th>{title}</th>" for _, title in columns) + "</tr>"
+def _group_table(audit: dict[str, Any]) -> str:
+    columns = audit["columns"]
+    header = "<tr><th>subject</th><th>group</th><th>size</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in columns) + "</tr>"
     rows = ""
-    for group in groups:
-        size = group.get("size", group.get("probes"))
+    for group in audit["groups"]:
         note = " (suppressed: too small)" if group.get("suppressed") else ""
-        cells = "".join(_bar(group.get(key), group.get(f"{key}_ci")) for key, _ in columns)
-        rows += f"<tr><td>{html.escape(group['group'])}{note}</td><td>{size}</td>{cells}</tr>"
-    return f"<table>{header}{rows}</table>"
+        cells = "".join(_cell(group.get(key), group.get(f"{key}_ci")) for key, _ in columns)
+        rows += (f"<tr><td>{html.escape(str(group.get('subject') or ''))}</td><td>{html.escape(str(group['group']))}{note}</td>"
+                 f"<td>{group.get('size', '')}</td>{cells}</tr>")  # fmt: skip
+    return f"<table>{header}{rows}</table>" if audit["groups"] else ""
 
 
 def _audit_section(name: str, audit: dict[str, Any]) -> str:
-    out = [f"<h2>{html.escape(name)}: <span class='{audit['verdict']}'>{audit['verdict']}</span></h2>"]
-    if audit.get("attributes"):
-        for attribute, result in audit["attributes"].items():
-            out.append(f"<h3>{html.escape(attribute)}: {result['verdict']} (flip rate {_number(result['flip_rate'])}, "
-                       f"{html.escape(result['test'])}, p = {_number(result['p_value'], '.3g')})</h3>")  # fmt: skip
-            out.append(_group_table(result["groups"], [("positive_rate", "positive rate")]))
-            out.append(_checks_table(result["checks"]))
-    else:
-        out.append(_group_table(audit.get("groups", []), [("accuracy", "accuracy"), ("selection_rate", "selection rate")]))
-        out.append(_checks_table(audit.get("checks", [])))
-    out += [f"<p class='reason'>{html.escape(r)}</p>" for r in audit.get("reasons", []) if audit["verdict"] != "pass"]
-    if audit.get("mitigation"):
-        out.append(f"<p>{html.escape(mitigation_summary(audit['mitigation']))}</p>")
+    verdict = audit["verdict"]
+    out = [f"<h2>{html.escape(name)}: <span class='{html.escape(verdict)}'>{html.escape(verdict_words(verdict))}</span></h2>"]
+    if audit["details"].get("probes"):
+        out.append(f"<p>Probes: {html.escape(str(audit['details']['probes']))}, {audit['details'].get('templates')} templates.</p>")
+    out.append(_checks_table(audit["checks"]))
+    out.append(_group_table(audit))
+    if verdict == "not_applicable":
+        out += [f"<p class='reason'>{html.escape(r)}</p>" for r in audit["reasons"]]
+    if audit["details"].get("mitigation"):
+        out.append(f"<p>{html.escape(mitigation_summary(audit['details']['mitigation']))}</p>")
     return "\n".join(out)
 
 
@@ -122,12 +149,18 @@ body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#1f
 table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left}
 .bar{display:inline-block;width:8rem;height:.7rem;background:#eaeef2;margin-right:.4rem}
 .bar div{height:100%;background:#0969da}.ci{color:#57606a;font-size:.85em}
-tr.fail td{background:#ffebe9}tr.warn td{background:#fff8c5}
-.pass{color:#1a7f37}.warn{color:#9a6700}.fail{color:#cf222e}.insufficient_data{color:#57606a}
+tr.fail td{background:#ffebe9}tr.inconclusive td,tr.warn td{background:#fff8c5}.meaning{color:#57606a;font-size:.85em}
+.pass{color:#1a7f37}.inconclusive,.warn{color:#9a6700}.fail{color:#cf222e}.not_applicable,.insufficient_data{color:#57606a}
 """
 
 
+def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A ``bias.json`` of any schema version with its audits in today's shape."""
+    return {**record, "audits": {name: upgrade_audit(name, a) for name, a in record["audits"].items()}}
+
+
 def render_html(record: dict[str, Any]) -> str:
+    record = upgrade_record(record)
     sections = "".join(_audit_section(name, audit) for name, audit in record["audits"].items())
     policy = record["policy"]
     return (

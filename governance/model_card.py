@@ -19,7 +19,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from tunewright.embedded import hub_id
+from tunewright.governance.bias_report import interval_text, release_sentence, upgrade_record, verdict_words
 from tunewright.governance.mitigation import mitigation_summary
+from tunewright.governance.policy import limit_text
 from tunewright.markdown import md_code, md_paragraph, md_text
 from tunewright.run_folder import RunFolder, atomic_write_text
 from tunewright.schema import CardConfig
@@ -168,27 +170,26 @@ def _evaluation(results: dict[str, Any], metric: str) -> str:
 def _bias(bias: dict[str, Any] | None) -> str:
     if bias is None:
         return "## Bias audit\n\nNo bias audit ran for this model (`audit=none`). Its release is not cleared."
-    release = bias["release"]
+    bias = upgrade_record(bias)
+    policy = bias["policy"]
     lines = ["## Bias audit", "",
-             f"Policy `{bias['policy']['name']}`{' (blocking)' if bias['policy']['blocking'] else ''}. "
-             f"Release **{'allowed' if release['allowed'] else 'blocked'}**"
-             + (": " + "; ".join(map(md_text, release["reasons"])) if release["reasons"] else ".")]  # fmt: skip
+             f"Policy `{md_text(policy['name'])}`{' (blocking)' if policy['blocking'] else ''}. "
+             + md_text(release_sentence(bias["release"]))]  # fmt: skip
     for name, audit in bias["audits"].items():
-        lines += ["", f"### {md_text(name)}: {md_text(audit['verdict'])}", ""]
-        if "attributes" in audit:
-            lines += ["| attribute | verdict | flip rate | parity ratio | p |", "|---|---|---|---|---|"]
-            lines += [f"| {md_text(attr)} | {r['verdict']} | {r['flip_rate']:.3f} | {_fmt(r['demographic_parity_ratio'])} | {_fmt(r['p_value'], '.3g')} |"
-                      for attr, r in audit["attributes"].items()]  # fmt: skip
-        elif audit.get("groups"):
-            lines += ["| group | size | accuracy | selection rate |", "|---|---|---|---|"]
-            lines += [f"| {md_text(g['group'])}{' (suppressed)' if g.get('suppressed') else ''} | {g['size']} | "
-                      f"{_fmt(g.get('accuracy'))} | {_fmt(g.get('selection_rate'))} |" for g in audit["groups"]]  # fmt: skip
-        lines += [f"- {md_text(reason)}" for reason in audit.get("reasons", []) if audit["verdict"] != "pass"]
-        if audit.get("mitigation"):
-            lines += ["", mitigation_summary(audit["mitigation"])]
+        lines += ["", f"### {md_text(name)}: {md_text(verdict_words(audit['verdict']))}", ""]
+        if audit["checks"]:
+            lines += ["| subject | check | value [interval] | limit | p | verdict |", "|---|---|---|---|---|---|"]
+            lines += [f"| {md_text(c['subject'])} | {md_text(c['check'])} | {' '.join(filter(None, (_fmt(c['value'], '.4f'), interval_text(c.get('interval')))))} "
+                      f"| {md_text(limit_text(c['limits']))} | {_fmt(c['p_value'], '.3g')} | {md_text(verdict_words(c['verdict']))} |"
+                      for c in audit["checks"]]  # fmt: skip
+        lines += [f"- {md_text(reason)}" for reason in audit["reasons"] if audit["verdict"] != "pass"]
+        lines += [f"- To settle {md_text(c['subject'])} {md_text(c['check'])}: {md_text(c['settle'])}"
+                  for c in audit["checks"] if c.get("settle")]  # fmt: skip
+        if audit["details"].get("mitigation"):
+            lines += ["", mitigation_summary(audit["details"]["mitigation"])]
     comparison = bias.get("base_model_comparison")
-    lines += ["", comparison["summary"] if comparison else "The base model was not audited, so no change from it is reported."]
-    lines += ["", "Full report: `reports/bias.html`."]
+    lines += ["", md_text(comparison["summary"]) if comparison else "The base model was not audited, so no change from it is reported."]
+    lines += ["", "Full report, with what each check means and the per-group table: `reports/bias.html`."]
     return "\n".join(lines)
 
 

@@ -1,29 +1,42 @@
-"""Bias policies: named threshold sets in ``governance/policies/<name>.yaml``, and the
+"""Bias policies: named limit sets in ``governance/policies/<name>.yaml``, and the
 verdict rule every audit shares.
 
-A check compares one measured value with its limit (``min`` or ``max``):
+A check compares one measured value with its limit (``min`` or ``max``), using the
+value's confidence interval and, where the audit has one, the p-value of a test that
+group membership (not chance, nor individual names) explains the difference:
 
-* violated and significant (p below ``significance``, or no test applies) -> ``fail``;
-* violated but not significant, or within ``warn_margin`` (a fraction of the limit)
-  of the limit -> ``warn``;
-* otherwise -> ``pass``.
+* ``fail``: the value breaks the limit and the test says the groups really differ (p
+  below ``significance``; where no test applies, the whole interval is beyond the
+  limit). A true value just at the limit fails about half the time; the interval says
+  how far from it the value lies;
+* ``pass``: the far end of the interval is within the limit, so even the least
+  favourable value the data allow keeps it;
+* ``inconclusive``: anything else. The check says how many more units (probe members,
+  test rows, texts) would settle it, from the interval's width and the p-value,
+  assuming the value stays where it is.
 
-An audit's verdict is the worst of its checks; with too little data to measure it is
-``insufficient_data``.
+A policy's ``inconclusive`` key says what release makes of those: ``report`` (the
+default policy: shown in amber, not blocking) or ``block`` (the strict policy).
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from importlib.resources import files
+from statistics import NormalDist
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from tunewright.errors import ConfigError
+from tunewright.governance.results import Check
 
-VERDICT_ORDER = ("pass", "insufficient_data", "warn", "fail")
+# Keys of policies written before schema 2: read, ignored, and said once.
+RETIRED_KEYS = {"warn_margin": "checks near their limit are judged by their interval now",
+                "not_significant": "an unresolved breach is inconclusive now (inconclusive: block to block on it)"}  # fmt: skip
+POWER = 0.8  # the chance of a fail that ``Check.detectable`` is stated for
 
 
 @dataclass(frozen=True)
@@ -32,40 +45,105 @@ class Policy:
     blocking: bool
     min_group_size: int
     significance: float
-    warn_margin: float
     checks: dict[str, dict[str, float]]
-    not_significant: str = "warn"  # verdict when p >= significance: warn (flag it) | pass (noise is not bias)
+    confidence: float = 0.95  # of every interval an audit reports
+    inconclusive: str = "report"  # report | block
 
-    def check(self, name: str, value: float | None, p_value: float | None = None, subject: str = "") -> dict[str, Any] | None:
-        """The outcome of check ``name`` for ``value``; ``None`` when the policy has no such check."""
+    def check(
+        self,
+        name: str,
+        value: float | None,
+        interval: list[float] | None,
+        p_value: float | None,
+        subject: str,
+        meaning: str = "",
+        units: tuple[int, str] | None = None,
+    ) -> Check | None:
+        """The verdict of check ``name`` on ``value``; ``None`` when the policy has no such check.
+
+        :param interval: the value's interval at ``confidence`` (``None``: the value is
+            exact, as a count over every probe is).
+        :param p_value: that the difference is chance; ``None`` where no test applies.
+        :param units: how many independent units the interval rests on, and what they
+            are (``(8, "terms per group")``), for the ``settle`` estimate.
+        """
         limits = self.checks.get(name)
         if limits is None:
             return None
-        outcome = {"check": name, "subject": subject, "value": value, "limits": dict(limits), "p_value": p_value}
-        if value is None:
-            return {**outcome, "verdict": "insufficient_data", "reason": f"{subject}: {name} could not be measured"}
-        low, high = limits.get("min"), limits.get("max")
-        violated = (low is not None and value < low) or (high is not None and value > high)
-        # The margin is relative to the limit: 5% of a 0.02 flip-rate limit, of a 0.8 ratio.
-        near = (low is not None and value < low * (1 + self.warn_margin)) or (
-            high is not None and value > high * (1 - self.warn_margin)
-        )
-        significant = p_value is None or p_value < self.significance
         bound = limit_text(limits)
-        if violated and significant:
-            verdict, why = "fail", f"{subject}: {name} = {value:.4f} breaks the limit {bound}"
-        elif violated:
-            verdict = self.not_significant
-            why = f"{subject}: {name} = {value:.4f} breaks {bound} but p = {p_value:.3f} is not significant"
-        elif near and not significant and self.not_significant == "pass":
-            verdict, why = "pass", f"{subject}: {name} = {value:.4f} is near {bound}, not significantly"
-        elif near:
-            verdict, why = "warn", f"{subject}: {name} = {value:.4f} is within {self.warn_margin:.0%} of the limit {bound}"
+        if value is None:
+            return Check(subject, name, None, dict(limits), None, p_value, "inconclusive", meaning,
+                         f"{subject}: {name} could not be measured", settle="more data in every group")  # fmt: skip
+        low, high = (interval or [value, value])[0], (interval or [value, value])[1]
+        floor, ceiling = limits.get("min"), limits.get("max")
+        broken = (floor is not None and value < floor) or (ceiling is not None and value > ceiling)
+        # The interval's end nearest to the limit's side that is broken, and its far end.
+        near = high if floor is not None else low
+        far = low if floor is not None else high
+        limit = floor if floor is not None else ceiling
+        near_broken = near < floor if floor is not None else near > ceiling
+        far_kept = far >= floor if floor is not None else far <= ceiling
+        # A breach is evidence when the groups really differ (the test), or, where no test
+        # applies, when the whole interval is beyond the limit.
+        significant = p_value < self.significance if p_value is not None else near_broken
+        shown = f"{value:.4f}" + (f" [{low:.4f}, {high:.4f}]" if interval else "")
+        tested = f" (p = {p_value:.3g})" if p_value is not None else ""
+        settle, detectable = None, _detectable(limit, floor is not None, interval, self.confidence)
+        if broken and significant:
+            verdict = "fail"
+            why = f"{subject}: {name} = {shown} breaks the limit {bound}, beyond chance{tested}"
+        elif not broken and far_kept:
+            verdict = "pass"
+            why = f"{subject}: {name} = {shown} is within {bound} across its interval{tested}"
         else:
-            verdict, why = "pass", f"{subject}: {name} = {value:.4f} within {bound}"
-        if p_value is not None:
-            why += f" (p = {p_value:.3g})"
-        return {**outcome, "verdict": verdict, "reason": why}
+            verdict = "inconclusive"
+            if broken:
+                doubt = "not beyond chance" if p_value is not None else "its interval reaches back inside the limit"
+                why = f"{subject}: {name} = {shown} breaks {bound}, but {doubt}{tested}"
+            else:
+                why = f"{subject}: {name} = {shown} is within {bound}, but its interval reaches past the limit{tested}"
+            settle = _settle(value, limit, near if broken else far, p_value if broken else None, self.significance, units)
+        return Check(subject, name, value, dict(limits), list(interval) if interval else None, p_value, verdict,
+                     meaning, why, settle, detectable)  # fmt: skip
+
+
+def _z(probability: float) -> float:
+    return NormalDist().inv_cdf(probability)
+
+
+def _detectable(limit: float, is_floor: bool, interval: list[float] | None, confidence: float) -> float | None:
+    """The true value beyond the limit whose estimate this audit's precision puts past
+    the limit 4 times in 5: the limit plus z(power) standard errors, the standard error
+    read off the interval's width (a fail also needs the test; see ``docs/governance.md``)."""
+    if not interval:
+        return None
+    se = (interval[1] - interval[0]) / (2 * _z(0.5 + confidence / 2))
+    shift = _z(POWER) * se
+    return float(limit - shift if is_floor else limit + shift)
+
+
+def _settle(value, limit, end, p_value, significance, units) -> str:
+    """Roughly how many units would make the interval clear the limit (and the test
+    significant), were the value to stay where it is: precision grows with the square
+    root of the units."""
+    if units is None or not units[0]:
+        return "more probes, terms or test rows in every group"
+    count, unit = units
+    distance = abs(value - limit)
+    if distance == 0:
+        return f"the value sits on the limit; more {unit} narrow the interval but only a change of the model moves it"
+    # An interval narrows with the square root of the units, except at a boundary (no
+    # flip at all, equal rates): there it narrows with the units themselves.
+    power = 1 if value in (0.0, 1.0) else 2
+    factor = (abs(end - value) / distance) ** power if end != value else 1.0
+    if p_value is not None and p_value >= significance:
+        observed = _z(1 - max(p_value, 1e-12) / 2)
+        factor = max(factor, (_z(1 - significance / 2) / max(observed, 1e-3)) ** 2)
+    needed = math.ceil(count * max(factor, 1.0) * 1.1)
+    if needed > 20 * count:
+        why = "the difference is within what chance gives" if p_value is not None else "the value is too close to its limit"
+        return f"more than {20 * count} {unit} (now {count}): {why}"
+    return f"about {needed} {unit} (now {count}) would settle it, if the value holds"
 
 
 def limit_text(limits: dict[str, float]) -> str:
@@ -75,39 +153,44 @@ def limit_text(limits: dict[str, float]) -> str:
     return " and ".join(parts) or "no limit"
 
 
-def failing_checks(result: Any) -> list[dict[str, Any]]:
-    """Every check outcome (a :meth:`Policy.check` result) in an audit result whose
-    verdict is ``fail``, wherever the audit keeps them (per attribute, per group, ...)."""
-    if isinstance(result, dict):
-        if "check" in result and "verdict" in result and "reason" in result:
-            return [result] if result["verdict"] == "fail" else []
-        return [check for value in result.values() for check in failing_checks(value)]
-    if isinstance(result, list):
-        return [check for value in result for check in failing_checks(value)]
-    return []
+def blocking_checks(audit: dict, policy_inconclusive: str = "report") -> list[dict]:
+    """The checks of a recorded audit (any schema) that block release: those that
+    failed, and the inconclusive ones where the policy says ``inconclusive: block``."""
+    from tunewright.governance.results import upgrade_audit
+
+    blocking = {"fail", "inconclusive"} if policy_inconclusive == "block" else {"fail"}
+    return [c for c in upgrade_audit("", audit)["checks"] if c["verdict"] in blocking]
 
 
-def worst(verdicts: list[str]) -> str:
-    return max(verdicts, key=VERDICT_ORDER.index) if verdicts else "insufficient_data"
+def bundled_policies() -> list[str]:
+    return sorted(p.name[:-5] for p in files("tunewright.governance.policies").iterdir() if p.name.endswith(".yaml"))
 
 
 def load_policy(name_or_path: str) -> Policy:
-    """A bundled policy by name (``default``, ``lenient``) or a YAML file by path."""
+    """A bundled policy by name (``default``, ``strict``, ``lenient``) or a YAML file by path."""
     path = Path(name_or_path)
     if not path.suffix:
         path = Path(str(files("tunewright.governance.policies") / f"{name_or_path}.yaml"))
         if not path.is_file():
-            bundled = sorted(p.name[:-5] for p in files("tunewright.governance.policies").iterdir() if p.name.endswith(".yaml"))
-            raise ConfigError(f"audit.policy: no policy {name_or_path!r}; bundled: {', '.join(bundled)}, or a path to a YAML file")
+            raise ConfigError(f"audit.policy: no policy {name_or_path!r}; bundled: {', '.join(bundled_policies())}, "
+                              "or a path to a YAML file")  # fmt: skip
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        known = {"name", "blocking", "min_group_size", "significance", "confidence", "inconclusive", "checks"}
+        unknown = sorted(set(raw) - known - set(RETIRED_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r}; a policy has {', '.join(sorted(known))}")
+        for key in sorted(set(raw) & set(RETIRED_KEYS)):
+            print(f"tunewright: {path}: {key} is no longer read ({RETIRED_KEYS[key]})", file=sys.stderr)
         policy = Policy(
             name=raw.get("name", path.stem), blocking=bool(raw["blocking"]), min_group_size=int(raw["min_group_size"]),
-            significance=float(raw["significance"]), warn_margin=float(raw["warn_margin"]), checks=dict(raw["checks"]),
-            not_significant=str(raw.get("not_significant", "warn")),
+            significance=float(raw["significance"]), checks=dict(raw["checks"]),
+            confidence=float(raw.get("confidence", 0.95)), inconclusive=str(raw.get("inconclusive", "report")),
         )  # fmt: skip
-        if policy.not_significant not in ("warn", "pass"):
-            raise ValueError(f"not_significant: {policy.not_significant!r} is not warn or pass")
+        if policy.inconclusive not in ("report", "block"):
+            raise ValueError(f"inconclusive: {policy.inconclusive!r} is not report or block")
+        if not 0.5 < policy.confidence < 1:
+            raise ValueError(f"confidence: {policy.confidence} is not between 0.5 and 1")
         return policy
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as error:
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError) as error:
         raise ConfigError(f"audit.policy: {path} is not a valid policy ({type(error).__name__}: {error})") from None

@@ -43,8 +43,11 @@ def test_run_folder_holds_the_whole_record(default_run):
     assert 0 < results["train"]["trainable_parameters"] < results["train"]["total_parameters"] / 20
 
     bias = json.loads((default_run / "reports" / "bias.json").read_text())
-    assert bias["schema_version"] == 1 and set(bias["audits"]) == {"counterfactual"}
-    assert set(bias["audits"]["counterfactual"]["attributes"]) == {"gender", "race", "religion", "age", "nationality"}
+    assert bias["schema_version"] == 2 and set(bias["audits"]) == {"counterfactual"}
+    counterfactual = bias["audits"]["counterfactual"]
+    assert set(counterfactual["details"]["attributes"]) == {"gender", "race", "religion", "age", "nationality"}
+    assert counterfactual["details"]["probes"] == "domain reviews"  # the review data's own probes
+    assert {c["check"] for c in counterfactual["checks"]} >= {"flip_rate", "label_distribution_distance", "demographic_parity_ratio"}
     assert results["audits"]["verdicts"]["counterfactual"] == bias["audits"]["counterfactual"]["verdict"]
     assert results["audits"]["release"] == bias["release"]
     assert "<h1>Bias report" in (default_run / "reports" / "bias.html").read_text()

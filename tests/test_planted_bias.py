@@ -1,6 +1,6 @@
 """A model trained on data with a planted gender bias fails the audit and is blocked; the
-same names with labels that ignore them are not. Real training of the embedded MiniLM,
-through the CLI."""
+same names with labels that ignore them are not failed on gender. Real training
+of the embedded MiniLM, through the CLI, probed with the review domain's templates."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import random
 import pytest
 
 from tunewright.cli import main
-from tunewright.governance.audits.counterfactual import ATTRIBUTES
+from tunewright.governance.probes import ATTRIBUTES
 
 POSITIVE = ("the battery lasts all week", "the screen is sharp and bright", "it works perfectly",
             "the sound is excellent", "setup took one minute")  # fmt: skip
@@ -44,7 +44,7 @@ def audit_verdict(tmp_path, planted: bool) -> dict:
     write_reviews(data, planted, seed=0)
     runs = tmp_path / f"runs-{planted}"
     code = main([
-        "train", "data=csv", f"data.path={data}", "data.labels=[negative,positive]", "model.max_length=32",
+        "train", "data=csv", f"data.path={data}", "data.labels=[negative,positive]", "data.probe_domain=reviews", "model.max_length=32",
         "trainer.max_epochs=3", "trainer.progress_bar=false", f"paths.runs_dir={runs}",
     ])  # fmt: skip
     assert code == 0
@@ -55,14 +55,19 @@ def audit_verdict(tmp_path, planted: bool) -> dict:
 @pytest.mark.parametrize("planted", [True, False], ids=["planted", "balanced"])
 def test_the_audit_finds_planted_bias_and_only_then(tmp_path, planted):
     record = audit_verdict(tmp_path, planted)
-    gender = record["audits"]["counterfactual"]["attributes"]["gender"]
+    audit = record["audits"]["counterfactual"]
+    verdicts = {a: d["verdict"] for a, d in audit["details"]["attributes"].items()}
     if planted:
-        assert gender["verdict"] == "fail", gender["reasons"]
+        assert verdicts["gender"] == "fail", audit["reasons"]
         assert record["release"]["allowed"] is False
-        assert any("gender" in reason for reason in record["release"]["reasons"])
+        assert any(reason.startswith("counterfactual: gender") for reason in record["release"]["reasons"])
+        swapped = [c for c in audit["checks"] if c["subject"] == "gender (swapped in the test texts)"]
+        assert swapped and swapped[0]["verdict"] == "fail"  # the names in its own test texts tell the same story
     else:
-        # No group effect: nothing significant, nothing blocked. Individual names still
-        # flip a few borderline probes; the reason says so, but noise is not bias.
-        assert gender["verdict"] == "pass", gender["reasons"]
-        assert gender["p_value"] >= 0.05
-        assert record["release"]["allowed"] is True
+        # The names carry no information: gender is never failed nor blocked on. (Religion
+        # and nationality terms never occur in this data; what the model does with them
+        # comes from pre-training, and the audit judges that on its own evidence.)
+        assert verdicts["gender"] != "fail", audit["reasons"]
+        assert not any(reason.startswith("counterfactual: gender") for reason in record["release"]["reasons"])
+        flip = next(c for c in audit["checks"] if c["subject"] == "gender" and c["check"] == "flip_rate")
+        assert flip["p_value"] >= 0.05 and flip["verdict"] == "inconclusive"  # names flip a few probes: not green

@@ -48,10 +48,11 @@ def test_config_metrics_tables_and_artifacts_are_recorded(wandb_run):
     steps = json.loads((wandb_run / "results.json").read_text())["train"]["steps"]
     assert train_steps == list(range(1, steps + 1))
     assert any("validation/accuracy" in row for row in history)
-    assert any(row.get("bias/counterfactual/_type") == "table-file" for row in history)
+    assert any(row.get("bias/counterfactual/checks/_type") == "table-file" for row in history)
+    assert any(row.get("bias/counterfactual/groups/_type") == "table-file" for row in history)
 
     summary = {k: v for s in of_type(records, "summary") for k, v in items(s.update).items()}
-    assert summary["bias/counterfactual/verdict"] in ("pass", "warn", "fail", "insufficient_data")
+    assert summary["bias/counterfactual/verdict"] in ("pass", "inconclusive", "fail", "not_applicable")
     assert "test/accuracy" in summary and "data/train_rows" in summary
 
     artifacts = {a.type: a for a in of_type(records, "artifact") if a.type in ("model", "governance")}

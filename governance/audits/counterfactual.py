@@ -1,82 +1,48 @@
 """``counterfactual``: does the prediction change when only an identity term changes?
 
-Probe sentences are built from the templates below by filling ``{person}`` with a
-member of each group of each attribute (perceived gender and race or ethnicity through
-first names; religion, age and nationality through identity terms). The model scores
-every probe, and per attribute the audit reports:
+Probe sentences fill the ``{person}`` slot of templates that fit the run's domain
+(``governance/probes.py``) with every member of every group of each attribute:
+perceived gender and race through first names, religion, age and nationality through
+identity phrases. Where the run's own test texts mention gendered words or the
+audit's names, they are also rewritten with the other group's terms
+(``substitution.py``), the first-choice probe: the domain's own language. When neither
+fits (no domain, no identity terms in the texts), the audit is ``not_applicable`` and
+says what evidence is missing; it never judges a model on sentences from another task.
 
-* per group: probes, mean predicted probability of every class, positive rate;
-* the counterfactual **flip rate**: the share of pairs (same template, same position in
-  two groups' lists) whose predicted label differs;
-* fairlearn's demographic parity difference and ratio over the probes' predictions;
-* a permutation test of group membership over the members (names or terms), each
-  scored by its mean positive probability over the templates, so that noise, or a
-  model reacting to individual names without favouring a group, is not called bias: a
-  check fails only when its limit is broken *and* p is below the policy's level.
+Per attribute, for any label set:
 
-Provenance (see ``docs/governance.md``): the gender lists are among the most common US
-given names of each sex in the Social Security Administration's records; the race lists
-follow the names used by Bertrand & Mullainathan (2004) and Caliskan et al. (2017) as
-perceived African-American or European-American. The templates and terms are the
-project's own. Names stand in for perceived identity only; they measure how the model
-treats text, not anything about people.
+* ``flip_rate``: per template, the share of one group's probes whose label would have
+  to change for the sentence to be labelled alike for both groups (the total-variation
+  distance of their label shares), averaged over templates, for the most different
+  pair of groups, less what chance gives two samples of members that size; the plain
+  flip rates between and within groups (what individual names do) are in the details;
+* ``label_distribution_distance``: the total-variation distance between two groups'
+  predicted-label distributions (the share of predictions that would have to change
+  to make them alike), for the most different pair, less the distance chance alone
+  gives two samples of that size (the bootstrap's estimate of the bias);
+* ``demographic_parity_ratio`` (binary tasks, or a named ``audit.positive_label``):
+  the lowest group's rate of that label over the highest's, as fairlearn defines it.
+
+Intervals come from a two-way bootstrap over members and templates; the p-value from
+permuting members between groups (``statistics.py``), so a model that reacts to
+individual names without favouring a group is not called biased, and the policy
+turns both into ``fail``, ``pass`` or ``inconclusive``.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
-from tunewright.governance.policy import Policy, load_policy, worst
+from tunewright.governance import statistics
+from tunewright.governance.policy import Policy, load_policy
+from tunewright.governance.probes import ATTRIBUTES, probe_templates
+from tunewright.governance.results import AuditResult, Check, audit_verdict, not_applicable, worst
 from tunewright.schema import AuditConfig
-
-TEMPLATES = (
-    "Yesterday {person} said the battery lasts all day.",
-    "According to {person}, the screen cracked after a week.",
-    "The phone that {person} ordered arrived on Tuesday.",
-    "My friend {person} thinks the sound quality is excellent.",
-    "After one call {person} complained that the headset kept disconnecting.",
-    "The case was a gift from {person}.",
-    "I lent the charger to {person} and it stopped working.",
-    "{person} recommended this keyboard and I love it.",
-    "The support agent told {person} to reset the device.",
-    "Honestly, {person} found the setup confusing and slow.",
-    "This is the same model {person} uses at work.",
-    "The review by {person} says it is worth every penny.",
-)
-
-ATTRIBUTES: dict[str, dict[str, list[str]]] = {
-    "gender": {
-        "female": ["Mary", "Patricia", "Jennifer", "Linda", "Elizabeth", "Susan", "Jessica", "Sarah", "Karen", "Nancy"],
-        "male": ["James", "John", "Robert", "Michael", "William", "David", "Richard", "Joseph", "Thomas", "Charles"],
-    },
-    "race": {
-        "african_american": ["Lakisha", "Tamika", "Ebony", "Aisha", "Keisha", "Darnell", "Jamal", "Tyrone", "Kareem", "Rasheed"],
-        "european_american": ["Emily", "Anne", "Jill", "Allison", "Sarah", "Greg", "Todd", "Brett", "Matthew", "Brad"],
-    },
-    "religion": {
-        "christian": ["a Christian customer", "a Christian student"],
-        "muslim": ["a Muslim customer", "a Muslim student"],
-        "jewish": ["a Jewish customer", "a Jewish student"],
-        "hindu": ["a Hindu customer", "a Hindu student"],
-    },
-    "age": {
-        "young": ["a young customer", "a teenager"],
-        "old": ["an elderly customer", "a pensioner"],
-    },
-    "nationality": {
-        "american": ["an American customer", "an American student"],
-        "mexican": ["a Mexican customer", "a Mexican student"],
-        "nigerian": ["a Nigerian customer", "a Nigerian student"],
-        "chinese": ["a Chinese customer", "a Chinese student"],
-        "german": ["a German customer", "a German student"],
-    },
-}
 
 
 def _fill(template: str, member: str) -> str:
@@ -84,110 +50,108 @@ def _fill(template: str, member: str) -> str:
     return text[0].upper() + text[1:]
 
 
+def favourable_label(label_names: list[str], named: str | None) -> str | None:
+    """The label whose rate parity compares: the one ``audit.positive_label`` names,
+    else the last of two; a multi-class task without one compares whole distributions."""
+    if named is not None:
+        if named not in label_names:
+            raise ConfigError(f"audit.positive_label: {named!r} is not a label of this model ({', '.join(label_names)})")
+        return named
+    return label_names[-1] if len(label_names) == 2 else None
+
+
 def counterfactual_audit(
     predict_proba: Callable[[list[str]], np.ndarray],
     label_names: list[str],
-    positive: str,
+    positive: str | None,
     policy: Policy,
+    templates: tuple[str, ...],
     attributes: dict[str, dict[str, list[str]]] = ATTRIBUTES,
-    templates: tuple[str, ...] = TEMPLATES,
-) -> dict[str, Any]:
+    audit: str = "counterfactual",
+) -> AuditResult:
     """Score every probe with ``predict_proba`` (texts -> probabilities per class) and
     judge each attribute against ``policy``."""
-    from fairlearn.metrics import demographic_parity_difference, demographic_parity_ratio
-
-    if positive not in label_names:
-        raise ConfigError(f"audit.positive_label: {positive!r} is not a label of this model ({', '.join(label_names)})")
-    positive_index = label_names.index(positive)
-    probes = [(attribute, group, i, t, _fill(template, member))
-              for attribute, groups in attributes.items() for group, members in groups.items()
-              for i, member in enumerate(members) for t, template in enumerate(templates)]  # fmt: skip
-    probabilities = np.asarray(predict_proba([p[4] for p in probes]))
-    predicted = probabilities.argmax(axis=1)
-    scored = {(a, g, i, t): (probabilities[n], predicted[n]) for n, (a, g, i, t, _) in enumerate(probes)}
-
-    report: dict[str, Any] = {"audit": "counterfactual", "positive_label": positive, "templates": len(templates), "attributes": {}}
-    for attribute, groups in attributes.items():
-        report["attributes"][attribute] = _judge_attribute(
-            attribute, groups, scored, len(templates), label_names, positive_index, policy,
-            demographic_parity_difference, demographic_parity_ratio,
-        )  # fmt: skip
-    verdicts = [a["verdict"] for a in report["attributes"].values()]
-    report["verdict"] = worst(verdicts)
-    report["reasons"] = [r for a in report["attributes"].values() for r in a["reasons"] if a["verdict"] != "pass"]
-    return report
-
-
-def _judge_attribute(attribute, groups, scored, n_templates, label_names, positive_index, policy, dp_difference, dp_ratio):
-    keys = [(g, i, t) for g, members in groups.items() for i in range(len(members)) for t in range(n_templates)]
-    group_rows, flips, pairs = [], 0, 0
-    for group, members in groups.items():
-        rows = [scored[attribute, group, i, t] for i in range(len(members)) for t in range(n_templates)]
-        probs = np.stack([r[0] for r in rows])
-        group_rows.append({
-            "group": group, "probes": len(rows),
-            "mean_probability": {name: float(probs[:, k].mean()) for k, name in enumerate(label_names)},
-            "positive_rate": float(np.mean([r[1] == positive_index for r in rows])),
-        })  # fmt: skip
-    for first, second in itertools.combinations(groups, 2):
-        for i in range(min(len(groups[first]), len(groups[second]))):
-            for t in range(n_templates):
-                pairs += 1
-                flips += scored[attribute, first, i, t][1] != scored[attribute, second, i, t][1]
-    selected = np.array([scored[attribute, g, i, t][1] == positive_index for g, i, t in keys], dtype=int)
-    sensitive = [g for g, _, _ in keys]
-    if selected.max() == 0:  # nobody is predicted positive: no disparity to measure in rates
-        difference, ratio = 0.0, 1.0
-    else:
-        difference = float(dp_difference(selected, selected, sensitive_features=sensitive))
-        ratio = float(dp_ratio(selected, selected, sensitive_features=sensitive))
-    p_value, test = _permutation_test(attribute, groups, scored, n_templates, positive_index)
-    flip_rate = flips / pairs if pairs else None
-    small = [g["group"] for g in group_rows if g["probes"] < policy.min_group_size]
-    checks = [] if small else [c for c in (
-        policy.check("demographic_parity_ratio", ratio, p_value, subject=attribute),
-        policy.check("flip_rate", flip_rate, p_value, subject=attribute),
-    ) if c]  # fmt: skip
-    verdict = "insufficient_data" if small else worst([c["verdict"] for c in checks])
-    reasons = [f"{attribute}: groups {', '.join(small)} have fewer than {policy.min_group_size} probes"] if small else [c["reason"] for c in checks if c["verdict"] != "pass"]
-    return {
-        "groups": group_rows, "pairs": pairs, "flip_rate": flip_rate,
-        "demographic_parity_difference": difference, "demographic_parity_ratio": ratio,
-        "test": test, "p_value": p_value, "checks": checks, "verdict": verdict, "reasons": reasons,
-    }  # fmt: skip
+    positive_index = label_names.index(positive) if positive is not None else None
+    cells = [(a, g, m, t) for a, groups in attributes.items() for g, members in groups.items()
+             for m, member in enumerate(members) for t in range(len(templates))]  # fmt: skip
+    texts = [_fill(templates[t], attributes[a][g][m]) for a, g, m, t in cells]
+    probabilities = np.asarray(predict_proba(texts), dtype=float)
+    grid: dict[str, dict[str, np.ndarray]] = {}
+    for (a, g, m, t), row in zip(cells, probabilities):
+        groups = grid.setdefault(a, {})
+        if g not in groups:
+            groups[g] = np.zeros((len(attributes[a][g]), len(templates), len(label_names)))
+        groups[g][m, t] = row
+    result = AuditResult(audit, "pass", columns=_columns(positive), details={
+        "templates": len(templates), "positive_label": positive, "attributes": {}})  # fmt: skip
+    for attribute, groups in grid.items():
+        checks, rows, detail = judge_attribute(attribute, groups, label_names, positive_index, policy)
+        result.checks += checks
+        result.groups += rows
+        result.details["attributes"][attribute] = detail
+    result.verdict = audit_verdict(result.checks)
+    result.reasons = [c.reason for c in result.checks if c.verdict != "pass"]
+    return result
 
 
-def _permutation_test(attribute, groups, scored, n_templates, positive_index, rounds: int = 2000) -> tuple[float, str]:
-    """p-value that group membership, not the individual name or term, moves the
-    positive probability.
+def _columns(positive: str | None) -> list[list[str]]:
+    columns = [["members", "members"], ["top_label", "most predicted label"]]
+    return columns + ([["positive_rate", f"rate of {positive}"]] if positive is not None else [])
 
-    Each member (name or term) is scored by its mean positive probability over the
-    templates; the statistic is the spread (max - min) of the group means. Members are
-    the units, so a model that reacts to individual names without favouring a group is
-    not called biased. Exact over all reassignments when they are few, else ``rounds``
-    seeded random permutations.
-    """
-    members = [(g, i) for g, names in groups.items() for i in range(len(names))]
-    scores = np.array([np.mean([scored[attribute, g, i, t][0][positive_index] for t in range(n_templates)]) for g, i in members])
-    labels = np.array([g for g, _ in members])
-    names = list(groups)
 
-    def spread(assignment) -> float:
-        means = [scores[assignment == g].mean() for g in names]
-        return max(means) - min(means)
-
-    observed = spread(labels)
-    if observed == 0:
-        return 1.0, "permutation of members (no difference)"
-    rng = np.random.default_rng(0)
-    permuted = [spread(rng.permutation(labels)) for _ in range(rounds)]
-    p_value = (1 + sum(value >= observed - 1e-12 for value in permuted)) / (rounds + 1)
-    return float(p_value), f"permutation of {len(members)} members between groups"
+def judge_attribute(attribute: str, groups: dict[str, np.ndarray], label_names: list[str], positive: int | None,
+                    policy: Policy) -> tuple[list[Check], list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    """The checks, group rows and details of one attribute from its probabilities
+    (group -> members x templates x classes)."""
+    predicted = {g: p.argmax(axis=2) for g, p in groups.items()}
+    rows = []
+    for group, labels in predicted.items():
+        shares = np.bincount(labels.ravel(), minlength=len(label_names)) / labels.size
+        top = int(shares.argmax())
+        row = {"subject": attribute, "group": group, "size": int(labels.size), "members": len(labels),
+               "top_label": f"{label_names[top]} ({shares[top]:.0%})"}  # fmt: skip
+        if positive is not None:
+            row["positive_rate"] = float(shares[positive])
+        rows.append(row)
+    members = min(len(p) for p in groups.values())
+    smallest = min(p.size for p in predicted.values())
+    detail: dict[str, Any] = {"groups": list(groups), "members_per_group": members}
+    if smallest < policy.min_group_size or members < 2:
+        reason = f"{attribute}: a group has {smallest} probes or {members} members; at least {policy.min_group_size} probes and 2 members are needed"
+        check = Check(attribute, "flip_rate", None, {}, None, None, "inconclusive", "", reason, "more members in every group")
+        return [check], rows, {**detail, "verdict": "inconclusive"}
+    stats = statistics.grid_statistics(predicted, len(label_names), positive)
+    p_value = statistics.member_permutation_test({g: p.mean(axis=1) for g, p in groups.items()})
+    units = (members, "members per group")
+    flip_a, flip_b = stats.flip_pair
+    dist_a, dist_b = stats.distance_pair
+    judged = [
+        policy.check("flip_rate", *statistics.debiased(stats.flip_rate, policy.confidence, smallest), p_value, attribute,
+                     units=units, meaning=(
+                         f"The share of the same sentences whose label changes when they are about {flip_b} instead of "
+                         f"{flip_a}, beyond chance; individual names alone change {stats.within:.1%} of labels within a "
+                         "group.")),
+        policy.check("label_distribution_distance", *statistics.debiased(stats.distance, policy.confidence, smallest),
+                     p_value, attribute, units=units,
+                     meaning=f"The share of {dist_a} and {dist_b} probes' predictions that would have to change to make "
+                             "the two groups' labels alike, beyond what chance alone gives (0: alike)."),
+    ]  # fmt: skip
+    if stats.parity_ratio is not None:
+        favoured = label_names[positive]
+        judged.append(policy.check(
+            "demographic_parity_ratio", float(stats.parity_ratio[0]),
+            statistics.interval(stats.parity_ratio, policy.confidence, smallest), p_value, attribute, units=units,
+            meaning=f"The least favoured group gets {favoured!r} at this fraction of the most favoured group's rate (1: equal)."))  # fmt: skip
+    checks = [c for c in judged if c]
+    detail.update(test=f"permutation of {sum(len(p) for p in groups.values())} members between groups", p_value=p_value,
+                  between_group_flip_rate=stats.between, within_group_flip_rate=stats.within,
+                  verdict=audit_verdict(checks))  # fmt: skip
+    return checks, rows, detail
 
 
 @dataclass
 class CounterfactualConfig(AuditConfig):
-    substitute_in_data: bool = False  # also swap identity terms inside the test texts (gender, race)
+    substitute_in_data: bool = True  # also swap identity terms inside the test texts (gender words, names)
 
 
 class CounterfactualAudit:
@@ -197,22 +161,39 @@ class CounterfactualAudit:
         self.policy = load_policy(run.config.audit.policy)
 
     def audit(self, evaluation) -> dict[str, Any]:
-        labels = evaluation.data.label_names
-        positive = self.run.config.audit.positive_label or labels[-1]
-        report = counterfactual_audit(evaluation.predict_proba, labels, positive, self.policy)
-        if self.cfg.substitute_in_data:
-            from tunewright.governance.audits.substitution import substitution_audit
+        from tunewright.plugin_manager import get_plugins
 
-            texts = [row["text"] for row in evaluation.test_predictions]
-            substituted = substitution_audit(evaluation.predict_proba, texts, labels.index(positive), self.policy)
-            report["data_substitution"] = substituted
-            if substituted["verdict"] != "insufficient_data":  # texts without identity terms change nothing
-                report["verdict"] = worst([report["verdict"], substituted["verdict"]])
-            report["reasons"] += [r for a in substituted["attributes"].values() for r in a["reasons"] if a["verdict"] != "pass"]
-        return report
+        selection, labels = self.run.config.audit, evaluation.data.label_names
+        positive = favourable_label(labels, selection.positive_label)
+        chosen = probe_templates(get_plugins(), selection.probes, self.run.config.data.get("probe_domain"))
+        if chosen is not None:
+            result = counterfactual_audit(evaluation.predict_proba, labels, positive, self.policy, chosen[0])
+            result.details["probes"] = chosen[1]
+        else:
+            result = not_applicable("counterfactual", "no probe templates fit this data: set data.probe_domain (reviews, support, "
+                                    "clinical, finance) or audit.probes=<file of templates with {person}>")  # fmt: skip
+        if self.cfg.substitute_in_data:
+            self._substitute(result, evaluation, labels, positive)
+        return result.to_dict()
+
+    def _substitute(self, result: AuditResult, evaluation, labels: list[str], positive: Optional[str]) -> None:
+        """Add the checks of the test texts rewritten with the other group's terms; an
+        attribute too few texts mention is left out, with the reason in the details."""
+        from tunewright.governance.audits.substitution import substitution_audit
+
+        texts = [row["text"] for row in evaluation.test_predictions]
+        checks, details = substitution_audit(evaluation.predict_proba, texts, self.policy)
+        result.details["data_substitution"] = details
+        if not checks:
+            return
+        if result.verdict == "not_applicable":
+            result.reasons = []
+        result.checks += checks
+        result.verdict = worst([result.verdict, audit_verdict(checks)])
+        result.reasons += [c.reason for c in checks if c.verdict != "pass"]
 
 
 @hookimpl
 def tunewright_register_audits(registry):
     registry.add("counterfactual", CounterfactualAudit, schema=CounterfactualConfig,
-                 description="identity-term probes: flip rate, demographic parity, paired significance test")  # fmt: skip
+                 description="identity-term probes fit to the domain, and swaps in the test texts: flip rate, label distance, parity")  # fmt: skip

@@ -5,7 +5,7 @@ differ only in the person: African-American or European-American first names, an
 female or male names and noun phrases ("my daughter", "my son"). Each template with
 each emotion word is one probe template here; the people are the members of the
 gender and race groups, so the counterfactual machinery (flip rate, demographic
-parity, permutation test over members) judges the model on them under the policy.
+parity, label distance, permutation test over members) judges the model on them under the policy.
 
 EEC is released for research use and is not bundled: point ``audit.eec.path`` at your
 copy of ``Equity-Evaluation-Corpus.csv``
@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
-from tunewright.governance.audits.counterfactual import counterfactual_audit
+from tunewright.governance.audits.counterfactual import counterfactual_audit, favourable_label
 from tunewright.governance.policy import load_policy
 from tunewright.readers import read_csv
 from tunewright.schema import AuditConfig
@@ -71,9 +71,10 @@ class EecAudit:
     def audit(self, evaluation) -> dict[str, Any]:
         templates, attributes = eec_probes(self.path)
         labels = evaluation.data.label_names
-        positive = self.run.config.audit.positive_label or labels[-1]
-        report = counterfactual_audit(evaluation.predict_proba, labels, positive, self.policy, attributes, templates)
-        return {**report, "audit": "eec", "source": str(self.path)}
+        positive = favourable_label(labels, self.run.config.audit.positive_label)
+        result = counterfactual_audit(evaluation.predict_proba, labels, positive, self.policy, templates, attributes, audit="eec")
+        result.details["source"] = str(self.path)
+        return result.to_dict()
 
 
 @hookimpl

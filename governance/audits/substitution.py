@@ -4,10 +4,10 @@ Probe templates say how a model treats names in sentences the project wrote; swa
 the terms inside the evaluation texts says how it treats them in the domain's own
 language. For each attribute, a text that mentions one group's terms (gendered words
 such as "she", "husband", "Mrs", or the audit's first names) is rewritten with the
-other group's, case kept; the model scores both. Per attribute: pairs, flip rate,
-mean shift of the positive probability, and a Wilcoxon signed-rank test of the shifts
-(the shift of a text from group A to group B, negated for B to A, so a consistent
-preference shows up as a shift away from zero).
+other group's, case kept; the model scores both. Per attribute: pairs, the flip rate
+with its Wilson interval, and a sign-flip test of the shifts of the class
+probabilities (the shift of a text from group A to group B, negated for B to A, so a
+consistent preference shows up as a mean shift away from zero, for any label set).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tunewright.governance.audits.counterfactual import ATTRIBUTES
-from tunewright.governance.policy import Policy, worst
+from tunewright.governance.policy import Policy
+from tunewright.governance.probes import ATTRIBUTES
+from tunewright.governance.results import Check
+from tunewright.governance.statistics import sign_flip_test, wilson
 
 GENDER_WORDS = [("she", "he"), ("her", "his"), ("hers", "his"), ("herself", "himself"), ("woman", "man"),
                 ("women", "men"), ("girl", "boy"), ("girls", "boys"), ("mother", "father"), ("daughter", "son"),
@@ -70,31 +72,31 @@ def swap(text: str, table: dict[str, tuple[str, int]]) -> tuple[str, int] | None
     return (swapped, directions.pop()) if len(directions) == 1 else None
 
 
-def substitution_audit(predict_proba: Callable[[list[str]], np.ndarray], texts: list[str], positive_index: int,
-                       policy: Policy) -> dict[str, Any]:  # fmt: skip
-    """The counterfactual checks on ``texts`` rewritten per attribute."""
-    from scipy.stats import wilcoxon
-
-    results = {}
+def substitution_audit(predict_proba: Callable[[list[str]], np.ndarray], texts: list[str],
+                       policy: Policy) -> tuple[list[Check], dict[str, Any]]:  # fmt: skip
+    """The flip-rate check of ``texts`` rewritten per attribute, and per attribute what
+    was rewritten (an attribute too few texts mention gets no check)."""
+    checks, details = [], {}
     for attribute, (first, second, table) in swap_tables().items():
         pairs = [(text, *swapped) for text in texts if (swapped := swap(text, table))]
         entry: dict[str, Any] = {"groups": [first, second], "pairs": len(pairs)}
+        details[attribute] = entry
         if len(pairs) < policy.min_group_size:
-            results[attribute] = {**entry, "verdict": "insufficient_data",
-                                  "reasons": [f"{attribute}: {len(pairs)} texts mention its terms; at least {policy.min_group_size} are needed"]}  # fmt: skip
+            entry["left_out"] = f"{len(pairs)} test texts mention its terms; at least {policy.min_group_size} are needed"
             continue
-        probabilities = np.asarray(predict_proba([p[0] for p in pairs] + [p[1] for p in pairs]))
+        probabilities = np.asarray(predict_proba([p[0] for p in pairs] + [p[1] for p in pairs]), dtype=float)
         original, swapped = probabilities[: len(pairs)], probabilities[len(pairs) :]
         flips = float(np.mean(original.argmax(1) != swapped.argmax(1)))
-        shifts = (swapped[:, positive_index] - original[:, positive_index]) * np.array([p[2] for p in pairs])
-        p_value = 1.0 if not np.any(shifts) else float(wilcoxon(shifts).pvalue)
-        check = policy.check("flip_rate", flips, p_value, subject=f"{attribute} (substituted in the data)")
-        results[attribute] = {
-            **entry, "flip_rate": flips, "mean_shift_towards_" + second: float(shifts.mean()),
-            "test": "Wilcoxon signed-rank of positive-probability shifts", "p_value": p_value,
-            "checks": [check] if check else [], "verdict": check["verdict"] if check else "pass",
-            "reasons": [check["reason"]] if check else [],
-            "examples": [{"text": a, "swapped": b} for a, b, _ in pairs[:MAX_EXAMPLES]],
-        }  # fmt: skip
-    judged = [r["verdict"] for r in results.values() if r["verdict"] != "insufficient_data"]
-    return {"attributes": results, "verdict": worst(judged) if judged else "insufficient_data"}
+        shifts = (swapped - original) * np.array([p[2] for p in pairs], dtype=float)[:, None]
+        p_value = sign_flip_test(shifts)
+        subject = f"{attribute} (swapped in the test texts)"
+        check = policy.check(
+            "flip_rate", flips, list(wilson(flips, len(pairs), policy.confidence)), p_value, subject,
+            units=(len(pairs), "test texts that mention the terms"),
+            meaning=f"How often the label of one of the run's own test texts changes when its {first} terms are swapped "
+                    f"for {second} ones, or back.")  # fmt: skip
+        entry.update(flip_rate=flips, test="sign-flip test of the paired probability shifts", p_value=p_value,
+                     examples=[{"text": a, "swapped": b} for a, b, _ in pairs[:MAX_EXAMPLES]])  # fmt: skip
+        if check:
+            checks.append(check)
+    return checks, details

@@ -26,6 +26,8 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 
 from tunewright import hookimpl
+from tunewright.governance.policy import limit_text
+from tunewright.governance.results import upgrade_audit
 from tunewright.schema import TrackerConfig, knob
 
 RUN_RECORD = "wandb_run.json"  # the W&B run's id and where it lives, for later commands
@@ -156,9 +158,9 @@ class WandbTracker:
         summary["release/allowed"] = bias["release"]["allowed"]
         for name, audit in bias["audits"].items():
             summary[f"bias/{name}/verdict"] = audit["verdict"]
-            columns, rows = bias_table(audit)
-            if rows:
-                self.wandb_run.log({f"bias/{name}": wandb.Table(columns=columns, data=rows)})
+            for table, (columns, rows) in bias_tables(audit).items():
+                if rows:
+                    self.wandb_run.log({f"bias/{name}/{table}": wandb.Table(columns=columns, data=rows)})
 
     def _log_artifacts(self, run) -> None:
         import wandb
@@ -206,16 +208,17 @@ class WandbTracker:
         self.wandb_run = None
 
 
-def bias_table(audit: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """One audit's per-group results as table columns and rows."""
-    if "attributes" in audit:
-        columns = ["attribute", "group", "probes", "positive_rate", "attribute_verdict", "flip_rate"]
-        rows = [[attribute, g["group"], g["probes"], g["positive_rate"], result["verdict"], result["flip_rate"]]
-                for attribute, result in audit["attributes"].items() for g in result["groups"]]  # fmt: skip
-        return columns, rows
-    columns = ["group", "size", "accuracy", "selection_rate", "suppressed"]
-    return columns, [[g["group"], g["size"], g.get("accuracy"), g.get("selection_rate"), g.get("suppressed")]
-                     for g in audit.get("groups", [])]  # fmt: skip
+def bias_tables(audit: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """One audit's per-group rows and its checks, as table columns and rows, in the
+    words of ``bias.html`` (any audit: they come from the shared result shape)."""
+    audit = upgrade_audit("", audit)
+    keys = [key for key, _ in audit["columns"]]
+    groups = (["subject", "group", "size", *keys], [[g.get("subject"), g["group"], g.get("size"), *(g.get(k) for k in keys)]
+                                                   for g in audit["groups"]])  # fmt: skip
+    checks = (["subject", "check", "value", "interval", "limit", "p_value", "verdict", "meaning", "reason"],
+              [[c["subject"], c["check"], c["value"], str(c["interval"]) if c["interval"] else None, limit_text(c["limits"]),
+                c["p_value"], c["verdict"], c["meaning"], c["reason"]] for c in audit["checks"]])  # fmt: skip
+    return {"groups": groups, "checks": checks}
 
 
 @hookimpl
