@@ -239,6 +239,7 @@ def drift_summary(report: dict, folder: str) -> str:
         f"verdict: {verdict} (severity {report['severity']}); retrain recommended: "
         f"{'yes' if report['retrain_recommended'] else 'no'}",
         *(f"  {reason}" for reason in report["reasons"]),
+        *(f"  {note}" for note in report.get("notes", [])),
         f"report: {Path(folder) / report['files'][1]}",
     ]
     if report.get("retraining"):

@@ -149,7 +149,7 @@ body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#1f
 table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left}
 .bar{display:inline-block;width:8rem;height:.7rem;background:#eaeef2;margin-right:.4rem}
 .bar div{height:100%;background:#0969da}.ci{color:#57606a;font-size:.85em}
-tr.fail td{background:#ffebe9}tr.inconclusive td,tr.warn td{background:#fff8c5}.meaning{color:#57606a;font-size:.85em}
+.plots svg{margin:.3rem .6rem .3rem 0;border:1px solid #d0d7de}tr.fail td{background:#ffebe9}tr.inconclusive td,tr.warn td{background:#fff8c5}.meaning{color:#57606a;font-size:.85em}
 .pass{color:#1a7f37}.inconclusive,.warn{color:#9a6700}.fail{color:#cf222e}.not_applicable,.insufficient_data{color:#57606a}
 """
 

@@ -18,9 +18,12 @@ from tunewright.governance.audits.group_metrics import group_metrics
 from tunewright.governance.monitors.drift import compare
 from tunewright.governance.monitors.drift_report import write_drift_report
 from tunewright.governance.monitors.reference import Observed, load_reference, record_reference
+from tunewright.governance.audits.counterfactual import favourable_label
 from tunewright.governance.policy import load_policy
 
-SCHEMA_VERSION = 1
+# 2: inconclusive layers and columns with notes; histograms of numeric columns; the
+#    bias audit of a drifted batch in the shape of governance/results.py.
+SCHEMA_VERSION = 2
 LAYER_ORDER = ("descriptors", "embeddings", "predictions", "performance")
 
 
@@ -32,6 +35,7 @@ def judge(layers: dict[str, dict[str, Any]]) -> dict[str, Any]:
     shift reached the model (embeddings) and changed what it predicts (predictions).
     """
     drifted = [name for name in LAYER_ORDER if layers[name]["drifted"]]
+    unresolved = [name for name in LAYER_ORDER if layers[name].get("inconclusive")]
     severity = "none"
     if drifted:
         severity = "high" if "performance" in drifted or len(drifted) >= 3 else ("medium" if len(drifted) == 2 else "low")
@@ -41,9 +45,24 @@ def judge(layers: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "drift_detected": bool(drifted),
         "severity": severity,
         "drifted_layers": drifted,
+        "inconclusive_layers": unresolved,
         "retrain_recommended": retrain,
         "reasons": [_reason(name, layers[name]) for name in drifted],
+        "notes": [_note(name, layers[name]) for name in unresolved],
     }
+
+
+def _note(name: str, layer: dict[str, Any]) -> str:
+    """Why a layer is inconclusive, and what would settle it."""
+    if name == "performance":
+        return (f"performance inconclusive: accuracy fell by {layer['score']:.3f} (limit {layer['threshold']}), "
+                f"but not significantly (p = {layer['p_value']:.3g}); a larger labelled batch would settle it")  # fmt: skip
+    if name == "embeddings":
+        return (f"embeddings inconclusive: {layer['method']} score {layer['score']:.3f} is above the method's usual "
+                f"limit but within what chance gives this few rows ({layer['threshold']}); a larger batch would settle it")  # fmt: skip
+    columns = ", ".join(f"{c} (effect {layer['columns'][c]['score']:.3f}, p={layer['columns'][c]['p_value']:.2g})"
+                        for c in layer["inconclusive_columns"])  # fmt: skip
+    return f"{name} inconclusive: {columns}; near the limits of size or significance, a larger batch would settle it"
 
 
 def _reason(name: str, layer: dict[str, Any]) -> str:
@@ -60,7 +79,8 @@ def _reason(name: str, layer: dict[str, Any]) -> str:
 
 def insufficient(rows: int, min_rows: int) -> dict[str, Any]:
     return {"status": "insufficient_data", "drift_detected": False, "severity": "none", "drifted_layers": [],
-            "retrain_recommended": False, "reasons": [f"{rows} rows; at least monitor.min_rows={min_rows} are needed"]}  # fmt: skip
+            "inconclusive_layers": [], "retrain_recommended": False,
+            "reasons": [f"{rows} rows; at least monitor.min_rows={min_rows} are needed"], "notes": []}  # fmt: skip
 
 
 class DefaultMonitor:
@@ -133,8 +153,8 @@ class DefaultMonitor:
 
         config = self.run.config.audit
         features = pd.DataFrame([{c: str(v) for c, v in row.items()} for row in window.sensitive])
-        positive = config.positive_label or label_names[-1]
-        return group_metrics(window.labels, window.predictions, features, positive, load_policy(config.policy))
+        positive = favourable_label(label_names, config.positive_label)
+        return group_metrics(window.labels, window.predictions, features, positive, load_policy(config.policy)).to_dict()
 
 
 def _overall(windows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -142,7 +162,7 @@ def _overall(windows: list[dict[str, Any]]) -> dict[str, Any]:
     ranks = ["none", "low", "medium", "high"]
     judged = [w for w in windows if w["status"] != "insufficient_data"]
     if not judged:
-        return {key: windows[0][key] for key in ("status", "drift_detected", "severity", "retrain_recommended", "reasons")}
+        return {key: windows[0][key] for key in ("status", "drift_detected", "severity", "retrain_recommended", "reasons", "notes")}
     drifted = [w for w in judged if w["drift_detected"]]
     prefix = len(windows) > 1
     return {
@@ -151,6 +171,7 @@ def _overall(windows: list[dict[str, Any]]) -> dict[str, Any]:
         "severity": max((w["severity"] for w in judged), key=ranks.index),
         "retrain_recommended": any(w["retrain_recommended"] for w in judged),
         "reasons": [f"window {w['index']}: {r}" if prefix else r for w in drifted for r in w["reasons"]],
+        "notes": [f"window {w['index']}: {n}" if prefix else n for w in judged for n in w.get("notes", [])],
     }
 
 

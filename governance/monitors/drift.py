@@ -24,6 +24,7 @@ import numpy as np
 from tunewright.governance.monitors.reference import Observed, distribution
 
 EMBEDDING_METHODS = {"model": 0.55, "mmd": 0.015}  # method: evidently's default threshold
+NEAR = 0.8  # a significant shift this close to the effect size (a fraction of it) is inconclusive
 EMBEDDING_PCA_COMPONENTS = 20  # fewer dimensions: the domain classifier does not overfit small batches
 PREDICTED, CONFIDENCE = "predicted_label", "confidence"
 
@@ -122,7 +123,24 @@ def _numeric_shift(name: str, values: dict, reference: Observed, current: Observ
     baseline = reference.confidences if name == CONFIDENCE else reference.descriptors[name]
     return _shift(values[(name, "ks")], values[(name, "wasserstein")], settings, alpha,
                   reference_mean=float(np.mean(baseline)), current_mean=float(np.mean(source)),
+                  histogram=histogram(np.asarray(baseline, dtype=float), np.asarray(source, dtype=float)),
                   test="Kolmogorov-Smirnov p-value; effect: Wasserstein distance / reference std")  # fmt: skip
+
+
+def histogram(reference: np.ndarray, current: np.ndarray, bins: int = 12) -> dict[str, list[float]]:
+    """Both samples' shares in shared bins (over the 1st to 99th percentile of the two
+    together, the tails folded into the end bins), for the report's picture."""
+    both = np.concatenate([reference, current])
+    low, high = np.quantile(both, [0.01, 0.99])
+    if high <= low:
+        low, high = float(both.min()), float(both.max()) + 1e-9
+    edges = np.linspace(low, high, bins + 1)
+
+    def shares(values: np.ndarray) -> list[float]:
+        counts = np.histogram(np.clip(values, low, high), bins=edges)[0]
+        return [float(c) for c in counts / max(len(values), 1)]
+
+    return {"edges": [float(e) for e in edges], "reference": shares(reference), "current": shares(current)}
 
 
 def _label_shift(values: dict, reference: Observed, current: Observed, label_names, settings, alpha: float) -> dict[str, Any]:
@@ -135,14 +153,18 @@ def _label_shift(values: dict, reference: Observed, current: Observed, label_nam
 
 def _shift(p_value: float, effect: float, settings, alpha: float, **details) -> dict[str, Any]:
     """A column drifts when its shift is both significant (p below ``alpha``) and larger
-    than the effect size."""
+    than the effect size. It is inconclusive when one holds and the other nearly does:
+    larger than the effect size but not significant (too few rows to tell), or
+    significant and within ``NEAR`` of the effect size."""
     p_value, effect = float(p_value), float(effect)
+    significant, large = p_value < alpha, effect > settings.effect_size
     return {
         "score": effect,
         "threshold": settings.effect_size,
         "p_value": p_value,
         "p_threshold": alpha,
-        "drifted": bool(p_value < alpha and effect > settings.effect_size),
+        "drifted": bool(significant and large),
+        "inconclusive": bool((large and not significant) or (significant and not large and effect > NEAR * settings.effect_size)),
         **details,
     }
 
@@ -164,17 +186,22 @@ def _embedding_layer(score: float, settings, reference_rows: int, current_rows: 
         spread = ((n1 + n2 + 1) / (12 * n1 * n2)) ** 0.5
         threshold = max(threshold, 0.5 + float(norm.ppf(1 - settings.significance)) * spread)
         layer["p_value"] = float(norm.sf((score - 0.5) / spread))
-    return {**layer, "threshold": round(threshold, 4), "drifted": bool(score > threshold)}
+    # Above evidently's own limit but not beyond what chance gives this few rows: inconclusive.
+    inconclusive = embedding_threshold(settings) < score <= threshold
+    return {**layer, "threshold": round(threshold, 4), "drifted": bool(score > threshold), "inconclusive": bool(inconclusive)}
 
 
 def _layer(columns: dict[str, dict[str, Any]], threshold: float) -> dict[str, Any]:
     """A layer made of columns: its score is the largest effect among them."""
     drifted = [name for name, column in columns.items() if column["drifted"]]
+    unresolved = [name for name, column in columns.items() if column.get("inconclusive")]
     return {
         "score": max(column["score"] for column in columns.values()),
         "threshold": threshold,
         "drifted": bool(drifted),
+        "inconclusive": bool(unresolved) and not drifted,
         "drifted_columns": drifted,
+        "inconclusive_columns": unresolved,
         "columns": columns,
     }
 
@@ -205,6 +232,7 @@ def _performance_layer(reference: Observed, current: Observed, settings) -> dict
         "p_value": p_value,
         "p_threshold": settings.significance,
         "drifted": bool(drop > settings.accuracy_drop and p_value < settings.significance),
+        "inconclusive": bool(drop > settings.accuracy_drop and p_value >= settings.significance),
         "reference": before,
         "current": after,
         "change": {name: after[name] - before[name] for name in before},

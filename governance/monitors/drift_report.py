@@ -1,9 +1,12 @@
 """``reports/drift-<name>.json`` and ``.html``, plus evidently's detailed pages.
 
 The JSON is the record. The HTML is rendered from it, self-contained: the verdict and
-recommendation in plain words, then one table per window with each layer's score,
-threshold and outcome, drifted rows highlighted. Evidently's own page for each judged
-window (``drift-<name>[.w<i>].evidently.html``, also self-contained) has the plots.
+recommendation in plain words, what is inconclusive and what would settle it, then per
+window a table of each layer's score, threshold and outcome (drifted rows red,
+inconclusive ones amber) and an inline picture of every column that moved (reference
+against batch: descriptor and confidence histograms, predicted-label shares) and, for
+several windows, each layer's score over the windows. Evidently's own page for each
+judged window (``drift-<name>[.w<i>].evidently.html``) has its full plots.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewright.governance.bias_report import STYLE
+from tunewright.governance.svg import paired_bars, score_lines
 from tunewright.run_folder import atomic_write_json, atomic_write_text
 
 
@@ -37,8 +41,9 @@ def _row(label: str, entry: dict[str, Any]) -> str:
     if entry.get("available") is False:
         return f"<tr><td>{label}</td><td colspan='4'>{html.escape(entry['reason'])}</td></tr>"
     p_value = entry.get("p_value")
+    state = "fail" if entry["drifted"] else ("inconclusive" if entry.get("inconclusive") else "")
     return (
-        f"<tr class='{'fail' if entry['drifted'] else ''}'><td>{label}</td>"
+        f"<tr class='{state}'><td>{label}</td>"
         f"<td>{entry['score']:.4f}</td><td>{entry['threshold']}</td>"
         f"<td>{'' if p_value is None else format(p_value, '.3g')}</td>"
         f"<td>{html.escape(outcome(entry))}</td></tr>"
@@ -48,8 +53,10 @@ def _row(label: str, entry: dict[str, Any]) -> str:
 def outcome(entry: dict[str, Any]) -> str:
     """A row's decision in words, saying which of size and significance decided it."""
     if "columns" in entry:  # a layer: its columns' rows say why
-        drifted = entry.get("drifted_columns") or []
-        return f"drift in {', '.join(drifted)}" if drifted else "no drift in any column"
+        drifted, unresolved = entry.get("drifted_columns") or [], entry.get("inconclusive_columns") or []
+        if drifted:
+            return f"drift in {', '.join(drifted)}"
+        return f"inconclusive in {', '.join(unresolved)}" if unresolved else "no drift in any column"
     above = entry["score"] > entry["threshold"]
     p_value, alpha = entry.get("p_value"), entry.get("p_threshold")
     significant = p_value is None or alpha is None or p_value < alpha
@@ -59,13 +66,20 @@ def outcome(entry: dict[str, Any]) -> str:
         fell = f"accuracy {before['accuracy']:.3f} → {after['accuracy']:.3f}"
         if entry["drifted"]:
             return f"drift: {fell}, a significant drop beyond {entry['threshold']}"
-        return f"no drift: {fell}" + ("; the drop is not significant" if above else "")
+        if entry.get("inconclusive"):
+            return f"inconclusive: {fell}, beyond {entry['threshold']} but not significant; more labelled rows would settle it"
+        return f"no drift: {fell}"
     if entry["drifted"]:
         return "drift: larger than the threshold" + (f" and significant (p < {alpha:.3g})" if alpha else "")
-    if above and not significant:
-        return f"no drift: larger than the threshold, but not significant (p ≥ {alpha:.3g})"
+    if entry.get("inconclusive") and above:
+        return "inconclusive: larger than the threshold, but " + (
+            f"not significant (p ≥ {alpha:.3g}); more rows would settle it" if alpha else "within what chance gives this few rows")
+    if entry.get("inconclusive"):
+        return "inconclusive: significant and close to the threshold"
     if alpha is not None and p_value is not None and significant and not above:
         return "no drift: significant, but smaller than the threshold"
+    if above and not significant:
+        return f"no drift: larger than the threshold, but not significant (p ≥ {alpha:.3g})"
     return "no drift"
 
 
@@ -74,6 +88,7 @@ def _window_section(window: dict[str, Any], windowed: bool) -> str:
     out = [f"<h2>{title}{html.escape(window['status'].replace('_', ' '))} (severity {window['severity']})</h2>"]
     if windowed:  # one window's reasons are the batch's, already shown above it
         out += [f"<p class='reason'>{html.escape(r)}</p>" for r in window["reasons"]]
+        out += [f"<p class='reason inconclusive'>{html.escape(n)}</p>" for n in window.get("notes", [])]
     if "layers" not in window:
         return "\n".join(out)
     header = "<tr><th>layer / column</th><th>score</th><th>threshold</th><th>p</th><th>outcome</th></tr>"
@@ -82,6 +97,7 @@ def _window_section(window: dict[str, Any], windowed: bool) -> str:
         rows.append(_row(f"<b>{html.escape(name)}</b>", layer))
         rows += [_row(f"· {html.escape(column)}", entry) for column, entry in layer.get("columns", {}).items()]
     out.append(f"<table>{header}{''.join(rows)}</table>")
+    out += pictures(window)
     if window.get("groups"):
         cells = "".join(
             f"<tr class='{'fail' if g['drift_detected'] else ''}'><td>{html.escape(g['column'])}={html.escape(g['group'])}</td>"
@@ -93,9 +109,41 @@ def _window_section(window: dict[str, Any], windowed: bool) -> str:
                    f"<th>drifted layers</th></tr>{cells}</table>")  # fmt: skip
     if window.get("bias_audit"):
         audit = window["bias_audit"]
-        out.append(f"<h3>Bias audit on this batch: <span class='{audit['verdict']}'>{audit['verdict']}</span></h3>")
+        out.append(f"<h3>Bias audit on this batch: <span class='{html.escape(audit['verdict'])}'>"
+                   f"{html.escape(audit['verdict'].replace('_', ' '))}</span></h3>")
         out += [f"<p class='reason'>{html.escape(r)}</p>" for r in audit.get("reasons", [])]
     return "\n".join(out)
+
+
+def pictures(window: dict[str, Any]) -> list[str]:
+    """Reference against batch for every column that drifted or is inconclusive."""
+    out = []
+    for name, layer in window["layers"].items():
+        for column, entry in (layer.get("columns") or {}).items():
+            if not (entry.get("drifted") or entry.get("inconclusive")):
+                continue
+            title = f"{name}: {column}"
+            if "histogram" in entry:
+                edges = entry["histogram"]["edges"]
+                bins = [f"{low:.3g} to {high:.3g}" for low, high in zip(edges[:-1], edges[1:])]
+                out.append(paired_bars(title, bins, entry["histogram"]["reference"], entry["histogram"]["current"]))
+            elif isinstance(entry.get("reference"), dict) and isinstance(entry.get("current"), dict):
+                labels = sorted(entry["reference"], key=lambda k: -max(entry["reference"][k], entry["current"].get(k, 0)))[:20]
+                out.append(paired_bars(title, labels, [entry["reference"][k] for k in labels],
+                                       [entry["current"].get(k, 0.0) for k in labels]))  # fmt: skip
+    return [f"<div class='plots'>{''.join(out)}</div>"] if out else []
+
+
+def _score_pictures(windows: list[dict[str, Any]]) -> str:
+    """Each layer's score over the windows, for a batch judged in several."""
+    layers = [name for name in ("descriptors", "embeddings", "predictions", "performance")
+              if any((w.get("layers") or {}).get(name, {}).get("score") is not None for w in windows)]  # fmt: skip
+    out = []
+    for name in layers:
+        entries = [(w.get("layers") or {}).get(name, {}) for w in windows]
+        threshold = next(e["threshold"] for e in entries if e.get("threshold") is not None)
+        out.append(score_lines(f"{name} score by window", [e.get("score") for e in entries], threshold))
+    return f"<h2>Scores over the windows</h2><div class='plots'>{''.join(out)}</div>" if out else ""
 
 
 def render_html(report: dict[str, Any], files: list[str]) -> str:
@@ -114,6 +162,8 @@ def render_html(report: dict[str, Any], files: list[str]) -> str:
         f"{report['reference']['rows']} held-out rows.</p>"
         f"<p><b>{verdict}</b> (severity {report['severity']}). {advice}</p>"
         + "".join(f"<p class='reason'>{html.escape(r)}</p>" for r in report["reasons"])
+        + "".join(f"<p class='reason inconclusive'>{html.escape(n)}</p>" for n in report.get("notes", []))
+        + (_score_pictures(report["windows"]) if windowed else "")
         + sections
         + (f"<h2>Detailed plots (evidently)</h2><ul>{links}</ul>" if links else "")
         + "</body></html>\n"
