@@ -21,6 +21,7 @@ Three tables, each printed as Markdown (the ones in docs/governance.md):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -69,7 +70,6 @@ def simulated(audits: int) -> None:
                         fails[name] += detail["verdict"] == "fail"
                         p_values += [detail["p_value"]] if attribute is None else []
                         within.append(detail["within_group_flip_rate"])
-                print(f"  {classes} classes, flip {planted_flip}, audit {seed}", end="\r", file=sys.stderr)
             scorer_name = "null (no group favoured)" if planted_flip is None else f"planted flip rate {planted_flip:.0%}"
             deciles = " ".join(str(n) for n in np.histogram(p_values, bins=10, range=(0, 1))[0]) if p_values else ""
             print(f"| {classes} | {scorer_name} | {np.mean(within):.1%} | "
@@ -77,8 +77,9 @@ def simulated(audits: int) -> None:
 
 
 def train(overrides: list[str], runs: Path) -> dict:
-    code = main(["train", *overrides, "trainer.progress_bar=false", "monitor=none", f"paths.runs_dir={runs}",
-                 "paths.run_id=run"])  # fmt: skip
+    with contextlib.redirect_stdout(sys.stderr):  # the tables alone on stdout
+        code = main(["train", *overrides, "trainer.progress_bar=false", "monitor=none", f"paths.runs_dir={runs}",
+                     "paths.run_id=run"])  # fmt: skip
     assert code == 0, overrides
     return json.loads((runs / "run" / "reports" / "bias.json").read_text())
 
