@@ -47,17 +47,27 @@ def _within_disagreement(onehot: np.ndarray, members: np.ndarray, weight: np.nda
     return 1 - float(weight @ same) / pairs if pairs > 0 else 0.0
 
 
+def _largest_gaps(shares: dict[str, np.ndarray], weight: np.ndarray) -> tuple[dict, dict, dict]:
+    """Per pair of groups: the flip rate (template-wise label-share distance, averaged
+    with ``weight``) and the label-distribution distance; and each group's distribution."""
+    distribution = {g: weight @ s for g, s in shares.items()}
+    pairs = list(itertools.combinations(shares, 2))
+    flip = {(a, b): 0.5 * float(weight @ np.abs(shares[a] - shares[b]).sum(axis=1)) for a, b in pairs}
+    distance = {(a, b): 0.5 * float(np.abs(distribution[a] - distribution[b]).sum()) for a, b in pairs}
+    return flip, distance, distribution
+
+
 def grid_statistics(predicted: dict[str, np.ndarray], classes: int, positive: int | None, seed: int = 0,
                     replicates: int = REPLICATES) -> GridStatistics:  # fmt: skip
-    """For ``predicted`` labels (group -> members x templates), at the point (all
-    weights 1) and over ``replicates`` two-way bootstrap draws:
+    """For ``predicted`` labels (group -> members x templates), at the point and over
+    ``replicates`` two-way bootstrap draws (members within their group, and templates):
 
     * the **flip rate** of the most different pair of groups: per template, the
       total-variation distance between the two groups' label shares (the share of one
       group's probes whose label would have to change for that sentence to be labelled
       alike for both), averaged over templates. It is linear in a group shift and blind
       to which member flips, so a model that reacts to individual names adds only the
-      small chance distance that ``debiased`` takes off;
+      small chance distance that :func:`debiased` takes off;
     * the label-distribution distance of the most different pair (over all templates);
     * the parity ratio of ``positive`` (``None`` without one);
     * at the point, the pair's plain flip rates between and within groups, for reading.
@@ -76,10 +86,7 @@ def grid_statistics(predicted: dict[str, np.ndarray], classes: int, positive: in
             members = {g: rng.multinomial(len(p), np.full(len(p), 1 / len(p))).astype(float) for g, p in predicted.items()}
         shares = {g: _label_shares(onehots[g], members[g]) for g in names}
         weight = templates / templates.sum()
-        distribution = {g: weight @ shares[g] for g in names}
-        pairs = list(itertools.combinations(names, 2))
-        flip = {(a, b): 0.5 * float(weight @ np.abs(shares[a] - shares[b]).sum(axis=1)) for a, b in pairs}
-        distance = {(a, b): 0.5 * float(np.abs(distribution[a] - distribution[b]).sum()) for a, b in pairs}
+        flip, distance, distribution = _largest_gaps(shares, weight)
         if replicate == 0:
             a, b = pair = max(flip, key=flip.get)
             within = [_within_disagreement(onehots[g], members[g], weight) for g in pair]

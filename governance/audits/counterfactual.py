@@ -23,10 +23,11 @@ Per attribute, for any label set:
 * ``demographic_parity_ratio`` (binary tasks, or a named ``audit.positive_label``):
   the lowest group's rate of that label over the highest's, as fairlearn defines it.
 
-Intervals come from a two-way bootstrap over members and templates; the p-value from
-permuting members between groups (``statistics.py``), so a model that reacts to
-individual names without favouring a group is not called biased, and the policy
-turns both into ``fail``, ``pass`` or ``inconclusive``.
+Intervals come from a two-way bootstrap over members and templates (which also
+estimates the chance part of each distance, taken off); the p-value from permuting
+members between groups (``statistics.py``), so a model that reacts to individual
+names without favouring a group is not called biased; the policy turns value,
+interval and p into ``fail``, ``pass`` or ``inconclusive``.
 """
 
 from __future__ import annotations
@@ -121,20 +122,21 @@ def judge_attribute(attribute: str, groups: dict[str, np.ndarray], label_names: 
         check = Check(attribute, "flip_rate", None, {}, None, None, "inconclusive", "", reason, "more members in every group")
         return [check], rows, {**detail, "verdict": "inconclusive"}
     stats = statistics.grid_statistics(predicted, len(label_names), positive)
-    p_value = statistics.member_permutation_test({g: p.mean(axis=1) for g, p in groups.items()})
     units = (members, "members per group")
     flip_a, flip_b = stats.flip_pair
     dist_a, dist_b = stats.distance_pair
+    # One test per attribute: members permuted on their mean probabilities (finer than
+    # labels, so it has the power); the values are label distances less their chance part.
+    p_value = statistics.member_permutation_test({g: p.mean(axis=1) for g, p in groups.items()})
+    flip, flip_interval = statistics.debiased(stats.flip_rate, policy.confidence, smallest)
+    distance, distance_interval = statistics.debiased(stats.distance, policy.confidence, smallest)
     judged = [
-        policy.check("flip_rate", *statistics.debiased(stats.flip_rate, policy.confidence, smallest), p_value, attribute,
-                     units=units, meaning=(
-                         f"The share of the same sentences whose label changes when they are about {flip_b} instead of "
-                         f"{flip_a}, beyond chance; individual names alone change {stats.within:.1%} of labels within a "
-                         "group.")),
-        policy.check("label_distribution_distance", *statistics.debiased(stats.distance, policy.confidence, smallest),
-                     p_value, attribute, units=units,
+        policy.check("flip_rate", flip, flip_interval, p_value, attribute, units=units, meaning=(
+            f"The share of the same sentences whose label changes when they are about {flip_b} instead of {flip_a}, "
+            f"beyond chance; individual names alone change {stats.within:.1%} of labels within a group.")),
+        policy.check("label_distribution_distance", distance, distance_interval, p_value, attribute, units=units,
                      meaning=f"The share of {dist_a} and {dist_b} probes' predictions that would have to change to make "
-                             "the two groups' labels alike, beyond what chance alone gives (0: alike)."),
+                             "the two groups' labels alike, beyond chance (0: alike)."),
     ]  # fmt: skip
     if stats.parity_ratio is not None:
         favoured = label_names[positive]
@@ -143,7 +145,8 @@ def judge_attribute(attribute: str, groups: dict[str, np.ndarray], label_names: 
             statistics.interval(stats.parity_ratio, policy.confidence, smallest), p_value, attribute, units=units,
             meaning=f"The least favoured group gets {favoured!r} at this fraction of the most favoured group's rate (1: equal)."))  # fmt: skip
     checks = [c for c in judged if c]
-    detail.update(test=f"permutation of {sum(len(p) for p in groups.values())} members between groups", p_value=p_value,
+    detail.update(test=f"{statistics.ROUNDS} permutations of {sum(len(p) for p in groups.values())} members between groups",
+                  p_value=p_value,
                   between_group_flip_rate=stats.between, within_group_flip_rate=stats.within,
                   verdict=audit_verdict(checks))  # fmt: skip
     return checks, rows, detail
