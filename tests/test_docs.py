@@ -1,4 +1,5 @@
-"""The docs keep step with the code: every hookspec is documented with its full signature."""
+"""The docs keep step with the code: every hookspec is documented with its full signature,
+and the output the README and docs show is what the commands print."""
 
 from __future__ import annotations
 
@@ -107,3 +108,22 @@ def test_shown_output_is_what_the_command_prints(page, command, shown, capsys):
     captured = capsys.readouterr()
     printed = (captured.err or captured.out).splitlines()
     assert printed[:1] == [shown], f"{page}: {command}"
+
+
+def summary_labels(lines: list[str]) -> list[str]:
+    """The labels of a ``tunewright train`` summary, in order ("run folder", "bias
+    audit", ...); the blocked-by lines under the audit line come and go with its verdict."""
+    return [line.split(":")[0] for line in lines if line.strip() and not line.startswith("  blocked by:")]
+
+
+def test_the_readme_shows_the_train_summary_as_it_is_printed(tiny_bert, tmp_path, capsys):
+    from conftest import tiny_run_overrides
+    from tunewright.cli import main
+
+    readme = (DOCS.parent / "README.md").read_text()
+    shown = readme.split("It prints:\n\n```\n", 1)[1].split("```", 1)[0].splitlines()
+    assert main(["train", *tiny_run_overrides(tiny_bert, tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert summary_labels(shown) == summary_labels(printed)
+    width = len("trainable parameters: ")  # values start in one column
+    assert all(line[width - 1] == " " and line[width] != " " for line in shown + printed if not line.startswith("  "))
