@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from tunewright.errors import ConfigError
-from tunewright.governance.results import Check
+from tunewright.governance.results import Check, upgrade_audit
 
 # Keys of policies written before schema 2: read, ignored, and said once.
 RETIRED_KEYS = {"warn_margin": "checks near their limit are judged by their interval now",
@@ -156,8 +156,6 @@ def limit_text(limits: dict[str, float]) -> str:
 def blocking_checks(audit: dict, policy_inconclusive: str = "report") -> list[dict]:
     """The checks of a recorded audit (any schema) that block release: those that
     failed, and the inconclusive ones where the policy says ``inconclusive: block``."""
-    from tunewright.governance.results import upgrade_audit
-
     blocking = {"fail", "inconclusive"} if policy_inconclusive == "block" else {"fail"}
     return [c for c in upgrade_audit("", audit)["checks"] if c["verdict"] in blocking]
 

@@ -117,7 +117,6 @@ def test_counterfactual_audit_passes_a_model_that_ignores_identity():
 def routes_muslim_customers_elsewhere(texts):
     """A 4-intent model: the intent follows the request, except that a third of the
     requests mentioning a Muslim person go to "fraud"."""
-    intents = ["card", "transfer", "account", "fraud"]
     rows = []
     for text in texts:
         scores = np.full(4, 0.1)
