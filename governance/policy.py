@@ -146,6 +146,16 @@ def _settle(value, limit, end, p_value, significance, units) -> str:
     return f"about {needed} {unit} (now {count}) would settle it, if the value holds"
 
 
+def favourable_label(label_names: list[str], named: str | None) -> str | None:
+    """The label whose rate parity compares: the one ``audit.positive_label`` names,
+    else the last of two; a multi-class task without one compares whole distributions."""
+    if named is not None:
+        if named not in label_names:
+            raise ConfigError(f"audit.positive_label: {named!r} is not a label of this model ({', '.join(label_names)})")
+        return named
+    return label_names[-1] if len(label_names) == 2 else None
+
+
 def limit_text(limits: dict[str, float]) -> str:
     """A check's limits as a reader writes them: ``≥ 0.8``, ``≤ 0.02``, or both."""
     parts = [f"≥ {limits['min']:g}"] if limits.get("min") is not None else []

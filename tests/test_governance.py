@@ -140,7 +140,7 @@ def test_multi_class_probes_compare_the_whole_label_distribution():
 
 
 def test_a_label_the_model_lacks_is_a_clear_error():
-    from tunewright.governance.audits.counterfactual import favourable_label
+    from tunewright.governance.policy import favourable_label
 
     with pytest.raises(ConfigError, match="audit.positive_label: 'positive' is not a label of this model"):
         favourable_label(["billing", "technical"], "positive")
@@ -452,3 +452,14 @@ def test_substitution_audit_finds_a_model_that_prefers_one_gender_in_real_texts(
     (fair,) = checks
     assert (fair.verdict, fair.value) == ("inconclusive", 0.0) and "test texts that mention the terms (now 40)" in fair.settle
     assert "left_out" in details["race"]  # no names in these texts
+
+
+def test_an_unknown_probe_domain_stops_the_run_before_training(tiny_bert, tmp_path, capsys):
+    from conftest import tiny_run_overrides
+    from tunewright.cli import main
+
+    with pytest.raises(SystemExit) as stopped:  # Hydra's job exits with the status
+        main(["train", *tiny_run_overrides(tiny_bert, tmp_path / "runs", "data.probe_domain=legal")])
+    assert stopped.value.code == 2
+    assert "data.probe_domain: no probe templates for domain 'legal'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing trained, nothing left

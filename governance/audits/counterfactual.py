@@ -38,9 +38,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from tunewright import hookimpl
-from tunewright.errors import ConfigError
 from tunewright.governance import statistics
-from tunewright.governance.policy import Policy, load_policy
+from tunewright.governance.policy import Policy, favourable_label, load_policy
 from tunewright.governance.probes import ATTRIBUTES, probe_templates
 from tunewright.governance.results import AuditResult, Check, audit_verdict, not_applicable, worst
 from tunewright.schema import AuditConfig
@@ -49,16 +48,6 @@ from tunewright.schema import AuditConfig
 def _fill(template: str, member: str) -> str:
     text = template.format(person=member)
     return text[0].upper() + text[1:]
-
-
-def favourable_label(label_names: list[str], named: str | None) -> str | None:
-    """The label whose rate parity compares: the one ``audit.positive_label`` names,
-    else the last of two; a multi-class task without one compares whole distributions."""
-    if named is not None:
-        if named not in label_names:
-            raise ConfigError(f"audit.positive_label: {named!r} is not a label of this model ({', '.join(label_names)})")
-        return named
-    return label_names[-1] if len(label_names) == 2 else None
 
 
 def counterfactual_audit(
@@ -159,16 +148,18 @@ class CounterfactualConfig(AuditConfig):
 
 class CounterfactualAudit:
     def __init__(self, cfg: CounterfactualConfig, run):
+        from tunewright.plugin_manager import get_plugins
+
         self.cfg = cfg
         self.run = run
         self.policy = load_policy(run.config.audit.policy)
+        # Built before training: an unknown probe domain or a broken template file stops the run first.
+        self.probes = probe_templates(get_plugins(), run.config.audit.probes, run.config.data.get("probe_domain"))
 
     def audit(self, evaluation) -> dict[str, Any]:
-        from tunewright.plugin_manager import get_plugins
-
-        selection, labels = self.run.config.audit, evaluation.data.label_names
-        positive = favourable_label(labels, selection.positive_label)
-        chosen = probe_templates(get_plugins(), selection.probes, self.run.config.data.get("probe_domain"))
+        labels = evaluation.data.label_names
+        positive = favourable_label(labels, self.run.config.audit.positive_label)
+        chosen = self.probes
         if chosen is not None:
             result = counterfactual_audit(evaluation.predict_proba, labels, positive, self.policy, chosen[0])
             result.details["probes"] = chosen[1]

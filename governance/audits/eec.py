@@ -20,8 +20,8 @@ from typing import Any, Optional
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
-from tunewright.governance.audits.counterfactual import counterfactual_audit, favourable_label
-from tunewright.governance.policy import load_policy
+from tunewright.governance.audits.counterfactual import counterfactual_audit
+from tunewright.governance.policy import favourable_label, load_policy
 from tunewright.readers import read_csv
 from tunewright.schema import AuditConfig
 

@@ -23,9 +23,8 @@ import numpy as np
 from tunewright import hookimpl
 from tunewright.errors import ConfigError
 from tunewright.governance import statistics
-from tunewright.governance.audits.counterfactual import favourable_label
 from tunewright.governance.mitigation import CONSTRAINTS, optimize_thresholds
-from tunewright.governance.policy import Policy, load_policy
+from tunewright.governance.policy import Policy, favourable_label, load_policy
 from tunewright.governance.results import AuditResult, Check, audit_verdict, not_applicable
 from tunewright.schema import AuditConfig, knob
 

@@ -18,8 +18,7 @@ from tunewright.governance.audits.group_metrics import group_metrics
 from tunewright.governance.monitors.drift import compare
 from tunewright.governance.monitors.drift_report import write_drift_report
 from tunewright.governance.monitors.reference import Observed, load_reference, record_reference
-from tunewright.governance.audits.counterfactual import favourable_label
-from tunewright.governance.policy import load_policy
+from tunewright.governance.policy import favourable_label, load_policy
 
 # 2: inconclusive layers and columns with notes; histograms of numeric columns; the
 #    bias audit of a drifted batch in the shape of governance/results.py.
