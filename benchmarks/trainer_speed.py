@@ -89,7 +89,7 @@ def collate(tokenizer, features):
 
 
 def accuracy(model, tokenizer, features) -> float:
-    from tunewright.trainer import predict_logits
+    from tunewright.inference import predict_logits
 
     import torch
 

@@ -43,7 +43,9 @@ from tunewright.run_folder import (
 from tunewright.schema import part_options
 from tunewright.token_cache import encode_cached
 from tunewright.tracking import start_trackers, stop_trackers
-from tunewright.trainer import Trainer, autocast_dtype, config_differences, pick_device
+from tunewright.precision import autocast_dtype, pick_device
+from tunewright.trainer import Trainer
+from tunewright.training_identity import config_differences
 
 # Libraries whose versions the manifest records.
 RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn", "fairlearn",

@@ -15,7 +15,8 @@ from omegaconf import DictConfig
 from tunewright.errors import RunFolderError
 from tunewright.plugin_manager import get_plugins
 from tunewright.run_folder import RunFolder
-from tunewright.trainer import autocast_dtype, pick_device, predict_outputs, token_mean
+from tunewright.inference import predict_outputs, token_mean
+from tunewright.precision import autocast_dtype, pick_device
 
 
 class Predictor:

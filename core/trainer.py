@@ -25,30 +25,24 @@ evaluation (or every ``checkpoint_every_n_steps``). Hooks fire on rank 0.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
-import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from tunewright import checkpoint as ckpt
 from tunewright import sharding
-from tunewright.batching import length_sorted_order, micro_batches, step_batches
+from tunewright.batching import micro_batches, step_batches
 from tunewright.distributed import DistributedContext, all_reduce_sum, gather_objects
 from tunewright.errors import ConfigError, TunewrightError
-
-# Trainer keys that do not change what is computed, so a checkpoint stays valid across them.
-RESUME_NEUTRAL_KEYS = (
-    "resume", "resume_fallback", "stop_after_steps", "progress_bar", "log_every_n_steps",
-    "keep_last_checkpoints", "nproc_per_node", "device", "eval_batch_size",
-)  # fmt: skip
+from tunewright.inference import feature_length, predict_logits, to_device
+from tunewright.precision import autocast, autocast_dtype
+from tunewright.throughput import count_parameters, model_flops_utilisation, peak_memory_mb
+from tunewright.training_identity import training_config_hash
 
 
 class NonFiniteLossError(TunewrightError):
@@ -70,19 +64,6 @@ class FitResult:
     resumed_from_step: int | None
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total
-
-
 def warmup_then_decay(optimizer, warmup_steps: int, total_steps: int, schedule: str = "linear"):
     """Learning rate rising linearly for ``warmup_steps``, then decaying to zero
     linearly or along a half cosine."""
@@ -98,70 +79,12 @@ def warmup_then_decay(optimizer, warmup_steps: int, total_steps: int, schedule: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def training_identity(config) -> dict[str, Any]:
-    """Everything in a config that determines the computation (what a checkpoint is
-    valid for): model, method, data, seed and the trainer keys that are not neutral."""
-    trainer = {k: v for k, v in OmegaConf.to_container(config.trainer, resolve=True).items() if k not in RESUME_NEUTRAL_KEYS}
-    return {
-        "model": OmegaConf.to_container(config.model, resolve=True),
-        "method": OmegaConf.to_container(config.method, resolve=True),
-        "data": OmegaConf.to_container(config.data, resolve=True),
-        "trainer": trainer,
-        "seed": config.seed,
-    }
-
-
-def training_config_hash(config) -> str:
-    """Hash of :func:`training_identity`, for checkpoint matching."""
-    return hashlib.sha256(json.dumps(training_identity(config), sort_keys=True).encode()).hexdigest()
-
-
-def config_differences(stored, current) -> list[str]:
-    """``key: stored -> current`` for every computation-relevant key two configs set differently."""
-
-    def flat(value, prefix=""):
-        if isinstance(value, dict):
-            return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}{key}.").items()}
-        return {prefix.rstrip("."): value}
-
-    old, new = flat(training_identity(stored)), flat(training_identity(current))
-    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
-
-
-# Dense bf16/fp16 tensor-core peak FLOP/s by GPU name, for the MFU estimate.
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12, "V100": 125e12, "T4": 65e12}
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``trainer.precision``; ``None`` means full fp32.
-
-    ``auto`` is bf16 on a CUDA device that has it, fp16 (with a gradient scaler) on one
-    that does not, and fp32 on the CPU.
-    """
-    choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision not in choices:
-        raise ConfigError(f"trainer.precision: {precision!r} is not one of auto, {', '.join(choices)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("trainer.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-    return choices[precision]
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def model_flops_utilisation(tokens_per_second: float, parameters: int, device: torch.device) -> float | None:
-    """Achieved over peak FLOP/s, counting 6 FLOPs per parameter per token (forward and
-    backward); ``None`` off CUDA or on a GPU missing from :data:`PEAK_FLOPS`."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    peak = next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
-    return 6 * parameters * tokens_per_second / peak if peak else None
+def input_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens a batch feeds the model: unmasked ones, or every one of packed rows (which
+    carry no mask); none for images."""
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    return int(batch["input_ids"].numel()) if "input_ids" in batch else 0
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:
@@ -177,106 +100,6 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> None:
         raise ConfigError("trainer.gradient_checkpointing: this model does not support it")
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-
-
-def feature_length(feature: dict[str, Any]) -> int:
-    return len(feature["input_ids"]) if "input_ids" in feature else 1
-
-
-def predict_logits(
-    model, features: list[dict], collate, batch_size: int, device: torch.device, dtype: torch.dtype | None = None
-) -> np.ndarray:
-    """The model's logits for ``features``, in their order.
-
-    Training-time evaluation and :class:`~tunewright.predictor.Predictor` both call
-    this, so a reloaded model reproduces the evaluation's predictions.
-    """
-    return predict_outputs(model, features, collate, batch_size, device, dtype)[0]
-
-
-@torch.no_grad()
-def predict_outputs(
-    model,
-    features: list[dict],
-    collate,
-    batch_size: int,
-    device: torch.device,
-    dtype: torch.dtype | None = None,
-    embed: Callable | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits for ``features`` in their order and, given ``embed(output, batch)``, one
-    embedding per example (what drift monitors compare; :func:`token_mean` for text).
-
-    Batches are formed longest-first (least padding) and the rows put back in input order.
-    """
-    model.eval()
-    order = length_sorted_order([feature_length(f) for f in features])
-    logits, pooled = [], []
-    for start in range(0, len(order), batch_size):
-        batch = to_device(collate([features[i] for i in order[start : start + batch_size]]), device)
-        batch.pop("labels", None)
-        with autocast(device, dtype):
-            output = model(**batch, **({"output_hidden_states": True} if embed else {}))
-        logits.append(output.logits.float().cpu())
-        if embed:
-            pooled.append(embed(output, batch).float().cpu())
-    return _input_order(torch.cat(logits), order), _input_order(torch.cat(pooled), order) if embed else None
-
-
-def input_tokens(batch: dict[str, torch.Tensor]) -> int:
-    """Tokens a batch feeds the model: unmasked ones, or every one of packed rows (which
-    carry no mask); none for images."""
-    if "attention_mask" in batch:
-        return int(batch["attention_mask"].sum())
-    return int(batch["input_ids"].numel()) if "input_ids" in batch else 0
-
-
-def token_mean(output, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The last hidden state averaged over each example's tokens (padding left out)."""
-    return masked_mean(output.hidden_states[-1], batch["attention_mask"])
-
-
-def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """``hidden`` (batch, tokens, width) averaged over the tokens the mask keeps."""
-    hidden, mask = hidden.float(), attention_mask.float()
-    if hidden.shape[1] > mask.shape[1]:  # virtual tokens a method prepended (prompt tuning) count too
-        mask = torch.cat([mask.new_ones(mask.shape[0], hidden.shape[1] - mask.shape[1]), mask], dim=1)
-    mask = mask.unsqueeze(-1)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-
-@torch.no_grad()
-def pooled_hidden_states(model, features: list[dict], collate, batch_size: int, device: torch.device,
-                         dtype: torch.dtype | None = None, last_hidden=None, **forward) -> np.ndarray:  # fmt: skip
-    """One embedding per feature, in order: the last hidden state (or ``last_hidden(output)``)
-    averaged over the input's tokens; for tasks whose logits are not one row per example
-    (``forward`` may ask the model to skip most of them, e.g. ``logits_to_keep=1``)."""
-    model.eval()
-    rows = []
-    for start in range(0, len(features), batch_size):
-        batch = to_device(collate(features[start : start + batch_size]), device)
-        batch.pop("labels", None)
-        with autocast(device, dtype):
-            output = model(**batch, output_hidden_states=True, **forward)
-        hidden = last_hidden(output) if last_hidden else output.hidden_states[-1]
-        rows.append(masked_mean(hidden, batch["attention_mask"]).cpu())
-    return torch.cat(rows).numpy()
-
-
-def _input_order(rows: torch.Tensor, order: list[int]) -> np.ndarray:
-    restored = np.empty_like(rows.numpy())
-    restored[order] = rows.numpy()
-    return restored
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 @dataclass
 class _Progress:
     """What a checkpoint must carry besides weights to continue exactly."""
@@ -285,6 +108,31 @@ class _Progress:
     best_metric: float | None = None
     best_step: int | None = None
     evals_without_gain: int = 0
+
+
+@dataclass
+class _Plan:
+    """What :meth:`Trainer.fit` settles before its first step."""
+
+    epoch_steps: Callable[[int], list[list[int]]]  # epoch -> each step's example indices
+    steps_per_epoch: int
+    total_steps: int
+    stop_at: int | None  # trainer.stop_after_steps, counted from where this attempt starts
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    progress: _Progress
+    resumed_from: int | None
+    totals: dict[str, float] = field(default_factory=lambda: {"tokens": 0.0, "samples": 0.0})
+
+
+def evaluation_due(cfg, step: int, end_of_epoch: bool) -> bool:
+    """Evaluate every ``trainer.eval_every_n_steps`` steps, or at each epoch's end when it is 0."""
+    return step % cfg.eval_every_n_steps == 0 if cfg.eval_every_n_steps else end_of_epoch
+
+
+def checkpoint_due(cfg, step: int, evaluated: bool) -> bool:
+    """Checkpoint every ``trainer.checkpoint_every_n_steps`` steps, or after each evaluation when it is 0."""
+    return step % cfg.checkpoint_every_n_steps == 0 if cfg.checkpoint_every_n_steps else evaluated
 
 
 class Trainer:
@@ -334,14 +182,24 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def fit(self, train_features: list[dict], validation_features: list[dict]) -> FitResult:
+        """Train on ``train_features`` (resuming from the newest valid checkpoint), evaluating
+        on ``validation_features`` as configured; returns what the run records."""
+        plan = self._setup(train_features)
+        started = time.perf_counter()
+        preempted = self._loop(plan, train_features, validation_features)
+        return self._finish(plan, started, preempted)
+
+    def _setup(self, train_features: list[dict]) -> _Plan:
+        """Steps per epoch, optimizer, schedule and the progress a checkpoint restores."""
         cfg, world = self.cfg, self.context.world_size
-        step_size = cfg.batch_size * cfg.gradient_accumulation_steps * world
         lengths = [feature_length(f) for f in train_features]
-        # A step too small to give every rank and micro-batch an example is dropped.
-        epoch_steps = lambda epoch: [  # noqa: E731
-            s for s in step_batches(lengths, step_size, self.run.config.seed, epoch, cfg.group_by_length)
-            if len(s) >= cfg.gradient_accumulation_steps * world
-        ]  # fmt: skip
+        step_size = cfg.batch_size * cfg.gradient_accumulation_steps * world
+        smallest = cfg.gradient_accumulation_steps * world  # a step must give every rank and micro-batch an example
+
+        def epoch_steps(epoch: int) -> list[list[int]]:
+            steps = step_batches(lengths, step_size, self.run.config.seed, epoch, cfg.group_by_length)
+            return [step for step in steps if len(step) >= smallest]
+
         steps_per_epoch = len(epoch_steps(0))
         if steps_per_epoch == 0:
             raise ConfigError(f"trainer.batch_size: {len(train_features)} training examples make no full step")
@@ -354,68 +212,65 @@ class Trainer:
         progress = self._resume(optimizer, scheduler)
         if self.context.is_main_process:  # what a killed attempt logged past its checkpoint is logged again
             self.run.folder.rewind_metrics(progress.step)
-        resumed_from = progress.step or None
-        bar = self._bar = self._progress_bar(total_steps, progress.step)
-
-        started = time.perf_counter()
-        totals = {"tokens": 0.0, "samples": 0.0}
-        window = {"tokens": 0.0, "samples": 0.0, "since": started}
         stop_at = progress.step + cfg.stop_after_steps if cfg.stop_after_steps else None
+        return _Plan(epoch_steps, steps_per_epoch, total_steps, stop_at, optimizer, scheduler, progress, progress.step or None)
+
+    def _loop(self, plan: _Plan, train_features: list[dict], validation_features: list[dict]) -> bool:
+        """Optimizer steps until the last epoch ends, early stopping says stop, or
+        ``trainer.stop_after_steps`` is reached (then True: preempted, resumable)."""
+        progress, cfg = plan.progress, self.cfg
+        self._bar = self._progress_bar(plan.total_steps, progress.step)
+        window = {"tokens": 0.0, "samples": 0.0, "since": time.perf_counter()}
         stopping = preempted = False
-        while progress.step < total_steps and not stopping:
-            epoch, offset = divmod(progress.step, steps_per_epoch)
+        while progress.step < plan.total_steps and not stopping:
+            epoch, offset = divmod(progress.step, plan.steps_per_epoch)
             self.engine.train()
-            for indices in epoch_steps(epoch)[offset:]:
-                loss, tokens, samples = self._optimizer_step(train_features, indices, optimizer, scheduler, progress.step + 1)
-                progress.step += 1
-                for counter in (totals, window):
+            for indices in plan.epoch_steps(epoch)[offset:]:
+                step = progress.step + 1
+                loss, tokens, samples = self._optimizer_step(train_features, indices, plan.optimizer, plan.scheduler, step)
+                progress.step = step
+                for counter in (plan.totals, window):
                     counter["tokens"] += tokens
                     counter["samples"] += samples
-                if bar is not None:
-                    bar.update(1)
-                if progress.step % cfg.log_every_n_steps == 0 or progress.step == total_steps:
-                    self._log_step(progress.step, loss, scheduler, window, epoch)
+                if self._bar is not None:
+                    self._bar.update(1)
+                if step % cfg.log_every_n_steps == 0 or step == plan.total_steps:
+                    self._log_step(step, loss, plan.scheduler, window, epoch)
 
-                end_of_epoch = progress.step % steps_per_epoch == 0
-                evaluated = False
-                if validation_features and (
-                    (cfg.eval_every_n_steps and progress.step % cfg.eval_every_n_steps == 0)
-                    or (not cfg.eval_every_n_steps and end_of_epoch)
-                ):
+                end_of_epoch = step % plan.steps_per_epoch == 0
+                evaluated = bool(validation_features) and evaluation_due(cfg, step, end_of_epoch)
+                if evaluated:
                     stopping = self._evaluate_and_track(validation_features, progress)
                     self.engine.train()  # evaluation turned dropout off; the epoch goes on training
-                    evaluated = True
-                stop_now = stop_at is not None and progress.step >= stop_at
-                if (
-                    (cfg.checkpoint_every_n_steps and progress.step % cfg.checkpoint_every_n_steps == 0)
-                    or (not cfg.checkpoint_every_n_steps and evaluated)
-                    or stop_now
-                ):
-                    self._save_checkpoint(progress, optimizer, scheduler)
-                if stop_now:
-                    stopping = preempted = True
+                preempted = plan.stop_at is not None and step >= plan.stop_at
+                if checkpoint_due(cfg, step, evaluated) or preempted:
+                    self._save_checkpoint(progress, plan.optimizer, plan.scheduler)
+                stopping = stopping or preempted
                 if stopping or end_of_epoch:
                     break
-        if bar is not None:
-            bar.close()
+        if self._bar is not None:
+            self._bar.close()
+        return preempted
 
-        completed = not preempted
-        if completed and cfg.select_best and progress.best_step is not None:
+    def _finish(self, plan: _Plan, started: float, preempted: bool) -> FitResult:
+        """Restore the best weights (``trainer.select_best``) and count what was done."""
+        progress = plan.progress
+        if not preempted and self.cfg.select_best and progress.best_step is not None:
             sharding.load_trainable(self.model, self.best_state or {})
         wall = time.perf_counter() - started
         trainable_count, total_count = count_parameters(self.model)
         return FitResult(
             steps=progress.step,
-            epochs=math.ceil(progress.step / steps_per_epoch),
-            completed=completed,
+            epochs=math.ceil(progress.step / plan.steps_per_epoch),
+            completed=not preempted,
             best_step=progress.best_step,
             best_metric=progress.best_metric,
             wall_seconds=wall,
-            tokens_per_second=totals["tokens"] / wall if wall else 0.0,
-            samples_per_second=totals["samples"] / wall if wall else 0.0,
+            tokens_per_second=plan.totals["tokens"] / wall if wall else 0.0,
+            samples_per_second=plan.totals["samples"] / wall if wall else 0.0,
             trainable_parameters=trainable_count,
             total_parameters=total_count,
-            resumed_from_step=resumed_from,
+            resumed_from_step=plan.resumed_from,
         )
 
     def _optimizer_step(self, features, indices, optimizer, scheduler, step: int) -> tuple[float, float, float]:

@@ -32,7 +32,9 @@ from tunewright.errors import ConfigError, DataError
 from tunewright.plugins.models.text_metrics import chrf, rouge_l
 from tunewright.plugins.models.text_task import IGNORE, HubTextTask  # IGNORE: the prompt, the padding
 from tunewright.schema import ModelConfig, knob
-from tunewright.trainer import autocast, length_sorted_order, pooled_hidden_states, to_device
+from tunewright.batching import length_sorted_order
+from tunewright.inference import pooled_hidden_states, to_device
+from tunewright.precision import autocast
 
 
 

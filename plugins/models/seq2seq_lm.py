@@ -20,7 +20,7 @@ import torch
 from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
 from tunewright.plugins.models.causal_lm import IGNORE, CausalLM, CausalLMConfig
-from tunewright.trainer import pooled_hidden_states
+from tunewright.inference import pooled_hidden_states
 
 
 @dataclass

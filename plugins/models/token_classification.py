@@ -22,7 +22,9 @@ from tunewright import hookimpl
 from tunewright.errors import ConfigError
 from tunewright.plugins.models.classification import label_head
 from tunewright.plugins.models.text_task import IGNORE, HubTextTask  # IGNORE: later pieces of a word, specials, padding
-from tunewright.trainer import autocast, length_sorted_order, pooled_hidden_states, to_device
+from tunewright.batching import length_sorted_order
+from tunewright.inference import pooled_hidden_states, to_device
+from tunewright.precision import autocast
 
 NO_WORD = -1  # a token that belongs to no word (special tokens), in a feature's word_ids
 
