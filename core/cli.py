@@ -263,9 +263,17 @@ def key_values(command: str, args: list[str], allowed: tuple[str, ...]) -> dict[
 
 def card(args: list[str]) -> int:
     """``card run=<folder>``: re-render MODEL_CARD.md from the run's JSON records."""
-    from tunewright.governance.model_card import write_model_card
+    from pathlib import Path
 
-    print(write_model_card(key_values("card", args, ("run",))["run"]))
+    from tunewright.plugin_manager import get_plugins
+    from tunewright.run_folder import RunFolder
+
+    folder = RunFolder(key_values("card", args, ("run",))["run"])
+    folder.read_config()  # a folder that holds no run is refused here
+    card = get_plugins().hook.tunewright_write_model_card(folder=Path(folder.path))
+    if card is None:
+        raise TunewrightError("card: no plugin writes model cards (is tunewright.governance.model_card in TUNEWRIGHT_DISABLE_PLUGINS?)")
+    print(card)
     return 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewright.errors import ReleaseBlockedError, TunewrightError
-from tunewright.governance.model_card import CARD_FILE, write_model_card
+from tunewright.plugin_manager import get_plugins
 from tunewright.predictor import load_model
 from tunewright.run_folder import RunFolder, atomic_directory
 
@@ -86,11 +86,10 @@ def _export(run_folder: RunFolder, target: Path, merged: bool, override: str | N
     loaded = load_model(run_folder, trust_remote_code=trust_remote_code)
     model = loaded.model
     if merged:
-        merge = getattr(loaded.method, "merge", None)
-        if merge is None:
+        if not loaded.method.can_merge:
             raise TunewrightError(f"method={loaded.config.method.kind} cannot be merged into plain weights; export without merged=true")
-        model = merge(model)
-    card = write_model_card(run_folder.path)
+        model = loaded.method.merge(model)
+    card = get_plugins().hook.tunewright_write_model_card(folder=run_folder.path)  # None: no plugin writes cards
     check_destination(target, run_folder.path, overwrite)  # again: the folder may have changed while the model loaded
     with atomic_directory(target) as staging:
         if merged:
@@ -98,14 +97,15 @@ def _export(run_folder: RunFolder, target: Path, merged: bool, override: str | N
         else:
             loaded.method.save(model, staging)
         loaded.task.save_artifacts(staging, loaded.label_names)
-        shutil.copyfile(card, staging / "README.md")
+        if card is not None:
+            shutil.copyfile(card, staging / "README.md")
         marker = {"run": str(run_folder.path.resolve()), "merged": merged, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (staging / EXPORT_MARKER).write_text(json.dumps(marker) + "\n")
-    _record(run_folder, target, merged, decision, None if allowed else override)
+    _record(run_folder, target, merged, decision, None if allowed else override, card)
     return target
 
 
-def _record(run_folder: RunFolder, target: Path, merged: bool, decision, override: str | None) -> None:
+def _record(run_folder: RunFolder, target: Path, merged: bool, decision, override: str | None, card: Path | None) -> None:
     """Append this export, and any override with who and why, to ``manifest.json``."""
     entry = {
         "path": str(target.resolve()),
@@ -113,6 +113,6 @@ def _record(run_folder: RunFolder, target: Path, merged: bool, decision, overrid
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "release": decision,
         "override": {"reason": override, "user": getpass.getuser()} if override else None,
-        "model_card": CARD_FILE,
+        "model_card": card.name if card is not None else None,
     }  # fmt: skip
     run_folder.update_json("manifest.json", lambda manifest: manifest.setdefault("exports", []).append(entry))

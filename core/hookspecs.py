@@ -194,17 +194,37 @@ def tunewright_run_error(run, error):
 
 
 @hookspec
-def tunewright_audit_completed(run, results):
-    """The bias audits of a run have finished.
+def tunewright_audit_completed(run, results, base, decision):
+    """The bias audits of a run have finished and its release is decided.
 
     :param run: the :class:`~tunewright.run.Run`.
     :param results: a dict of audit name to that audit's result, an
         :class:`~tunewright.governance.results.AuditResult` as a dict: its ``verdict``
         (``pass``, ``inconclusive``, ``fail`` or ``not_applicable``), ``checks``,
         ``groups`` and ``reasons``.
-    :return: nothing.
+    :param base: the same audits on the pre-trained model, ``{"possible": True,
+        "results": {...}}``, or ``{"possible": False, "reason": str}`` when its head does
+        not predict the run's labels; ``None`` when no audit ran on it.
+    :param decision: the release decision, as ``tunewright_release_decision`` gave it.
+    :return: nothing. (The builtin ``tunewright.governance.bias_report`` writes
+        ``reports/bias.{json,html}`` here.) An implementation may take any subset of
+        the arguments.
 
-    Called on rank 0 only.
+    Called on rank 0 only, after ``tunewright_release_decision``.
+    """
+
+
+@hookspec(firstresult=True)
+def tunewright_write_model_card(folder):
+    """Describe the run in ``folder`` from its records (a model card).
+
+    :param folder: the run folder's :class:`pathlib.Path`.
+    :return: the path of the card written, or ``None`` to leave it to the next plugin;
+        the first answer wins (the builtin ``tunewright.governance.model_card`` writes
+        ``MODEL_CARD.md``). ``tunewright export`` copies it as the export's README.md.
+
+    Called on rank 0 after training, after each ``tunewright monitor`` batch and
+    retraining, by ``tunewright export`` and by ``tunewright card``.
     """
 
 

@@ -20,8 +20,6 @@ from tunewright.cleaning import clean
 from tunewright.config import compose_config
 from tunewright.data import DomainData
 from tunewright.errors import ConfigError, DataError
-from tunewright.governance.model_card import write_model_card
-from tunewright.governance.monitors.reference import observe
 from tunewright.predictor import load_run
 from tunewright.retrain import retrain
 from tunewright.run import Run
@@ -58,22 +56,21 @@ def _monitor(run_folder: RunFolder, overrides: list[str], plugins, trust_remote_
     settings = batch_config.monitor
     predictor = load_run(folder, trust_remote_code)
     examples, sources = load_batch(batch_config.data, predictor.label_names, plugins)
-    observed = observe(predictor, examples, predictor.label_names)
     name = _checked_name(settings.name) if settings.name is not None else _report_name(sources)
     run = Run(run_folder.path.name, run_config, run_folder)
     reports, trackers = [], start_trackers(run, plugins)
     try:
         for monitor_name in run_config.monitor.names:
             registry = plugins.registries["monitors"]
-            monitor = registry.get(monitor_name).factory(part_options(run_config.monitor, registry, monitor_name), run)
-            report = monitor.check(observed, name, settings, sources)
+            monitor = registry.create(monitor_name, part_options(run_config.monitor, registry, monitor_name), run)
+            report = monitor.check(predictor, examples, name, settings, sources)
             plugins.hook.tunewright_monitor_completed(run=run, report=report)
             if report["drift_detected"]:
                 plugins.hook.tunewright_drift_detected(run=run, report=report)
             reports.append(report)
     finally:
         stop_trackers(trackers, plugins)
-    write_model_card(run_folder.path)  # its drift section lists the monitored batches
+    plugins.hook.tunewright_write_model_card(folder=run_folder.path)  # its drift section lists the monitored batches
     recommended = next((r for r in reports if r["retrain_recommended"]), None)
     if settings.retrain and recommended is not None:
         recommended["retraining"] = retrain(run_folder, examples, recommended, predictor.label_names, plugins)

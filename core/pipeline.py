@@ -25,13 +25,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tunewright import distributed, sharding
 from tunewright.cleaning import clean, data_card, data_card_markdown
+from tunewright.contracts import Evaluation
 from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
 from tunewright.errors import ConfigError, DataError, RunFolderError
-from tunewright.governance.base_comparison import compare_with_base, not_possible
-from tunewright.governance.bias_report import bias_record, write_bias_report
-from tunewright.governance.model_card import write_model_card
-from tunewright.governance.policy import load_policy
 from tunewright.predictor import Predictor
 from tunewright.run import Run
 from tunewright.run_folder import (
@@ -56,23 +53,6 @@ PREDICTIONS_FILE = "test_predictions.jsonl"
 NO_DECISION = {"allowed": False, "policy": None,
                "reasons": ["no release decision: no plugin answered tunewright_release_decision "
                            "(is tunewright.governance.release in TUNEWRIGHT_DISABLE_PLUGINS?)"]}  # fmt: skip
-
-
-@dataclass
-class Evaluation:
-    """What audits and monitors receive: the trained model (as a predictor), its data,
-    and the test split's metrics and predictions."""
-
-    run: Run
-    predictor: Predictor
-    data: DomainData
-    test_metrics: dict[str, float]
-    test_predictions: list[dict[str, Any]]
-
-    def predict_proba(self, inputs: list[str]) -> np.ndarray:
-        """Class probabilities for any texts (or image paths, for an image task), batched
-        like the evaluation."""
-        return self.predictor.probabilities(inputs)
 
 
 def seed_everything(seed: int) -> None:
@@ -173,7 +153,7 @@ def _train(run: Run, plugins, device: torch.device, context: DistributedContext)
         results["audits"] = _run_audits(evaluation, governance["audits"], base_audits, plugins)
         results["monitors"] = {name: monitor.record_baseline(evaluation) for name, monitor in governance["monitors"].items()}
         run.folder.write_json("results.json", results)
-        write_model_card(run.folder.path)
+        plugins.hook.tunewright_write_model_card(folder=run.folder.path)
         plugins.hook.tunewright_train_end(run=run, results=results)
     return results
 
@@ -263,31 +243,30 @@ def _unsharded(model, method, task, label_names: list[str], is_main_process: boo
 def load_base(task, method, label_names: list[str]):
     """The pre-trained model, loaded the way the method needs it (``load_options``:
     for example a 4-bit quantisation config)."""
-    options = getattr(method, "load_options", dict)()
-    return task.load_pretrained(label_names, **options)
+    return task.load_pretrained(label_names, **method.load_options())
 
 
 def _governance_parts(run: Run, task, plugins) -> dict[str, dict[str, Any]]:
     """The configured audits and monitors, built (and so checked) before training.
 
-    A part runs when it reads the task's inputs (its ``inputs`` attribute, texts by
-    default: an identity-term probe means nothing to an image classifier) and, unless it
-    declares ``needs_probabilities = False``, when the task gives class probabilities (a
-    language model or a tagger does not; a part that does without them gets the task's
-    ``embed_inputs``). What is skipped is said; the release gate then needs an override.
+    A part runs when it reads the task's inputs (its class's ``inputs``: an identity-term
+    probe means nothing to an image classifier) and, unless its ``needs_probabilities``
+    is False, when the task gives class probabilities (a language model or a tagger does
+    not; a part that does without them gets the task's ``embed_inputs``). What is skipped
+    is said; the release gate then needs an override.
     """
     parts, skipped = {}, []
-    probabilities = getattr(task, "class_probabilities", True)
+    probabilities = task.class_probabilities
     for family, selection in (("audits", run.config.audit), ("monitors", run.config.monitor)):
         registry = plugins.registries[family]
         parts[family] = {}
         for name in selection.names:
-            factory = registry.get(name).factory
-            usable = probabilities or (not getattr(factory, "needs_probabilities", True) and hasattr(task, "embed_inputs"))
-            if not usable or task.input_field not in getattr(factory, "inputs", ("text",)):
+            part_class = registry.get(name).factory  # checked when registered: the part's class
+            usable = probabilities or not part_class.needs_probabilities
+            if not usable or task.input_field not in part_class.inputs:
                 skipped.append(name)
                 continue
-            parts[family][name] = factory(part_options(selection, registry, name), run)
+            parts[family][name] = registry.create(name, part_options(selection, registry, name), run)
     if skipped:
         reason = "gives no class probabilities" if not probabilities else f"predicts from {task.input_field}s"
         print(f"tunewright: model={run.config.model.kind} {reason}; skipping {', '.join(skipped)}", file=sys.stderr)
@@ -302,7 +281,7 @@ def _audit_base_model(run: Run, task, model, data: DomainData, audits: dict[str,
     own_labels = task.pretrained_label_names()
     if own_labels != data.label_names:
         predicts = f" (it predicts {', '.join(own_labels)})" if own_labels else ""
-        return not_possible(f"its checkpoint has no head for the labels {', '.join(data.label_names)}{predicts}")
+        return {"possible": False, "reason": f"its checkpoint has no head for the labels {', '.join(data.label_names)}{predicts}"}
     predictor = Predictor(task, model, data.label_names, run.config.trainer.eval_batch_size, device,
                           autocast_dtype(run.config.trainer.precision, device))  # fmt: skip
     test = data.splits["test"]
@@ -313,17 +292,15 @@ def _audit_base_model(run: Run, task, model, data: DomainData, audits: dict[str,
 
 
 def _run_audits(evaluation: Evaluation, audits: dict[str, Any], base: dict[str, Any] | None, plugins) -> dict[str, Any]:
-    """Run each audit, compare with the base model's audits, write
-    ``reports/bias.{json,html}``, ask for the release decision and fire
-    ``tunewright_audit_completed``; returns verdicts and the decision."""
+    """Run each audit, ask for the release decision and fire ``tunewright_audit_completed``
+    (the bias report's plugin writes ``reports/bias.{json,html}`` there); returns
+    verdicts and the decision."""
     run = evaluation.run
     results = {name: audit.audit(evaluation) for name, audit in audits.items()}
     if not results:
         return {}
-    comparison = compare_with_base(base["results"], results) if base and base["possible"] else base
     decision = plugins.hook.tunewright_release_decision(run=run, results=results) or NO_DECISION
-    write_bias_report(run, bias_record(run, results, decision, load_policy(run.config.audit.policy), comparison))
-    plugins.hook.tunewright_audit_completed(run=run, results=results)
+    plugins.hook.tunewright_audit_completed(run=run, results=results, base=base, decision=decision)
     return {"verdicts": {name: result["verdict"] for name, result in results.items()}, "release": decision}
 
 
@@ -379,7 +356,7 @@ def _write_manifest(run: Run, data: DomainData, task) -> None:
         "run_id": run.run_id,
         "config_sha256": hashlib.sha256(resolved.encode()).hexdigest(),
         "data_sources": data.sources,
-        "task": {"kind": run.config.model.kind, "pipeline_tag": getattr(task, "pipeline_tag", "text-classification"),
+        "task": {"kind": run.config.model.kind, "pipeline_tag": task.pipeline_tag,
                  "input_field": task.input_field},  # fmt: skip
         "git": _git_revision(Path.cwd()),
         "seed": run.config.seed,

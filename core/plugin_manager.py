@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pluggy
 
-from tunewright import hookspecs, schema
+from tunewright import contracts, hookspecs, schema
 from tunewright.errors import PluginError, debugging, first_line
 from tunewright.registry import Registry
 
@@ -61,16 +61,18 @@ BUILTIN_PLUGINS = (
     "tunewright.governance.audits.eec",
     "tunewright.governance.monitors.default",
     "tunewright.governance.release",
+    "tunewright.governance.bias_report",
+    "tunewright.governance.model_card",
 )
 
-# family -> (config group, base schema of its parts)
-FAMILIES: dict[str, tuple[str, type]] = {
-    "models": ("model", schema.ModelConfig),
-    "methods": ("method", schema.MethodConfig),
-    "datasets": ("data", schema.DataConfig),
-    "audits": ("audit", schema.AuditConfig),
-    "monitors": ("monitor", schema.MonitorConfig),
-    "trackers": ("tracker", schema.TrackerConfig),
+# family -> (config group, base schema of its parts, their contract, whether the factory is the class)
+FAMILIES: dict[str, tuple[str, type, type, bool]] = {
+    "models": ("model", schema.ModelConfig, contracts.Task, False),
+    "methods": ("method", schema.MethodConfig, contracts.Method, False),
+    "datasets": ("data", schema.DataConfig, contracts.DataSource, False),
+    "audits": ("audit", schema.AuditConfig, contracts.Audit, True),
+    "monitors": ("monitor", schema.MonitorConfig, contracts.Monitor, True),
+    "trackers": ("tracker", schema.TrackerConfig, contracts.Tracker, False),
 }
 
 
@@ -165,7 +167,7 @@ class _Loading:
     def register_parts(self) -> dict[str, Registry]:
         """Call each plugin's registration hooks with a registry attributed to that plugin;
         a plugin whose registration fails loses every part it added."""
-        registries = {family: Registry(family, group, base) for family, (group, base) in FAMILIES.items()}
+        registries = {family: Registry(family, *spec) for family, spec in FAMILIES.items()}
         for family, registry in registries.items():
             hook = getattr(self.manager.hook, f"tunewright_register_{family}")
             # One call per plugin, so each part is attributed to the plugin that added it.

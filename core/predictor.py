@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from tunewright.errors import RunFolderError
 from tunewright.plugin_manager import get_plugins
 from tunewright.run_folder import RunFolder
-from tunewright.inference import predict_outputs, token_mean
+from tunewright.inference import predict_outputs
 from tunewright.precision import autocast_dtype, pick_device
 
 
@@ -38,7 +38,7 @@ class Predictor:
         """Logits for ``inputs`` (texts, or image paths for an image task) and, with
         ``embeddings=True``, one pooled hidden state per input."""
         features = self.task.encode([{self.task.input_field: value} for value in inputs])
-        embed = getattr(self.task, "embed", token_mean) if embeddings else None
+        embed = self.task.embed if embeddings else None
         return predict_outputs(self.model, features, self.task.collate, self.batch_size, self.device, self.dtype, embed)
 
     def probabilities(self, inputs: list[str]) -> np.ndarray:
@@ -51,9 +51,9 @@ class Predictor:
         ``[{"words", "tags", "entities"}, ...]``."""
         if isinstance(inputs, str):
             inputs = [inputs]
-        own = getattr(self.task, "predict_inputs", None)  # a task whose answers are not one label per input
+        own = self.task.predict_inputs(self.model, inputs, self.device)  # answers that are not one label each
         if own is not None:
-            return own(self.model, inputs, self.device)
+            return own
         return self.task.predictions(self.outputs(inputs)[0], self.label_names)
 
 

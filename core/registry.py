@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from tunewright.contracts import missing_members
 from tunewright.errors import ConfigError, PluginError
 
 
@@ -34,12 +35,18 @@ class Registry:
     :param config_group: the Hydra config group whose options select these parts,
         e.g. ``"method"``.
     :param base_schema: the dataclass every part's schema must extend.
+    :param contract: the :mod:`tunewright.contracts` protocol every part implements.
+    :param factory_is_class: True when the factory must be the part's class (audits and
+        monitors: the pipeline reads what a part applies to before building it), so it
+        is checked against the contract when it is registered.
     """
 
-    def __init__(self, family: str, config_group: str, base_schema: type):
+    def __init__(self, family: str, config_group: str, base_schema: type, contract: type, factory_is_class: bool = False):
         self.family = family
         self.config_group = config_group
         self.base_schema = base_schema
+        self.contract = contract
+        self.factory_is_class = factory_is_class
         self._parts: dict[str, Part] = {}
         self._plugin: str = "<unknown>"
 
@@ -72,6 +79,8 @@ class Registry:
                 f"plugin {self._plugin!r} registered {self.family} part {name!r} with schema "
                 f"{schema!r}, which does not extend {self.base_schema.__name__}"
             )
+        if self.factory_is_class:
+            self._check_class(name, factory)
         if name in self._parts:
             raise PluginError(
                 f"{self.family} part {name!r} is registered twice: by plugin "
@@ -95,7 +104,35 @@ class Registry:
 
     def build(self, cfg: Any, *args: Any, **kwargs: Any) -> Any:
         """Build the part named by ``cfg.kind`` from its config node."""
-        return self.get(cfg.kind).factory(cfg, *args, **kwargs)
+        return self.create(cfg.kind, cfg, *args, **kwargs)
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Build the part called ``name`` from ``args`` (its config node first) and check
+        it against the family's contract."""
+        part = self.get(name)
+        built = part.factory(*args, **kwargs)
+        missing = missing_members(built, self.contract)
+        if missing:
+            raise PluginError(
+                f"{self.family} part {name!r} from plugin {part.plugin!r} built a {type(built).__name__} that lacks "
+                f"{', '.join(missing)} of tunewright.contracts.{self.contract.__name__}; implement them, or subclass "
+                f"{self.contract.__name__} to inherit the defaults of the optional ones"
+            )
+        return built
+
+    def _check_class(self, name: str, factory: Any) -> None:
+        if not isinstance(factory, type):
+            raise PluginError(
+                f"plugin {self._plugin!r} registered {self.family} part {name!r} with {factory!r}; a "
+                f"{self.family} part's factory is its class, implementing tunewright.contracts.{self.contract.__name__}"
+            )
+        missing = missing_members(factory, self.contract)
+        if missing:
+            raise PluginError(
+                f"plugin {self._plugin!r} registered {self.family} part {name!r}: {factory.__name__} lacks "
+                f"{', '.join(missing)} of tunewright.contracts.{self.contract.__name__}; implement them, or subclass "
+                f"{self.contract.__name__} to inherit the defaults"
+            )
 
     def __iter__(self):
         return iter(self._parts.values())

@@ -19,21 +19,26 @@ from typing import Any
 
 import numpy as np
 
+from tunewright.contracts import Example, Feature, Task
+
 VERSION = 1
 
 
-def cache_key(task, examples: list[dict[str, Any]]) -> str:
-    digest = hashlib.sha256(json.dumps({"version": VERSION, "task": task.cache_identity()}, sort_keys=True).encode())
+def cache_key(task: Task, examples: list[Example]) -> str:
+    """The entry's name: the task's identity and, of each example, exactly the fields the
+    task reads (``task.example_fields``), so a field it reads can never be stale."""
+    identity = {"version": VERSION, "task": task.cache_identity(), "fields": task.example_fields}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
     for example in examples:
-        fields = {k: v for k, v in example.items() if k in ("text", "text_pair", "label", "response", "messages", "words", "tags")}
+        fields = {name: example[name] for name in task.example_fields if name in example}
         digest.update(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()
 
 
-def encode_cached(task, examples: list[dict[str, Any]], cache_dir: str | Path | None) -> list[dict[str, Any]]:
-    """``task.encode(examples)``, from ``cache_dir`` when an entry exists (a model part
-    without ``cache_identity`` is not cached)."""
-    if cache_dir is None or not examples or not hasattr(task, "cache_identity"):
+def encode_cached(task: Task, examples: list[Example], cache_dir: str | Path | None) -> list[Feature]:
+    """``task.encode(examples)``, from ``cache_dir`` when an entry exists (a task whose
+    ``cache_identity()`` is ``None`` is not cached)."""
+    if cache_dir is None or not examples or task.cache_identity() is None:
         return task.encode(examples)
     path = Path(cache_dir).expanduser() / "tokens" / f"{cache_key(task, examples)}.npz"
     if path.is_file():

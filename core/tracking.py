@@ -2,8 +2,8 @@
 
 A tracker part's factory gets its node of the ``tracker`` config (``tracker.wandb``)
 and the :class:`~tunewright.run.Run`, and returns an object whose hook implementations
-are registered for as long as the run lasts; an optional ``close()`` is called at
-the end, success or failure.
+are registered for as long as the run lasts (a :class:`~tunewright.contracts.Tracker`);
+its ``close()`` is called at the end, success or failure.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def start_trackers(run: Run, plugins) -> list[Any]:
     names = ["local", *(name for name in run.config.tracker.names if name != "local")]
     trackers = []
     for name in names:
-        tracker = registry.get(name).factory(part_options(run.config.tracker, registry, name), run)
+        tracker = registry.create(name, part_options(run.config.tracker, registry, name), run)
         plugins.manager.register(tracker, name=f"tracker:{name}:{run.run_id}")
         trackers.append(tracker)
     return trackers
@@ -30,6 +30,4 @@ def stop_trackers(trackers: list[Any], plugins) -> None:
     """Unregister the trackers and let each close (finish uploads, flush files)."""
     for tracker in trackers:
         plugins.manager.unregister(tracker)
-        close = getattr(tracker, "close", None)
-        if close is not None:
-            close()
+        tracker.close()

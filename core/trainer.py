@@ -276,8 +276,7 @@ class Trainer:
     def _optimizer_step(self, features, indices, optimizer, scheduler, step: int) -> tuple[float, float, float]:
         """One update from this step's examples; returns (mean loss, tokens, samples) over all ranks."""
         shares = micro_batches(indices, self.cfg.gradient_accumulation_steps, self.context.rank, self.context.world_size)
-        collate = getattr(self.task, "collate_train", self.task.collate)  # a task may augment training batches
-        batches = [to_device(collate([features[i] for i in share]), self.device) for share in shares if share]
+        batches = [to_device(self.task.collate_train([features[i] for i in share]), self.device) for share in shares if share]
         local_count = sum(self.task.loss_count(batch) for batch in batches)
         global_count = all_reduce_sum(float(local_count), self.context, self.device)
         scale = self.context.world_size / global_count  # DDP averages over ranks; undo that
@@ -327,9 +326,9 @@ class Trainer:
         """Task metrics and outputs (logits) over ``features`` (which carry labels); every
         rank computes the same numbers. A task with its own ``evaluate`` (a language model,
         whose full logits would not fit in memory) computes them itself."""
-        own = getattr(self.task, "evaluate", None)
+        own = self.task.evaluate(self.model, features, self.cfg.eval_batch_size, self.device, self.dtype)
         if own is not None:
-            return own(self.model, features, self.cfg.eval_batch_size, self.device, self.dtype)
+            return own
         logits = self._split_logits(features)
         labels = np.array([feature["labels"] for feature in features])
         return self.task.metrics(logits, labels), logits

@@ -14,9 +14,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from tunewright import hookimpl
 from tunewright.embedded import hub_id
+from tunewright.governance.base_comparison import compare_with_base, not_possible
 from tunewright.governance.mitigation import mitigation_summary
-from tunewright.governance.policy import limit_text
+from tunewright.governance.policy import limit_text, load_policy
 from tunewright.governance.results import upgrade_audit
 from tunewright.run_folder import atomic_write_json, atomic_write_text
 
@@ -46,6 +48,17 @@ def bias_record(run, audits: dict[str, Any], decision: dict[str, Any], policy, b
         "release": decision,
         "base_model_comparison": base_comparison,
     }
+
+
+@hookimpl
+def tunewright_audit_completed(run, results, base, decision):
+    """Write ``reports/bias.{json,html}``: the audits, what changed since the base model,
+    and the release decision under the run's policy."""
+    if base is None or base["possible"]:
+        comparison = compare_with_base(base["results"], results) if base else None
+    else:
+        comparison = not_possible(base["reason"])
+    write_bias_report(run, bias_record(run, results, decision, load_policy(run.config.audit.policy), comparison))
 
 
 def write_bias_report(run, record: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
+from tunewright import hookimpl
 from tunewright.embedded import hub_id
 from tunewright.governance.bias_report import interval_text, release_sentence, upgrade_record, verdict_words
 from tunewright.governance.mitigation import mitigation_summary
@@ -28,6 +29,11 @@ from tunewright.schema import CardConfig
 
 CARD_FILE = "MODEL_CARD.md"
 # The hub id of a base model tunewright ships inside a package.
+
+
+@hookimpl
+def tunewright_write_model_card(folder):
+    return write_model_card(folder)
 
 
 def write_model_card(folder: str | Path) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from conftest import make_distribution, tiny_run_overrides
+from plugin_guides import build, pip_install
+from tunewright.contracts import Method
 from tunewright.errors import PluginError
 from tunewright.registry import Registry
 from tunewright.schema import MethodConfig
 
-EXAMPLE = Path(__file__).parents[1] / "docs" / "examples" / "tunewright_bitfit.py"
 
 
 def tunewright(args: list[str], pythonpath: Path, **env: str) -> subprocess.CompletedProcess:
@@ -31,8 +31,7 @@ def tunewright(args: list[str], pythonpath: Path, **env: str) -> subprocess.Comp
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
-    shutil.copy(EXAMPLE, root / "tunewright_bitfit.py")
-    make_distribution(root, "tunewright-bitfit", {"bitfit": "tunewright_bitfit"})
+    pip_install(build("writing-plugins.md", tmp_path_factory.mktemp("guide")), root)  # the guide's own package
     presets = root / "bitfit_presets"
     (presets / "conf" / "method").mkdir(parents=True)
     (presets / "__init__.py").write_text(
@@ -115,7 +114,7 @@ def test_builtin_plugins_can_be_blocked(tmp_path):
 
 
 def test_duplicate_part_names_name_both_plugins():
-    registry = Registry("methods", "method", MethodConfig)
+    registry = Registry("methods", "method", MethodConfig, Method)
     registry.registering_for("first-plugin").add("same", object)
     with pytest.raises(PluginError, match="by plugin 'first-plugin' and by plugin 'second-plugin'"):
         registry.registering_for("second-plugin").add("same", object)
@@ -126,6 +125,6 @@ def test_a_schema_must_extend_the_family_base():
     class Unrelated:
         x: int = 1
 
-    registry = Registry("methods", "method", MethodConfig)
+    registry = Registry("methods", "method", MethodConfig, Method)
     with pytest.raises(PluginError, match="does not extend MethodConfig"):
         registry.registering_for("p").add("odd", object, schema=Unrelated)

@@ -14,11 +14,12 @@ from tunewright.governance.results import AuditResult
 
 PLUGIN = '''
 from tunewright import hookimpl
+from tunewright.contracts import Audit
 from tunewright.governance.policy import load_policy
 from tunewright.governance.results import AuditResult, audit_verdict
 
 
-class ReadingLevelAudit:
+class ReadingLevelAudit(Audit):
     """Finds that plain-language texts are classified worse (a fixed finding, for the test)."""
 
     def __init__(self, cfg, run):

@@ -50,6 +50,16 @@ def test_key_changes_with_data_length_and_labels_but_not_with_sensitive_features
     assert cache_key(task, [{**EXAMPLES[0], "sensitive": {"region": "s"}}, EXAMPLES[1]]) == key
 
 
+def test_the_key_covers_exactly_the_fields_a_task_declares(tiny_bert):
+    class ReadsPrompt(type(task_for(tiny_bert))):
+        example_fields = ("text", "label", "prompt")  # a plugin task that reads one more field
+
+    task = ReadsPrompt(task_for(tiny_bert).cfg)
+    with_prompt = [{**EXAMPLES[0], "prompt": "Summarise:"}, EXAMPLES[1]]
+    assert cache_key(task, with_prompt) != cache_key(task, [{**with_prompt[0], "prompt": "Translate:"}, EXAMPLES[1]])
+    assert cache_key(task_for(tiny_bert), with_prompt) == cache_key(task_for(tiny_bert), EXAMPLES)  # not read, not keyed
+
+
 def test_an_unreadable_entry_is_rebuilt(tiny_bert, tmp_path, capsys):
     task = task_for(tiny_bert)
     expected = encode_cached(task, EXAMPLES, tmp_path)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from tunewright import contracts
 from tunewright.distributed import DistributedContext
 from tunewright.run import Run
 from tunewright.run_folder import RunFolder
@@ -33,7 +34,7 @@ class Linear(torch.nn.Module):
         return SimpleNamespace(logits=self.layer(self.dropout(x)) * self.scale)
 
 
-class Task:
+class Task(contracts.Task):
     @staticmethod
     def collate(features):
         return {"x": torch.stack([f["x"] for f in features]), "labels": torch.tensor([f["labels"] for f in features])}
@@ -73,7 +74,7 @@ def make_trainer(folder, model, context=DistributedContext(), **overrides):
     config = OmegaConf.create({"seed": 0, "model": {}, "method": {}, "data": {}, "trainer": cfg})
     run = Run("r", config, RunFolder(folder).create(), context.rank, context.world_size)
     hook = Recorder()
-    return Trainer(run, model, Task(), config.trainer, hook, context, torch.device("cpu")), hook
+    return Trainer(run, model, Task(), config.trainer, hook, context, torch.device(options["device"])), hook
 
 
 def weights(model) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunewright import hookimpl
+from tunewright.contracts import Method
 from tunewright.schema import MethodConfig
 
 
@@ -23,7 +24,7 @@ class BitFitConfig(MethodConfig):
     train_head: bool = True  # also train the classification head (needed for a new task)
 
 
-class BitFit:
+class BitFit(Method):
     """Freeze every weight matrix; leave biases (and the head) trainable."""
 
     def __init__(self, cfg: BitFitConfig):
@@ -41,6 +42,11 @@ class BitFit:
 
     def load(self, task, label_names, directory):
         return task.load_pretrained(label_names, source=directory)
+
+    can_merge = True  # export merged=true: the model already is plain weights
+
+    def merge(self, model):
+        return model
 
 
 @hookimpl

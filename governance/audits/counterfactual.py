@@ -38,6 +38,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from tunewright import hookimpl
+from tunewright.contracts import Audit
 from tunewright.governance import statistics
 from tunewright.governance.policy import Policy, favourable_label, load_policy
 from tunewright.governance.probes import ATTRIBUTES, probe_templates
@@ -146,7 +147,7 @@ class CounterfactualConfig(AuditConfig):
     substitute_in_data: bool = True  # also swap identity terms inside the test texts (gender words, names)
 
 
-class CounterfactualAudit:
+class CounterfactualAudit(Audit):
     def __init__(self, cfg: CounterfactualConfig, run):
         from tunewright.plugin_manager import get_plugins
 

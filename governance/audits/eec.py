@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tunewright import hookimpl
+from tunewright.contracts import Audit
 from tunewright.errors import ConfigError, DataError
 from tunewright.governance.audits.counterfactual import counterfactual_audit
 from tunewright.governance.policy import favourable_label, load_policy
@@ -59,7 +60,7 @@ def eec_probes(path: Path) -> tuple[tuple[str, ...], dict[str, dict[str, list[st
     return tuple(templates), {a: {g: list(people) for g, people in groups.items()} for a, groups in attributes.items()}
 
 
-class EecAudit:
+class EecAudit(Audit):
     def __init__(self, cfg: EecConfig, run):
         if not cfg.path:
             raise ConfigError("audit.eec.path: give the path to Equity-Evaluation-Corpus.csv (research licence, not "

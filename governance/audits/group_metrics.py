@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tunewright import hookimpl
+from tunewright.contracts import Audit
 from tunewright.errors import ConfigError
 from tunewright.governance import statistics
 from tunewright.governance.mitigation import CONSTRAINTS, optimize_thresholds
@@ -140,7 +141,7 @@ class GroupMetricsConfig(AuditConfig):
     constraint: str = knob("demographic_parity", choices=("demographic_parity", "equalized_odds"))  # for the mitigation
 
 
-class GroupMetricsAudit:
+class GroupMetricsAudit(Audit):
     inputs = ("text", "image")  # it reads predictions and groups, not the inputs themselves
 
     def __init__(self, cfg: GroupMetricsConfig, run):

@@ -14,10 +14,11 @@ import time
 from typing import Any
 
 from tunewright import hookimpl
+from tunewright.contracts import Example, Monitor
 from tunewright.governance.audits.group_metrics import group_metrics
 from tunewright.governance.monitors.drift import compare
 from tunewright.governance.monitors.drift_report import write_drift_report
-from tunewright.governance.monitors.reference import Observed, load_reference, record_reference
+from tunewright.governance.monitors.reference import Observed, load_reference, observe, record_reference
 from tunewright.governance.policy import favourable_label, load_policy
 
 # 2: inconclusive layers and columns with notes; histograms of numeric columns; the
@@ -82,7 +83,7 @@ def insufficient(rows: int, min_rows: int) -> dict[str, Any]:
             "reasons": [f"{rows} rows; at least monitor.min_rows={min_rows} are needed"], "notes": []}  # fmt: skip
 
 
-class DefaultMonitor:
+class DefaultMonitor(Monitor):
     inputs = ("text", "image")  # descriptors exist for both (see descriptors.py)
     needs_probabilities = False  # without them (a language model, a tagger): descriptors and embeddings only
 
@@ -93,8 +94,10 @@ class DefaultMonitor:
     def record_baseline(self, evaluation) -> dict[str, Any]:
         return record_reference(evaluation, self.settings.reference_size, self.run.config.seed)
 
-    def check(self, batch: Observed, name: str, settings, sources: list[dict[str, str]]) -> dict[str, Any]:
-        """Compare ``batch`` with the run's reference; write ``reports/drift-<name>.{json,html}``."""
+    def check(self, predictor, examples: list[Example], name: str, settings, sources: list[dict[str, str]]) -> dict[str, Any]:
+        """Run ``predictor`` over ``examples`` and compare what it makes of them with the
+        run's reference; write ``reports/drift-<name>.{json,html}``."""
+        batch = observe(predictor, examples, predictor.label_names)
         profile, reference = load_reference(self.run.folder.path)
         label_names = profile["label_names"]
         size = settings.window if settings.window > 0 else max(len(batch), 1)

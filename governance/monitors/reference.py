@@ -79,7 +79,7 @@ def observe(predictor, examples: list[dict[str, Any]], label_names: list[str]) -
     inputs = [example[task.input_field] for example in examples]
     carries_groups = all("sensitive" in example for example in examples)
     sensitive = [example["sensitive"] for example in examples] if carries_groups else None
-    if not getattr(task, "class_probabilities", True):
+    if not task.class_probabilities:
         embeddings = task.embed_inputs(predictor.model, inputs, predictor.batch_size, predictor.device, predictor.dtype)
         return Observed(inputs, None, None, None, describe(task, inputs), embeddings, sensitive)
     logits, embeddings = predictor.outputs(inputs, embeddings=True)

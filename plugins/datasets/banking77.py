@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from tunewright import hookimpl
+from tunewright.contracts import DataSource
 from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
 from tunewright.readers import read_csv, require_columns
 from tunewright.schema import DataConfig
@@ -18,7 +19,7 @@ from tunewright.schema import DataConfig
 BUNDLED = Path(__file__).parent / "data" / "banking77"
 
 
-class Banking77:
+class Banking77(DataSource):
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
 

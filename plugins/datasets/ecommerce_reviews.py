@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunewright import hookimpl
+from tunewright.contracts import DataSource
 from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
 from tunewright.errors import ConfigError
 from tunewright.readers import read_separated_lines
@@ -27,7 +28,7 @@ class ReviewsConfig(DataConfig):
     domain: str = knob("amazon", choices=("amazon", "imdb", "yelp"))  # products, movies, restaurants
 
 
-class EcommerceReviews:
+class EcommerceReviews(DataSource):
     def __init__(self, cfg: ReviewsConfig):
         self.cfg = cfg
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tunewright import hookimpl
+from tunewright.contracts import DataSource
 from tunewright.data import DomainData, file_sha256, label_mapping, label_set, labelled_examples, origin, split_given
 from tunewright.errors import ConfigError, DataError
 from tunewright.images import check_image, images_source
@@ -48,7 +49,7 @@ class FileDataConfig(DataConfig):
 TEXT_COLUMNS = ("text_column", "text_pair_column", "response_column")
 
 
-class LabelledFiles:
+class LabelledFiles(DataSource):
     """Reads the configured files with ``read`` (CSV or JSON lines)."""
 
     def __init__(self, cfg: FileDataConfig, read):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from tunewright import hookimpl
+from tunewright.contracts import DataSource
 from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
 from tunewright.errors import ConfigError
 from tunewright.readers import read_separated_lines
@@ -34,7 +35,7 @@ class PhraseBankConfig(DataConfig):
     agreement: str = knob("all", choices=("50", "66", "75", "all"))  # share of annotators who agreed on the label
 
 
-class FinancePhraseBank:
+class FinancePhraseBank(DataSource):
     def __init__(self, cfg: PhraseBankConfig):
         self.cfg = cfg
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from tunewright import hookimpl
+from tunewright.contracts import DataSource
 from tunewright.data import DomainData, labelled_examples, split_given
 from tunewright.errors import ConfigError, DataError
 from tunewright.images import IMAGE_SUFFIXES, check_image, images_source
@@ -34,7 +35,7 @@ class ImageFolderConfig(DataConfig):
     labels: Optional[list[str]] = None  # the label set, in id order; default: the sorted label folders of train
 
 
-class ImageFolder:
+class ImageFolder(DataSource):
     def __init__(self, cfg: ImageFolderConfig):
         self.cfg = cfg
 

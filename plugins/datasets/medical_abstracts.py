@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from tunewright import hookimpl
+from tunewright.contracts import DataSource
 from tunewright.data import DomainData, file_sha256, labelled_examples, split_given
 from tunewright.errors import ConfigError
 from tunewright.readers import read_csv, require_columns
@@ -26,7 +27,7 @@ class MedicalAbstractsConfig(DataConfig):
     path: Optional[str] = None  # the folder holding medical_tc_*.csv
 
 
-class MedicalAbstracts:
+class MedicalAbstracts(DataSource):
     def __init__(self, cfg: MedicalAbstractsConfig):
         self.cfg = cfg
 

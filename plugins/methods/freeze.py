@@ -35,6 +35,8 @@ class Freeze(TrainedWeightsMethod):
                 parameter.requires_grad_(True)
         return model
 
+    can_merge = True
+
     @staticmethod
     def merge(model):
         """A partly frozen model is a plain model: nothing to merge."""

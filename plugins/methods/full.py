@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from tunewright import hookimpl
+from tunewright.contracts import Method
 from tunewright.schema import MethodConfig
 
 
-class FullFineTuning:
+class FullFineTuning(Method):
+    can_merge = True
+
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from tunewright import hookimpl
+from tunewright.contracts import Method
 from tunewright.errors import ConfigError
 from tunewright.plugins.methods.trained_weights import require_unpacked_text
 from tunewright.schema import MethodConfig, knob
@@ -23,7 +24,7 @@ from tunewright.schema import MethodConfig, knob
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
-class PeftMethod:
+class PeftMethod(Method):
     """Save and load for every PEFT method; subclasses build the PEFT config."""
 
     def __init__(self, cfg):
@@ -41,7 +42,7 @@ class PeftMethod:
     def modules_to_save(task, extra=None) -> list[str] | None:
         """Modules PEFT trains and saves in full: the user's ``extra``, and the task head
         when PEFT has no task type that knows it (image classifiers)."""
-        names = [*(extra or []), *(getattr(task, "head_modules", []) if task.peft_task_type is None else [])]
+        names = [*(extra or []), *((task.head_modules or ()) if task.peft_task_type is None else ())]
         return names or None
 
     def save(self, model, directory: Path) -> None:
@@ -52,12 +53,11 @@ class PeftMethod:
 
         return PeftModel.from_pretrained(task.load_pretrained(label_names, **self.load_options()), str(directory))
 
-    def load_options(self) -> dict[str, Any]:
-        """Extra ``from_pretrained`` arguments for the base model (quantisation)."""
-        return {}
 
 
 class MergeablePeftMethod(PeftMethod):
+    can_merge = True
+
     def merge(self, model):
         """Fold the adapter into the base weights: a plain transformers model."""
         return model.merge_and_unload()
@@ -81,7 +81,7 @@ class Lora(MergeablePeftMethod):
         from peft import LoraConfig as PeftLoraConfig
 
         target = self.cfg.target_modules
-        heads = list(getattr(task, "head_modules", []))
+        heads = list(task.head_modules or ())
         if target == "all-linear" and not linear_layers_outside(model, heads):
             target = convolutions(model)  # a convolutional network (ResNet): adapt every convolution
         return PeftLoraConfig(
@@ -148,8 +148,7 @@ class QLora(Lora):
 
         return super().apply(prepare_model_for_kbit_training(model), task)
 
-    def merge(self, model):
-        raise ConfigError("method=qlora: a 4-bit base cannot take merged weights; export without merged=true")
+    can_merge = False  # a 4-bit base cannot take merged weights
 
 
 @dataclass

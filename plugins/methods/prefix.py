@@ -64,7 +64,7 @@ class PrefixTuned(nn.Module):
 class Prefix(TrainedWeightsMethod):
     def apply(self, model, task):
         require_unpacked_text(task, "prefix", "adds trained attention keys and values before")
-        if task.peft_task_type in ("CAUSAL_LM", "SEQ_2_SEQ_LM"):  # PEFT's prefix tuning supports generation
+        if task.generates:  # PEFT's prefix tuning supports generation
             from peft import PrefixTuningConfig, get_peft_model
 
             config = PrefixTuningConfig(task_type=task.peft_task_type, num_virtual_tokens=self.cfg.num_virtual_tokens)

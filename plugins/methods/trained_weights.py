@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from tunewright.contracts import Method
 from tunewright.checkpoint import CheckpointError, load_trainable_state, trainable_state, trained_tensors
 from tunewright.errors import ConfigError
 
@@ -37,7 +38,7 @@ def load_trained(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
     return model
 
 
-class TrainedWeightsMethod:
+class TrainedWeightsMethod(Method):
     """Save and load for a method implemented here: ``apply`` marks (or adds) what trains,
     ``save`` keeps only that, ``load`` applies the method to a fresh base and loads it."""
 
@@ -54,7 +55,7 @@ class TrainedWeightsMethod:
 def train_only_head(model: torch.nn.Module, task) -> None:
     """Freeze the backbone; leave a new task head trainable (a pre-trained language-model
     head, often tied to the embeddings, stays frozen)."""
-    head = head_parameter_names(model, task) if getattr(task, "head_is_new", True) else set()
+    head = head_parameter_names(model, task) if task.head_is_new else set()
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name in head)
 
@@ -63,7 +64,7 @@ def head_parameter_names(model: torch.nn.Module, task) -> set[str]:
     """The task head's parameters, which a new task must always train: those under the
     task's ``head_modules`` where it names them (image classifiers), otherwise those
     outside the pre-trained backbone (``classifier.*``, ``score.*``)."""
-    heads = getattr(task, "head_modules", None)
+    heads = task.head_modules
     if heads:
         return {name for name, _ in model.named_parameters() if any(name.startswith(head + ".") for head in heads)}
     prefix = getattr(model, "base_model_prefix", "")
@@ -88,6 +89,6 @@ def require_unpacked_text(task, method: str, adds: str) -> None:
     if task.input_field != "text":
         raise ConfigError(f"method={method} {adds} a text model's input; model={task.cfg.kind} reads "
                           f"{task.input_field}s. Use method=lora, ia3, adapter, freeze or full")  # fmt: skip
-    if getattr(task.cfg, "packing", False):
+    if task.packs_examples:
         raise ConfigError(f"method={method} {adds} the input, which only the first packed example would see; "
                           "set model.packing=false")  # fmt: skip

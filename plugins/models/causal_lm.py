@@ -52,6 +52,8 @@ class CausalLM(HubTextTask):
 
     pipeline_tag = "text-generation"  # the Hugging Face task the model card names
     peft_task_type = "CAUSAL_LM"
+    generates = True
+    example_fields = ("text", "messages", "response")
     head_is_new = False  # the language-model head is pre-trained (and often tied to the embeddings)
     class_probabilities = False  # no audits or drift monitors for generated text yet
 
@@ -90,6 +92,10 @@ class CausalLM(HubTextTask):
 
     def _identity(self) -> dict[str, Any]:
         return {**super()._identity(), "prompt": self.cfg.prompt_template, "chat": self.cfg.use_chat_template}
+
+    @property
+    def packs_examples(self) -> bool:
+        return bool(self.cfg.packing)
 
     # ------------------------------------------------------------------ data
 

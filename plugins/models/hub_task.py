@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+from tunewright.contracts import Task
 from tunewright.embedded import resolve_model_path
 from tunewright.schema import ModelConfig
 
@@ -26,7 +27,7 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-class HubTask:
+class HubTask(Task):
     """A task on a Hugging Face checkpoint (hub id or local directory)."""
 
     head_is_new = True  # the task head starts untrained, so every method trains it

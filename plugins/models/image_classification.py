@@ -53,7 +53,8 @@ class ImageClassification(ClassificationObjective, HubTask):
     pipeline_tag = "image-classification"  # the Hugging Face task the model card names
     input_field = "image"
     peft_task_type = None  # PEFT has no image task type; the head is saved through head_modules
-    head_modules = ["classifier"]  # transformers' name for every image classification head
+    head_modules = ("classifier",)  # transformers' name for every image classification head
+    example_fields = ("image", "label")
 
     @property
     def image_processor(self):

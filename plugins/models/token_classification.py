@@ -34,7 +34,8 @@ class TokenClassification(HubTextTask):
 
     pipeline_tag = "token-classification"  # the Hugging Face task the model card names
     peft_task_type = "TOKEN_CLS"
-    head_modules = ["classifier"]  # trained in full beside any adapter
+    head_modules = ("classifier",)  # trained in full beside any adapter
+    example_fields = ("text", "words", "tags")
     class_probabilities = False  # a tag per word: the audits and monitors judge one label per example
 
     def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):

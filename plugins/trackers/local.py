@@ -6,9 +6,10 @@ Always active: the run folder is the complete record and needs no account anywhe
 from __future__ import annotations
 
 from tunewright import hookimpl
+from tunewright.contracts import Tracker
 
 
-class LocalTracker:
+class LocalTracker(Tracker):
     """Appends lifecycle metrics to ``<run folder>/metrics.jsonl``."""
 
     def __init__(self, run):

@@ -26,6 +26,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 
 from tunewright import hookimpl
+from tunewright.contracts import Tracker
 from tunewright.governance.policy import limit_text
 from tunewright.governance.results import upgrade_audit
 from tunewright.schema import TrackerConfig, knob
@@ -77,7 +78,7 @@ def sweep_group() -> str | None:
     return f"sweep-{Path(hydra.sweep.dir).name}" if hydra.mode == RunMode.MULTIRUN else None
 
 
-class WandbTracker:
+class WandbTracker(Tracker):
     """Mirrors the run's lifecycle into one W&B run; every call is guarded."""
 
     def __init__(self, cfg: WandbConfig, run):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from tunewright import hookimpl
+from tunewright.contracts import DataSource
 from tunewright.data import DomainData, file_sha256, labelled_examples, require_two_classes, split_given
 from tunewright.readers import read_csv, require_columns
 from tunewright.schema import DataConfig
@@ -42,7 +43,7 @@ def strip_signoff(message: str) -> str:
     return SIGNOFF.sub("", message)
 
 
-class SupportTickets:
+class SupportTickets(DataSource):
     def __init__(self, cfg: SupportTicketsConfig):
         self.cfg = cfg
 
