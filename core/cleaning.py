@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunewright.contracts import TEXT_FIELDS
 from tunewright.data import SPLITS, DomainData
 from tunewright.errors import ConfigError
 from tunewright.images import image_sha256
@@ -26,7 +27,6 @@ from tunewright.markdown import md_code, md_text
 _SPACE = re.compile(r"\s+")
 _NOT_WORD = re.compile(r"[\W_]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-TEXT_FIELDS = ("text", "text_pair")
 MARKDOWN_DROPS = 50  # of them, in data_card.md
 MAX_LISTED_DROPS = 10000  # dropped rows listed one by one in data_card.json; the total is always given
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from tunewright.contracts import INPUT_FIELDS
 from tunewright.errors import ConfigError
 from tunewright.run_folder import RunFolder, atomic_write_text, new_run_id
 
@@ -54,7 +55,7 @@ def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any],
 
 def _row(example: dict[str, Any], label_names: list[str], sensitive: list[str]) -> dict[str, Any]:
     """One JSON line: the input fields (an image by its absolute path), label, groups."""
-    row = {field: example[field] for field in ("text", "text_pair", "image") if field in example}
+    row = {field: example[field] for field in INPUT_FIELDS if field in example}
     row["label"] = label_names[example["label"]]
     row.update({column: (example.get("sensitive") or {}).get(column) for column in sensitive})
     return row

@@ -19,17 +19,19 @@ import torch
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
-from tunewright.plugins.models.causal_lm import IGNORE, CausalLM, CausalLMConfig
+from tunewright.plugins.models.text_generation import GenerationConfig, TextGenerationTask
+from tunewright.plugins.models.text_task import IGNORE
 from tunewright.inference import pooled_hidden_states
 
 
 @dataclass
-class Seq2SeqLMConfig(CausalLMConfig):
+class Seq2SeqLMConfig(GenerationConfig):
     prompt_template: str = "{prompt}"  # e.g. "summarize: {prompt}" for T5
     use_chat_template: bool = False
+    packing: bool = False  # kept so that earlier runs' configs compose; an encoder-decoder refuses true
 
 
-class Seq2SeqLM(CausalLM):
+class Seq2SeqLM(TextGenerationTask):
     """An encoder reads the prompt, a decoder writes the response."""
 
     pipeline_tag = "text2text-generation"  # the Hugging Face task the model card names

@@ -1,0 +1,166 @@
+"""What the text-generation tasks share, composed by :mod:`.causal_lm` (a decoder) and
+:mod:`.seq2seq_lm` (an encoder-decoder): prompts (chat template or
+``model.prompt_template``), labels turned into answers, the loss over answer tokens,
+batch-by-batch evaluation (loss, perplexity, next-token accuracy), greedy generation
+and the generated answers' exact match, ROUGE-L and chrF.
+
+Each task adds how it loads its model, encodes and batches examples, which logits
+score which tokens (``targets``, ``scored``), and where a generated answer starts
+(``answer_tokens``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from tunewright.batching import length_sorted_order
+from tunewright.errors import DataError
+from tunewright.inference import to_device
+from tunewright.plugins.models.text_metrics import chrf, rouge_l
+from tunewright.plugins.models.text_task import IGNORE, HubTextTask  # IGNORE: the prompt, the padding
+from tunewright.precision import autocast
+from tunewright.schema import ModelConfig, knob
+
+
+@dataclass
+class GenerationConfig(ModelConfig):
+    prompt_template: str = "{prompt}\n### Response:\n"  # when the tokenizer has no chat template
+    use_chat_template: bool = True
+    max_new_tokens: int = knob(32, low=1)  # generated tokens per test answer
+    generate_test_examples: int = knob(200, low=0)  # test prompts answered by generation (exact match); 0: none
+
+
+class TextGenerationTask(HubTextTask):
+    """A model trained to answer prompts: ``{"text", "response"}`` examples in, text out."""
+
+    generates = True
+    example_fields = ("text", "messages", "response")
+    head_is_new = False  # the language-model head is pre-trained (and often tied to the embeddings)
+    class_probabilities = False  # no audits for generated text yet; monitors use embed_inputs
+
+    @property
+    def tokenizer(self):
+        tokenizer = super().tokenizer
+        if tokenizer.pad_token is None:  # decoders often ship without one; padding is masked anyway
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+
+    def _identity(self) -> dict[str, Any]:
+        return {**super()._identity(), "prompt": self.cfg.prompt_template, "chat": self.cfg.use_chat_template}
+
+    # ------------------------------------------------------------------ data
+
+    def prepare(self, examples: list[dict[str, Any]], label_names: list[str]) -> list[dict[str, Any]]:
+        """A labelled example without a response answers with its label's name."""
+        prepared = []
+        for example in examples:
+            if example.get("response") is None:
+                if example.get("label") is None:
+                    raise DataError(f"an example has neither a response nor a label: {example['text'][:60]!r}; "
+                                    "map one with data.response_column or data.label_column")  # fmt: skip
+                example = {**example, "response": label_names[example["label"]]}
+            prepared.append(example)
+        return prepared
+
+    def prompt(self, example: dict[str, Any] | str) -> str:
+        """The model's input before the answer: a chat turn (or a whole conversation, for
+        ``messages`` examples) through the chat template, or ``model.prompt_template``."""
+        if isinstance(example, str):
+            example = {"text": example}
+        if self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+            conversation = example.get("messages", [None])[:-1] or [{"role": "user", "content": example["text"]}]
+            return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        return self.cfg.prompt_template.format(prompt=example["text"])
+
+    # ------------------------------------------------------------------ objective
+
+    @staticmethod
+    def targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The tokens the model must predict."""
+        raise NotImplementedError
+
+    def scored(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits that predict :meth:`targets`, and the targets."""
+        raise NotImplementedError
+
+    def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Summed cross-entropy over response tokens."""
+        predicted, targets = self.scored(logits, batch)
+        return torch.nn.functional.cross_entropy(predicted.float().reshape(-1, predicted.shape[-1]), targets.reshape(-1),
+                                                 ignore_index=IGNORE, reduction="sum")  # fmt: skip
+
+    def loss_count(self, batch: dict[str, torch.Tensor]) -> int:
+        return int((self.targets(batch) != IGNORE).sum())
+
+    # ------------------------------------------------------------------ evaluation
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self, model, features: list[dict], batch_size: int, device, dtype=None) -> tuple[dict[str, float], None]:
+        """Loss, perplexity and next-token accuracy over the response tokens, batch by
+        batch (never the whole vocabulary-sized logits at once)."""
+        model.eval()
+        loss, correct, count = 0.0, 0, 0
+        order = length_sorted_order([len(f["input_ids"]) for f in features])
+        for start in range(0, len(order), batch_size):
+            batch = to_device(self.collate([features[i] for i in order[start : start + batch_size]]), device)
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            with autocast(device, dtype):
+                logits = model(**inputs).logits
+            loss += self.loss_sum(logits, batch).item()
+            predicted, targets = self.scored(logits, batch)
+            mask = targets != IGNORE
+            correct += int(((predicted.argmax(-1) == targets) & mask).sum())
+            count += int(mask.sum())
+        mean = loss / max(count, 1)
+        return {"loss": mean, "perplexity": math.exp(min(mean, 50.0)), "token_accuracy": correct / max(count, 1)}, None
+
+    @torch.no_grad()
+    def generate(self, model, texts: list[str | dict[str, Any]], device, batch_size: int = 16) -> list[str]:
+        """Greedy answers to ``texts`` (or examples), encoded as in training and
+        left-padded so that every answer starts right after its prompt."""
+        model.eval()
+        pad = self.tokenizer.pad_token_id
+        prompts = [{"text": t} if isinstance(t, str) else {k: v for k, v in t.items() if k in ("text", "messages")} for t in texts]
+        answers = []
+        for start in range(0, len(prompts), batch_size):
+            features = self.encode(prompts[start : start + batch_size])
+            width = max(len(f["input_ids"]) for f in features)
+            batch = {
+                "input_ids": torch.tensor([[pad] * (width - len(f["input_ids"])) + f["input_ids"] for f in features]),
+                "attention_mask": torch.tensor([[0] * (width - len(f["input_ids"])) + f["attention_mask"] for f in features]),
+            }
+            batch = to_device(batch, device)
+            output = model.generate(**batch, max_new_tokens=self.cfg.max_new_tokens, do_sample=False, pad_token_id=pad)
+            answers += [text.strip() for text in self.tokenizer.batch_decode(self.answer_tokens(output, batch), skip_special_tokens=True)]
+        return answers
+
+    def predict_inputs(self, model, texts: list[str], device) -> list[dict[str, str]]:
+        """``{"response": answer}`` per prompt, by greedy generation."""
+        return [{"response": answer} for answer in self.generate(model, texts, device)]
+
+    @staticmethod
+    def answer_tokens(output: torch.Tensor, batch) -> torch.Tensor:
+        """The answer within ``model.generate``'s output."""
+        raise NotImplementedError
+
+    def test_predictions(self, model, examples: list[dict[str, Any]], outputs, label_names: list[str], device) -> tuple[list[dict], dict]:
+        """Generated answers for the first ``generate_test_examples`` test prompts, and
+        their exact-match rate against the responses."""
+        chosen = examples[: self.cfg.generate_test_examples]
+        answers = self.generate(model, chosen, device) if chosen else []
+        rows = [{**e, "prediction": {"response": a}} for e, a in zip(chosen, answers)]
+        if not answers:
+            return rows, {}
+        truths = [str(e["response"]) for e in chosen]
+        return rows, {
+            "exact_match": float(np.mean([a.strip().lower() == t.strip().lower() for a, t in zip(answers, truths)])),
+            "rouge_l": float(np.mean([rouge_l(a, t) for a, t in zip(answers, truths)])),
+            "chrf": chrf(answers, truths),
+        }
