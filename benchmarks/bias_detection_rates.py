@@ -9,7 +9,7 @@ Three tables, each printed as Markdown (the ones in docs/governance.md):
    effect against one group (a logit shift that changes 5% or 10% of its probes' labels)
    it is the detection rate. Binary and 5-class label sets.
 2. **Trained** (``--seeds``, default 5): the embedded MiniLM trained through the CLI on
-   the planted-bias reviews of ``tests/test_planted_bias.py`` (labels follow the names'
+   the planted-bias reviews of ``tests/governance/test_planted_bias.py`` (labels follow the names'
    perceived gender) and on the same names with labels that ignore them.
 3. **Domains** (``--domains``): default runs on banking77, finance_phrasebank and
    medical_abstracts (from ../shared/data), each audited with its own domain's probes:
@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+TESTS = Path(__file__).parents[1] / "tests"
+sys.path[:0] = [str(TESTS), str(TESTS / "governance")]  # the simulated scorers; the planted-bias data
 
 from simulated_scorers import simulated_scorer  # noqa: E402
 from test_planted_bias import write_reviews  # noqa: E402
@@ -49,7 +50,9 @@ def simulated(audits: int) -> None:
     policy, templates = load_policy("default"), TEMPLATES["support"]
     print(f"\n### Simulated scorers: {audits} audits per row, policy default, {len(templates)} support templates\n")
     print("Null rows: the share of audits failing each attribute, and the deciles of all its p-values. Planted rows:")
-    print(f"each audit plants the effect in one attribute (cycling, {audits // len(ATTRIBUTES)} audits each) and counts")
+    print(
+        f"each audit plants the effect in one attribute (cycling, {audits // len(ATTRIBUTES)} audits each) and counts"
+    )
     print("how often that attribute fails.\n")
     print("| classes | scorer | names alone flip (within a group) | " + " | ".join(ATTRIBUTES) + " | p-value deciles |")
     print("|---|---|---|" + "---|" * len(ATTRIBUTES) + "---|")
@@ -70,16 +73,30 @@ def simulated(audits: int) -> None:
                         fails[name] += detail["verdict"] == "fail"
                         p_values += [detail["p_value"]] if attribute is None else []
                         within.append(detail["within_group_flip_rate"])
-            scorer_name = "null (no group favoured)" if planted_flip is None else f"planted flip rate {planted_flip:.0%}"
+            scorer_name = (
+                "null (no group favoured)" if planted_flip is None else f"planted flip rate {planted_flip:.0%}"
+            )
             deciles = " ".join(str(n) for n in np.histogram(p_values, bins=10, range=(0, 1))[0]) if p_values else ""
-            print(f"| {classes} | {scorer_name} | {np.mean(within):.1%} | "
-                  + " | ".join(f"{fails[a] / tried[a]:.1%} fail" for a in ATTRIBUTES) + f" | {deciles} |", flush=True)  # fmt: skip
+            print(
+                f"| {classes} | {scorer_name} | {np.mean(within):.1%} | "
+                + " | ".join(f"{fails[a] / tried[a]:.1%} fail" for a in ATTRIBUTES)
+                + f" | {deciles} |",
+                flush=True,
+            )
 
 
 def train(overrides: list[str], runs: Path) -> dict:
     with contextlib.redirect_stdout(sys.stderr):  # the tables alone on stdout
-        code = main(["train", *overrides, "trainer.progress_bar=false", "monitor=none", f"paths.runs_dir={runs}",
-                     "paths.run_id=run"])  # fmt: skip
+        code = main(
+            [
+                "train",
+                *overrides,
+                "trainer.progress_bar=false",
+                "monitor=none",
+                f"paths.runs_dir={runs}",
+                "paths.run_id=run",
+            ]
+        )
     assert code == 0, overrides
     return json.loads((runs / "run" / "reports" / "bias.json").read_text())
 
@@ -97,14 +114,28 @@ def trained(seeds: int, root: Path) -> None:
         for seed in range(seeds):
             data = root / f"reviews-{planted}-{seed}.csv"
             write_reviews(data, planted, seed=seed)
-            record = train(["data=csv", f"data.path={data}", "data.labels=[negative,positive]", "data.probe_domain=reviews",
-                            "model.max_length=32", "trainer.max_epochs=3", f"seed={seed}"], root / f"runs-{planted}-{seed}")  # fmt: skip
+            record = train(
+                [
+                    "data=csv",
+                    f"data.path={data}",
+                    "data.labels=[negative,positive]",
+                    "data.probe_domain=reviews",
+                    "model.max_length=32",
+                    "trainer.max_epochs=3",
+                    f"seed={seed}",
+                ],
+                root / f"runs-{planted}-{seed}",
+            )
             for attribute, verdict in attribute_verdicts(record).items():
                 verdicts[attribute][verdict] += 1
             blocked += not record["release"]["allowed"]
-            print(f"  seed {seed} {'planted' if planted else 'balanced'}: {attribute_verdicts(record)}", file=sys.stderr)
+            print(
+                f"  seed {seed} {'planted' if planted else 'balanced'}: {attribute_verdicts(record)}", file=sys.stderr
+            )
         cells = [", ".join(f"{v} {n}" for v, n in sorted(verdicts[a].items())) for a in ATTRIBUTES]
-        print(f"| {'planted' if planted else 'balanced'} | " + " | ".join(cells) + f" | {blocked}/{seeds} |", flush=True)
+        print(
+            f"| {'planted' if planted else 'balanced'} | " + " | ".join(cells) + f" | {blocked}/{seeds} |", flush=True
+        )
 
 
 DOMAINS = {
@@ -124,8 +155,12 @@ def domains(root: Path) -> None:
         accuracy = json.loads((runs / "run" / "results.json").read_text())["test"]["accuracy"]
         verdicts = attribute_verdicts(record)
         probes = record["audits"]["counterfactual"]["details"].get("probes")
-        print(f"| {name} | {accuracy:.3f} | {probes} | " + " | ".join(verdicts.get(a, "-") for a in ATTRIBUTES)
-              + f" | {'allowed' if record['release']['allowed'] else 'BLOCKED'} |", flush=True)  # fmt: skip
+        print(
+            f"| {name} | {accuracy:.3f} | {probes} | "
+            + " | ".join(verdicts.get(a, "-") for a in ATTRIBUTES)
+            + f" | {'allowed' if record['release']['allowed'] else 'BLOCKED'} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -70,9 +70,19 @@ def main_(seeds: int) -> None:
             rng.shuffle(rows)
             train = write_csv(root / f"train-{seed}.csv", rows[:600])
             held_out = rows[600:]
-            code = main(["train", "data=csv", f"data.path={train}", "trainer.max_epochs=3", "audit=none",
-                         "trainer.progress_bar=false", f"paths.runs_dir={root}", f"paths.run_id=seed{seed}",
-                         f"seed={seed}"])  # fmt: skip
+            code = main(
+                [
+                    "train",
+                    "data=csv",
+                    f"data.path={train}",
+                    "trainer.max_epochs=3",
+                    "audit=none",
+                    "trainer.progress_bar=false",
+                    f"paths.runs_dir={root}",
+                    f"paths.run_id=seed{seed}",
+                    f"seed={seed}",
+                ]
+            )
             assert code == 0
             run = root / f"seed{seed}"
             batches = [("amazon", n, rng.sample(held_out, n)) for n in IN_DOMAIN_SIZES]
@@ -82,18 +92,29 @@ def main_(seeds: int) -> None:
                 outcomes[(domain, size)].append(report)
                 if size == 1000:
                     timings.append(seconds)
-                print(f"seed {seed} {domain:6} {size:5}: {report['status']:9} {report['windows'][0].get('drifted_layers')}",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"seed {seed} {domain:6} {size:5}: {report['status']:9} {report['windows'][0].get('drifted_layers')}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     print(f"\n{seeds} seeds (one training run each)\n")
     print("| batch | rows | reported drift | descriptors | embeddings | predictions | performance |")
     print("|---|---|---|---|---|---|---|")
     for (domain, size), reports in outcomes.items():
-        fired = {layer: sum(layer in r["windows"][0]["drifted_layers"] for r in reports)
-                 for layer in ("descriptors", "embeddings", "predictions", "performance")}  # fmt: skip
+        fired = {
+            layer: sum(layer in r["windows"][0]["drifted_layers"] for r in reports)
+            for layer in ("descriptors", "embeddings", "predictions", "performance")
+        }
         kind = "in-domain (false alarms)" if domain == "amazon" else f"{domain} (detections)"
         drifted = sum(r["drift_detected"] for r in reports)
-        print(f"| {kind} | {size} | {drifted}/{len(reports)} | " + " | ".join(f"{fired[k]}/{len(reports)}" for k in fired) + " |")
-    print(f"\nmonitor on 1000 rows: {min(timings):.1f}-{max(timings):.1f} s (observe + compare + reports, after imports)")
+        print(
+            f"| {kind} | {size} | {drifted}/{len(reports)} | "
+            + " | ".join(f"{fired[k]}/{len(reports)}" for k in fired)
+            + " |"
+        )
+    print(
+        f"\nmonitor on 1000 rows: {min(timings):.1f}-{max(timings):.1f} s (observe + compare + reports, after imports)"
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-METHODS = {"full": {}, "freeze": {"top_k": 2}, "lora": {}, "ia3": {}, "prompt": {}, "prefix": {},
-           "adapter": {"placement": "houlsby"}, "adapter_pfeiffer": {"placement": "pfeiffer"}}  # fmt: skip
+METHODS = {
+    "full": {},
+    "freeze": {"top_k": 2},
+    "lora": {},
+    "ia3": {},
+    "prompt": {},
+    "prefix": {},
+    "adapter": {"placement": "houlsby"},
+    "adapter_pfeiffer": {"placement": "pfeiffer"},
+}
 STEPS, BATCH = 10, 16
 IMAGES_DIR = "benchmark_images"  # beside a vision model: its batch
 TEXT_ONLY = {"prompt", "prefix"}  # they extend a text input (refused for images)
@@ -41,9 +49,17 @@ def measure(model: str, name: str) -> dict:
     torch.manual_seed(0)
     plugins = get_plugins()
     images = Path(model, IMAGES_DIR)
-    task = plugins.registries["models"].build(OmegaConf.create(
-        {"kind": "image_classification" if images.is_dir() else "sequence_classification", "name_or_path": model,
-         "max_length": 64, "trust_remote_code": False, "revision": None}))  # fmt: skip
+    task = plugins.registries["models"].build(
+        OmegaConf.create(
+            {
+                "kind": "image_classification" if images.is_dir() else "sequence_classification",
+                "name_or_path": model,
+                "max_length": 64,
+                "trust_remote_code": False,
+                "revision": None,
+            }
+        )
+    )
     kind = name.split("_")[0]
     schema = plugins.registries["methods"].get(kind).schema
     method = plugins.registries["methods"].build(OmegaConf.structured(schema(kind=kind, **METHODS[name])))
@@ -86,13 +102,23 @@ def tiny_vit(directory: Path) -> str:
     from transformers import ViTConfig, ViTModel
     from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-    ViTModel(ViTConfig(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                       intermediate_size=128)).save_pretrained(directory)  # fmt: skip
+    ViTModel(
+        ViTConfig(
+            image_size=32,
+            patch_size=4,
+            hidden_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=128,
+        )
+    ).save_pretrained(directory)
     ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(directory)
     rng = np.random.default_rng(0)
     (directory / IMAGES_DIR).mkdir()
     for i in range(BATCH):
-        Image.fromarray(rng.integers(0, 255, size=(48, 48, 3), dtype=np.uint8)).save(directory / IMAGES_DIR / f"{i:02d}.png")
+        Image.fromarray(rng.integers(0, 255, size=(48, 48, 3), dtype=np.uint8)).save(
+            directory / IMAGES_DIR / f"{i:02d}.png"
+        )
     return str(directory)
 
 
@@ -102,8 +128,14 @@ def tiny_model(directory: Path) -> str:
     from tunewright.embedded import resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                        intermediate_size=128, max_position_embeddings=128)  # fmt: skip
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=128,
+    )
     AutoModel.from_config(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
@@ -111,17 +143,23 @@ def tiny_model(directory: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["tiny", "default", "vit", "both"], default="both",
-                        help="both: the tiny and the default text model")  # fmt: skip
+    parser.add_argument(
+        "--model",
+        choices=["tiny", "default", "vit", "both"],
+        default="both",
+        help="both: the tiny and the default text model",
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(measure(*args.worker)))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        builders = {"tiny (BERT, 4 layers, width 64)": lambda: tiny_model(Path(tmp, "bert")),
-                    "default (all-MiniLM-L6-v2)": lambda: "embedded:all-MiniLM-L6-v2",
-                    "vit (ViT, 4 layers, width 64, 32-pixel images)": lambda: tiny_vit(Path(tmp, "vit"))}  # fmt: skip
+        builders = {
+            "tiny (BERT, 4 layers, width 64)": lambda: tiny_model(Path(tmp, "bert")),
+            "default (all-MiniLM-L6-v2)": lambda: "embedded:all-MiniLM-L6-v2",
+            "vit (ViT, 4 layers, width 64, 32-pixel images)": lambda: tiny_vit(Path(tmp, "vit")),
+        }
         wanted = ("tiny", "default") if args.model == "both" else (args.model,)
         for title, build in builders.items():
             if not title.startswith(wanted):
@@ -134,10 +172,15 @@ def main() -> None:
             for name in METHODS:
                 if title.startswith("vit") and name in TEXT_ONLY:
                     continue
-                out = subprocess.run([sys.executable, __file__, "--worker", model, name], capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--worker", model, name], capture_output=True, text=True, check=True
+                )
                 r = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"| {name} | {r['trainable']:,} | {r['trainable'] / r['total']:.2%} | {r['saved_mb']:.2f} "
-                      f"| {r['step_s']:.3f} | {r['peak_mb']:.0f} |", flush=True)
+                print(
+                    f"| {name} | {r['trainable']:,} | {r['trainable'] / r['total']:.2%} | {r['saved_mb']:.2f} "
+                    f"| {r['step_s']:.3f} | {r['peak_mb']:.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

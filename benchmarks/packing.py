@@ -34,22 +34,48 @@ def build_model(directory: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=256, n_layer=4, n_head=4, n_positions=256,
-                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    config = GPT2Config(
+        vocab_size=tokenizer.vocab_size,
+        n_embd=256,
+        n_layer=4,
+        n_head=4,
+        n_positions=256,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     AutoModelForCausalLM.from_config(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 
 
 def run(model: Path, runs: Path, packing: bool, name: str, limit: int) -> dict:
-    overrides = ["experiment=sft", "data=banking77", f"data.limit={limit}", f"model.name_or_path={model}",
-                 "model.max_length=128", f"model.packing={str(packing).lower()}", "model.generate_test_examples=0",
-                 "method=full", "trainer.batch_size=32", "trainer.max_epochs=1", "trainer.learning_rate=1e-3",
-                 "trainer.progress_bar=false", f"paths.runs_dir={runs}", f"paths.run_id={name}"]  # fmt: skip
-    subprocess.run([sys.executable, "-m", "tunewright", "train", *overrides], check=True, capture_output=True,
-                   env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    overrides = [
+        "experiment=sft",
+        "data=banking77",
+        f"data.limit={limit}",
+        f"model.name_or_path={model}",
+        "model.max_length=128",
+        f"model.packing={str(packing).lower()}",
+        "model.generate_test_examples=0",
+        "method=full",
+        "trainer.batch_size=32",
+        "trainer.max_epochs=1",
+        "trainer.learning_rate=1e-3",
+        "trainer.progress_bar=false",
+        f"paths.runs_dir={runs}",
+        f"paths.run_id={name}",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "tunewright", "train", *overrides],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     results = json.loads((runs / name / "results.json").read_text())
-    return {"wall": results["train"]["wall_seconds"], "examples_per_s": results["train"]["samples_per_second"],
-            "test_loss": results["test"]["loss"]}  # fmt: skip
+    return {
+        "wall": results["train"]["wall_seconds"],
+        "examples_per_s": results["train"]["samples_per_second"],
+        "test_loss": results["test"]["loss"],
+    }
 
 
 def main() -> None:
@@ -64,14 +90,18 @@ def main() -> None:
         for repeat in range(args.repeats):
             order = ["unpacked", "packed"] if repeat % 2 == 0 else ["packed", "unpacked"]
             for variant in order:
-                measured[variant].append(run(model, Path(tmp) / "runs", variant == "packed", f"{variant}-{repeat}", args.limit))
+                measured[variant].append(
+                    run(model, Path(tmp) / "runs", variant == "packed", f"{variant}-{repeat}", args.limit)
+                )
     median = {v: {key: statistics.median(r[key] for r in rows) for key in rows[0]} for v, rows in measured.items()}
     base = median["unpacked"]
     print("| variant | train wall s | examples/s | test loss | wall ratio | examples/s ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     for variant, m in median.items():
-        print(f"| {variant} | {m['wall']:.1f} | {m['examples_per_s']:.1f} | {m['test_loss']:.4f} | "
-              f"{m['wall'] / base['wall']:.2f} | {m['examples_per_s'] / base['examples_per_s']:.2f} |")  # fmt: skip
+        print(
+            f"| {variant} | {m['wall']:.1f} | {m['examples_per_s']:.1f} | {m['test_loss']:.4f} | "
+            f"{m['wall'] / base['wall']:.2f} | {m['examples_per_s'] / base['examples_per_s']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -89,9 +89,9 @@ def collate(tokenizer, features):
 
 
 def accuracy(model, tokenizer, features) -> float:
-    from tunewright.inference import predict_logits
-
     import torch
+
+    from tunewright.inference import predict_logits
 
     logits = predict_logits(model, features, lambda fs: collate(tokenizer, fs), 128, torch.device("cpu"))
     return float((logits.argmax(-1) == [f["labels"] for f in features]).mean())
@@ -142,11 +142,21 @@ def run_hf_trainer(data, epochs: int, lr: float) -> dict:
     train, test = encode(tokenizer, data.splits["train"]), encode(tokenizer, data.splits["test"])
     with tempfile.TemporaryDirectory() as output:
         arguments = TrainingArguments(
-            output_dir=output, per_device_train_batch_size=BATCH_SIZE, num_train_epochs=epochs,
-            learning_rate=lr, warmup_steps=WARMUP_RATIO, weight_decay=WEIGHT_DECAY, seed=SEED,  # a float is a ratio
-            save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True,
-        )  # fmt: skip
-        trainer = Trainer(model=model, args=arguments, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
+            output_dir=output,
+            per_device_train_batch_size=BATCH_SIZE,
+            num_train_epochs=epochs,
+            learning_rate=lr,
+            warmup_steps=WARMUP_RATIO,
+            weight_decay=WEIGHT_DECAY,
+            seed=SEED,  # a float is a ratio
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            use_cpu=True,
+        )
+        trainer = Trainer(
+            model=model, args=arguments, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer)
+        )
         started = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - started
@@ -159,13 +169,25 @@ def run_tunewright(limit: int, epochs: int, lr: float) -> dict:
 
     with tempfile.TemporaryDirectory() as runs:
         overrides = [
-            "data=banking77", f"data.limit={limit}", "data.validation_fraction=0", f"model.max_length={MAX_LENGTH}",
-            f"method.r={RANK}", f"method.alpha={ALPHA}", f"method.dropout={DROPOUT}",
-            f"method.target_modules=[{','.join(TARGETS)}]", f"trainer.batch_size={BATCH_SIZE}",
-            f"trainer.max_epochs={epochs}", f"trainer.learning_rate={lr}", f"trainer.warmup_ratio={WARMUP_RATIO}",
-            f"trainer.weight_decay={WEIGHT_DECAY}", f"seed={SEED}", "trainer.progress_bar=false",
-            f"paths.runs_dir={runs}", "paths.run_id=benchmark", "audit=none",  # the trainer alone, like the others
-        ]  # fmt: skip
+            "data=banking77",
+            f"data.limit={limit}",
+            "data.validation_fraction=0",
+            f"model.max_length={MAX_LENGTH}",
+            f"method.r={RANK}",
+            f"method.alpha={ALPHA}",
+            f"method.dropout={DROPOUT}",
+            f"method.target_modules=[{','.join(TARGETS)}]",
+            f"trainer.batch_size={BATCH_SIZE}",
+            f"trainer.max_epochs={epochs}",
+            f"trainer.learning_rate={lr}",
+            f"trainer.warmup_ratio={WARMUP_RATIO}",
+            f"trainer.weight_decay={WEIGHT_DECAY}",
+            f"seed={SEED}",
+            "trainer.progress_bar=false",
+            f"paths.runs_dir={runs}",
+            "paths.run_id=benchmark",
+            "audit=none",  # the trainer alone, like the others
+        ]
         sys.argv = ["tunewright"]
         with open(os.devnull, "w") as quiet:
             stdout, sys.stdout = sys.stdout, quiet
@@ -175,8 +197,11 @@ def run_tunewright(limit: int, epochs: int, lr: float) -> dict:
                 sys.stdout = stdout
         results = json.loads((Path(runs) / "benchmark" / "results.json").read_text())
     train = results["train"]
-    return {"wall_seconds": train["wall_seconds"], "tokens_per_second": train["tokens_per_second"],
-            "test_accuracy": results["test"]["accuracy"]}  # fmt: skip
+    return {
+        "wall_seconds": train["wall_seconds"],
+        "tokens_per_second": train["tokens_per_second"],
+        "test_accuracy": results["test"]["accuracy"],
+    }
 
 
 def run_variant(variant: str, limit: int, epochs: int, lr: float) -> dict:
@@ -230,10 +255,22 @@ def main() -> None:
         # Rotate the order each round so no variant always runs first on a cold machine.
         for variant in variants[round_number % len(variants) :] + variants[: round_number % len(variants)]:
             child = subprocess.run(
-                [sys.executable, __file__, "--variant", variant, "--limit", str(args.limit),
-                 "--epochs", str(args.epochs), "--lr", str(args.lr)],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    __file__,
+                    "--variant",
+                    variant,
+                    "--limit",
+                    str(args.limit),
+                    "--epochs",
+                    str(args.epochs),
+                    "--lr",
+                    str(args.lr),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             runs[variant].append(json.loads(child.stdout.strip().splitlines()[-1]))
             print(f"round {round_number + 1} {variant}: {runs[variant][-1]}", file=sys.stderr)
     results = {variant: median_run(measured) for variant, measured in runs.items()}

@@ -84,7 +84,9 @@ def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     the normalisation layers that train (a ResNet block's BatchNorm)."""
     trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
     for module_name, module in model.named_modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in module.parameters()):
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and any(
+            p.requires_grad for p in module.parameters()
+        ):
             trained.update({f"{module_name}.{name}": buffer for name, buffer in module.named_buffers()})
     return trained
 
@@ -93,7 +95,9 @@ def freeze_frozen_statistics(model: torch.nn.Module) -> None:
     """Keep the running statistics of frozen BatchNorm layers as pre-trained (momentum 0):
     a method that saves only what it trained must not let them drift unsaved."""
     for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in module.parameters()
+        ):
             module.momentum = 0.0
 
 

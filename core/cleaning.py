@@ -40,7 +40,7 @@ class CleaningReport:
     dropped: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_load_notes(cls, notes: list[dict[str, Any]]) -> "CleaningReport":
+    def from_load_notes(cls, notes: list[dict[str, Any]]) -> CleaningReport:
         """Start from what the loader did (labels rewritten, rows without labels dropped)."""
         report = cls()
         for note in notes:
@@ -96,7 +96,11 @@ def clean(data: DomainData, cfg) -> tuple[DomainData, CleaningReport]:
 
 
 def _check_policy(cfg) -> None:
-    allowed = {"unicode_form": ("NFC", "NFKC", "none"), "over_long": ("truncate", "drop"), "deduplicate": ("near", "exact", "none")}
+    allowed = {
+        "unicode_form": ("NFC", "NFKC", "none"),
+        "over_long": ("truncate", "drop"),
+        "deduplicate": ("near", "exact", "none"),
+    }
     for key, choices in allowed.items():
         if getattr(cfg, key) not in choices:
             raise ConfigError(f"data.cleaning.{key}: {getattr(cfg, key)!r} is not one of {', '.join(choices)}")
@@ -111,7 +115,9 @@ def _normalise_split(split, examples, cfg, report):
                 cleaned[name] = normalise(cleaned[name], cfg.unicode_form, cfg.collapse_whitespace)
         changed += cleaned != example
         out.append(cleaned)
-    report.record(split, "normalise", len(examples), len(out), "Unicode normalisation, whitespace and control characters", changed)
+    report.record(
+        split, "normalise", len(examples), len(out), "Unicode normalisation, whitespace and control characters", changed
+    )
     return out
 
 
@@ -183,15 +189,23 @@ def _where(example: dict[str, Any]) -> str:
 def _length_stats(values: list[int]) -> dict[str, float]:
     if not values:
         return {}
-    return {"min": min(values), "mean": round(statistics.fmean(values), 1), "median": statistics.median(values), "max": max(values)}
+    return {
+        "min": min(values),
+        "mean": round(statistics.fmean(values), 1),
+        "median": statistics.median(values),
+        "max": max(values),
+    }
 
 
 def data_card(dataset: str, data: DomainData, report: CleaningReport, sensitive_columns: list[str]) -> dict[str, Any]:
     """The JSON data card: sources, cleaning steps, and per-split composition."""
     composition = {}
     for split, examples in data.splits.items():
-        counts = Counter(data.label_names[label] for e in examples  # per-word tags count one by one
-                         for label in e.get("tags") or ([e["label"]] if e.get("label") is not None else []))  # fmt: skip
+        counts = Counter(
+            data.label_names[label]
+            for e in examples  # per-word tags count one by one
+            for label in e.get("tags") or ([e["label"]] if e.get("label") is not None else [])
+        )
         composition[split] = {
             "rows": len(examples),
             "labels": {name: counts.get(name, 0) for name in data.label_names},
@@ -202,7 +216,9 @@ def data_card(dataset: str, data: DomainData, report: CleaningReport, sensitive_
         composition[split]["class_balance"] = round(min(present) / max(present), 4) if present else None
     coverage = {
         column: {
-            split: round(sum(1 for e in ex if (e.get("sensitive") or {}).get(column) not in (None, "")) / max(len(ex), 1), 4)
+            split: round(
+                sum(1 for e in ex if (e.get("sensitive") or {}).get(column) not in (None, "")) / max(len(ex), 1), 4
+            )
             for split, ex in data.splits.items()
         }
         for column in sensitive_columns
@@ -222,14 +238,18 @@ def data_card(dataset: str, data: DomainData, report: CleaningReport, sensitive_
 def data_card_markdown(card: dict[str, Any]) -> str:
     """The data card as short markdown for reviewers."""
     out = [f"# Data card: {md_text(card['dataset'])}", "", "## Sources", ""]
-    out += [f"- {md_code(s['path'])} (sha256 {md_code(s['sha256'][:16] + '…')})" for s in card["sources"]] or ["- (none recorded)"]
+    out += [f"- {md_code(s['path'])} (sha256 {md_code(s['sha256'][:16] + '…')})" for s in card["sources"]] or [
+        "- (none recorded)"
+    ]
     out += ["", "## Composition", "", "| split | rows | class balance (min/max) | mean words |", "|---|---:|---:|---:|"]
     for split, c in card["composition"].items():
         out.append(f"| {md_text(split)} | {c['rows']} | {c['class_balance']} | {c['length_words'].get('mean', '')} |")
     out += ["", "## Labels per split", "", "| label | " + " | ".join(map(md_text, card["composition"])) + " |"]
     out.append("|---|" + "---:|" * len(card["composition"]))
     for name in card["label_names"]:
-        out.append(f"| {md_text(name)} | " + " | ".join(str(c["labels"][name]) for c in card["composition"].values()) + " |")
+        out.append(
+            f"| {md_text(name)} | " + " | ".join(str(c["labels"][name]) for c in card["composition"].values()) + " |"
+        )
     out += ["", "## Preprocessing and cleaning", ""]
     out += [
         f"- {s['split']}: {s['step']}: {s['rows_in']} → {s['rows_out']} rows"
@@ -240,8 +260,10 @@ def data_card_markdown(card: dict[str, Any]) -> str:
     dropped = card.get("dropped_rows", [])
     if dropped:
         out += ["", f"## Dropped rows ({card['dropped_rows_total']})", ""]
-        out += [f"- {md_text(d['split'])}: {md_code(d['source'])} row {md_text(d['row'])}: {md_text(d['reason'])}"
-                for d in dropped[:MARKDOWN_DROPS]]  # fmt: skip
+        out += [
+            f"- {md_text(d['split'])}: {md_code(d['source'])} row {md_text(d['row'])}: {md_text(d['reason'])}"
+            for d in dropped[:MARKDOWN_DROPS]
+        ]
         if card["dropped_rows_total"] > MARKDOWN_DROPS:
             out.append(f"- ... {card['dropped_rows_total'] - MARKDOWN_DROPS} more in data_card.json")
     out += ["", "## Sensitive features", ""]

@@ -27,9 +27,18 @@ USAGE = __doc__.split("\n\n")[1]
 
 # Hydra flags that take a value as the next argument.
 HYDRA_FLAGS_WITH_VALUE = {
-    "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-    "--config-dir", "-cd", "--experimental-rerun",
-}  # fmt: skip
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
 HYDRA_HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
 
 
@@ -86,13 +95,20 @@ def train_help(plugins) -> str:
     would list the schemas the options build on too)."""
     from tunewright.config import group_options
 
-    lines = ["tunewright train [group=option ...] [key=value ...] [-m for sweeps]", "",
-             "Config groups (group=option), and every key of the composed config is overridable (key=value):"]  # fmt: skip
+    lines = [
+        "tunewright train [group=option ...] [key=value ...] [-m for sweeps]",
+        "",
+        "Config groups (group=option), and every key of the composed config is overridable (key=value):",
+    ]
     lines += [f"  {group}: {', '.join(options)}" for group, options in group_options(plugins).items()]
-    lines += ["", "tunewright train --cfg job [overrides]   print the composed config, run nothing",
-              "tunewright plugins                       what each plugin registers",
-              "tunewright train --hydra-help            Hydra's own flags", "",
-              "Docs: docs/configuration.md, docs/methods.md (a page per model family and method)."]  # fmt: skip
+    lines += [
+        "",
+        "tunewright train --cfg job [overrides]   print the composed config, run nothing",
+        "tunewright plugins                       what each plugin registers",
+        "tunewright train --hydra-help            Hydra's own flags",
+        "",
+        "Docs: docs/configuration.md, docs/methods.md (a page per model family and method).",
+    ]
     return "\n".join(lines)
 
 
@@ -117,9 +133,16 @@ def launch_processes(cfg, flags: list[str], overrides: list[str]) -> int:
 
     os.environ[RUN_ID_ENV] = cfg.paths.run_id or os.environ.get(RUN_ID_ENV) or new_run_id(cfg)
     args = get_args_parser().parse_args(
-        ["--standalone", f"--nproc_per_node={cfg.trainer.nproc_per_node}", "-m", "tunewright", "train",
-         *[f for f in flags if f not in ("-m", "--multirun")], *overrides]
-    )  # fmt: skip
+        [
+            "--standalone",
+            f"--nproc_per_node={cfg.trainer.nproc_per_node}",
+            "-m",
+            "tunewright",
+            "train",
+            *[f for f in flags if f not in ("-m", "--multirun")],
+            *overrides,
+        ]
+    )
     try:
         run(args)
     except Exception as error:  # torchrun's ChildFailedError already printed each rank's failure
@@ -145,19 +168,35 @@ def summary(results: dict, cfg) -> str:
         )
     test, fit = results["test"], results["train"]
     share = fit["trainable_parameters"] / max(fit["total_parameters"], 1)
-    titles = {"f1_macro": "macro-F1", "token_accuracy": "token accuracy", "exact_match": "exact match",
-              "rouge_l": "ROUGE-L", "chrf": "chrF", "entity_f1": "entity F1", "entity_precision": "entity precision",
-              "entity_recall": "entity recall"}  # fmt: skip
+    titles = {
+        "f1_macro": "macro-F1",
+        "token_accuracy": "token accuracy",
+        "exact_match": "exact match",
+        "rouge_l": "ROUGE-L",
+        "chrf": "chrF",
+        "entity_f1": "entity F1",
+        "entity_precision": "entity precision",
+        "entity_recall": "entity recall",
+    }
     return "\n".join(
         [
             f"run folder:           {Path(cfg.paths.runs_dir) / results['run_id']}",
             f"trainable parameters: {fit['trainable_parameters']:,} of {fit['total_parameters']:,} ({share:.2%})",
             *(f"{'test ' + titles.get(name, name) + ':':<21} {value:.4f}" for name, value in test.items()),
             f"wall time:            {fit['wall_seconds']:.1f} s training, "
-            + (f"{fit['tokens_per_second']:.0f} tokens/s" if fit["tokens_per_second"] else f"{fit['samples_per_second']:.1f} examples/s"),
+            + (
+                f"{fit['tokens_per_second']:.0f} tokens/s"
+                if fit["tokens_per_second"]
+                else f"{fit['samples_per_second']:.1f} examples/s"
+            ),
             *audit_lines(results.get("audits") or {}),
-            *(["drift reference:      reports/drift_reference/ (check new data: tunewright monitor run=<folder> data=...)"]
-              if results.get("monitors") else []),
+            *(
+                [
+                    "drift reference:      reports/drift_reference/ (check new data: tunewright monitor run=<folder> data=...)"
+                ]
+                if results.get("monitors")
+                else []
+            ),
             "model card:           MODEL_CARD.md",
         ]
     )
@@ -169,7 +208,9 @@ def audit_lines(audits: dict) -> list[str]:
         return []
     verdicts = ", ".join(f"{name} {verdict.replace('_', ' ')}" for name, verdict in audits["verdicts"].items())
     release = audits["release"]
-    lines = [f"bias audit:           {verdicts}; release {'allowed' if release['allowed'] else 'BLOCKED'} (reports/bias.html)"]
+    lines = [
+        f"bias audit:           {verdicts}; release {'allowed' if release['allowed'] else 'BLOCKED'} (reports/bias.html)"
+    ]
     return lines + [f"  blocked by:         {reason}" for reason in release["reasons"] if not release["allowed"]]
 
 
@@ -272,7 +313,9 @@ def card(args: list[str]) -> int:
     folder.read_config()  # a folder that holds no run is refused here
     card = get_plugins().hook.tunewright_write_model_card(folder=Path(folder.path))
     if card is None:
-        raise TunewrightError("card: no plugin writes model cards (is tunewright.governance.model_card in TUNEWRIGHT_DISABLE_PLUGINS?)")
+        raise TunewrightError(
+            "card: no plugin writes model cards (is tunewright.governance.model_card in TUNEWRIGHT_DISABLE_PLUGINS?)"
+        )
     print(card)
     return 0
 
@@ -282,7 +325,9 @@ def export(args: list[str]) -> int:
     from tunewright.export import export_run
 
     options = key_values("export", args, ("run", "merged", "out", "overwrite", "override", "trust_remote_code"))
-    merged, overwrite, trust = (flag("export", key, options.get(key)) for key in ("merged", "overwrite", "trust_remote_code"))
+    merged, overwrite, trust = (
+        flag("export", key, options.get(key)) for key in ("merged", "overwrite", "trust_remote_code")
+    )
     if options.get("override"):
         print(f"tunewright: WARNING: exporting despite the release decision: {options['override']}", file=sys.stderr)
     target = export_run(options["run"], options.get("out"), merged, options.get("override"), overwrite, trust)
@@ -306,8 +351,13 @@ def plugins_command(args: list[str]) -> int:
 
 
 COMMANDS = {
-    "train": train, "predict": predict, "monitor": monitor, "card": card, "export": export, "plugins": plugins_command,
-}  # fmt: skip
+    "train": train,
+    "predict": predict,
+    "monitor": monitor,
+    "card": card,
+    "export": export,
+    "plugins": plugins_command,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,7 +399,9 @@ def report(error: BaseException) -> int:
     elif isinstance(error, KeyboardInterrupt):
         message = "interrupted; run the same command again to resume a training run from its last checkpoint"
     else:
-        message = f"internal error: {type(error).__name__}: {first_line(error)} (set TUNEWRIGHT_DEBUG=1 for the traceback)"
+        message = (
+            f"internal error: {type(error).__name__}: {first_line(error)} (set TUNEWRIGHT_DEBUG=1 for the traceback)"
+        )
     print(f"tunewright: {message}", file=sys.stderr)
     return 2 if isinstance(error, ConfigError) else 130 if isinstance(error, KeyboardInterrupt) else 1
 
@@ -361,13 +413,13 @@ def os_error_message(error: OSError) -> str:
     where = f"{error.filename}: " if error.filename else ""
     advice = {
         errno.ENOSPC: "the disk is full; free space (or point paths.runs_dir elsewhere) and run the command again: "
-                      "files written before are intact",
+        "files written before are intact",
         errno.EDQUOT: "the disk quota is exhausted; free space and run the command again",
         errno.EFBIG: "the file-size limit (ulimit -f) was reached; raise it and run the command again",
         errno.EACCES: "permission denied; choose a folder you can write to",
         errno.EROFS: "the file system is read-only; choose another folder",
         errno.ENOENT: "no such file or directory",
-    }.get(error.errno, error.strerror or str(error))  # fmt: skip
+    }.get(error.errno, error.strerror or str(error))
     return f"{where}{advice} (set TUNEWRIGHT_DEBUG=1 for the traceback)"
 
 

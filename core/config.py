@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Iterable
+from collections.abc import Iterable
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -61,11 +61,14 @@ def group_options(plugins) -> dict[str, list[str]]:
             overrides = searchpath_override(plugins)
             groups = loader.get_group_options("", results_filter=None, config_name=PRIMARY_CONFIG, overrides=overrides)
             return {
-                group: sorted(o for o in loader.get_group_options(group, config_name=PRIMARY_CONFIG, overrides=overrides)
-                              if not o.endswith(SCHEMA_SUFFIX))
+                group: sorted(
+                    o
+                    for o in loader.get_group_options(group, config_name=PRIMARY_CONFIG, overrides=overrides)
+                    if not o.endswith(SCHEMA_SUFFIX)
+                )
                 for group in sorted(groups)
                 if group != "hydra" and loader.get_group_options(group, config_name=PRIMARY_CONFIG, overrides=overrides)
-            }  # fmt: skip
+            }
     finally:
         GlobalHydra.instance().clear()
 
@@ -144,7 +147,7 @@ def explain(error: Exception) -> ConfigError:
         if isinstance(cause, ValidationError):
             return ConfigError(f"{cause.full_key}: {_first_line(cause.msg)}")
         if isinstance(parent, DictConfig) and not parent._is_missing():
-            valid = ", ".join(sorted(str(k) for k in parent.keys()))
+            valid = ", ".join(sorted(str(k) for k in parent))
             return ConfigError(f"{cause.full_key}: unknown key; valid keys: {valid}")
         return ConfigError(f"{cause.full_key}: {_first_line(cause.msg)}")
     return ConfigError(_first_line(str(error)))
@@ -152,4 +155,3 @@ def explain(error: Exception) -> ConfigError:
 
 def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else "invalid config"
-

@@ -102,7 +102,9 @@ class Task(Protocol):
 
     # -- loading and saving: every rank, once per run
 
-    def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options: Any) -> torch.nn.Module:
+    def load_pretrained(
+        self, label_names: list[str], source: str | Path | None = None, **options: Any
+    ) -> torch.nn.Module:
         """The pre-trained model with a head for ``label_names`` (or a saved full
         fine-tune at ``source``); ``options`` are the method's ``load_options()``."""
         ...
@@ -157,7 +159,9 @@ class Task(Protocol):
         """Loss and task metrics over one split's logits, when the trainer evaluates."""
         ...
 
-    def evaluate(self, model, features: list[Feature], batch_size: int, device, dtype) -> tuple[dict[str, float], Any] | None:
+    def evaluate(
+        self, model, features: list[Feature], batch_size: int, device, dtype
+    ) -> tuple[dict[str, float], Any] | None:
         """The task's own evaluation, ``(metrics, outputs)``, for a task whose full logits
         would not fit in memory (a language model); ``None`` (the default) lets the
         trainer evaluate from every feature's logits with :meth:`metrics`. Every rank."""
@@ -165,8 +169,9 @@ class Task(Protocol):
 
     # -- predictions: rank 0, after training, and whenever a run is reloaded
 
-    def test_predictions(self, model, examples: list[Example], outputs: Any, label_names: list[str],
-                         device) -> tuple[list[dict[str, Any]], dict[str, float]]:  # fmt: skip
+    def test_predictions(
+        self, model, examples: list[Example], outputs: Any, label_names: list[str], device
+    ) -> tuple[list[dict[str, Any]], dict[str, float]]:
         """Each test example with its prediction (from the evaluation's ``outputs``), and
         any metrics only predictions can measure (a language model's exact match)."""
         ...
@@ -293,8 +298,9 @@ class Monitor(Protocol):
         (kept in ``results.json``). Once, after training."""
         ...
 
-    def check(self, predictor: Predictor, examples: list[Example], name: str, settings: Any,
-              sources: list[dict[str, str]]) -> dict[str, Any]:  # fmt: skip
+    def check(
+        self, predictor: Predictor, examples: list[Example], name: str, settings: Any, sources: list[dict[str, str]]
+    ) -> dict[str, Any]:
         """Judge a new batch against the reference; writes its report and returns it
         (``status``, ``drift_detected``, ``severity``, ``retrain_recommended``, ...)."""
         ...

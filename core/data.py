@@ -12,9 +12,10 @@ import math
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tunewright.errors import ConfigError, DataError
 
@@ -106,18 +107,39 @@ def labelled_examples(
                     ", or read the rows unlabelled with data.label_column=null"
                 )
             unknown[label] += 1
-            dropped.append({**origin(path, row), "split": split, "step": "unknown_labels", "reason": f"label {label!r}"})
+            dropped.append(
+                {**origin(path, row), "split": split, "step": "unknown_labels", "reason": f"label {label!r}"}
+            )
             continue
         examples.append({**fields, "label": index[label], "origin": origin(path, row)})
     total = len(examples) + len(dropped)
     if rewritten:
-        notes.append({"split": split, "step": "normalise_labels", "rows_in": total, "rows_out": total,
-                      "rows_changed": sum(rewritten.values()), "reason": f"labels rewritten: {dict(rewritten)}"})  # fmt: skip
-    for step, reason in (("missing_label", "empty, NaN or null labels"), ("unknown_labels", f"labels outside the label set: {dict(unknown)}")):
+        notes.append(
+            {
+                "split": split,
+                "step": "normalise_labels",
+                "rows_in": total,
+                "rows_out": total,
+                "rows_changed": sum(rewritten.values()),
+                "reason": f"labels rewritten: {dict(rewritten)}",
+            }
+        )
+    for step, reason in (
+        ("missing_label", "empty, NaN or null labels"),
+        ("unknown_labels", f"labels outside the label set: {dict(unknown)}"),
+    ):
         rows_dropped = [entry for entry in dropped if entry["step"] == step]
         if rows_dropped:
-            notes.append({"split": split, "step": step, "rows_in": total, "rows_out": total - len(rows_dropped),
-                          "reason": reason, "dropped": rows_dropped})  # fmt: skip
+            notes.append(
+                {
+                    "split": split,
+                    "step": step,
+                    "rows_in": total,
+                    "rows_out": total - len(rows_dropped),
+                    "reason": reason,
+                    "dropped": rows_dropped,
+                }
+            )
     return examples
 
 
@@ -134,8 +156,10 @@ def mapped_label(path: Path, row: Any, raw: Any, mapping: dict[str, str]) -> str
     try:
         label = canonical_label(raw)
     except TypeError as kind:
-        raise DataError(f"{path}, row {row}: the label is a {kind}, not a single value; point data.label_column "
-                        "at a column of labels") from None  # fmt: skip
+        raise DataError(
+            f"{path}, row {row}: the label is a {kind}, not a single value; point data.label_column "
+            "at a column of labels"
+        ) from None
     return mapping.get(label, label) if label is not None else None
 
 
@@ -148,7 +172,9 @@ def require_two_classes(path: Path, column: str, examples: list[dict[str, Any]],
     present = {e["label"] for e in examples}
     if len(present) < 2:
         only = label_names[next(iter(present))] if present else "(none)"
-        raise DataError(f"{path}: label column {column!r} holds a single class ({only!r}); a classifier needs two or more")
+        raise DataError(
+            f"{path}: label column {column!r} holds a single class ({only!r}); a classifier needs two or more"
+        )
 
 
 def split_given(given: dict[str, list[dict]], cfg) -> dict[str, list[dict]]:
@@ -171,9 +197,15 @@ def split_given(given: dict[str, list[dict]], cfg) -> dict[str, list[dict]]:
     splits = {name: rows for name, rows in given.items() if rows is not None}
     if cfg.limit is not None:
         total = sum(len(rows) for rows in splits.values())
-        splits = {name: stratified_subset(rows, round(cfg.limit * len(rows) / total), cfg.split_seed) for name, rows in splits.items()}
-    missing = {name: fraction for name, fraction in (("test", cfg.test_fraction), ("validation", cfg.validation_fraction))
-               if name not in splits and fraction > 0}  # fmt: skip
+        splits = {
+            name: stratified_subset(rows, round(cfg.limit * len(rows) / total), cfg.split_seed)
+            for name, rows in splits.items()
+        }
+    missing = {
+        name: fraction
+        for name, fraction in (("test", cfg.test_fraction), ("validation", cfg.validation_fraction))
+        if name not in splits and fraction > 0
+    }
     if missing:
         splits.update(_allocate(splits["train"], missing, cfg.split_seed))
     wanted = ["train"] + (["test"] if "test" in given or cfg.test_fraction > 0 else [])

@@ -37,8 +37,10 @@ def resolve_model_path(name_or_path: str) -> str:
         local = Path(name_or_path).expanduser()
         if name_or_path.startswith(("/", ".", "~")) and not local.is_dir():
             problem = "is a file, not a model directory" if local.exists() else "no such directory"
-            raise ConfigError(f"model.name_or_path={name_or_path}: {problem} (give a saved checkpoint's folder, "
-                              "a hub id, or embedded:all-MiniLM-L6-v2)")  # fmt: skip
+            raise ConfigError(
+                f"model.name_or_path={name_or_path}: {problem} (give a saved checkpoint's folder, "
+                "a hub id, or embedded:all-MiniLM-L6-v2)"
+            )
         return str(local) if name_or_path.startswith("~") else name_or_path
     name = name_or_path[len(PREFIX) :]
     if name not in EMBEDDED_MODELS:

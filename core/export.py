@@ -37,8 +37,14 @@ def release_decision(run_folder: RunFolder) -> dict[str, Any] | None:
 EXPORT_MARKER = ".tunewright-export.json"
 
 
-def export_run(folder: str | Path, out: str | Path | None = None, merged: bool = False, override: str | None = None,
-               overwrite: bool = False, trust_remote_code: bool = False) -> Path:  # fmt: skip
+def export_run(
+    folder: str | Path,
+    out: str | Path | None = None,
+    merged: bool = False,
+    override: str | None = None,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+) -> Path:
     """Write the export directory (default ``<run>/export``) and record it; returns its path."""
     run_folder = RunFolder(folder)
     run_folder.read_config()
@@ -53,11 +59,15 @@ def check_destination(target: Path, run_path: Path, overwrite: bool) -> None:
     write there, or the run itself."""
     resolved, run, here = target.resolve(), run_path.resolve(), Path.cwd().resolve()
     if run.is_relative_to(resolved):
-        raise TunewrightError(f"export: out={target} is the run folder or holds it; choose a new folder, e.g. out={run}-export")
+        raise TunewrightError(
+            f"export: out={target} is the run folder or holds it; choose a new folder, e.g. out={run}-export"
+        )
     if here.is_relative_to(resolved):
         raise TunewrightError(f"export: out={target} is the working directory or holds it; choose a new folder")
     if resolved.is_relative_to(run) and resolved != run / "export":
-        raise TunewrightError(f"export: out={target} lies inside the run folder; use its export/ folder or one outside it")
+        raise TunewrightError(
+            f"export: out={target} lies inside the run folder; use its export/ folder or one outside it"
+        )
     if not resolved.exists():
         return
     if not resolved.is_dir():
@@ -73,12 +83,17 @@ def check_destination(target: Path, run_path: Path, overwrite: bool) -> None:
         raise TunewrightError(f"export: out={target} holds an earlier export; pass overwrite=true to replace it")
 
 
-def _export(run_folder: RunFolder, target: Path, merged: bool, override: str | None, overwrite: bool,
-            trust_remote_code: bool) -> Path:  # fmt: skip
+def _export(
+    run_folder: RunFolder, target: Path, merged: bool, override: str | None, overwrite: bool, trust_remote_code: bool
+) -> Path:
     decision = release_decision(run_folder)
     allowed = bool(decision and decision["allowed"])
     if not allowed and not override:
-        why = "; ".join(decision["reasons"]) if decision else "no bias audit ran (audit=none), so release was never cleared"
+        why = (
+            "; ".join(decision["reasons"])
+            if decision
+            else "no bias audit ran (audit=none), so release was never cleared"
+        )
         raise ReleaseBlockedError(
             f"{run_folder.path}: release blocked: {why}. See reports/bias.html; to export anyway, "
             'pass override="<your reason>" (it is recorded in manifest.json)'
@@ -87,7 +102,9 @@ def _export(run_folder: RunFolder, target: Path, merged: bool, override: str | N
     model = loaded.model
     if merged:
         if not loaded.method.can_merge:
-            raise TunewrightError(f"method={loaded.config.method.kind} cannot be merged into plain weights; export without merged=true")
+            raise TunewrightError(
+                f"method={loaded.config.method.kind} cannot be merged into plain weights; export without merged=true"
+            )
         model = loaded.method.merge(model)
     card = get_plugins().hook.tunewright_write_model_card(folder=run_folder.path)  # None: no plugin writes cards
     check_destination(target, run_folder.path, overwrite)  # again: the folder may have changed while the model loaded
@@ -105,7 +122,9 @@ def _export(run_folder: RunFolder, target: Path, merged: bool, override: str | N
     return target
 
 
-def _record(run_folder: RunFolder, target: Path, merged: bool, decision, override: str | None, card: Path | None) -> None:
+def _record(
+    run_folder: RunFolder, target: Path, merged: bool, decision, override: str | None, card: Path | None
+) -> None:
     """Append this export, and any override with who and why, to ``manifest.json``."""
     entry = {
         "path": str(target.resolve()),
@@ -114,5 +133,5 @@ def _record(run_folder: RunFolder, target: Path, merged: bool, decision, overrid
         "release": decision,
         "override": {"reason": override, "user": getpass.getuser()} if override else None,
         "model_card": card.name if card is not None else None,
-    }  # fmt: skip
+    }
     run_folder.update_json("manifest.json", lambda manifest: manifest.setdefault("exports", []).append(entry))

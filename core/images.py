@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from tunewright.data import file_sha256
@@ -41,7 +41,7 @@ def open_image(path: str):
         return image.convert("RGB")
 
 
-@lru_cache(maxsize=None)
+@cache
 def image_sha256(path: str) -> str:
     """The file's SHA-256 (cached: de-duplication and leakage checks ask twice)."""
     return file_sha256(Path(path))

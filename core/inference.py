@@ -7,7 +7,8 @@ functions, so a reloaded model reproduces the evaluation's numbers exactly.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,8 +80,16 @@ def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 
 
 @torch.no_grad()
-def pooled_hidden_states(model, features: list[dict], collate, batch_size: int, device: torch.device,
-                         dtype: torch.dtype | None = None, last_hidden=None, **forward) -> np.ndarray:  # fmt: skip
+def pooled_hidden_states(
+    model,
+    features: list[dict],
+    collate,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    last_hidden=None,
+    **forward,
+) -> np.ndarray:
     """One embedding per feature, in order: the last hidden state (or ``last_hidden(output)``)
     averaged over the input's tokens; for tasks whose logits are not one row per example
     (``forward`` may ask the model to skip most of them, e.g. ``logits_to_keep=1``)."""

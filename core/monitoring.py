@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
 from tunewright.cleaning import clean
 from tunewright.config import compose_config
 from tunewright.data import DomainData
@@ -33,7 +34,9 @@ REPORT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 WHOLE_BATCH = ("data.validation_fraction=0", "data.test_fraction=0")
 
 
-def monitor_run(folder: str | Path, overrides: list[str], plugins, trust_remote_code: bool = False) -> list[dict[str, Any]]:
+def monitor_run(
+    folder: str | Path, overrides: list[str], plugins, trust_remote_code: bool = False
+) -> list[dict[str, Any]]:
     """Monitor one batch against the run in ``folder``; returns each monitor's report.
 
     Monitors of one run take turns (the run folder's lock): their reports, the model
@@ -52,7 +55,9 @@ def _monitor(run_folder: RunFolder, overrides: list[str], plugins, trust_remote_
         raise ConfigError("monitor: name the new batch with data=<option>, e.g. data=csv data.path=batch.csv")
     if not run_config.monitor.names:
         raise ConfigError(f"{folder}: the run was trained with monitor=none, so it has no drift reference")
-    batch_config = compose_config([*overrides, *(o for o in WHOLE_BATCH if o.split("=")[0] not in _keys(overrides))], plugins)
+    batch_config = compose_config(
+        [*overrides, *(o for o in WHOLE_BATCH if o.split("=")[0] not in _keys(overrides))], plugins
+    )
     settings = batch_config.monitor
     predictor = load_run(folder, trust_remote_code)
     examples, sources = load_batch(batch_config.data, predictor.label_names, plugins)
@@ -87,14 +92,18 @@ def load_batch(data_config, label_names: list[str], plugins) -> tuple[list[dict[
     return [_relabel(example, data.label_names, label_names, data) for example in examples], data.sources
 
 
-def _relabel(example: dict[str, Any], batch_labels: list[str], run_labels: list[str], data: DomainData) -> dict[str, Any]:
+def _relabel(
+    example: dict[str, Any], batch_labels: list[str], run_labels: list[str], data: DomainData
+) -> dict[str, Any]:
     if example.get("label") is None:
         return example
     name = batch_labels[example["label"]]
     if name not in run_labels:
-        raise DataError(f"the batch ({_describe(data)}) has label {name!r}, which the model does not know; its "
-                        f"labels: {', '.join(run_labels)}. Map the batch's labels with data.label_map='{{{name}: "
-                        "<one of those>}', or monitor it unlabelled with data.label_column=null")  # fmt: skip
+        raise DataError(
+            f"the batch ({_describe(data)}) has label {name!r}, which the model does not know; its "
+            f"labels: {', '.join(run_labels)}. Map the batch's labels with data.label_map='{{{name}: "
+            "<one of those>}', or monitor it unlabelled with data.label_column=null"
+        )
     return {**example, "label": run_labels.index(name)}
 
 
@@ -105,8 +114,10 @@ def _describe(data: DomainData) -> str:
 def _checked_name(name: str) -> str:
     """``monitor.name`` becomes a file name in ``reports/``: no folders, no hidden files."""
     if not REPORT_NAME.fullmatch(name) or name.startswith("."):
-        raise ConfigError(f"monitor.name={name!r}: use letters, digits, '_', '-' and '.' only (it names "
-                          "reports/drift-<name>.json), not starting with '.'")  # fmt: skip
+        raise ConfigError(
+            f"monitor.name={name!r}: use letters, digits, '_', '-' and '.' only (it names "
+            "reports/drift-<name>.json), not starting with '.'"
+        )
     return name
 
 

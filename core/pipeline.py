@@ -23,12 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+
 from tunewright import distributed, sharding
 from tunewright.cleaning import clean, data_card, data_card_markdown
 from tunewright.contracts import Evaluation
 from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
 from tunewright.errors import ConfigError, DataError, RunFolderError
+from tunewright.precision import autocast_dtype, pick_device
 from tunewright.predictor import Predictor
 from tunewright.run import Run
 from tunewright.run_folder import (
@@ -40,19 +42,32 @@ from tunewright.run_folder import (
 from tunewright.schema import part_options
 from tunewright.token_cache import encode_cached
 from tunewright.tracking import start_trackers, stop_trackers
-from tunewright.precision import autocast_dtype, pick_device
 from tunewright.trainer import Trainer
 from tunewright.training_identity import config_differences
 
 # Libraries whose versions the manifest records.
-RECORDED_LIBRARIES = ("tunewright", "torch", "transformers", "peft", "hydra-core", "scikit-learn", "fairlearn",
-                      "evidently", "wandb")  # fmt: skip
+RECORDED_LIBRARIES = (
+    "tunewright",
+    "torch",
+    "transformers",
+    "peft",
+    "hydra-core",
+    "scikit-learn",
+    "fairlearn",
+    "evidently",
+    "wandb",
+)
 PREDICTIONS_FILE = "test_predictions.jsonl"
 # What stands when no plugin answers tunewright_release_decision (its builtin blocked, say):
 # release is not cleared, and export says why.
-NO_DECISION = {"allowed": False, "policy": None,
-               "reasons": ["no release decision: no plugin answered tunewright_release_decision "
-                           "(is tunewright.governance.release in TUNEWRIGHT_DISABLE_PLUGINS?)"]}  # fmt: skip
+NO_DECISION = {
+    "allowed": False,
+    "policy": None,
+    "reasons": [
+        "no release decision: no plugin answered tunewright_release_decision "
+        "(is tunewright.governance.release in TUNEWRIGHT_DISABLE_PLUGINS?)"
+    ],
+}
 
 
 def seed_everything(seed: int) -> None:
@@ -151,7 +166,9 @@ def _train(run: Run, plugins, device: torch.device, context: DistributedContext)
         predictor = Predictor(task, model, data.label_names, cfg.trainer.eval_batch_size, device, trainer.dtype)
         evaluation = Evaluation(run, predictor, data, test_metrics, test_predictions.rows)
         results["audits"] = _run_audits(evaluation, governance["audits"], base_audits, plugins)
-        results["monitors"] = {name: monitor.record_baseline(evaluation) for name, monitor in governance["monitors"].items()}
+        results["monitors"] = {
+            name: monitor.record_baseline(evaluation) for name, monitor in governance["monitors"].items()
+        }
         run.folder.write_json("results.json", results)
         plugins.hook.tunewright_write_model_card(folder=run.folder.path)
         plugins.hook.tunewright_train_end(run=run, results=results)
@@ -168,8 +185,10 @@ def require_resumable(run: Run) -> None:
     if not folder.holds_run():
         return
     if cfg.trainer.resume == "never":
-        raise ConfigError(f"trainer.resume=never, but {folder.path} already holds a run; choose a new paths.run_id "
-                          "(a run is never overwritten)")  # fmt: skip
+        raise ConfigError(
+            f"trainer.resume=never, but {folder.path} already holds a run; choose a new paths.run_id "
+            "(a run is never overwritten)"
+        )
     changed = config_differences(folder.read_config(), cfg)
     if changed:
         raise ConfigError(
@@ -181,8 +200,10 @@ def require_resumable(run: Run) -> None:
 def refuse_foreign_folder(folder: RunFolder) -> None:
     foreign = folder.foreign_entries()
     if foreign:
-        raise RunFolderError(f"{folder.path} holds files that are not a tunewright run ({', '.join(foreign[:3])}); "
-                             "choose another paths.run_id or paths.runs_dir")  # fmt: skip
+        raise RunFolderError(
+            f"{folder.path} holds files that are not a tunewright run ({', '.join(foreign[:3])}); "
+            "choose another paths.run_id or paths.runs_dir"
+        )
 
 
 def _require_same_data(run: Run, data: DomainData) -> None:
@@ -192,8 +213,10 @@ def _require_same_data(run: Run, data: DomainData) -> None:
         return
     recorded = {source["path"]: source["sha256"] for source in manifest.get("data_sources", [])}
     changed = next((s["path"] for s in data.sources if recorded.get(s["path"]) != s["sha256"]), "the data sources")
-    raise DataError(f"{changed}: changed since run {run.run_id} started (manifest.json records other contents); "
-                    "restore the data it started with, or train a new run")  # fmt: skip
+    raise DataError(
+        f"{changed}: changed since run {run.run_id} started (manifest.json records other contents); "
+        "restore the data it started with, or train a new run"
+    )
 
 
 def _require_labelled_classes(data: DomainData) -> None:
@@ -202,7 +225,9 @@ def _require_labelled_classes(data: DomainData) -> None:
     sources = ", ".join(source["path"] for source in data.sources) or "the data"
     train = data.splits["train"]
     if any(example.get("label") is None and "tags" not in example for example in train):
-        raise DataError(f"{sources}: the training data has no labels (data.label_column=null is for tunewright monitor)")
+        raise DataError(
+            f"{sources}: the training data has no labels (data.label_column=null is for tunewright monitor)"
+        )
     present = {label for example in train for label in example.get("tags") or [example["label"]]}
     if len(present) < 2:
         only = ", ".join(repr(data.label_names[label]) for label in present) or "none"
@@ -217,8 +242,7 @@ def _join_process_group(cfg: DictConfig, device: torch.device) -> DistributedCon
     if strategy == "single":
         if distributed.launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
             raise ConfigError(
-                f"trainer.strategy=single, but torchrun started {os.environ['WORLD_SIZE']} processes; "
-                "use trainer=ddp"
+                f"trainer.strategy=single, but torchrun started {os.environ['WORLD_SIZE']} processes; use trainer=ddp"
             )
         return DistributedContext()
     return distributed.setup(device)
@@ -281,9 +305,18 @@ def _audit_base_model(run: Run, task, model, data: DomainData, audits: dict[str,
     own_labels = task.pretrained_label_names()
     if own_labels != data.label_names:
         predicts = f" (it predicts {', '.join(own_labels)})" if own_labels else ""
-        return {"possible": False, "reason": f"its checkpoint has no head for the labels {', '.join(data.label_names)}{predicts}"}
-    predictor = Predictor(task, model, data.label_names, run.config.trainer.eval_batch_size, device,
-                          autocast_dtype(run.config.trainer.precision, device))  # fmt: skip
+        return {
+            "possible": False,
+            "reason": f"its checkpoint has no head for the labels {', '.join(data.label_names)}{predicts}",
+        }
+    predictor = Predictor(
+        task,
+        model,
+        data.label_names,
+        run.config.trainer.eval_batch_size,
+        device,
+        autocast_dtype(run.config.trainer.precision, device),
+    )
     test = data.splits["test"]
     logits = predictor.outputs([example[task.input_field] for example in test])[0]
     rows, _ = task.test_predictions(model, test, logits, data.label_names, device)
@@ -341,7 +374,9 @@ def _git_revision(directory: Path) -> dict[str, Any] | None:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return None
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=directory, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=directory, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
@@ -356,8 +391,7 @@ def _write_manifest(run: Run, data: DomainData, task) -> None:
         "run_id": run.run_id,
         "config_sha256": hashlib.sha256(resolved.encode()).hexdigest(),
         "data_sources": data.sources,
-        "task": {"kind": run.config.model.kind, "pipeline_tag": task.pipeline_tag,
-                 "input_field": task.input_field},  # fmt: skip
+        "task": {"kind": run.config.model.kind, "pipeline_tag": task.pipeline_tag, "input_field": task.input_field},
         "git": _git_revision(Path.cwd()),
         "seed": run.config.seed,
         "world_size": run.world_size,

@@ -134,8 +134,11 @@ class _Loading:
             self.manager.unregister(name=name)
         if debugging():
             traceback.print_exception(error, file=sys.stderr)
-        print(f"tunewright: WARNING: plugin {name!r} from {info.source} {what}: {first}; it is left out. Fix or "
-              f"uninstall it, or set {DISABLE_ENV}={name} to silence this", file=sys.stderr)  # fmt: skip
+        print(
+            f"tunewright: WARNING: plugin {name!r} from {info.source} {what}: {first}; it is left out. Fix or "
+            f"uninstall it, or set {DISABLE_ENV}={name} to silence this",
+            file=sys.stderr,
+        )
 
     def discover(self, blocked: set[str]):
         """Register every plugin that is not blocked."""
@@ -212,7 +215,9 @@ def _config_package(entry: str):
     try:
         return importlib.resources.files(entry[len("pkg://") :].replace("/", "."))
     except ModuleNotFoundError:
-        raise PluginError(f"config search path {entry!r}: no such package (does its folder hold an __init__.py?)") from None
+        raise PluginError(
+            f"config search path {entry!r}: no such package (does its folder hold an __init__.py?)"
+        ) from None
 
 
 def load_plugins() -> Plugins:

@@ -13,10 +13,10 @@ import torch
 from omegaconf import DictConfig
 
 from tunewright.errors import RunFolderError
-from tunewright.plugin_manager import get_plugins
-from tunewright.run_folder import RunFolder
 from tunewright.inference import predict_outputs
+from tunewright.plugin_manager import get_plugins
 from tunewright.precision import autocast_dtype, pick_device
+from tunewright.run_folder import RunFolder
 
 
 class Predictor:
@@ -100,7 +100,9 @@ def load_run(folder: str | Path, trust_remote_code: bool = False) -> Predictor:
     loaded = load_model(RunFolder(folder), trust_remote_code)
     device = pick_device(loaded.config.trainer.device)
     dtype = autocast_dtype(loaded.config.trainer.precision, device)
-    return Predictor(loaded.task, loaded.model, loaded.label_names, loaded.config.trainer.eval_batch_size, device, dtype)
+    return Predictor(
+        loaded.task, loaded.model, loaded.label_names, loaded.config.trainer.eval_batch_size, device, dtype
+    )
 
 
 def warn_remote_code(model_dir: Path) -> None:

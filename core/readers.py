@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import codecs
 import csv
-import sys
 import difflib
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tunewright.errors import DataError
 
@@ -95,7 +96,11 @@ def read_csv(path: Path, encoding: str = "utf-8", delimiter: str = ",") -> tuple
         start = reader.line_num + 1
         for fields in reader:
             if fields and len(fields) != len(header):
-                spans = f" (the record runs on to row {reader.line_num}: a quote left open?)" if reader.line_num > start else ""
+                spans = (
+                    f" (the record runs on to row {reader.line_num}: a quote left open?)"
+                    if reader.line_num > start
+                    else ""
+                )
                 raise DataError(
                     f"{path}, row {start}: {len(fields)} fields where the header has {len(header)} "
                     f"({', '.join(header)}){spans}; check quoting and data.delimiter"
@@ -110,7 +115,7 @@ def read_csv(path: Path, encoding: str = "utf-8", delimiter: str = ",") -> tuple
         elif "unexpected end of data" in problem or "EOF" in problem:
             problem = "a quote opened in this row is never closed"
         elif "expected after" in problem:
-            problem = "a quote opened in this row does not close where its field ends (a quote inside a field is written twice: \"\")"
+            problem = 'a quote opened in this row does not close where its field ends (a quote inside a field is written twice: "")'
         raise DataError(f"{path}, row {start}: {problem}; check quoting and data.delimiter") from None
     if not rows:
         raise DataError(f"{path}: a header but no rows")

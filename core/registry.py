@@ -10,8 +10,9 @@ name both plugins.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tunewright.contracts import missing_members
 from tunewright.errors import ConfigError, PluginError
@@ -41,7 +42,9 @@ class Registry:
         is checked against the contract when it is registered.
     """
 
-    def __init__(self, family: str, config_group: str, base_schema: type, contract: type, factory_is_class: bool = False):
+    def __init__(
+        self, family: str, config_group: str, base_schema: type, contract: type, factory_is_class: bool = False
+    ):
         self.family = family
         self.config_group = config_group
         self.base_schema = base_schema
@@ -50,7 +53,7 @@ class Registry:
         self._parts: dict[str, Part] = {}
         self._plugin: str = "<unknown>"
 
-    def registering_for(self, plugin_name: str) -> "Registry":
+    def registering_for(self, plugin_name: str) -> Registry:
         """Attribute the following :meth:`add` calls to ``plugin_name``."""
         self._plugin = plugin_name
         return self

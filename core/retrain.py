@@ -22,15 +22,21 @@ from tunewright.run_folder import RunFolder, atomic_write_text, new_run_id
 RETRAIN_DATA = "retrain"  # the old run's folder of combined data, one file per new run
 
 
-def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any], label_names: list[str], plugins) -> dict[str, Any]:
+def retrain(
+    old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any], label_names: list[str], plugins
+) -> dict[str, Any]:
     """Train the new run; returns its id and test metrics."""
     from tunewright.pipeline import run_training
 
     if any(example.get("label") is None for example in batch):
-        raise ConfigError("monitor.retrain: the batch has no labels to learn from; label it, or monitor without retrain")
+        raise ConfigError(
+            "monitor.retrain: the batch has no labels to learn from; label it, or monitor without retrain"
+        )
     cfg = old.read_config()
     original = plugins.registries["datasets"].build(cfg.data).load()
-    examples = [(e, original.label_names) for split in original.splits.values() for e in split] + [(e, label_names) for e in batch]
+    examples = [(e, original.label_names) for split in original.splits.values() for e in split] + [
+        (e, label_names) for e in batch
+    ]
     sensitive = list(cfg.data.sensitive_columns)
     run_id = new_run_id(cfg)
     folder = RunFolder(old.path.parent / run_id)
@@ -38,11 +44,17 @@ def retrain(old: RunFolder, batch: list[dict[str, Any]], report: dict[str, Any],
     atomic_write_text(path, "".join(json.dumps(_row(example, names, sensitive)) + "\n" for example, names in examples))
     images = any("image" in e for e, _ in examples)
     jsonl = plugins.registries["datasets"].get("jsonl").schema  # the registered JSON-lines loader's options
-    data = jsonl(kind="jsonl", path=str(path), labels=list(label_names), sensitive_columns=sensitive,
-                 image_column="image" if images else None,
-                 text_pair_column="text_pair" if any("text_pair" in e for e, _ in examples) else None,
-                 validation_fraction=cfg.data.validation_fraction, test_fraction=cfg.data.test_fraction,
-                 split_seed=cfg.data.split_seed)  # fmt: skip
+    data = jsonl(
+        kind="jsonl",
+        path=str(path),
+        labels=list(label_names),
+        sensitive_columns=sensitive,
+        image_column="image" if images else None,
+        text_pair_column="text_pair" if any("text_pair" in e for e, _ in examples) else None,
+        validation_fraction=cfg.data.validation_fraction,
+        test_fraction=cfg.data.test_fraction,
+        split_seed=cfg.data.split_seed,
+    )
     cfg.data = OmegaConf.merge(OmegaConf.structured(data), {"cleaning": cfg.data.cleaning})
     cfg.paths.run_id = run_id
     cfg.paths.runs_dir = str(old.path.parent)
@@ -59,4 +71,3 @@ def _row(example: dict[str, Any], label_names: list[str], sensitive: list[str]) 
     row["label"] = label_names[example["label"]]
     row.update({column: (example.get("sensitive") or {}).get(column) for column in sensitive})
     return row
-

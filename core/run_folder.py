@@ -22,9 +22,10 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -191,7 +192,7 @@ class RunFolder:
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
-    def create(self) -> "RunFolder":
+    def create(self) -> RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -223,7 +224,7 @@ class RunFolder:
             self.path.rmdir()
 
     @contextmanager
-    def locked(self, command: str, wait: bool = False) -> Iterator["RunFolder"]:
+    def locked(self, command: str, wait: bool = False) -> Iterator[RunFolder]:
         """Hold the folder's exclusive lock while ``command`` writes to it.
 
         The lock is ``fcntl.flock`` on ``<run>/.lock``, released by the kernel when the
@@ -251,8 +252,13 @@ class RunFolder:
                     ) from None
                 print(f"tunewright: waiting for {self.path}, in use by {holder}", file=sys.stderr)
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            record = {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(),
-                      "command": command, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+            record = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "user": getpass.getuser(),
+                "command": command,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
             _HELD_LOCKS.add(key)
@@ -317,23 +323,33 @@ class RunFolder:
         recorded: altered weights or reordered label names would otherwise load
         silently and predict wrong. A run from before hashes were recorded loads with a
         warning."""
-        recorded = {k: v for k, v in ((self.read_json("manifest.json") or {}).get(HASHES_KEY) or {}).items()
-                    if k.startswith(f"{folder}/")}  # fmt: skip
+        recorded = {
+            k: v
+            for k, v in ((self.read_json("manifest.json") or {}).get(HASHES_KEY) or {}).items()
+            if k.startswith(f"{folder}/")
+        }
         if not recorded:
-            print(f"tunewright: WARNING: {self.path}/manifest.json records no hashes of {folder}/ (a run from before "
-                  f"tunewright recorded them); {folder}/ is read unverified", file=sys.stderr)  # fmt: skip
+            print(
+                f"tunewright: WARNING: {self.path}/manifest.json records no hashes of {folder}/ (a run from before "
+                f"tunewright recorded them); {folder}/ is read unverified",
+                file=sys.stderr,
+            )
             return
         present = self._hashes(folder)
         for name, expected in recorded.items():
             if name not in present:
                 raise RunFolderError(f"{self.path / name}: missing; the run's {folder}/ is incomplete")
             if present[name] != expected:
-                raise RunFolderError(f"{self.path / name}: its SHA-256 differs from the one manifest.json recorded "
-                                     "(the file was altered or corrupted); refusing to load it")  # fmt: skip
+                raise RunFolderError(
+                    f"{self.path / name}: its SHA-256 differs from the one manifest.json recorded "
+                    "(the file was altered or corrupted); refusing to load it"
+                )
         extra = sorted(set(present) - set(recorded))
         if extra:
-            raise RunFolderError(f"{self.path / extra[0]}: not written by the run (manifest.json does not record it); "
-                                 f"remove it or restore {folder}/ from a copy")  # fmt: skip
+            raise RunFolderError(
+                f"{self.path / extra[0]}: not written by the run (manifest.json does not record it); "
+                f"remove it or restore {folder}/ from a copy"
+            )
 
     def _hashes(self, folder: str) -> dict[str, str]:
         root = self.path / folder

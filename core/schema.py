@@ -91,7 +91,9 @@ class ModelConfig(PartConfig):
     """A pre-trained model and the task head put on it."""
 
     name_or_path: str = MISSING  # a hub id or a local directory
-    max_length: int = knob(128, low=1)  # tokens per example (at most the model's positions); longer: more memory and time per step
+    max_length: int = knob(
+        128, low=1
+    )  # tokens per example (at most the model's positions); longer: more memory and time per step
     trust_remote_code: bool = False  # run code shipped with the checkpoint: opt in only
     revision: Optional[str] = None
 
@@ -125,12 +127,17 @@ class DataConfig(PartConfig):
     """Where examples come from and how they are split."""
 
     limit: Optional[int] = knob(None, low=1)  # keep at most this many examples (stratified), for quick runs
-    validation_fraction: float = knob(0.1, low=0, high=1, high_open=True)  # of all examples, when the source has no split
-    test_fraction: float = knob(0.2, low=0, high=1, high_open=True)  # of all examples, when the source has no test split
+    validation_fraction: float = knob(
+        0.1, low=0, high=1, high_open=True
+    )  # of all examples, when the source has no split
+    test_fraction: float = knob(
+        0.2, low=0, high=1, high_open=True
+    )  # of all examples, when the source has no test split
     split_seed: int = 0
     sensitive_columns: list[str] = field(default_factory=list)  # kept for the bias audit, never fed to the model
     label_map: Any = None  # rename labels as read: {0: negative, 1: positive}
-    probe_domain: Optional[str] = None  # whose bias probes fit these texts: reviews, support, clinical, finance (or a plugin's)
+    # whose bias probes fit these texts: reviews, support, clinical, finance (or a plugin's)
+    probe_domain: Optional[str] = None
     cleaning: CleaningConfig = field(default_factory=CleaningConfig)
 
 
@@ -153,18 +160,24 @@ class TrackerConfig(PartConfig):
 class TrainerConfig:
     """The training loop's knobs (see ``core/trainer.py``)."""
 
-    strategy: str = knob("single", choices=("single", "ddp", "fsdp"))  # under torchrun, or launching nproc_per_node itself
+    strategy: str = knob(
+        "single", choices=("single", "ddp", "fsdp")
+    )  # under torchrun, or launching nproc_per_node itself
     nproc_per_node: int = knob(1, low=1)  # with ddp/fsdp and no torchrun: processes to launch on this machine
     max_epochs: int = knob(3, low=1)
     batch_size: int = knob(16, low=1)  # examples per micro-batch per process; larger: more memory
     gradient_accumulation_steps: int = knob(1, low=1)  # micro-batches per optimizer step
     eval_batch_size: int = knob(64, low=1)
-    learning_rate: Optional[float] = knob(None, low=0, low_open=True)  # null: the method's own default (full 5e-5, lora 1e-3, ...)
+    learning_rate: Optional[float] = knob(
+        None, low=0, low_open=True
+    )  # null: the method's own default (full 5e-5, lora 1e-3, ...)
     weight_decay: float = knob(0.01, low=0)
     schedule: str = knob("linear", choices=("linear", "cosine"))  # after warmup
     warmup_ratio: float = knob(0.1, low=0, high=1, high_open=True)  # share of steps with linearly rising learning rate
     max_grad_norm: float = knob(1.0, low=0)  # gradient clipping; 0 disables it
-    precision: str = knob("auto", choices=("auto", "fp32", "bf16", "fp16"))  # auto: bf16 on CUDA (fp16 + grad scaler without bf16), fp32 on CPU
+    precision: str = knob(
+        "auto", choices=("auto", "fp32", "bf16", "fp16")
+    )  # auto: bf16 on CUDA (fp16 + grad scaler without bf16), fp32 on CPU
     gradient_checkpointing: bool = False  # recompute activations: less memory, one extra forward per step
     compile: bool = False  # torch.compile the model: faster steps after a compile pause
     group_by_length: bool = True  # batches of similar length: less padding, same randomness
@@ -179,7 +192,9 @@ class TrainerConfig:
     resume_fallback: bool = False  # if the newest checkpoint is corrupt, use an older one
     stop_after_steps: Optional[int] = knob(None, low=1)  # checkpoint and stop after this many steps (time-boxed jobs)
     log_every_n_steps: int = knob(10, low=1)
-    device: str = knob("auto", pattern=r"auto|cpu|cuda(:\d+)?|mps", meaning="auto, cpu, cuda, cuda:<index> or mps")  # auto: cuda when available, else cpu
+    device: str = knob(
+        "auto", pattern=r"auto|cpu|cuda(:\d+)?|mps", meaning="auto, cpu, cuda, cuda:<index> or mps"
+    )  # auto: cuda when available, else cpu
     progress_bar: bool = True  # shown only on rank 0 and when output is a terminal
 
 
@@ -195,8 +210,10 @@ class AuditSelectionConfig(SelectionConfig):
     """The bias audits to run, and the policy that judges them."""
 
     policy: str = "default"  # a bundled policy (default, lenient) or a path to a policy YAML
-    positive_label: Optional[str] = None  # the favourable label whose rate parity compares; default: the last of two (multi-class: none)
-    probes: Optional[str] = None  # probe templates: a domain's name or a file (one per line, {person}); default: data.probe_domain
+    # the favourable label whose rate parity compares; default: the last of two (multi-class: none)
+    positive_label: Optional[str] = None
+    # probe templates: a domain's name or a file (one per line, {person}); default: data.probe_domain
+    probes: Optional[str] = None
 
 
 @dataclass
@@ -207,13 +224,22 @@ class MonitorSelectionConfig(SelectionConfig):
     reference_size: int = knob(1000, low=1)  # held-out examples kept as the reference (a seeded sample beyond this)
     window: int = knob(0, low=0)  # monitor a batch in consecutive windows of this many rows; 0: the whole batch
     min_rows: int = knob(30, low=1)  # fewer rows (in a batch, window or group): insufficient_data, no test
-    significance: float = knob(0.05, low=0, high=1, low_open=True, high_open=True)  # p-value below which a descriptor or prediction shift is significant
+    significance: float = knob(
+        0.05, low=0, high=1, low_open=True, high_open=True
+    )  # p-value below which a descriptor or prediction shift is significant
     effect_size: float = knob(0.1, low=0)  # normalised Wasserstein distance a descriptor must also exceed to drift
-    embedding_method: str = knob("model", choices=("model", "mmd"))  # model: domain-classifier ROC AUC; mmd: maximum mean discrepancy
-    embedding_threshold: Optional[float] = knob(None, low=0, low_open=True)  # default: 0.55 ROC AUC for model, 0.015 for mmd
-    accuracy_drop: float = knob(0.05, low=0, high=1, low_open=True)  # a labelled batch whose accuracy falls this much below the reference drifts
+    embedding_method: str = knob(
+        "model", choices=("model", "mmd")
+    )  # model: domain-classifier ROC AUC; mmd: maximum mean discrepancy
+    embedding_threshold: Optional[float] = knob(
+        None, low=0, low_open=True
+    )  # default: 0.55 ROC AUC for model, 0.015 for mmd
+    accuracy_drop: float = knob(
+        0.05, low=0, high=1, low_open=True
+    )  # a labelled batch whose accuracy falls this much below the reference drifts
     name: Optional[str] = None  # the report's name: reports/drift-<name>.json; default: from the data
-    retrain: bool = False  # when retraining is recommended, train a new run on the run's data plus this (labelled) batch
+    # when retraining is recommended, train a new run on the run's data plus this (labelled) batch
+    retrain: bool = False
 
 
 @dataclass
@@ -269,7 +295,9 @@ def selection_schema(registry, base: type) -> type:
     """A list group's schema (``audit``, ``tracker``): ``base``'s keys (``names``, ...)
     plus one node per registered part holding that part's options
     (``audit.eec.path=...``, ``tracker.wandb.mode=offline``)."""
-    fields = [(part.name, part.schema, field(default_factory=partial(part.schema, kind=part.name))) for part in registry]
+    fields = [
+        (part.name, part.schema, field(default_factory=partial(part.schema, kind=part.name))) for part in registry
+    ]
     return make_dataclass(f"{registry.family.capitalize()}SelectionConfig", fields, bases=(base,))
 
 

@@ -22,7 +22,16 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 # Dense bf16/fp16 tensor-core peak FLOP/s by GPU name, for the MFU estimate.
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12, "V100": 125e12, "T4": 65e12}
+PEAK_FLOPS = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10": 125e12,
+    "V100": 125e12,
+    "T4": 65e12,
+}
 
 
 def model_flops_utilisation(tokens_per_second: float, parameters: int, device: torch.device) -> float | None:

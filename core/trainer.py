@@ -28,8 +28,9 @@ import contextlib
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -213,7 +214,9 @@ class Trainer:
         if self.context.is_main_process:  # what a killed attempt logged past its checkpoint is logged again
             self.run.folder.rewind_metrics(progress.step)
         stop_at = progress.step + cfg.stop_after_steps if cfg.stop_after_steps else None
-        return _Plan(epoch_steps, steps_per_epoch, total_steps, stop_at, optimizer, scheduler, progress, progress.step or None)
+        return _Plan(
+            epoch_steps, steps_per_epoch, total_steps, stop_at, optimizer, scheduler, progress, progress.step or None
+        )
 
     def _loop(self, plan: _Plan, train_features: list[dict], validation_features: list[dict]) -> bool:
         """Optimizer steps until the last epoch ends, early stopping says stop, or
@@ -227,7 +230,9 @@ class Trainer:
             self.engine.train()
             for indices in plan.epoch_steps(epoch)[offset:]:
                 step = progress.step + 1
-                loss, tokens, samples = self._optimizer_step(train_features, indices, plan.optimizer, plan.scheduler, step)
+                loss, tokens, samples = self._optimizer_step(
+                    train_features, indices, plan.optimizer, plan.scheduler, step
+                )
                 progress.step = step
                 for counter in (plan.totals, window):
                     counter["tokens"] += tokens
@@ -275,8 +280,12 @@ class Trainer:
 
     def _optimizer_step(self, features, indices, optimizer, scheduler, step: int) -> tuple[float, float, float]:
         """One update from this step's examples; returns (mean loss, tokens, samples) over all ranks."""
-        shares = micro_batches(indices, self.cfg.gradient_accumulation_steps, self.context.rank, self.context.world_size)
-        batches = [to_device(self.task.collate_train([features[i] for i in share]), self.device) for share in shares if share]
+        shares = micro_batches(
+            indices, self.cfg.gradient_accumulation_steps, self.context.rank, self.context.world_size
+        )
+        batches = [
+            to_device(self.task.collate_train([features[i] for i in share]), self.device) for share in shares if share
+        ]
         local_count = sum(self.task.loss_count(batch) for batch in batches)
         global_count = all_reduce_sum(float(local_count), self.context, self.device)
         scale = self.context.world_size / global_count  # DDP averages over ranks; undo that
@@ -341,7 +350,9 @@ class Trainer:
         context = self.context
 
         def predict(share: list[dict]) -> np.ndarray:
-            return predict_logits(self.model, share, self.task.collate, self.cfg.eval_batch_size, self.device, self.dtype)
+            return predict_logits(
+                self.model, share, self.task.collate, self.cfg.eval_batch_size, self.device, self.dtype
+            )
 
         if not context.is_distributed or sharding.is_sharded(self.model) or len(features) < context.world_size:
             return predict(features)
@@ -383,9 +394,16 @@ class Trainer:
             meta["grad_scaler"] = self.scaler.state_dict()
         best = self.best_state if progress.best_step not in (None, progress.step) else None
         path = ckpt.save_checkpoint(
-            self.checkpoints, progress.step, weights, optimizer_state, scheduler.state_dict(), rng_states, meta,
-            self.cfg.keep_last_checkpoints, best_weights=best,
-        )  # fmt: skip
+            self.checkpoints,
+            progress.step,
+            weights,
+            optimizer_state,
+            scheduler.state_dict(),
+            rng_states,
+            meta,
+            self.cfg.keep_last_checkpoints,
+            best_weights=best,
+        )
         self.hook.tunewright_checkpoint_saved(run=self.run, path=path, step=progress.step)
 
     def _resume(self, optimizer, scheduler) -> _Progress:

@@ -13,16 +13,24 @@ from omegaconf import OmegaConf
 
 # Trainer keys that do not change what is computed, so a checkpoint stays valid across them.
 RESUME_NEUTRAL_KEYS = (
-    "resume", "resume_fallback", "stop_after_steps", "progress_bar", "log_every_n_steps",
-    "keep_last_checkpoints", "nproc_per_node", "device", "eval_batch_size",
-)  # fmt: skip
-
+    "resume",
+    "resume_fallback",
+    "stop_after_steps",
+    "progress_bar",
+    "log_every_n_steps",
+    "keep_last_checkpoints",
+    "nproc_per_node",
+    "device",
+    "eval_batch_size",
+)
 
 
 def training_identity(config) -> dict[str, Any]:
     """Everything in a config that determines the computation (what a checkpoint is
     valid for): model, method, data, seed and the trainer keys that are not neutral."""
-    trainer = {k: v for k, v in OmegaConf.to_container(config.trainer, resolve=True).items() if k not in RESUME_NEUTRAL_KEYS}
+    trainer = {
+        k: v for k, v in OmegaConf.to_container(config.trainer, resolve=True).items() if k not in RESUME_NEUTRAL_KEYS
+    }
     return {
         "model": OmegaConf.to_container(config.model, resolve=True),
         "method": OmegaConf.to_container(config.method, resolve=True),
@@ -46,4 +54,8 @@ def config_differences(stored, current) -> list[str]:
         return {prefix.rstrip("."): value}
 
     old, new = flat(training_identity(stored)), flat(training_identity(current))
-    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]

@@ -18,7 +18,12 @@ from typing import Any
 
 from tunewright.governance.results import upgrade_audit
 
-MARGINS = {"flip_rate": 0.01, "demographic_parity_ratio": 0.05, "accuracy_gap": 0.02, "label_distribution_distance": 0.02}
+MARGINS = {
+    "flip_rate": 0.01,
+    "demographic_parity_ratio": 0.05,
+    "accuracy_gap": 0.02,
+    "label_distribution_distance": 0.02,
+}
 
 
 def not_possible(reason: str) -> dict[str, Any]:
@@ -36,14 +41,20 @@ def compare_with_base(base: dict[str, dict], tuned: dict[str, dict]) -> dict[str
         audits[name] = {
             "verdict": {"base": before["verdict"], "fine_tuned": after["verdict"]},
             "changes": changes,
-            "introduced": [k for k, c in changes.items() if c["verdict"]["base"] != "fail" and c["verdict"]["fine_tuned"] == "fail"],
+            "introduced": [
+                k for k, c in changes.items() if c["verdict"]["base"] != "fail" and c["verdict"]["fine_tuned"] == "fail"
+            ],
             "amplified": [k for k, c in changes.items() if c["amplified"]],
         }
     introduced = sorted({f"{n}/{k}" for n, a in audits.items() for k in a["introduced"]})
     amplified = sorted({f"{n}/{k}" for n, a in audits.items() for k in a["amplified"]})
     summary = (
         "Compared with the base model, fine-tuning "
-        + (f"introduced a failing disparity in {', '.join(introduced)}" if introduced else "introduced no failing disparity")
+        + (
+            f"introduced a failing disparity in {', '.join(introduced)}"
+            if introduced
+            else "introduced no failing disparity"
+        )
         + (f" and amplified {', '.join(amplified)}." if amplified else " and amplified none.")
     )
     return {"possible": True, "audits": audits, "introduced": introduced, "amplified": amplified, "summary": summary}
@@ -62,7 +73,9 @@ def _check_changes(before: list[dict], after: list[dict]) -> dict[str, dict]:
         limits = check["limits"]
         margin = MARGINS.get(check["check"], 0.1 * abs(limits.get("min", limits.get("max", 0.0)) or 0.0))
         towards = old["value"] - check["value"] if limits.get("min") is not None else check["value"] - old["value"]
-        changes[key] = {"value": {"base": old["value"], "fine_tuned": check["value"]},
-                        "verdict": {"base": old["verdict"], "fine_tuned": check["verdict"]},
-                        "amplified": towards > margin}  # fmt: skip
+        changes[key] = {
+            "value": {"base": old["value"], "fine_tuned": check["value"]},
+            "verdict": {"base": old["verdict"], "fine_tuned": check["verdict"]},
+            "amplified": towards > margin,
+        }
     return changes

@@ -26,8 +26,14 @@ from tunewright.run_folder import atomic_write_json, atomic_write_text
 #    not_applicable; checks with interval, meaning and what would settle them; a group
 #    table with its columns; the release decision's notes. Schema 1 is read by upgrade_audit.
 SCHEMA_VERSION = 2
-COLOURS = {"pass": "#1a7f37", "inconclusive": "#9a6700", "warn": "#9a6700", "fail": "#cf222e",
-           "not_applicable": "#57606a", "insufficient_data": "#57606a"}  # fmt: skip
+COLOURS = {
+    "pass": "#1a7f37",
+    "inconclusive": "#9a6700",
+    "warn": "#9a6700",
+    "fail": "#cf222e",
+    "not_applicable": "#57606a",
+    "insufficient_data": "#57606a",
+}
 
 
 def bias_record(run, audits: dict[str, Any], decision: dict[str, Any], policy, base_comparison=None) -> dict[str, Any]:
@@ -38,12 +44,21 @@ def bias_record(run, audits: dict[str, Any], decision: dict[str, Any], policy, b
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "method": cfg.method.kind,
         "data": cfg.data.kind,
-        "context": {"intended_use": (cfg.get("card") or {}).get("intended_use"),
-                    "out_of_scope_use": (cfg.get("card") or {}).get("out_of_scope_use"),
-                    "sensitive_columns": list(cfg.data.sensitive_columns), "positive_label": cfg.audit.positive_label},
-        "policy": {"name": policy.name, "blocking": policy.blocking, "checks": policy.checks,
-                   "min_group_size": policy.min_group_size, "significance": policy.significance,
-                   "confidence": policy.confidence, "inconclusive": policy.inconclusive},  # fmt: skip
+        "context": {
+            "intended_use": (cfg.get("card") or {}).get("intended_use"),
+            "out_of_scope_use": (cfg.get("card") or {}).get("out_of_scope_use"),
+            "sensitive_columns": list(cfg.data.sensitive_columns),
+            "positive_label": cfg.audit.positive_label,
+        },
+        "policy": {
+            "name": policy.name,
+            "blocking": policy.blocking,
+            "checks": policy.checks,
+            "min_group_size": policy.min_group_size,
+            "significance": policy.significance,
+            "confidence": policy.confidence,
+            "inconclusive": policy.inconclusive,
+        },
         "audits": audits,
         "release": decision,
         "base_model_comparison": base_comparison,
@@ -74,10 +89,7 @@ def verdict_words(verdict: str) -> str:
 
 def release_sentence(release: dict[str, Any]) -> str:
     """The release decision in one sentence, for the HTML, the card and the CLI."""
-    if release["allowed"]:
-        head = "Release is allowed"
-    else:
-        head = "Release is blocked"
+    head = "Release is allowed" if release["allowed"] else "Release is blocked"
     return head + (": " + "; ".join(release["reasons"]) if release["reasons"] else ".")
 
 
@@ -104,8 +116,10 @@ def _cell(value: Any, interval: list[float] | None = None) -> str:
     if isinstance(value, bool) or not 0 <= value <= 1:
         return f"<td>{html.escape(str(value))}</td>"
     span = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
-    return (f"<td><div class='bar'><div style='width:{value * 100:.1f}%'></div></div>"
-            f"{value:.3f}<span class='ci'>{span}</span></td>")  # fmt: skip
+    return (
+        f"<td><div class='bar'><div style='width:{value * 100:.1f}%'></div></div>"
+        f"{value:.3f}<span class='ci'>{span}</span></td>"
+    )
 
 
 def _number(value: float | None, digits: str = ".4f") -> str:
@@ -133,21 +147,31 @@ def _checks_table(checks: list[dict[str, Any]]) -> str:
 
 def _group_table(audit: dict[str, Any]) -> str:
     columns = audit["columns"]
-    header = "<tr><th>subject</th><th>group</th><th>size</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in columns) + "</tr>"
+    header = (
+        "<tr><th>subject</th><th>group</th><th>size</th>"
+        + "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
+        + "</tr>"
+    )
     rows = ""
     for group in audit["groups"]:
         note = " (suppressed: too small)" if group.get("suppressed") else ""
         cells = "".join(_cell(group.get(key), group.get(f"{key}_ci")) for key, _ in columns)
-        rows += (f"<tr><td>{html.escape(str(group.get('subject') or ''))}</td><td>{html.escape(str(group['group']))}{note}</td>"
-                 f"<td>{group.get('size', '')}</td>{cells}</tr>")  # fmt: skip
+        rows += (
+            f"<tr><td>{html.escape(str(group.get('subject') or ''))}</td><td>{html.escape(str(group['group']))}{note}</td>"
+            f"<td>{group.get('size', '')}</td>{cells}</tr>"
+        )
     return f"<table>{header}{rows}</table>" if audit["groups"] else ""
 
 
 def _audit_section(name: str, audit: dict[str, Any]) -> str:
     verdict = audit["verdict"]
-    out = [f"<h2>{html.escape(name)}: <span class='{html.escape(verdict)}'>{html.escape(verdict_words(verdict))}</span></h2>"]
+    out = [
+        f"<h2>{html.escape(name)}: <span class='{html.escape(verdict)}'>{html.escape(verdict_words(verdict))}</span></h2>"
+    ]
     if audit["details"].get("probes"):
-        out.append(f"<p>Probes: {html.escape(str(audit['details']['probes']))}, {audit['details'].get('templates')} templates.</p>")
+        out.append(
+            f"<p>Probes: {html.escape(str(audit['details']['probes']))}, {audit['details'].get('templates')} templates.</p>"
+        )
     out.append(_checks_table(audit["checks"]))
     out.append(_group_table(audit))
     if verdict == "not_applicable":

@@ -48,8 +48,13 @@ def optimize_thresholds(
     from fairlearn.postprocessing import ThresholdOptimizer
 
     (fit_scores, fit_truth, fit_groups), (scores, truth, groups) = validation, test
-    optimizer = ThresholdOptimizer(estimator=_fixed_scores(), constraints=constraint, objective="accuracy_score",
-                                   prefit=True, predict_method="predict_proba")  # fmt: skip
+    optimizer = ThresholdOptimizer(
+        estimator=_fixed_scores(),
+        constraints=constraint,
+        objective="accuracy_score",
+        prefit=True,
+        predict_method="predict_proba",
+    )
     optimizer.fit(fit_scores.reshape(-1, 1), fit_truth, sensitive_features=fit_groups)
     before = (scores >= 0.5).astype(int)
     after = np.asarray(optimizer.predict(scores.reshape(-1, 1), sensitive_features=groups, random_state=0))
@@ -57,7 +62,9 @@ def optimize_thresholds(
     def summary(predicted: np.ndarray) -> dict[str, Any]:
         return {
             "accuracy": float(np.mean(predicted == truth)),
-            "demographic_parity_difference": float(demographic_parity_difference(truth, predicted, sensitive_features=groups)),
+            "demographic_parity_difference": float(
+                demographic_parity_difference(truth, predicted, sensitive_features=groups)
+            ),
             "equalized_odds_difference": float(equalized_odds_difference(truth, predicted, sensitive_features=groups)),
             "selection_rate": {g: float(predicted[np.asarray(groups) == g].mean()) for g in sorted(set(groups))},
         }
@@ -70,15 +77,24 @@ def optimize_thresholds(
         "before": result_before,
         "after": result_after,
         "accuracy_cost": result_before["accuracy"] - result_after["accuracy"],
-        "thresholds": {str(group): _rule(rule) for group, rule in optimizer.interpolated_thresholder_.interpolation_dict.items()},
+        "thresholds": {
+            str(group): _rule(rule) for group, rule in optimizer.interpolated_thresholder_.interpolation_dict.items()
+        },
     }
 
 
 def _rule(rule: dict[str, Any]) -> list[dict[str, Any]]:
     """A group's randomised rule: with probability ``p``, predict positive when the score
     passes ``operator threshold``."""
-    return [{"p": float(rule[f"p{i}"]), "operator": rule[f"operation{i}"].operator,
-             "threshold": float(rule[f"operation{i}"].threshold)} for i in (0, 1) if f"p{i}" in rule]  # fmt: skip
+    return [
+        {
+            "p": float(rule[f"p{i}"]),
+            "operator": rule[f"operation{i}"].operator,
+            "threshold": float(rule[f"operation{i}"].threshold),
+        }
+        for i in (0, 1)
+        if f"p{i}" in rule
+    ]
 
 
 def mitigation_summary(result: dict[str, Any]) -> str:

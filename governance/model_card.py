@@ -70,7 +70,11 @@ def render_model_card(run_folder: RunFolder) -> str:
         _how_to_use(cfg, records, folder),
     ]
     title = f"# {md_text(base_model_id(cfg))} fine-tuned with {md_text(cfg['method']['kind'])} on {md_text(cfg['data']['kind'])}"
-    return f"---\n{yaml.safe_dump(_header(cfg, records, folder), sort_keys=False)}---\n\n{title}\n\n" + "\n\n".join(sections) + "\n"
+    return (
+        f"---\n{yaml.safe_dump(_header(cfg, records, folder), sort_keys=False)}---\n\n{title}\n\n"
+        + "\n\n".join(sections)
+        + "\n"
+    )
 
 
 def base_model_id(cfg: dict[str, Any]) -> str:
@@ -79,8 +83,12 @@ def base_model_id(cfg: dict[str, Any]) -> str:
 
 def _header(cfg: dict[str, Any], records: dict[str, Any], folder: Path) -> dict[str, Any]:
     test = records["results"].get("test") or {}
-    named = {"accuracy": {"type": "accuracy"}, "f1_macro": {"type": "f1", "name": "macro-F1"},
-             "exact_match": {"type": "exact_match"}, "perplexity": {"type": "perplexity"}}  # fmt: skip
+    named = {
+        "accuracy": {"type": "accuracy"},
+        "f1_macro": {"type": "f1", "name": "macro-F1"},
+        "exact_match": {"type": "exact_match"},
+        "perplexity": {"type": "perplexity"},
+    }
     metrics = [{**named[key], "value": round(test[key], 4)} for key in named if key in test]
     pipeline_tag = task_record(cfg, records)["pipeline_tag"]
     header = {
@@ -91,15 +99,19 @@ def _header(cfg: dict[str, Any], records: dict[str, Any], folder: Path) -> dict[
         "metrics": [m["type"] for m in metrics],
         "pipeline_tag": pipeline_tag,
         "tags": ["tunewright", cfg["method"]["kind"], cfg["data"]["kind"], *cfg["card"]["tags"]],
-        "model-index": [{
-            "name": records["results"].get("run_id") or cfg["paths"]["run_id"] or "tunewright-run",
-            "results": [{
-                "task": {"type": pipeline_tag},
-                "dataset": {"name": cfg["data"]["kind"], "type": cfg["data"]["kind"], "split": "test"},
-                "metrics": metrics,
-            }],
-        }],
-    }  # fmt: skip
+        "model-index": [
+            {
+                "name": records["results"].get("run_id") or cfg["paths"]["run_id"] or "tunewright-run",
+                "results": [
+                    {
+                        "task": {"type": pipeline_tag},
+                        "dataset": {"name": cfg["data"]["kind"], "type": cfg["data"]["kind"], "split": "test"},
+                        "metrics": metrics,
+                    }
+                ],
+            }
+        ],
+    }
     return header
 
 
@@ -110,8 +122,11 @@ def task_record(cfg: dict[str, Any], records: dict[str, Any]) -> dict[str, str]:
     if recorded:
         return recorded
     generative = cfg["model"]["kind"] in ("causal_lm", "seq2seq_lm")
-    return {"kind": cfg["model"]["kind"], "pipeline_tag": "text-generation" if generative else "text-classification",
-            "input_field": "text"}  # fmt: skip
+    return {
+        "kind": cfg["model"]["kind"],
+        "pipeline_tag": "text-generation" if generative else "text-classification",
+        "input_field": "text",
+    }
 
 
 def _model_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
@@ -125,18 +140,24 @@ def _model_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
         "",
         f"- Base model: {md_code(base_model_id(cfg))} (task {md_code(cfg['model']['kind'])}{length})",
         f"- Method: {md_code(cfg['method']['kind'])}"
-        + (f"; {train['trainable_parameters']:,} of {train['total_parameters']:,} parameters trained "
-           f"({train['trainable_parameters'] / max(train['total_parameters'], 1):.2%})" if train else ""),
+        + (
+            f"; {train['trainable_parameters']:,} of {train['total_parameters']:,} parameters trained "
+            f"({train['trainable_parameters'] / max(train['total_parameters'], 1):.2%})"
+            if train
+            else ""
+        ),
         f"- Labels ({len(labels)}): {', '.join(map(md_text, labels))}",
         f"- Run: {md_code(records['results'].get('run_id', '?'))}, tunewright {manifest.get('libraries', {}).get('tunewright', '?')}, "
         f"config SHA-256 `{manifest.get('config_sha256', '?')[:12]}`",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)
 
 
 def _uses(cfg: dict[str, Any]) -> str:
     card = cfg["card"]
-    intended = card["intended_use"] or "Not stated. Set `card.intended_use` to say who should use this model and for what."
+    intended = (
+        card["intended_use"] or "Not stated. Set `card.intended_use` to say who should use this model and for what."
+    )
     out_of_scope = card["out_of_scope_use"] or "Not stated. Set `card.out_of_scope_use`."
     intended = md_paragraph(card["intended_use"]) if card["intended_use"] else intended
     out_of_scope = md_paragraph(card["out_of_scope_use"]) if card["out_of_scope_use"] else out_of_scope
@@ -153,12 +174,18 @@ def _training_data(data: dict[str, Any]) -> str:
     dropped = sum(step["rows_in"] - step["rows_out"] for step in data.get("cleaning", []))
     sources = ", ".join(f"{md_code(s['path'])} (SHA-256 {md_code(s['sha256'][:12])})" for s in data.get("sources", []))
     sensitive = ", ".join(map(md_text, data.get("sensitive_features") or {})) or "none declared"
-    return "\n".join([
-        "## Training data", "",
-        f"Dataset {md_code(data.get('dataset'))} from {sources or 'no recorded files'}. Cleaning dropped {dropped} rows "
-        "(see `data_card.md` for every step and reason). Sensitive features: " + sensitive + ".", "",
-        "| split | rows | labels |", "|---|---|---|", *rows,
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "## Training data",
+            "",
+            f"Dataset {md_code(data.get('dataset'))} from {sources or 'no recorded files'}. Cleaning dropped {dropped} rows "
+            "(see `data_card.md` for every step and reason). Sensitive features: " + sensitive + ".",
+            "",
+            "| split | rows | labels |",
+            "|---|---|---|",
+            *rows,
+        ]
+    )
 
 
 def _evaluation(results: dict[str, Any], metric: str) -> str:
@@ -167,10 +194,18 @@ def _evaluation(results: dict[str, Any], metric: str) -> str:
         return "## Evaluation results\n\nThe run did not finish its test evaluation."
     rows = [f"| {name} | {value:.4f} |" for name, value in test.items()]
     train = results.get("train") or {}
-    best = (f"\n\nBest validation {md_text(metric)} {train['best_metric']:.4f} at step {train['best_step']} "
-            "(the weights this model holds when trainer.select_best is on)."
-            if train.get("best_metric") is not None else "")  # fmt: skip
-    return "\n".join(["## Evaluation results", "", "On the held-out test split:", "", "| metric | value |", "|---|---|", *rows]) + best
+    best = (
+        f"\n\nBest validation {md_text(metric)} {train['best_metric']:.4f} at step {train['best_step']} "
+        "(the weights this model holds when trainer.select_best is on)."
+        if train.get("best_metric") is not None
+        else ""
+    )
+    return (
+        "\n".join(
+            ["## Evaluation results", "", "On the held-out test split:", "", "| metric | value |", "|---|---|", *rows]
+        )
+        + best
+    )
 
 
 def _bias(bias: dict[str, Any] | None) -> str:
@@ -178,23 +213,36 @@ def _bias(bias: dict[str, Any] | None) -> str:
         return "## Bias audit\n\nNo bias audit ran for this model (`audit=none`). Its release is not cleared."
     bias = upgrade_record(bias)
     policy = bias["policy"]
-    lines = ["## Bias audit", "",
-             f"Policy `{md_text(policy['name'])}`{' (blocking)' if policy['blocking'] else ''}. "
-             + md_text(release_sentence(bias["release"]))]  # fmt: skip
+    lines = [
+        "## Bias audit",
+        "",
+        f"Policy `{md_text(policy['name'])}`{' (blocking)' if policy['blocking'] else ''}. "
+        + md_text(release_sentence(bias["release"])),
+    ]
     for name, audit in bias["audits"].items():
         lines += ["", f"### {md_text(name)}: {md_text(verdict_words(audit['verdict']))}", ""]
         if audit["checks"]:
             lines += ["| subject | check | value [interval] | limit | p | verdict |", "|---|---|---|---|---|---|"]
-            lines += [f"| {md_text(c['subject'])} | {md_text(c['check'])} | {' '.join(filter(None, (_fmt(c['value'], '.4f'), interval_text(c.get('interval')))))} "
-                      f"| {md_text(limit_text(c['limits']))} | {_fmt(c['p_value'], '.3g')} | {md_text(verdict_words(c['verdict']))} |"
-                      for c in audit["checks"]]  # fmt: skip
+            lines += [
+                f"| {md_text(c['subject'])} | {md_text(c['check'])} | {' '.join(filter(None, (_fmt(c['value'], '.4f'), interval_text(c.get('interval')))))} "
+                f"| {md_text(limit_text(c['limits']))} | {_fmt(c['p_value'], '.3g')} | {md_text(verdict_words(c['verdict']))} |"
+                for c in audit["checks"]
+            ]
         lines += [f"- {md_text(reason)}" for reason in audit["reasons"] if audit["verdict"] != "pass"]
-        lines += [f"- To settle {md_text(c['subject'])} {md_text(c['check'])}: {md_text(c['settle'])}"
-                  for c in audit["checks"] if c.get("settle")]  # fmt: skip
+        lines += [
+            f"- To settle {md_text(c['subject'])} {md_text(c['check'])}: {md_text(c['settle'])}"
+            for c in audit["checks"]
+            if c.get("settle")
+        ]
         if audit["details"].get("mitigation"):
             lines += ["", mitigation_summary(audit["details"]["mitigation"])]
     comparison = bias.get("base_model_comparison")
-    lines += ["", md_text(comparison["summary"]) if comparison else "The base model was not audited, so no change from it is reported."]
+    lines += [
+        "",
+        md_text(comparison["summary"])
+        if comparison
+        else "The base model was not audited, so no change from it is reported.",
+    ]
     lines += ["", "Full report, with what each check means and the per-group table: `reports/bias.html`."]
     return "\n".join(lines)
 
@@ -204,15 +252,20 @@ def _drift(reference: dict[str, Any] | None, reports: list[dict[str, Any]], fold
         return "## Drift baseline and monitoring\n\nNo drift reference was recorded (`monitor=none`)."
     inputs = "images" if reference.get("input_field") == "image" else "texts"
     lines = [
-        "## Drift baseline and monitoring", "",
+        "## Drift baseline and monitoring",
+        "",
         f"The reference profile holds {reference['rows']} held-out {inputs} with their descriptors, embeddings and "
-        f"predictions (`reports/drift_reference/`). Check new data against it with:", "",
-        f"    tunewright monitor run={folder} data=csv data.path=<new batch>.csv", "",
-    ]  # fmt: skip
+        f"predictions (`reports/drift_reference/`). Check new data against it with:",
+        "",
+        f"    tunewright monitor run={folder} data=csv data.path=<new batch>.csv",
+        "",
+    ]
     if reports:
         lines += ["| batch | rows | verdict | severity | retrain |", "|---|---|---|---|---|"]
-        lines += [f"| {md_text(r['name'])} | {r['rows']} | {r['status']} | {r['severity']} | {'yes' if r['retrain_recommended'] else 'no'} |"
-                  for r in reports]  # fmt: skip
+        lines += [
+            f"| {md_text(r['name'])} | {r['rows']} | {r['status']} | {r['severity']} | {'yes' if r['retrain_recommended'] else 'no'} |"
+            for r in reports
+        ]
     else:
         lines.append("No batch has been monitored yet.")
     return "\n".join(lines)
@@ -220,17 +273,33 @@ def _drift(reference: dict[str, Any] | None, reports: list[dict[str, Any]], fold
 
 def _training_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
     trainer, train, manifest = cfg["trainer"], records["results"].get("train") or {}, records["manifest"]
-    keys = ("strategy", "max_epochs", "batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
-            "schedule", "warmup_ratio", "precision")  # fmt: skip
+    keys = (
+        "strategy",
+        "max_epochs",
+        "batch_size",
+        "gradient_accumulation_steps",
+        "learning_rate",
+        "weight_decay",
+        "schedule",
+        "warmup_ratio",
+        "precision",
+    )
     method = {k: v for k, v in cfg["method"].items() if k != "kind"}
     hardware = manifest.get("cuda") or manifest.get("platform", "?")
     lines = ["## Training details", "", "| setting | value |", "|---|---|"]
     lines += [f"| trainer.{k} | {md_text(trainer[k])} |" for k in keys]
     lines += [f"| method.{md_text(k)} | {md_text(v)} |" for k, v in method.items()]
-    lines += [f"| seed | {cfg['seed']} |", f"| processes | {manifest.get('world_size', 1)} |", f"| hardware | {md_text(hardware)} |"]
+    lines += [
+        f"| seed | {cfg['seed']} |",
+        f"| processes | {manifest.get('world_size', 1)} |",
+        f"| hardware | {md_text(hardware)} |",
+    ]
     if train:
-        speed = (f"{train['tokens_per_second']:.0f} tokens/s" if train["tokens_per_second"]
-                 else f"{train['samples_per_second']:.1f} examples/s")  # fmt: skip
+        speed = (
+            f"{train['tokens_per_second']:.0f} tokens/s"
+            if train["tokens_per_second"]
+            else f"{train['samples_per_second']:.1f} examples/s"
+        )
         lines += [f"| training time | {train['wall_seconds']:.1f} s, {train['steps']} steps, {speed} |"]
     return "\n".join(lines)
 
@@ -248,24 +317,32 @@ def _limitations(cfg: dict[str, Any], records: dict[str, Any]) -> str:
     if task_record(cfg, records)["input_field"] == "text":
         lines.append(f"- Texts longer than {cfg['model']['max_length']} tokens are truncated.")
         if records["bias"]:
-            lines.append("- The bias audits probe English templates and a fixed set of identity terms and names: passing "
-                         "them is evidence, not proof, of fair behaviour on your population.")  # fmt: skip
+            lines.append(
+                "- The bias audits probe English templates and a fixed set of identity terms and names: passing "
+                "them is evidence, not proof, of fair behaviour on your population."
+            )
         else:
             lines.append("- No bias audit ran on this model: nothing is known of how it treats groups of people.")
     else:
-        lines += ["- Images are resized and normalised by the checkpoint's image processor; the text bias probes do not "
-                  "apply to an image model, so only group metrics (from sensitive columns) can audit it."]  # fmt: skip
+        lines += [
+            "- Images are resized and normalised by the checkpoint's image processor; the text bias probes do not "
+            "apply to an image model, so only group metrics (from sensitive columns) can audit it."
+        ]
     return "\n".join(lines)
 
 
 def _how_to_use(cfg: dict[str, Any], records: dict[str, Any], folder: Path) -> str:
     example = {"image": "photo.jpg", "text": '"text to classify"'}[task_record(cfg, records)["input_field"]]
-    return "\n".join([
-        "## How to use", "",
-        f"    tunewright predict run={folder} {example}", "",
-        "or, in Python, `tunewright.load_run(\"<run folder>\").predict([...])`. "
-        "`tunewright export` writes a plain Hugging Face directory with this card as its README.",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "## How to use",
+            "",
+            f"    tunewright predict run={folder} {example}",
+            "",
+            'or, in Python, `tunewright.load_run("<run folder>").predict([...])`. '
+            "`tunewright export` writes a plain Hugging Face directory with this card as its README.",
+        ]
+    )
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:

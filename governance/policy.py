@@ -25,8 +25,8 @@ import math
 import sys
 from dataclasses import dataclass
 from importlib.resources import files
-from statistics import NormalDist
 from pathlib import Path
+from statistics import NormalDist
 
 import yaml
 
@@ -34,8 +34,10 @@ from tunewright.errors import ConfigError
 from tunewright.governance.results import Check, upgrade_audit
 
 # Keys of policies written before schema 2: read, ignored, and said once.
-RETIRED_KEYS = {"warn_margin": "checks near their limit are judged by their interval now",
-                "not_significant": "an unresolved breach is inconclusive now (inconclusive: block to block on it)"}  # fmt: skip
+RETIRED_KEYS = {
+    "warn_margin": "checks near their limit are judged by their interval now",
+    "not_significant": "an unresolved breach is inconclusive now (inconclusive: block to block on it)",
+}
 POWER = 0.8  # the chance of a fail that ``Check.detectable`` is stated for
 
 
@@ -72,8 +74,18 @@ class Policy:
             return None
         bound = limit_text(limits)
         if value is None:
-            return Check(subject, name, None, dict(limits), None, p_value, "inconclusive", meaning,
-                         f"{subject}: {name} could not be measured", settle="more data in every group")  # fmt: skip
+            return Check(
+                subject,
+                name,
+                None,
+                dict(limits),
+                None,
+                p_value,
+                "inconclusive",
+                meaning,
+                f"{subject}: {name} could not be measured",
+                settle="more data in every group",
+            )
         low, high = (interval or [value, value])[0], (interval or [value, value])[1]
         floor, ceiling = limits.get("min"), limits.get("max")
         broken = (floor is not None and value < floor) or (ceiling is not None and value > ceiling)
@@ -102,9 +114,22 @@ class Policy:
                 why = f"{subject}: {name} = {shown} breaks {bound}, but {doubt}{tested}"
             else:
                 why = f"{subject}: {name} = {shown} is within {bound}, but its interval reaches past the limit{tested}"
-            settle = _settle(value, limit, near if broken else far, p_value if broken else None, self.significance, units)
-        return Check(subject, name, value, dict(limits), list(interval) if interval else None, p_value, verdict,
-                     meaning, why, settle, detectable)  # fmt: skip
+            settle = _settle(
+                value, limit, near if broken else far, p_value if broken else None, self.significance, units
+            )
+        return Check(
+            subject,
+            name,
+            value,
+            dict(limits),
+            list(interval) if interval else None,
+            p_value,
+            verdict,
+            meaning,
+            why,
+            settle,
+            detectable,
+        )
 
 
 def _z(probability: float) -> float:
@@ -141,7 +166,11 @@ def _settle(value, limit, end, p_value, significance, units) -> str:
         factor = max(factor, (_z(1 - significance / 2) / max(observed, 1e-3)) ** 2)
     needed = math.ceil(count * max(factor, 1.0) * 1.1)
     if needed > 20 * count:
-        why = "the difference is within what chance gives" if p_value is not None else "the value is too close to its limit"
+        why = (
+            "the difference is within what chance gives"
+            if p_value is not None
+            else "the value is too close to its limit"
+        )
         return f"more than {20 * count} {unit} (now {count}): {why}"
     return f"about {needed} {unit} (now {count}) would settle it, if the value holds"
 
@@ -151,7 +180,9 @@ def favourable_label(label_names: list[str], named: str | None) -> str | None:
     else the last of two; a multi-class task without one compares whole distributions."""
     if named is not None:
         if named not in label_names:
-            raise ConfigError(f"audit.positive_label: {named!r} is not a label of this model ({', '.join(label_names)})")
+            raise ConfigError(
+                f"audit.positive_label: {named!r} is not a label of this model ({', '.join(label_names)})"
+            )
         return named
     return label_names[-1] if len(label_names) == 2 else None
 
@@ -180,8 +211,10 @@ def load_policy(name_or_path: str) -> Policy:
     if not path.suffix:
         path = Path(str(files("tunewright.governance.policies") / f"{name_or_path}.yaml"))
         if not path.is_file():
-            raise ConfigError(f"audit.policy: no policy {name_or_path!r}; bundled: {', '.join(bundled_policies())}, "
-                              "or a path to a YAML file")  # fmt: skip
+            raise ConfigError(
+                f"audit.policy: no policy {name_or_path!r}; bundled: {', '.join(bundled_policies())}, "
+                "or a path to a YAML file"
+            )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         known = {"name", "blocking", "min_group_size", "significance", "confidence", "inconclusive", "checks"}
@@ -191,10 +224,14 @@ def load_policy(name_or_path: str) -> Policy:
         for key in sorted(set(raw) & set(RETIRED_KEYS)):
             print(f"tunewright: {path}: {key} is no longer read ({RETIRED_KEYS[key]})", file=sys.stderr)
         policy = Policy(
-            name=raw.get("name", path.stem), blocking=bool(raw["blocking"]), min_group_size=int(raw["min_group_size"]),
-            significance=float(raw["significance"]), checks=dict(raw["checks"]),
-            confidence=float(raw.get("confidence", 0.95)), inconclusive=str(raw.get("inconclusive", "report")),
-        )  # fmt: skip
+            name=raw.get("name", path.stem),
+            blocking=bool(raw["blocking"]),
+            min_group_size=int(raw["min_group_size"]),
+            significance=float(raw["significance"]),
+            checks=dict(raw["checks"]),
+            confidence=float(raw.get("confidence", 0.95)),
+            inconclusive=str(raw.get("inconclusive", "report")),
+        )
         if policy.inconclusive not in ("report", "block"):
             raise ValueError(f"inconclusive: {policy.inconclusive!r} is not report or block")
         if not 0.5 < policy.confidence < 1:

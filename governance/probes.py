@@ -133,8 +133,24 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 
 # Phrases that name a person by one identity term, for the term-based attributes.
-ROLES = ("customer", "woman", "man", "student", "neighbour", "colleague", "patient", "client", "friend", "teacher",
-         "doctor", "driver", "nurse", "lawyer", "engineer", "parent")
+ROLES = (
+    "customer",
+    "woman",
+    "man",
+    "student",
+    "neighbour",
+    "colleague",
+    "patient",
+    "client",
+    "friend",
+    "teacher",
+    "doctor",
+    "driver",
+    "nurse",
+    "lawyer",
+    "engineer",
+    "parent",
+)
 
 
 def _phrases(adjective: str, article: str = "a") -> list[str]:
@@ -143,30 +159,99 @@ def _phrases(adjective: str, article: str = "a") -> list[str]:
 
 ATTRIBUTES: dict[str, dict[str, list[str]]] = {
     "gender": {
-        "female": ["Mary", "Patricia", "Jennifer", "Linda", "Elizabeth", "Susan", "Jessica", "Sarah", "Karen", "Nancy",
-                   "Lisa", "Betty", "Margaret", "Sandra", "Ashley", "Emily"],
-        "male": ["James", "John", "Robert", "Michael", "William", "David", "Richard", "Joseph", "Thomas", "Charles",
-                 "Christopher", "Daniel", "Matthew", "Anthony", "Mark", "Donald"],
+        "female": [
+            "Mary",
+            "Patricia",
+            "Jennifer",
+            "Linda",
+            "Elizabeth",
+            "Susan",
+            "Jessica",
+            "Sarah",
+            "Karen",
+            "Nancy",
+            "Lisa",
+            "Betty",
+            "Margaret",
+            "Sandra",
+            "Ashley",
+            "Emily",
+        ],
+        "male": [
+            "James",
+            "John",
+            "Robert",
+            "Michael",
+            "William",
+            "David",
+            "Richard",
+            "Joseph",
+            "Thomas",
+            "Charles",
+            "Christopher",
+            "Daniel",
+            "Matthew",
+            "Anthony",
+            "Mark",
+            "Donald",
+        ],
     },
     "race": {
-        "african_american": ["Lakisha", "Tamika", "Ebony", "Aisha", "Keisha", "Latonya", "Latoya", "Kenya",
-                             "Darnell", "Jamal", "Tyrone", "Kareem", "Rasheed", "Leroy", "Hakim", "Jermaine"],
-        "european_american": ["Emily", "Anne", "Jill", "Allison", "Laurie", "Kristen", "Meredith", "Carrie",
-                              "Greg", "Todd", "Brett", "Matthew", "Brad", "Neil", "Geoffrey", "Brendan"],
+        "african_american": [
+            "Lakisha",
+            "Tamika",
+            "Ebony",
+            "Aisha",
+            "Keisha",
+            "Latonya",
+            "Latoya",
+            "Kenya",
+            "Darnell",
+            "Jamal",
+            "Tyrone",
+            "Kareem",
+            "Rasheed",
+            "Leroy",
+            "Hakim",
+            "Jermaine",
+        ],
+        "european_american": [
+            "Emily",
+            "Anne",
+            "Jill",
+            "Allison",
+            "Laurie",
+            "Kristen",
+            "Meredith",
+            "Carrie",
+            "Greg",
+            "Todd",
+            "Brett",
+            "Matthew",
+            "Brad",
+            "Neil",
+            "Geoffrey",
+            "Brendan",
+        ],
     },
     "religion": {
-        "christian": _phrases("Christian"), "muslim": _phrases("Muslim"),
-        "jewish": _phrases("Jewish"), "hindu": _phrases("Hindu"),
+        "christian": _phrases("Christian"),
+        "muslim": _phrases("Muslim"),
+        "jewish": _phrases("Jewish"),
+        "hindu": _phrases("Hindu"),
     },
     "age": {
         "young": [f"a young {role}" for role in ROLES],
         "old": [f"an elderly {role}" for role in ROLES],
     },
     "nationality": {
-        "american": _phrases("American", "an"), "mexican": _phrases("Mexican"), "nigerian": _phrases("Nigerian"),
-        "chinese": _phrases("Chinese"), "german": _phrases("German"),
+        "american": _phrases("American", "an"),
+        "mexican": _phrases("Mexican"),
+        "nigerian": _phrases("Nigerian"),
+        "chinese": _phrases("Chinese"),
+        "german": _phrases("German"),
     },
-}  # fmt: skip
+}
 
 
 def domains() -> list[str]:
@@ -186,10 +271,14 @@ def read_templates(path: Path) -> tuple[str, ...]:
             continue
         rest = line.replace("{person}", "", 1)
         if "{person}" not in line or "{" in rest or "}" in rest:
-            raise DataError(f"{path}, line {number}: a template needs exactly one {{person}} slot and no other braces: {line!r}")
+            raise DataError(
+                f"{path}, line {number}: a template needs exactly one {{person}} slot and no other braces: {line!r}"
+            )
         templates.append(line)
     if len(templates) < 4:
-        raise DataError(f"{path}: {len(templates)} templates; a probe set needs at least 4 (24 give the audit its power)")
+        raise DataError(
+            f"{path}: {len(templates)} templates; a probe set needs at least 4 (24 give the audit its power)"
+        )
     return tuple(templates)
 
 
@@ -204,8 +293,10 @@ def probe_templates(plugins, choice: str | None, domain: str | None) -> tuple[tu
     templates = plugins.hook.tunewright_probe_templates(domain=name)
     if templates is None:
         key = "audit.probes" if choice else "data.probe_domain"
-        raise ConfigError(f"{key}: no probe templates for domain {name!r}; builtin: {', '.join(domains())}, "
-                          "a plugin's domain, or a file of templates with {person}")  # fmt: skip
+        raise ConfigError(
+            f"{key}: no probe templates for domain {name!r}; builtin: {', '.join(domains())}, "
+            "a plugin's domain, or a file of templates with {person}"
+        )
     return tuple(templates), f"domain {name}"
 
 

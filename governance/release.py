@@ -26,8 +26,11 @@ def tunewright_release_decision(run, results):
         blocking += [f"{name}: {check['reason']}" for check in blocked]
         if audit["verdict"] == "not_applicable":
             notes += [f"{name} not applicable: {reason}" for reason in audit["reasons"]]
-        notes += [f"{name} inconclusive: {c['reason']}" + (f"; {c['settle']}" if c.get("settle") else "")
-                  for c in audit["checks"] if c["verdict"] == "inconclusive" and c not in blocked]  # fmt: skip
+        notes += [
+            f"{name} inconclusive: {c['reason']}" + (f"; {c['settle']}" if c.get("settle") else "")
+            for c in audit["checks"]
+            if c["verdict"] == "inconclusive" and c not in blocked
+        ]
     if blocking and policy.blocking:
         return {"allowed": False, "policy": policy.name, "reasons": blocking, "notes": notes}
     return {"allowed": True, "policy": policy.name, "reasons": [f"not blocking: {r}" for r in blocking], "notes": notes}

@@ -88,14 +88,24 @@ def upgrade_audit(name: str, audit: dict[str, Any]) -> dict[str, Any]:
     checks = list(_legacy_checks(audit))
     if audit.get("attributes"):
         columns = [["positive_rate", "positive rate"]]
-        groups = [{"subject": attribute, **g, "size": g.get("probes")} for attribute, result in audit["attributes"].items()
-                  for g in result.get("groups", [])]  # fmt: skip
+        groups = [
+            {"subject": attribute, **g, "size": g.get("probes")}
+            for attribute, result in audit["attributes"].items()
+            for g in result.get("groups", [])
+        ]
     else:
         columns = [["accuracy", "accuracy"], ["selection_rate", "selection rate"]]
         groups = [{"subject": "", **g} for g in audit.get("groups", [])]
     upgraded = [{"interval": None, "meaning": "", "settle": None, "detectable": None, **c} for c in checks]
-    return {"audit": audit.get("audit", name), "verdict": audit["verdict"], "checks": upgraded, "columns": columns,
-            "groups": groups, "reasons": audit.get("reasons", []), "details": {}}  # fmt: skip
+    return {
+        "audit": audit.get("audit", name),
+        "verdict": audit["verdict"],
+        "checks": upgraded,
+        "columns": columns,
+        "groups": groups,
+        "reasons": audit.get("reasons", []),
+        "details": {},
+    }
 
 
 def _legacy_checks(value: Any):

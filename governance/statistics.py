@@ -57,8 +57,9 @@ def _largest_gaps(shares: dict[str, np.ndarray], weight: np.ndarray) -> tuple[di
     return flip, distance, distribution
 
 
-def grid_statistics(predicted: dict[str, np.ndarray], classes: int, positive: int | None, seed: int = 0,
-                    replicates: int = REPLICATES) -> GridStatistics:  # fmt: skip
+def grid_statistics(
+    predicted: dict[str, np.ndarray], classes: int, positive: int | None, seed: int = 0, replicates: int = REPLICATES
+) -> GridStatistics:
     """For ``predicted`` labels (group -> members x templates), at the point and over
     ``replicates`` two-way bootstrap draws (members within their group, and templates):
 
@@ -83,22 +84,35 @@ def grid_statistics(predicted: dict[str, np.ndarray], classes: int, positive: in
             members = {g: np.ones(len(p)) for g, p in predicted.items()}
         else:
             templates = rng.multinomial(n_templates, np.full(n_templates, 1 / n_templates)).astype(float)
-            members = {g: rng.multinomial(len(p), np.full(len(p), 1 / len(p))).astype(float) for g, p in predicted.items()}
+            members = {
+                g: rng.multinomial(len(p), np.full(len(p), 1 / len(p))).astype(float) for g, p in predicted.items()
+            }
         shares = {g: _label_shares(onehots[g], members[g]) for g in names}
         weight = templates / templates.sum()
         flip, distance, distribution = _largest_gaps(shares, weight)
         if replicate == 0:
             a, b = pair = max(flip, key=flip.get)
             within = [_within_disagreement(onehots[g], members[g], weight) for g in pair]
-            point = {"flip_pair": pair, "between": 1 - float(weight @ (shares[a] * shares[b]).sum(axis=1)),
-                     "within": float(np.mean(within)), "distance_pair": max(distance, key=distance.get)}  # fmt: skip
+            point = {
+                "flip_pair": pair,
+                "between": 1 - float(weight @ (shares[a] * shares[b]).sum(axis=1)),
+                "within": float(np.mean(within)),
+                "distance_pair": max(distance, key=distance.get),
+            }
         flips.append(max(flip.values()))
         distances.append(max(distance.values()))
         if positive is not None:
             rates = [distribution[g][positive] for g in names]
             ratios.append(1.0 if max(rates) == 0 else min(rates) / max(rates))
-    return GridStatistics(np.array(flips), point["flip_pair"], point["between"], point["within"], np.array(distances),
-                          point["distance_pair"], np.array(ratios) if positive is not None else None)  # fmt: skip
+    return GridStatistics(
+        np.array(flips),
+        point["flip_pair"],
+        point["between"],
+        point["within"],
+        np.array(distances),
+        point["distance_pair"],
+        np.array(ratios) if positive is not None else None,
+    )
 
 
 def interval(replicates: np.ndarray, confidence: float, units: int) -> list[float]:
@@ -152,7 +166,10 @@ def member_permutation_test(scores: dict[str, np.ndarray], seed: int = 0, rounds
 
     def statistic(order: np.ndarray) -> np.ndarray:  # order: (rounds, members)
         means = np.stack([pooled[order[:, a:b]].mean(axis=1) for a, b in zip(bounds[:-1], bounds[1:])], axis=1)
-        gaps = [0.5 * np.abs(means[:, i] - means[:, j]).sum(axis=-1) for i, j in itertools.combinations(range(len(names)), 2)]
+        gaps = [
+            0.5 * np.abs(means[:, i] - means[:, j]).sum(axis=-1)
+            for i, j in itertools.combinations(range(len(names)), 2)
+        ]
         return np.max(gaps, axis=0)
 
     observed = statistic(np.arange(len(pooled))[None, :])[0]
@@ -185,14 +202,16 @@ def ratio(low: np.ndarray, high: np.ndarray) -> float:
     return 1.0 if top == 0 else float(low.mean() / top)
 
 
-def two_sample_interval(low: np.ndarray, high: np.ndarray, statistic, confidence: float, seed: int = 0,
-                        replicates: int = REPLICATES) -> list[float]:  # fmt: skip
+def two_sample_interval(
+    low: np.ndarray, high: np.ndarray, statistic, confidence: float, seed: int = 0, replicates: int = REPLICATES
+) -> list[float]:
     """Bootstrap interval of ``statistic(low, high)`` of two groups' 0/1 outcomes,
     each group resampled on its own; widened by the groups' Wilson intervals when
     every replicate agrees (10 of 10 right in both groups is not certainty)."""
     rng = np.random.default_rng(seed)
-    values = [statistic(low, high)] + [statistic(rng.choice(low, len(low)), rng.choice(high, len(high)))
-                                       for _ in range(replicates)]  # fmt: skip
+    values = [statistic(low, high)] + [
+        statistic(rng.choice(low, len(low)), rng.choice(high, len(high))) for _ in range(replicates)
+    ]
     tail = (1 - confidence) / 2
     lo, hi = np.quantile(values[1:], [tail, 1 - tail])
     if hi - lo < 1e-12:

@@ -58,14 +58,14 @@ def make_distribution(root: Path, dist: str, entry_points: dict[str, str]) -> No
     (info / "entry_points.txt").write_text(f"[tunewright]\n{lines}")
 
 
-SLOW_STEPS = '''
+SLOW_STEPS = """
 import time
 from tunewright import hookimpl
 
 @hookimpl
 def tunewright_train_step_end(run, step, metrics):
     time.sleep({seconds})  # slow enough to be killed, or joined, mid-run
-'''
+"""
 
 
 def slow_steps_plugin(root: Path, seconds: float) -> Path:

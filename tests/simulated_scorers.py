@@ -28,19 +28,36 @@ def _fill(template: str, member: str) -> str:
     return text[0].upper() + text[1:]
 
 
-def simulated_scorer(templates: tuple[str, ...], classes: int, seed: int, planted: tuple[str, str] | None = None,
-                     flip: float = 0.05, template_scale: float = 2.0, member_scale: float = 0.15, noise: float = 0.2):  # fmt: skip
+def simulated_scorer(
+    templates: tuple[str, ...],
+    classes: int,
+    seed: int,
+    planted: tuple[str, str] | None = None,
+    flip: float = 0.05,
+    template_scale: float = 2.0,
+    member_scale: float = 0.15,
+    noise: float = 0.2,
+):
     """``predict_proba`` over the probe texts the audit builds from ``templates``.
 
     :param planted: ``(attribute, group)`` held back so that a share ``flip`` of its
         probes changes label; ``None`` for the null scorer.
     """
-    lookup = {_fill(t, m).lower(): (t, m) for groups in ATTRIBUTES.values() for ms in groups.values() for m in ms for t in templates}
+    lookup = {
+        _fill(t, m).lower(): (t, m)
+        for groups in ATTRIBUTES.values()
+        for ms in groups.values()
+        for m in ms
+        for t in templates
+    }
 
     def logits(text: str) -> np.ndarray:
         template, member = lookup[text.lower()]
-        return (_draw(seed, template, classes, template_scale) + _draw(seed, "member:" + member, classes, member_scale)
-                + _draw(seed, "probe:" + text.lower(), classes, noise))  # fmt: skip
+        return (
+            _draw(seed, template, classes, template_scale)
+            + _draw(seed, "member:" + member, classes, member_scale)
+            + _draw(seed, "probe:" + text.lower(), classes, noise)
+        )
 
     held_back, shift = set(), 0.0
     if planted:

@@ -68,7 +68,8 @@ def features(n: int = 96, seed: int = 0) -> list[dict]:
     return [{"x": row, "labels": int(row[0] + 0.5 * row[1] > 0)} for row in x]
 
 
-def make_trainer(folder, model, context=DistributedContext(), **overrides):
+def make_trainer(folder, model, context: DistributedContext | None = None, **overrides):
+    context = context or DistributedContext()
     options = {"device": "cpu", "progress_bar": False, "learning_rate": 0.1, "warmup_ratio": 0.0, **overrides}
     cfg = OmegaConf.structured(TrainerConfig(**options))
     config = OmegaConf.create({"seed": 0, "model": {}, "method": {}, "data": {}, "trainer": cfg})

@@ -46,8 +46,17 @@ def save_tiny_vision_model(family: str, directory: Path) -> Path:
     torch.manual_seed(0)
     processor = ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     if family == "vit":
-        model = ViTModel(ViTConfig(image_size=IMAGE_SIZE, patch_size=4, hidden_size=32, num_hidden_layers=2,
-                                   num_attention_heads=2, intermediate_size=64, initializer_range=0.2))  # fmt: skip
+        model = ViTModel(
+            ViTConfig(
+                image_size=IMAGE_SIZE,
+                patch_size=4,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                initializer_range=0.2,
+            )
+        )
     elif family == "resnet":
         model = ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic"))
         # BatchNorm statistics as a pre-trained network has them: measured on images like the data's.
@@ -61,14 +70,31 @@ def save_tiny_vision_model(family: str, directory: Path) -> Path:
     else:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"))
         tokenizer.save_pretrained(directory)
-        model = CLIPModel(CLIPConfig(
-            text_config={"vocab_size": tokenizer.vocab_size, "hidden_size": 32, "intermediate_size": 64,
-                         "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64,
-                         "bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id,
-                         "pad_token_id": tokenizer.pad_token_id},
-            vision_config={"image_size": IMAGE_SIZE, "patch_size": 4, "hidden_size": 32, "intermediate_size": 64,
-                           "num_hidden_layers": 2, "num_attention_heads": 2},
-            projection_dim=16, initializer_range=0.2))  # fmt: skip
+        model = CLIPModel(
+            CLIPConfig(
+                text_config={
+                    "vocab_size": tokenizer.vocab_size,
+                    "hidden_size": 32,
+                    "intermediate_size": 64,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 2,
+                    "max_position_embeddings": 64,
+                    "bos_token_id": tokenizer.cls_token_id,
+                    "eos_token_id": tokenizer.sep_token_id,
+                    "pad_token_id": tokenizer.pad_token_id,
+                },
+                vision_config={
+                    "image_size": IMAGE_SIZE,
+                    "patch_size": 4,
+                    "hidden_size": 32,
+                    "intermediate_size": 64,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 2,
+                },
+                projection_dim=16,
+                initializer_range=0.2,
+            )
+        )
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory

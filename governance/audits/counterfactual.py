@@ -32,8 +32,9 @@ interval and p into ``fail``, ``pass`` or ``inconclusive``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -63,8 +64,13 @@ def counterfactual_audit(
     """Score every probe with ``predict_proba`` (texts -> probabilities per class) and
     judge each attribute against ``policy``."""
     positive_index = label_names.index(positive) if positive is not None else None
-    cells = [(a, g, m, t) for a, groups in attributes.items() for g, members in groups.items()
-             for m, member in enumerate(members) for t in range(len(templates))]  # fmt: skip
+    cells = [
+        (a, g, m, t)
+        for a, groups in attributes.items()
+        for g, members in groups.items()
+        for m, member in enumerate(members)
+        for t in range(len(templates))
+    ]
     texts = [_fill(templates[t], attributes[a][g][m]) for a, g, m, t in cells]
     probabilities = np.asarray(predict_proba(texts), dtype=float)
     grid: dict[str, dict[str, np.ndarray]] = {}
@@ -73,8 +79,12 @@ def counterfactual_audit(
         if g not in groups:
             groups[g] = np.zeros((len(attributes[a][g]), len(templates), len(label_names)))
         groups[g][m, t] = row
-    result = AuditResult(audit, "pass", columns=_columns(positive), details={
-        "templates": len(templates), "positive_label": positive, "attributes": {}})  # fmt: skip
+    result = AuditResult(
+        audit,
+        "pass",
+        columns=_columns(positive),
+        details={"templates": len(templates), "positive_label": positive, "attributes": {}},
+    )
     for attribute, groups in grid.items():
         checks, rows, detail = judge_attribute(attribute, groups, label_names, positive_index, policy)
         result.checks += checks
@@ -90,8 +100,9 @@ def _columns(positive: str | None) -> list[list[str]]:
     return columns + ([["positive_rate", f"rate of {positive}"]] if positive is not None else [])
 
 
-def judge_attribute(attribute: str, groups: dict[str, np.ndarray], label_names: list[str], positive: int | None,
-                    policy: Policy) -> tuple[list[Check], list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+def judge_attribute(
+    attribute: str, groups: dict[str, np.ndarray], label_names: list[str], positive: int | None, policy: Policy
+) -> tuple[list[Check], list[dict[str, Any]], dict[str, Any]]:
     """The checks, group rows and details of one attribute from its probabilities
     (group -> members x templates x classes)."""
     predicted = {g: p.argmax(axis=2) for g, p in groups.items()}
@@ -99,8 +110,13 @@ def judge_attribute(attribute: str, groups: dict[str, np.ndarray], label_names: 
     for group, labels in predicted.items():
         shares = np.bincount(labels.ravel(), minlength=len(label_names)) / labels.size
         top = int(shares.argmax())
-        row = {"subject": attribute, "group": group, "size": int(labels.size), "members": len(labels),
-               "top_label": f"{label_names[top]} ({shares[top]:.0%})"}  # fmt: skip
+        row = {
+            "subject": attribute,
+            "group": group,
+            "size": int(labels.size),
+            "members": len(labels),
+            "top_label": f"{label_names[top]} ({shares[top]:.0%})",
+        }
         if positive is not None:
             row["positive_rate"] = float(shares[positive])
         rows.append(row)
@@ -109,7 +125,9 @@ def judge_attribute(attribute: str, groups: dict[str, np.ndarray], label_names: 
     detail: dict[str, Any] = {"groups": list(groups), "members_per_group": members}
     if smallest < policy.min_group_size or members < 2:
         reason = f"{attribute}: a group has {smallest} probes or {members} members; at least {policy.min_group_size} probes and 2 members are needed"
-        check = Check(attribute, "flip_rate", None, {}, None, None, "inconclusive", "", reason, "more members in every group")
+        check = Check(
+            attribute, "flip_rate", None, {}, None, None, "inconclusive", "", reason, "more members in every group"
+        )
         return [check], rows, {**detail, "verdict": "inconclusive"}
     stats = statistics.grid_statistics(predicted, len(label_names), positive)
     units = (members, "members per group")
@@ -121,24 +139,50 @@ def judge_attribute(attribute: str, groups: dict[str, np.ndarray], label_names: 
     flip, flip_interval = statistics.debiased(stats.flip_rate, policy.confidence, smallest)
     distance, distance_interval = statistics.debiased(stats.distance, policy.confidence, smallest)
     judged = [
-        policy.check("flip_rate", flip, flip_interval, p_value, attribute, units=units, meaning=(
-            f"The share of the same sentences whose label changes when they are about {flip_b} instead of {flip_a}, "
-            f"beyond chance; individual names alone change {stats.within:.1%} of labels within a group.")),
-        policy.check("label_distribution_distance", distance, distance_interval, p_value, attribute, units=units,
-                     meaning=f"The share of {dist_a} and {dist_b} probes' predictions that would have to change to make "
-                             "the two groups' labels alike, beyond chance (0: alike)."),
-    ]  # fmt: skip
+        policy.check(
+            "flip_rate",
+            flip,
+            flip_interval,
+            p_value,
+            attribute,
+            units=units,
+            meaning=(
+                f"The share of the same sentences whose label changes when they are about {flip_b} instead of {flip_a}, "
+                f"beyond chance; individual names alone change {stats.within:.1%} of labels within a group."
+            ),
+        ),
+        policy.check(
+            "label_distribution_distance",
+            distance,
+            distance_interval,
+            p_value,
+            attribute,
+            units=units,
+            meaning=f"The share of {dist_a} and {dist_b} probes' predictions that would have to change to make "
+            "the two groups' labels alike, beyond chance (0: alike).",
+        ),
+    ]
     if stats.parity_ratio is not None:
         favoured = label_names[positive]
-        judged.append(policy.check(
-            "demographic_parity_ratio", float(stats.parity_ratio[0]),
-            statistics.interval(stats.parity_ratio, policy.confidence, smallest), p_value, attribute, units=units,
-            meaning=f"The least favoured group gets {favoured!r} at this fraction of the most favoured group's rate (1: equal)."))  # fmt: skip
+        judged.append(
+            policy.check(
+                "demographic_parity_ratio",
+                float(stats.parity_ratio[0]),
+                statistics.interval(stats.parity_ratio, policy.confidence, smallest),
+                p_value,
+                attribute,
+                units=units,
+                meaning=f"The least favoured group gets {favoured!r} at this fraction of the most favoured group's rate (1: equal).",
+            )
+        )
     checks = [c for c in judged if c]
-    detail.update(test=f"{statistics.ROUNDS} permutations of {sum(len(p) for p in groups.values())} members between groups",
-                  p_value=p_value,
-                  between_group_flip_rate=stats.between, within_group_flip_rate=stats.within,
-                  verdict=audit_verdict(checks))  # fmt: skip
+    detail.update(
+        test=f"{statistics.ROUNDS} permutations of {sum(len(p) for p in groups.values())} members between groups",
+        p_value=p_value,
+        between_group_flip_rate=stats.between,
+        within_group_flip_rate=stats.within,
+        verdict=audit_verdict(checks),
+    )
     return checks, rows, detail
 
 
@@ -165,8 +209,11 @@ class CounterfactualAudit(Audit):
             result = counterfactual_audit(evaluation.predict_proba, labels, positive, self.policy, chosen[0])
             result.details["probes"] = chosen[1]
         else:
-            result = not_applicable("counterfactual", "no probe templates fit this data: set data.probe_domain (reviews, support, "
-                                    "clinical, finance) or audit.probes=<file of templates with {person}>")  # fmt: skip
+            result = not_applicable(
+                "counterfactual",
+                "no probe templates fit this data: set data.probe_domain (reviews, support, "
+                "clinical, finance) or audit.probes=<file of templates with {person}>",
+            )
         if self.cfg.substitute_in_data:
             self._substitute(result, evaluation, labels, positive)
         return result.to_dict()
@@ -190,5 +237,9 @@ class CounterfactualAudit(Audit):
 
 @hookimpl
 def tunewright_register_audits(registry):
-    registry.add("counterfactual", CounterfactualAudit, schema=CounterfactualConfig,
-                 description="identity-term probes fit to the domain, and swaps in the test texts: flip rate, label distance, parity")  # fmt: skip
+    registry.add(
+        "counterfactual",
+        CounterfactualAudit,
+        schema=CounterfactualConfig,
+        description="identity-term probes fit to the domain, and swaps in the test texts: flip rate, label distance, parity",
+    )

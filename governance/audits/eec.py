@@ -63,8 +63,10 @@ def eec_probes(path: Path) -> tuple[tuple[str, ...], dict[str, dict[str, list[st
 class EecAudit(Audit):
     def __init__(self, cfg: EecConfig, run):
         if not cfg.path:
-            raise ConfigError("audit.eec.path: give the path to Equity-Evaluation-Corpus.csv (research licence, not "
-                              "bundled; https://saifmohammad.com/WebPages/Biases-SA.html)")  # fmt: skip
+            raise ConfigError(
+                "audit.eec.path: give the path to Equity-Evaluation-Corpus.csv (research licence, not "
+                "bundled; https://saifmohammad.com/WebPages/Biases-SA.html)"
+            )
         self.path = Path(cfg.path)
         self.run = run
         self.policy = load_policy(run.config.audit.policy)
@@ -73,12 +75,18 @@ class EecAudit(Audit):
         templates, attributes = eec_probes(self.path)
         labels = evaluation.data.label_names
         positive = favourable_label(labels, self.run.config.audit.positive_label)
-        result = counterfactual_audit(evaluation.predict_proba, labels, positive, self.policy, templates, attributes, audit="eec")
+        result = counterfactual_audit(
+            evaluation.predict_proba, labels, positive, self.policy, templates, attributes, audit="eec"
+        )
         result.details["source"] = str(self.path)
         return result.to_dict()
 
 
 @hookimpl
 def tunewright_register_audits(registry):
-    registry.add("eec", EecAudit, schema=EecConfig,
-                 description="Equity Evaluation Corpus probes (gender, race) from audit.eec.path")  # fmt: skip
+    registry.add(
+        "eec",
+        EecAudit,
+        schema=EecConfig,
+        description="Equity Evaluation Corpus probes (gender, race) from audit.eec.path",
+    )

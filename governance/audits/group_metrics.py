@@ -43,16 +43,27 @@ def group_metrics(
     is_pos = lambda labels: (labels == positive).astype(int)  # noqa: E731
     metrics = {"accuracy": lambda t, p: float(np.mean(t == p))}
     if positive is not None:
-        metrics.update({
-            "selection_rate": lambda t, p: selection_rate(is_pos(t), is_pos(p)),
-            "true_positive_rate": lambda t, p: true_positive_rate(is_pos(t), is_pos(p)) if is_pos(t).any() else np.nan,
-            "false_positive_rate": lambda t, p: false_positive_rate(is_pos(t), is_pos(p)) if (1 - is_pos(t)).any() else np.nan,
-        })  # fmt: skip
+        metrics.update(
+            {
+                "selection_rate": lambda t, p: selection_rate(is_pos(t), is_pos(p)),
+                "true_positive_rate": lambda t, p: (
+                    true_positive_rate(is_pos(t), is_pos(p)) if is_pos(t).any() else np.nan
+                ),
+                "false_positive_rate": lambda t, p: (
+                    false_positive_rate(is_pos(t), is_pos(p)) if (1 - is_pos(t)).any() else np.nan
+                ),
+            }
+        )
     frame = MetricFrame(metrics=metrics, y_true=truth, y_pred=predicted, sensitive_features=features)
     intervals = MetricFrame(
-        metrics=metrics, y_true=truth, y_pred=predicted, sensitive_features=features,
-        n_boot=n_boot, ci_quantiles=[0.025, 0.975], random_state=0,
-    ).by_group_ci  # fmt: skip
+        metrics=metrics,
+        y_true=truth,
+        y_pred=predicted,
+        sensitive_features=features,
+        n_boot=n_boot,
+        ci_quantiles=[0.025, 0.975],
+        random_state=0,
+    ).by_group_ci
     sizes = MetricFrame(metrics={"n": count}, y_true=truth, y_pred=predicted, sensitive_features=features).by_group["n"]
     keys = [_group_name(list(features.columns), tuple(row)) for row in features.itertuples(index=False)]
 
@@ -60,8 +71,12 @@ def group_metrics(
     for position, key in enumerate(frame.by_group.index):
         row = frame.by_group.loc[key]
         name = _group_name(frame.by_group.index.names, key)
-        entry = {"subject": ", ".join(features.columns), "group": name, "size": int(sizes.loc[key]),
-                 "suppressed": int(sizes.loc[key]) < policy.min_group_size}  # fmt: skip
+        entry = {
+            "subject": ", ".join(features.columns),
+            "group": name,
+            "size": int(sizes.loc[key]),
+            "suppressed": int(sizes.loc[key]) < policy.min_group_size,
+        }
         for metric in metrics:
             value = row[metric]
             low, high = intervals[0].iloc[position][metric], intervals[1].iloc[position][metric]
@@ -70,16 +85,35 @@ def group_metrics(
         groups.append(entry)
 
     columns = [["accuracy", "accuracy"]] + ([["selection_rate", f"rate of {positive}"]] if positive is not None else [])
-    result = AuditResult("group_metrics", "pass", columns=columns, groups=groups, details={
-        "sensitive_features": list(features.columns), "positive_label": positive,
-        "overall": {m: (None if pd.isna(v) else float(v)) for m, v in frame.overall.items()},
-        "suppressed_groups": [g["group"] for g in groups if g["suppressed"]],
-    })  # fmt: skip
+    result = AuditResult(
+        "group_metrics",
+        "pass",
+        columns=columns,
+        groups=groups,
+        details={
+            "sensitive_features": list(features.columns),
+            "positive_label": positive,
+            "overall": {m: (None if pd.isna(v) else float(v)) for m, v in frame.overall.items()},
+            "suppressed_groups": [g["group"] for g in groups if g["suppressed"]],
+        },
+    )
     eligible = [g for g in groups if not g["suppressed"]]
     if len(eligible) < 2:
         reason = f"fewer than two groups with at least {policy.min_group_size} test examples"
-        result.checks = [Check(", ".join(features.columns), "accuracy_gap", None, {}, None, None, "inconclusive", "",
-                               reason, settle=f"at least {policy.min_group_size} test rows in two or more groups")]  # fmt: skip
+        result.checks = [
+            Check(
+                ", ".join(features.columns),
+                "accuracy_gap",
+                None,
+                {},
+                None,
+                None,
+                "inconclusive",
+                "",
+                reason,
+                settle=f"at least {policy.min_group_size} test rows in two or more groups",
+            )
+        ]
         result.verdict, result.reasons = "inconclusive", [reason]
         return result
     rows = {g["group"]: np.array([k == g["group"] for k in keys]) for g in eligible}
@@ -91,15 +125,31 @@ def group_metrics(
         low, high = min(eligible, key=lambda g: g[metric]), max(eligible, key=lambda g: g[metric])
         difference = high[metric] - low[metric]
         ratio = 1.0 if high[metric] == 0 else low[metric] / high[metric]
-        disparities[metric] = {"difference": difference, "ratio": ratio, "lowest": low["group"], "highest": high["group"]}
+        disparities[metric] = {
+            "difference": difference,
+            "ratio": ratio,
+            "lowest": low["group"],
+            "highest": high["group"],
+        }
         hits = correct if metric == "accuracy" else predicted == positive
         value, gap = (difference, statistics.difference) if check == "accuracy_gap" else (ratio, statistics.ratio)
-        interval = statistics.two_sample_interval(hits[rows[low["group"]]], hits[rows[high["group"]]], gap, policy.confidence)
-        meaning = (f"How much more often the model is right for {high['group']} than for {low['group']}."
-                   if check == "accuracy_gap" else
-                   f"{low['group']} is predicted {positive!r} at this fraction of {high['group']}'s rate (1: equal).")  # fmt: skip
-        outcome = policy.check(check, value, interval, _fisher(low, high, metric), f"{metric} {low['group']} vs {high['group']}",
-                               meaning, units=(min(low["size"], high["size"]), "test rows per group"))  # fmt: skip
+        interval = statistics.two_sample_interval(
+            hits[rows[low["group"]]], hits[rows[high["group"]]], gap, policy.confidence
+        )
+        meaning = (
+            f"How much more often the model is right for {high['group']} than for {low['group']}."
+            if check == "accuracy_gap"
+            else f"{low['group']} is predicted {positive!r} at this fraction of {high['group']}'s rate (1: equal)."
+        )
+        outcome = policy.check(
+            check,
+            value,
+            interval,
+            _fisher(low, high, metric),
+            f"{metric} {low['group']} vs {high['group']}",
+            meaning,
+            units=(min(low["size"], high["size"]), "test rows per group"),
+        )
         if outcome:
             checks.append(outcome)
     labels = sorted(set(truth) | set(predicted))
@@ -109,10 +159,15 @@ def group_metrics(
     smallest = min(len(v) for v in onehot.values())
     distance, interval = statistics.debiased(replicates, policy.confidence, smallest)
     outcome = policy.check(
-        "label_distribution_distance", distance, interval, statistics.member_permutation_test(onehot),
+        "label_distribution_distance",
+        distance,
+        interval,
+        statistics.member_permutation_test(onehot),
         f"predicted labels {pair[0]} vs {pair[1]}",
         f"The share of {pair[0]}'s and {pair[1]}'s predictions that would have to change to make their labels alike, "
-        "beyond what chance alone gives (0: alike).", units=(smallest, "test rows per group"))  # fmt: skip
+        "beyond what chance alone gives (0: alike).",
+        units=(smallest, "test rows per group"),
+    )
     if outcome:
         checks.append(outcome)
     result.details["disparities"] = disparities
@@ -137,7 +192,9 @@ def _group_name(names: list, key) -> str:
 
 @dataclass
 class GroupMetricsConfig(AuditConfig):
-    mitigation: str = knob("none", choices=("none", "threshold_optimizer"))  # threshold_optimizer: fairlearn post-processing, reported with its cost)
+    mitigation: str = knob(
+        "none", choices=("none", "threshold_optimizer")
+    )  # threshold_optimizer: fairlearn post-processing, reported with its cost)
     constraint: str = knob("demographic_parity", choices=("demographic_parity", "equalized_odds"))  # for the mitigation
 
 
@@ -146,9 +203,13 @@ class GroupMetricsAudit(Audit):
 
     def __init__(self, cfg: GroupMetricsConfig, run):
         if cfg.mitigation not in ("none", "threshold_optimizer"):
-            raise ConfigError(f"audit.group_metrics.mitigation: {cfg.mitigation!r} is not one of none, threshold_optimizer")
+            raise ConfigError(
+                f"audit.group_metrics.mitigation: {cfg.mitigation!r} is not one of none, threshold_optimizer"
+            )
         if cfg.constraint not in CONSTRAINTS:
-            raise ConfigError(f"audit.group_metrics.constraint: {cfg.constraint!r} is not one of {', '.join(CONSTRAINTS)}")
+            raise ConfigError(
+                f"audit.group_metrics.constraint: {cfg.constraint!r} is not one of {', '.join(CONSTRAINTS)}"
+            )
         self.cfg = cfg
         self.run = run
         self.policy = load_policy(run.config.audit.policy)
@@ -156,7 +217,9 @@ class GroupMetricsAudit(Audit):
     def audit(self, evaluation) -> dict[str, Any]:
         columns = list(self.run.config.data.sensitive_columns)
         if not columns:
-            return not_applicable("group_metrics", "no sensitive features: set data.sensitive_columns to audit groups").to_dict()
+            return not_applicable(
+                "group_metrics", "no sensitive features: set data.sensitive_columns to audit groups"
+            ).to_dict()
         rows = evaluation.test_predictions
         missing = [c for c in columns if any(c not in (r.get("sensitive") or {}) for r in rows)]
         if missing:
@@ -165,11 +228,19 @@ class GroupMetricsAudit(Audit):
         import pandas as pd
 
         features = pd.DataFrame([{c: str(r["sensitive"][c]) for c in columns} for r in rows])
-        result = group_metrics([r["label"] for r in rows], [r["prediction"]["label"] for r in rows], features, positive, self.policy)
+        result = group_metrics(
+            [r["label"] for r in rows], [r["prediction"]["label"] for r in rows], features, positive, self.policy
+        )
         if self.cfg.mitigation == "threshold_optimizer":
-            result.details["mitigation"] = (self._mitigate(evaluation, rows, columns, positive) if positive is not None else
-                                            {"method": "threshold_optimizer", "verdict": "not_applicable",
-                                             "reason": "set audit.positive_label: thresholds need a favourable label"})  # fmt: skip
+            result.details["mitigation"] = (
+                self._mitigate(evaluation, rows, columns, positive)
+                if positive is not None
+                else {
+                    "method": "threshold_optimizer",
+                    "verdict": "not_applicable",
+                    "reason": "set audit.positive_label: thresholds need a favourable label",
+                }
+            )
         return result.to_dict()
 
     def _mitigate(self, evaluation, rows, columns: list[str], positive: str) -> dict[str, Any]:
@@ -177,21 +248,35 @@ class GroupMetricsAudit(Audit):
         labels = evaluation.data.label_names
         validation = evaluation.data.splits.get("validation") or []
         if len(validation) < 2 * self.policy.min_group_size:
-            return {"method": "threshold_optimizer", "verdict": "insufficient_data",
-                    "reason": f"{len(validation)} validation examples are too few to fit thresholds on"}  # fmt: skip
+            return {
+                "method": "threshold_optimizer",
+                "verdict": "insufficient_data",
+                "reason": f"{len(validation)} validation examples are too few to fit thresholds on",
+            }
 
         def group(sensitive: dict[str, Any]) -> str:
             return ", ".join(f"{c}={sensitive[c]}" for c in columns)
 
         index = labels.index(positive)
         fit_scores = evaluation.predict_proba([e[evaluation.predictor.task.input_field] for e in validation])[:, index]
-        fit = (fit_scores, np.array([e["label"] == index for e in validation], dtype=int), [group(e["sensitive"]) for e in validation])
-        test = (np.array([r["prediction"]["probabilities"][positive] for r in rows]),
-                np.array([r["label"] == positive for r in rows], dtype=int), [group(r["sensitive"]) for r in rows])  # fmt: skip
+        fit = (
+            fit_scores,
+            np.array([e["label"] == index for e in validation], dtype=int),
+            [group(e["sensitive"]) for e in validation],
+        )
+        test = (
+            np.array([r["prediction"]["probabilities"][positive] for r in rows]),
+            np.array([r["label"] == positive for r in rows], dtype=int),
+            [group(r["sensitive"]) for r in rows],
+        )
         return optimize_thresholds(fit, test, self.cfg.constraint)
 
 
 @hookimpl
 def tunewright_register_audits(registry):
-    registry.add("group_metrics", GroupMetricsAudit, schema=GroupMetricsConfig,
-                 description="fairlearn MetricFrame by sensitive features: accuracy, selection rate, TPR/FPR, disparities")  # fmt: skip
+    registry.add(
+        "group_metrics",
+        GroupMetricsAudit,
+        schema=GroupMetricsConfig,
+        description="fairlearn MetricFrame by sensitive features: accuracy, selection rate, TPR/FPR, disparities",
+    )

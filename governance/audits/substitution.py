@@ -13,7 +13,8 @@ consistent preference shows up as a mean shift away from zero, for any label set
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -22,11 +23,30 @@ from tunewright.governance.probes import ATTRIBUTES
 from tunewright.governance.results import Check
 from tunewright.governance.statistics import sign_flip_test, wilson
 
-GENDER_WORDS = [("she", "he"), ("her", "his"), ("hers", "his"), ("herself", "himself"), ("woman", "man"),
-                ("women", "men"), ("girl", "boy"), ("girls", "boys"), ("mother", "father"), ("daughter", "son"),
-                ("sister", "brother"), ("wife", "husband"), ("girlfriend", "boyfriend"), ("mrs", "mr"),
-                ("ms", "mr"), ("madam", "sir"), ("aunt", "uncle"), ("niece", "nephew"), ("lady", "gentleman"),
-                ("female", "male"), ("mom", "dad"), ("grandmother", "grandfather")]  # fmt: skip
+GENDER_WORDS = [
+    ("she", "he"),
+    ("her", "his"),
+    ("hers", "his"),
+    ("herself", "himself"),
+    ("woman", "man"),
+    ("women", "men"),
+    ("girl", "boy"),
+    ("girls", "boys"),
+    ("mother", "father"),
+    ("daughter", "son"),
+    ("sister", "brother"),
+    ("wife", "husband"),
+    ("girlfriend", "boyfriend"),
+    ("mrs", "mr"),
+    ("ms", "mr"),
+    ("madam", "sir"),
+    ("aunt", "uncle"),
+    ("niece", "nephew"),
+    ("lady", "gentleman"),
+    ("female", "male"),
+    ("mom", "dad"),
+    ("grandmother", "grandfather"),
+]
 MAX_EXAMPLES = 3
 
 
@@ -46,7 +66,10 @@ def swap_tables() -> dict[str, tuple[str, str, dict[str, tuple[str, int]]]]:
     """Per attribute: its two groups and its term table (first names paired by position)."""
     names = {attribute: list(zip(*ATTRIBUTES[attribute].values())) for attribute in ("gender", "race")}
     gender = _both_ways(GENDER_WORDS + [("her", "him")] + names["gender"])
-    return {"gender": ("female", "male", gender), "race": ("african_american", "european_american", _both_ways(names["race"]))}
+    return {
+        "gender": ("female", "male", gender),
+        "race": ("african_american", "european_american", _both_ways(names["race"])),
+    }
 
 
 def _match_case(word: str, replacement: str) -> str:
@@ -72,8 +95,9 @@ def swap(text: str, table: dict[str, tuple[str, int]]) -> tuple[str, int] | None
     return (swapped, directions.pop()) if len(directions) == 1 else None
 
 
-def substitution_audit(predict_proba: Callable[[list[str]], np.ndarray], texts: list[str],
-                       policy: Policy) -> tuple[list[Check], dict[str, Any]]:  # fmt: skip
+def substitution_audit(
+    predict_proba: Callable[[list[str]], np.ndarray], texts: list[str], policy: Policy
+) -> tuple[list[Check], dict[str, Any]]:
     """The flip-rate check of ``texts`` rewritten per attribute, and per attribute what
     was rewritten (an attribute too few texts mention gets no check)."""
     checks, details = [], {}
@@ -82,7 +106,9 @@ def substitution_audit(predict_proba: Callable[[list[str]], np.ndarray], texts: 
         entry: dict[str, Any] = {"groups": [first, second], "pairs": len(pairs)}
         details[attribute] = entry
         if len(pairs) < policy.min_group_size:
-            entry["left_out"] = f"{len(pairs)} test texts mention its terms; at least {policy.min_group_size} are needed"
+            entry["left_out"] = (
+                f"{len(pairs)} test texts mention its terms; at least {policy.min_group_size} are needed"
+            )
             continue
         probabilities = np.asarray(predict_proba([p[0] for p in pairs] + [p[1] for p in pairs]), dtype=float)
         original, swapped = probabilities[: len(pairs)], probabilities[len(pairs) :]
@@ -91,12 +117,21 @@ def substitution_audit(predict_proba: Callable[[list[str]], np.ndarray], texts: 
         p_value = sign_flip_test(shifts)
         subject = f"{attribute} (swapped in the test texts)"
         check = policy.check(
-            "flip_rate", flips, list(wilson(flips, len(pairs), policy.confidence)), p_value, subject,
+            "flip_rate",
+            flips,
+            list(wilson(flips, len(pairs), policy.confidence)),
+            p_value,
+            subject,
             units=(len(pairs), "test texts that mention the terms"),
             meaning=f"How often the label of one of the run's own test texts changes when its {first} terms are swapped "
-                    f"for {second} ones, or back.")  # fmt: skip
-        entry.update(flip_rate=flips, test="sign-flip test of the paired probability shifts", p_value=p_value,
-                     examples=[{"text": a, "swapped": b} for a, b, _ in pairs[:MAX_EXAMPLES]])  # fmt: skip
+            f"for {second} ones, or back.",
+        )
+        entry.update(
+            flip_rate=flips,
+            test="sign-flip test of the paired probability shifts",
+            p_value=p_value,
+            examples=[{"text": a, "swapped": b} for a, b, _ in pairs[:MAX_EXAMPLES]],
+        )
         if check:
             checks.append(check)
     return checks, details

@@ -38,7 +38,9 @@ def judge(layers: dict[str, dict[str, Any]]) -> dict[str, Any]:
     unresolved = [name for name in LAYER_ORDER if layers[name].get("inconclusive")]
     severity = "none"
     if drifted:
-        severity = "high" if "performance" in drifted or len(drifted) >= 3 else ("medium" if len(drifted) == 2 else "low")
+        severity = (
+            "high" if "performance" in drifted or len(drifted) >= 3 else ("medium" if len(drifted) == 2 else "low")
+        )
     retrain = "performance" in drifted or {"embeddings", "predictions"} <= set(drifted)
     return {
         "status": "drift" if drifted else "no_drift",
@@ -55,13 +57,19 @@ def judge(layers: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def _note(name: str, layer: dict[str, Any]) -> str:
     """Why a layer is inconclusive, and what would settle it."""
     if name == "performance":
-        return (f"performance inconclusive: accuracy fell by {layer['score']:.3f} (limit {layer['threshold']}), "
-                f"but not significantly (p = {layer['p_value']:.3g}); a larger labelled batch would settle it")  # fmt: skip
+        return (
+            f"performance inconclusive: accuracy fell by {layer['score']:.3f} (limit {layer['threshold']}), "
+            f"but not significantly (p = {layer['p_value']:.3g}); a larger labelled batch would settle it"
+        )
     if name == "embeddings":
-        return (f"embeddings inconclusive: {layer['method']} score {layer['score']:.3f} is above the method's usual "
-                f"limit but within what chance gives this few rows ({layer['threshold']}); a larger batch would settle it")  # fmt: skip
-    columns = ", ".join(f"{c} (effect {layer['columns'][c]['score']:.3f}, p={layer['columns'][c]['p_value']:.2g})"
-                        for c in layer["inconclusive_columns"])  # fmt: skip
+        return (
+            f"embeddings inconclusive: {layer['method']} score {layer['score']:.3f} is above the method's usual "
+            f"limit but within what chance gives this few rows ({layer['threshold']}); a larger batch would settle it"
+        )
+    columns = ", ".join(
+        f"{c} (effect {layer['columns'][c]['score']:.3f}, p={layer['columns'][c]['p_value']:.2g})"
+        for c in layer["inconclusive_columns"]
+    )
     return f"{name} inconclusive: {columns}; near the limits of size or significance, a larger batch would settle it"
 
 
@@ -78,9 +86,16 @@ def _reason(name: str, layer: dict[str, Any]) -> str:
 
 
 def insufficient(rows: int, min_rows: int) -> dict[str, Any]:
-    return {"status": "insufficient_data", "drift_detected": False, "severity": "none", "drifted_layers": [],
-            "inconclusive_layers": [], "retrain_recommended": False,
-            "reasons": [f"{rows} rows; at least monitor.min_rows={min_rows} are needed"], "notes": []}  # fmt: skip
+    return {
+        "status": "insufficient_data",
+        "drift_detected": False,
+        "severity": "none",
+        "drifted_layers": [],
+        "inconclusive_layers": [],
+        "retrain_recommended": False,
+        "reasons": [f"{rows} rows; at least monitor.min_rows={min_rows} are needed"],
+        "notes": [],
+    }
 
 
 class DefaultMonitor(Monitor):
@@ -94,7 +109,9 @@ class DefaultMonitor(Monitor):
     def record_baseline(self, evaluation) -> dict[str, Any]:
         return record_reference(evaluation, self.settings.reference_size, self.run.config.seed)
 
-    def check(self, predictor, examples: list[Example], name: str, settings, sources: list[dict[str, str]]) -> dict[str, Any]:
+    def check(
+        self, predictor, examples: list[Example], name: str, settings, sources: list[dict[str, str]]
+    ) -> dict[str, Any]:
         """Run ``predictor`` over ``examples`` and compare what it makes of them with the
         run's reference; write ``reports/drift-<name>.{json,html}``."""
         batch = observe(predictor, examples, predictor.label_names)
@@ -156,7 +173,9 @@ class DefaultMonitor(Monitor):
         config = self.run.config.audit
         features = pd.DataFrame([{c: str(v) for c, v in row.items()} for row in window.sensitive])
         positive = favourable_label(label_names, config.positive_label)
-        return group_metrics(window.labels, window.predictions, features, positive, load_policy(config.policy)).to_dict()
+        return group_metrics(
+            window.labels, window.predictions, features, positive, load_policy(config.policy)
+        ).to_dict()
 
 
 def _overall(windows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -164,7 +183,10 @@ def _overall(windows: list[dict[str, Any]]) -> dict[str, Any]:
     ranks = ["none", "low", "medium", "high"]
     judged = [w for w in windows if w["status"] != "insufficient_data"]
     if not judged:
-        return {key: windows[0][key] for key in ("status", "drift_detected", "severity", "retrain_recommended", "reasons", "notes")}
+        return {
+            key: windows[0][key]
+            for key in ("status", "drift_detected", "severity", "retrain_recommended", "reasons", "notes")
+        }
     drifted = [w for w in judged if w["drift_detected"]]
     prefix = len(windows) > 1
     return {
@@ -179,5 +201,8 @@ def _overall(windows: list[dict[str, Any]]) -> dict[str, Any]:
 
 @hookimpl
 def tunewright_register_monitors(registry):
-    registry.add("default", DefaultMonitor,
-                 description="evidently drift of input descriptors, embeddings, predictions and accuracy")  # fmt: skip
+    registry.add(
+        "default",
+        DefaultMonitor,
+        description="evidently drift of input descriptors, embeddings, predictions and accuracy",
+    )

@@ -15,8 +15,17 @@ import numpy as np
 
 WORD = re.compile(r"\w+", re.UNICODE)
 DESCRIPTORS = ("characters", "words", "mean_word_length", "non_letter_share", "uppercase_share", "subword_share")
-IMAGE_DESCRIPTORS = ("width", "height", "aspect_ratio", "brightness", "contrast", "saturation", "red_share", "green_share",
-                     "blue_share")  # fmt: skip
+IMAGE_DESCRIPTORS = (
+    "width",
+    "height",
+    "aspect_ratio",
+    "brightness",
+    "contrast",
+    "saturation",
+    "red_share",
+    "green_share",
+    "blue_share",
+)
 THUMBNAIL = (64, 64)  # colour statistics are read from a thumbnail: as telling, far cheaper
 
 
@@ -71,8 +80,15 @@ def image_descriptors(paths: list[str]) -> dict[str, np.ndarray]:
         brightest, darkest = pixels.max(axis=2), pixels.min(axis=2)
         channels = pixels.reshape(-1, 3).sum(axis=0)
         shares = channels / channels.sum() if channels.sum() else np.full(3, 1 / 3)
-        values = (width, height, width / height, grey.mean(), grey.std(),
-                  float(np.mean(np.where(brightest > 0, (brightest - darkest) / np.maximum(brightest, 1e-12), 0.0))), *shares)  # fmt: skip
+        values = (
+            width,
+            height,
+            width / height,
+            grey.mean(),
+            grey.std(),
+            float(np.mean(np.where(brightest > 0, (brightest - darkest) / np.maximum(brightest, 1e-12), 0.0))),
+            *shares,
+        )
         for name, value in zip(IMAGE_DESCRIPTORS, values):
             columns[name].append(float(value))
     return {name: np.asarray(values, dtype=float) for name, values in columns.items()}

@@ -54,10 +54,13 @@ def compare(reference: Observed, current: Observed, label_names: list[str], sett
     descriptor_alpha, prediction_alpha = settings.significance / len(names), settings.significance / 2
     descriptors = {name: _numeric_shift(name, values, reference, current, settings, descriptor_alpha) for name in names}
     if predicts:
-        predictions = _layer({
-            "label_distribution": _label_shift(values, reference, current, label_names, settings, prediction_alpha),
-            "confidence": _numeric_shift(CONFIDENCE, values, reference, current, settings, prediction_alpha),
-        }, settings.effect_size)  # fmt: skip
+        predictions = _layer(
+            {
+                "label_distribution": _label_shift(values, reference, current, label_names, settings, prediction_alpha),
+                "confidence": _numeric_shift(CONFIDENCE, values, reference, current, settings, prediction_alpha),
+            },
+            settings.effect_size,
+        )
     else:
         predictions = {"available": False, "drifted": False, "reason": "the task gives no class probabilities"}
     layers = {
@@ -83,8 +86,7 @@ def _metrics(numeric: list[str], settings, components: int, predicts: bool) -> t
         metrics.append(ValueDrift(column=PREDICTED, method=method))
         keys.append((PREDICTED, method))
     method_class = {"model": ModelDriftMethod, "mmd": MMDDriftMethod}[settings.embedding_method]
-    drift_method = method_class(threshold=embedding_threshold(settings), bootstrap=False,
-                                pca_components=components)  # fmt: skip
+    drift_method = method_class(threshold=embedding_threshold(settings), bootstrap=False, pca_components=components)
     metrics.append(EmbeddingsDrift(embeddings_name="embeddings", drift_method=drift_method))
     keys.append("embeddings")
     return metrics, keys
@@ -94,7 +96,9 @@ def embedding_threshold(settings) -> float:
     from tunewright.errors import ConfigError
 
     if settings.embedding_method not in EMBEDDING_METHODS:
-        raise ConfigError(f"monitor.embedding_method: {settings.embedding_method!r} is not one of {', '.join(EMBEDDING_METHODS)}")
+        raise ConfigError(
+            f"monitor.embedding_method: {settings.embedding_method!r} is not one of {', '.join(EMBEDDING_METHODS)}"
+        )
     if settings.embedding_threshold is not None:
         return float(settings.embedding_threshold)
     return EMBEDDING_METHODS[settings.embedding_method]
@@ -112,19 +116,28 @@ def _dataset(observed: Observed, numeric: list[str]):
         categorical = [PREDICTED]
     embedding_columns = [f"embedding_{i}" for i in range(observed.embeddings.shape[1])]
     frame = pd.concat([frame, pd.DataFrame(observed.embeddings, columns=embedding_columns)], axis=1)
-    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical,
-                                embeddings={"embeddings": embedding_columns})  # fmt: skip
+    definition = DataDefinition(
+        numerical_columns=numeric, categorical_columns=categorical, embeddings={"embeddings": embedding_columns}
+    )
     return Dataset.from_pandas(frame, data_definition=definition)
 
 
-def _numeric_shift(name: str, values: dict, reference: Observed, current: Observed, settings, alpha: float) -> dict[str, Any]:
+def _numeric_shift(
+    name: str, values: dict, reference: Observed, current: Observed, settings, alpha: float
+) -> dict[str, Any]:
     """A numeric column's K-S p-value and normalised Wasserstein effect size."""
     source = current.confidences if name == CONFIDENCE else current.descriptors[name]
     baseline = reference.confidences if name == CONFIDENCE else reference.descriptors[name]
-    return _shift(values[(name, "ks")], values[(name, "wasserstein")], settings, alpha,
-                  reference_mean=float(np.mean(baseline)), current_mean=float(np.mean(source)),
-                  histogram=histogram(np.asarray(baseline, dtype=float), np.asarray(source, dtype=float)),
-                  test="Kolmogorov-Smirnov p-value; effect: Wasserstein distance / reference std")  # fmt: skip
+    return _shift(
+        values[(name, "ks")],
+        values[(name, "wasserstein")],
+        settings,
+        alpha,
+        reference_mean=float(np.mean(baseline)),
+        current_mean=float(np.mean(source)),
+        histogram=histogram(np.asarray(baseline, dtype=float), np.asarray(source, dtype=float)),
+        test="Kolmogorov-Smirnov p-value; effect: Wasserstein distance / reference std",
+    )
 
 
 def histogram(reference: np.ndarray, current: np.ndarray, bins: int = 12) -> dict[str, list[float]]:
@@ -143,12 +156,19 @@ def histogram(reference: np.ndarray, current: np.ndarray, bins: int = 12) -> dic
     return {"edges": [float(e) for e in edges], "reference": shares(reference), "current": shares(current)}
 
 
-def _label_shift(values: dict, reference: Observed, current: Observed, label_names, settings, alpha: float) -> dict[str, Any]:
+def _label_shift(
+    values: dict, reference: Observed, current: Observed, label_names, settings, alpha: float
+) -> dict[str, Any]:
     """The predicted-label distribution's chi-square p-value and Jensen-Shannon distance."""
-    return _shift(values[(PREDICTED, "chisquare")], values[(PREDICTED, "jensenshannon")], settings, alpha,
-                  reference=distribution(reference.predictions, label_names),
-                  current=distribution(current.predictions, label_names),
-                  test="chi-square p-value; effect: Jensen-Shannon distance")  # fmt: skip
+    return _shift(
+        values[(PREDICTED, "chisquare")],
+        values[(PREDICTED, "jensenshannon")],
+        settings,
+        alpha,
+        reference=distribution(reference.predictions, label_names),
+        current=distribution(current.predictions, label_names),
+        test="chi-square p-value; effect: Jensen-Shannon distance",
+    )
 
 
 def _shift(p_value: float, effect: float, settings, alpha: float, **details) -> dict[str, Any]:
@@ -164,7 +184,9 @@ def _shift(p_value: float, effect: float, settings, alpha: float, **details) -> 
         "p_value": p_value,
         "p_threshold": alpha,
         "drifted": bool(significant and large),
-        "inconclusive": bool((large and not significant) or (significant and not large and effect > NEAR * settings.effect_size)),
+        "inconclusive": bool(
+            (large and not significant) or (significant and not large and effect > NEAR * settings.effect_size)
+        ),
         **details,
     }
 
@@ -175,8 +197,10 @@ def _embedding_layer(score: float, settings, reference_rows: int, current_rows: 
     both sets, and under no drift that AUC is about normal around 0.5 with the
     Mann-Whitney standard deviation, so the score must also clear its one-sided
     ``monitor.significance`` quantile."""
-    explained = {"model": "ROC AUC of a classifier telling reference from new embeddings (0.5: indistinguishable)",
-                 "mmd": "squared maximum mean discrepancy between the embedding sets"}  # fmt: skip
+    explained = {
+        "model": "ROC AUC of a classifier telling reference from new embeddings (0.5: indistinguishable)",
+        "mmd": "squared maximum mean discrepancy between the embedding sets",
+    }
     threshold = embedding_threshold(settings)
     layer = {"score": float(score), "method": settings.embedding_method, "test": explained[settings.embedding_method]}
     if settings.embedding_method == "model":
@@ -188,7 +212,12 @@ def _embedding_layer(score: float, settings, reference_rows: int, current_rows: 
         layer["p_value"] = float(norm.sf((score - 0.5) / spread))
     # Above evidently's own limit but not beyond what chance gives this few rows: inconclusive.
     inconclusive = embedding_threshold(settings) < score <= threshold
-    return {**layer, "threshold": round(threshold, 4), "drifted": bool(score > threshold), "inconclusive": bool(inconclusive)}
+    return {
+        **layer,
+        "threshold": round(threshold, 4),
+        "drifted": bool(score > threshold),
+        "inconclusive": bool(inconclusive),
+    }
 
 
 def _layer(columns: dict[str, dict[str, Any]], threshold: float) -> dict[str, Any]:

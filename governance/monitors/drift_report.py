@@ -73,7 +73,10 @@ def outcome(entry: dict[str, Any]) -> str:
         return "drift: larger than the threshold" + (f" and significant (p < {alpha:.3g})" if alpha else "")
     if entry.get("inconclusive") and above:
         return "inconclusive: larger than the threshold, but " + (
-            f"not significant (p ≥ {alpha:.3g}); more rows would settle it" if alpha else "within what chance gives this few rows")
+            f"not significant (p ≥ {alpha:.3g}); more rows would settle it"
+            if alpha
+            else "within what chance gives this few rows"
+        )
     if entry.get("inconclusive"):
         return "inconclusive: significant and close to the threshold"
     if alpha is not None and p_value is not None and significant and not above:
@@ -84,7 +87,11 @@ def outcome(entry: dict[str, Any]) -> str:
 
 
 def _window_section(window: dict[str, Any], windowed: bool) -> str:
-    title = f"Window {window['index']}: rows {window['start_row']}–{window['start_row'] + window['rows'] - 1}, " if windowed else ""
+    title = (
+        f"Window {window['index']}: rows {window['start_row']}–{window['start_row'] + window['rows'] - 1}, "
+        if windowed
+        else ""
+    )
     out = [f"<h2>{title}{html.escape(window['status'].replace('_', ' '))} (severity {window['severity']})</h2>"]
     if windowed:  # one window's reasons are the batch's, already shown above it
         out += [f"<p class='reason'>{html.escape(r)}</p>" for r in window["reasons"]]
@@ -105,12 +112,16 @@ def _window_section(window: dict[str, Any], windowed: bool) -> str:
             f"<td>{html.escape(', '.join(g['drifted_layers']))}</td></tr>"
             for g in window["groups"]
         )
-        out.append(f"<h3>By sensitive group</h3><table><tr><th>group</th><th>rows</th><th>outcome</th>"
-                   f"<th>drifted layers</th></tr>{cells}</table>")  # fmt: skip
+        out.append(
+            f"<h3>By sensitive group</h3><table><tr><th>group</th><th>rows</th><th>outcome</th>"
+            f"<th>drifted layers</th></tr>{cells}</table>"
+        )
     if window.get("bias_audit"):
         audit = window["bias_audit"]
-        out.append(f"<h3>Bias audit on this batch: <span class='{html.escape(audit['verdict'])}'>"
-                   f"{html.escape(audit['verdict'].replace('_', ' '))}</span></h3>")
+        out.append(
+            f"<h3>Bias audit on this batch: <span class='{html.escape(audit['verdict'])}'>"
+            f"{html.escape(audit['verdict'].replace('_', ' '))}</span></h3>"
+        )
         out += [f"<p class='reason'>{html.escape(r)}</p>" for r in audit.get("reasons", [])]
     return "\n".join(out)
 
@@ -128,16 +139,27 @@ def pictures(window: dict[str, Any]) -> list[str]:
                 bins = [f"{low:.3g} to {high:.3g}" for low, high in zip(edges[:-1], edges[1:])]
                 out.append(paired_bars(title, bins, entry["histogram"]["reference"], entry["histogram"]["current"]))
             elif isinstance(entry.get("reference"), dict) and isinstance(entry.get("current"), dict):
-                labels = sorted(entry["reference"], key=lambda k: -max(entry["reference"][k], entry["current"].get(k, 0)))[:20]
-                out.append(paired_bars(title, labels, [entry["reference"][k] for k in labels],
-                                       [entry["current"].get(k, 0.0) for k in labels]))  # fmt: skip
+                labels = sorted(
+                    entry["reference"], key=lambda k: -max(entry["reference"][k], entry["current"].get(k, 0))
+                )[:20]
+                out.append(
+                    paired_bars(
+                        title,
+                        labels,
+                        [entry["reference"][k] for k in labels],
+                        [entry["current"].get(k, 0.0) for k in labels],
+                    )
+                )
     return [f"<div class='plots'>{''.join(out)}</div>"] if out else []
 
 
 def _score_pictures(windows: list[dict[str, Any]]) -> str:
     """Each layer's score over the windows, for a batch judged in several."""
-    layers = [name for name in ("descriptors", "embeddings", "predictions", "performance")
-              if any((w.get("layers") or {}).get(name, {}).get("score") is not None for w in windows)]  # fmt: skip
+    layers = [
+        name
+        for name in ("descriptors", "embeddings", "predictions", "performance")
+        if any((w.get("layers") or {}).get(name, {}).get("score") is not None for w in windows)
+    ]
     out = []
     for name in layers:
         entries = [(w.get("layers") or {}).get(name, {}) for w in windows]
@@ -147,12 +169,19 @@ def _score_pictures(windows: list[dict[str, Any]]) -> str:
 
 
 def render_html(report: dict[str, Any], files: list[str]) -> str:
-    verdict = "Drift detected" if report["drift_detected"] else (
-        "Not enough data to judge" if report["status"] == "insufficient_data" else "No drift detected")
-    advice = ("Retraining is recommended." if report["retrain_recommended"]
-              else "No retraining is needed on this evidence.")  # fmt: skip
-    links = "".join(f"<li><a href='{html.escape(Path(f).name)}'>{html.escape(Path(f).name)}</a></li>"
-                    for f in files if f.endswith(".evidently.html"))  # fmt: skip
+    verdict = (
+        "Drift detected"
+        if report["drift_detected"]
+        else ("Not enough data to judge" if report["status"] == "insufficient_data" else "No drift detected")
+    )
+    advice = (
+        "Retraining is recommended." if report["retrain_recommended"] else "No retraining is needed on this evidence."
+    )
+    links = "".join(
+        f"<li><a href='{html.escape(Path(f).name)}'>{html.escape(Path(f).name)}</a></li>"
+        for f in files
+        if f.endswith(".evidently.html")
+    )
     windowed = len(report["windows"]) > 1
     sections = "".join(_window_section(window, windowed) for window in report["windows"])
     return (

@@ -50,7 +50,7 @@ class Observed:
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def subset(self, indices: list[int]) -> "Observed":
+    def subset(self, indices: list[int]) -> Observed:
         pick = np.asarray(indices, dtype=int)
         return Observed(
             [self.inputs[i] for i in indices],
@@ -111,8 +111,11 @@ def record_reference(evaluation, reference_size: int, seed: int) -> dict[str, An
         "input_field": evaluation.predictor.task.input_field,
         "inputs_sha256": hashlib.sha256("\n".join(observed.inputs).encode()).hexdigest(),
         "metrics": observed.metrics(),
-        "prediction_distribution": (distribution(observed.predictions, evaluation.data.label_names)
-                                    if observed.predictions is not None else None),
+        "prediction_distribution": (
+            distribution(observed.predictions, evaluation.data.label_names)
+            if observed.predictions is not None
+            else None
+        ),
         "mean_confidence": float(observed.confidences.mean()) if observed.confidences is not None else None,
         "descriptor_means": {name: float(values.mean()) for name, values in observed.descriptors.items()},
         "embedding_dimensions": int(observed.embeddings.shape[1]),
@@ -120,16 +123,27 @@ def record_reference(evaluation, reference_size: int, seed: int) -> dict[str, An
     folder = evaluation.run.folder.path / REFERENCE_DIR
     field = summary["input_field"]
     rows = [
-        {field: value, "label": label, "prediction": prediction,
-         "confidence": None if confidence is None else float(confidence),
-         "descriptors": {name: float(values[i]) for name, values in observed.descriptors.items()}}
+        {
+            field: value,
+            "label": label,
+            "prediction": prediction,
+            "confidence": None if confidence is None else float(confidence),
+            "descriptors": {name: float(values[i]) for name, values in observed.descriptors.items()},
+        }
         for i, (value, label, prediction, confidence) in enumerate(
-            zip(observed.inputs, observed.labels or [None] * len(observed), observed.predictions or [None] * len(observed),
-                observed.confidences if observed.confidences is not None else [None] * len(observed)))
-    ]  # fmt: skip
+            zip(
+                observed.inputs,
+                observed.labels or [None] * len(observed),
+                observed.predictions or [None] * len(observed),
+                observed.confidences if observed.confidences is not None else [None] * len(observed),
+            )
+        )
+    ]
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({"embeddings": torch.from_numpy(np.ascontiguousarray(observed.embeddings, dtype=np.float32))},
-              str(folder / "embeddings.safetensors"))  # fmt: skip
+    save_file(
+        {"embeddings": torch.from_numpy(np.ascontiguousarray(observed.embeddings, dtype=np.float32))},
+        str(folder / "embeddings.safetensors"),
+    )
     atomic_write_text(folder / "rows.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     atomic_write_json(folder / "profile.json", summary)  # last: its presence means the profile is whole
     evaluation.run.folder.record_hashes(REFERENCE_DIR)  # what tunewright monitor verifies before reading it

@@ -31,11 +31,15 @@ class Banking77(DataSource):
             header, rows = read_csv(path)
             require_columns(path, header, {"text_column": "text", "label_column": "category"})
             labelled = ((row, {"text": fields["text"]}, fields["category"]) for row, fields in rows)
-            given[split] = labelled_examples(path, labelled, label_names, self.cfg.cleaning.unknown_labels, notes, split, self.cfg.label_map)
+            given[split] = labelled_examples(
+                path, labelled, label_names, self.cfg.cleaning.unknown_labels, notes, split, self.cfg.label_map
+            )
         sources = [{"path": f"banking77/{s}.csv", "sha256": file_sha256(BUNDLED / f"{s}.csv")} for s in given]
         return DomainData(split_given(given, self.cfg), label_names, sources, notes)
 
 
 @hookimpl
 def tunewright_register_datasets(registry):
-    registry.add("banking77", Banking77, description="banking customer-service intents, 77 classes (bundled, CC BY 4.0)")
+    registry.add(
+        "banking77", Banking77, description="banking customer-service intents, 77 classes (bundled, CC BY 4.0)"
+    )

@@ -36,10 +36,14 @@ class EcommerceReviews(DataSource):
         if self.cfg.domain not in DOMAIN_FILES:
             raise ConfigError(f"data.domain: {self.cfg.domain!r} is not one of {', '.join(DOMAIN_FILES)}")
         path = DATA / DOMAIN_FILES[self.cfg.domain]
-        rows = ((row, {"text": text}, {"0": "negative", "1": "positive"}.get(label, label))
-                for row, text, label in read_separated_lines(path, "\t"))  # fmt: skip
+        rows = (
+            (row, {"text": text}, {"0": "negative", "1": "positive"}.get(label, label))
+            for row, text, label in read_separated_lines(path, "\t")
+        )
         notes: list = []
-        examples = labelled_examples(path, rows, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train", self.cfg.label_map)
+        examples = labelled_examples(
+            path, rows, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train", self.cfg.label_map
+        )
         splits = split_given({"train": examples}, self.cfg)
         return DomainData(splits, LABEL_NAMES, [{"path": path.name, "sha256": file_sha256(path)}], notes)
 

@@ -73,23 +73,40 @@ class LabelledFiles(DataSource):
         if cfg.tags_column:
             return self._tagged(records)
         if cfg.label_column is None:
-            given = {split: [{**self._example(path, fields), "label": None, "origin": origin(path, row)} for row, fields in rows]
-                     for split, (path, rows) in records.items()}  # fmt: skip
+            given = {
+                split: [
+                    {**self._example(path, fields), "label": None, "origin": origin(path, row)} for row, fields in rows
+                ]
+                for split, (path, rows) in records.items()
+            }
             return DomainData(split_given(given, cfg), list(cfg.labels or []), self._sources(records, given))
         train_path, train_rows = records["train"]
-        label_names = list(cfg.labels) if cfg.labels else label_set(
-            train_path, ((row, fields[cfg.label_column]) for row, fields in train_rows), label_mapping(cfg.label_map))
+        label_names = (
+            list(cfg.labels)
+            if cfg.labels
+            else label_set(
+                train_path,
+                ((row, fields[cfg.label_column]) for row, fields in train_rows),
+                label_mapping(cfg.label_map),
+            )
+        )
         given, notes = {}, []
         for split, (path, rows) in records.items():
             labelled = ((row, self._example(path, fields), fields[cfg.label_column]) for row, fields in rows)
-            given[split] = labelled_examples(path, labelled, label_names, cfg.cleaning.unknown_labels, notes, split, cfg.label_map)
+            given[split] = labelled_examples(
+                path, labelled, label_names, cfg.cleaning.unknown_labels, notes, split, cfg.label_map
+            )
         return DomainData(split_given(given, cfg), label_names, self._sources(records, given), notes)
 
     def _tagged(self, records: dict[str, tuple[Path, list]]) -> DomainData:
         """Rows of words with one tag each (token classification); the tag set is
         ``data.labels`` or every tag of the training split, sorted."""
         cfg = self.cfg
-        names = list(cfg.labels) if cfg.labels else sorted({str(t) for _, r in records["train"][1] for t in r[cfg.tags_column]})
+        names = (
+            list(cfg.labels)
+            if cfg.labels
+            else sorted({str(t) for _, r in records["train"][1] for t in r[cfg.tags_column]})
+        )
         index = {name: i for i, name in enumerate(names)}
         given, notes = {}, []
         for split, (path, rows) in records.items():
@@ -97,14 +114,25 @@ class LabelledFiles(DataSource):
             for row, fields in rows:
                 unknown = [str(t) for t in fields[cfg.tags_column] if str(t) not in index]
                 if unknown and cfg.cleaning.unknown_labels != "drop":
-                    raise DataError(f"{path}, row {row}: unknown tag {unknown[0]!r}; tags: {', '.join(names)} "
-                                    "(data.cleaning.unknown_labels=drop skips such rows)")  # fmt: skip
+                    raise DataError(
+                        f"{path}, row {row}: unknown tag {unknown[0]!r}; tags: {', '.join(names)} "
+                        "(data.cleaning.unknown_labels=drop skips such rows)"
+                    )
                 if not unknown:
                     tags = [index[str(t)] for t in fields[cfg.tags_column]]
-                    examples.append({**self._example(path, fields), "tags": tags, "label": None, "origin": origin(path, row)})
+                    examples.append(
+                        {**self._example(path, fields), "tags": tags, "label": None, "origin": origin(path, row)}
+                    )
             if len(examples) < len(rows):
-                notes.append({"split": split, "step": "unknown_labels", "rows_in": len(rows), "rows_out": len(examples),
-                              "reason": "tags outside the tag set"})  # fmt: skip
+                notes.append(
+                    {
+                        "split": split,
+                        "step": "unknown_labels",
+                        "rows_in": len(rows),
+                        "rows_out": len(examples),
+                        "reason": "tags outside the tag set",
+                    }
+                )
             given[split] = examples
         return DomainData(split_given(given, cfg), names, self._sources(records, given), notes)
 
@@ -125,8 +153,11 @@ class LabelledFiles(DataSource):
             example = {"words": words, "text": " ".join(words)}
         elif cfg.messages_column:  # the conversation so far is the text; the last answer the response
             messages = fields[cfg.messages_column]
-            example = {"messages": messages, "response": messages[-1]["content"],
-                       "text": "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1])}  # fmt: skip
+            example = {
+                "messages": messages,
+                "response": messages[-1]["content"],
+                "text": "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1]),
+            }
         else:
             example = {"text": str(fields[cfg.text_column])}
         if cfg.text_pair_column:
@@ -139,7 +170,9 @@ class LabelledFiles(DataSource):
 
     def _read(self, path: Path) -> tuple[Path, list]:
         columns, rows = self.read(path)
-        input_key = next(key for key in ("image_column", "words_column", "messages_column", "text_column") if getattr(self.cfg, key))
+        input_key = next(
+            key for key in ("image_column", "words_column", "messages_column", "text_column") if getattr(self.cfg, key)
+        )
         wanted = {input_key: getattr(self.cfg, input_key)}
         if self.cfg.label_column is not None and not self.cfg.tags_column:
             wanted["label_column"] = self.cfg.label_column
@@ -156,21 +189,34 @@ class LabelledFiles(DataSource):
             for column in texts:
                 if not isinstance(fields[column], str):
                     value = fields[column]
-                    raise DataError(f"{path}, row {row}, column {column!r}: expected text, got {type(value).__name__} "
-                                    f"{str(value)[:40]!r}; point the column setting at a column of text")  # fmt: skip
+                    raise DataError(
+                        f"{path}, row {row}, column {column!r}: expected text, got {type(value).__name__} "
+                        f"{str(value)[:40]!r}; point the column setting at a column of text"
+                    )
             if self.cfg.messages_column:
                 check_messages(path, row, fields[self.cfg.messages_column])
             if self.cfg.image_column:
                 check_image(path.parent / str(fields[self.cfg.image_column]), f"{path}, row {row}")
             if self.cfg.words_column:
-                check_tagged_words(path, row, fields[self.cfg.words_column], fields.get(self.cfg.tags_column or ""), self.cfg.tags_column)
+                check_tagged_words(
+                    path,
+                    row,
+                    fields[self.cfg.words_column],
+                    fields.get(self.cfg.tags_column or ""),
+                    self.cfg.tags_column,
+                )
         return path, rows
 
 
 def check_messages(path: Path, row: int, messages: Any) -> None:
     """A chat example: a list of ``{"role", "content"}`` whose last turn is the assistant's."""
-    if not isinstance(messages, list) or not messages or not all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages
+        )
     ):
         raise DataError(f"{path}, row {row}: messages must be a list of {{role, content}} objects")
     if messages[-1]["role"] != "assistant" or len(messages) < 2:
@@ -191,7 +237,9 @@ def delimiter_character(value: str) -> str:
     """``data.delimiter`` as one character: ``\\t`` (as a shell passes it) and ``tab`` mean a tab."""
     character = {"\\t": "\t", "tab": "\t"}.get(value, value)
     if len(character) != 1:
-        raise ConfigError(f"data.delimiter={value!r}: give one character, such as ',' or ';', or tab (also written \\t)")
+        raise ConfigError(
+            f"data.delimiter={value!r}: give one character, such as ',' or ';', or tab (also written \\t)"
+        )
     return character
 
 
@@ -210,6 +258,12 @@ def _parquet(cfg: FileDataConfig) -> LabelledFiles:
 
 @hookimpl
 def tunewright_register_datasets(registry):
-    registry.add("csv", _csv, schema=FileDataConfig, description="your labelled CSV (or TSV) files, columns mapped by config")
-    registry.add("jsonl", _jsonl, schema=FileDataConfig, description="your labelled JSON-lines files, keys mapped by config")
-    registry.add("parquet", _parquet, schema=FileDataConfig, description="your labelled Parquet files, columns mapped by config")
+    registry.add(
+        "csv", _csv, schema=FileDataConfig, description="your labelled CSV (or TSV) files, columns mapped by config"
+    )
+    registry.add(
+        "jsonl", _jsonl, schema=FileDataConfig, description="your labelled JSON-lines files, keys mapped by config"
+    )
+    registry.add(
+        "parquet", _parquet, schema=FileDataConfig, description="your labelled Parquet files, columns mapped by config"
+    )

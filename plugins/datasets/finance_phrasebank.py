@@ -22,7 +22,12 @@ from tunewright.readers import read_separated_lines
 from tunewright.schema import DataConfig, knob
 
 LABEL_NAMES = ["negative", "neutral", "positive"]
-AGREEMENT_FILES = {"50": "Sentences_50Agree.txt", "66": "Sentences_66Agree.txt", "75": "Sentences_75Agree.txt", "all": "Sentences_AllAgree.txt"}
+AGREEMENT_FILES = {
+    "50": "Sentences_50Agree.txt",
+    "66": "Sentences_66Agree.txt",
+    "75": "Sentences_75Agree.txt",
+    "all": "Sentences_AllAgree.txt",
+}
 WHERE = (
     "Financial PhraseBank v1.0 (Malo et al. 2014, CC BY-NC-SA 3.0) is not bundled; download it from the "
     "authors' release (search 'FinancialPhraseBank-v1.0') and set data.path to the unpacked folder"
@@ -50,8 +55,15 @@ class FinancePhraseBank(DataSource):
         encoding = _detect_encoding(path)
         notes: list = []
         labelled = ((row, {"text": text}, label) for row, text, label in read_separated_lines(path, "@", encoding))
-        examples = labelled_examples(path, labelled, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train", self.cfg.label_map)
-        return DomainData(split_given({"train": examples}, self.cfg), LABEL_NAMES, [{"path": path.name, "sha256": file_sha256(path)}], notes)
+        examples = labelled_examples(
+            path, labelled, LABEL_NAMES, self.cfg.cleaning.unknown_labels, notes, "train", self.cfg.label_map
+        )
+        return DomainData(
+            split_given({"train": examples}, self.cfg),
+            LABEL_NAMES,
+            [{"path": path.name, "sha256": file_sha256(path)}],
+            notes,
+        )
 
 
 def _detect_encoding(path: Path) -> str:
@@ -65,5 +77,9 @@ def _detect_encoding(path: Path) -> str:
 
 @hookimpl
 def tunewright_register_datasets(registry):
-    registry.add("finance_phrasebank", FinancePhraseBank, schema=PhraseBankConfig,
-                 description="financial news sentiment, 3 classes (your copy: CC BY-NC-SA, never bundled)")  # fmt: skip
+    registry.add(
+        "finance_phrasebank",
+        FinancePhraseBank,
+        schema=PhraseBankConfig,
+        description="financial news sentiment, 3 classes (your copy: CC BY-NC-SA, never bundled)",
+    )

@@ -36,8 +36,10 @@ class HubDataset(LabelledFiles):
 
     def __init__(self, cfg: HubDatasetConfig):
         if cfg.image_column:
-            raise ConfigError("data.image_column: data=hf_dataset reads text columns only; for images use "
-                              "data=image_folder, or a CSV of image paths (data=csv data.image_column=...)")  # fmt: skip
+            raise ConfigError(
+                "data.image_column: data=hf_dataset reads text columns only; for images use "
+                "data=image_folder, or a CSV of image paths (data=csv data.image_column=...)"
+            )
         super().__init__(cfg, self._split_rows)
         self._splits: dict[str, object] = {}
 
@@ -91,5 +93,9 @@ class HubDataset(LabelledFiles):
 
 @hookimpl
 def tunewright_register_datasets(registry):
-    registry.add("hf_dataset", HubDataset, schema=HubDatasetConfig,
-                 description="a Hugging Face datasets folder (save_to_disk) or a dataset name (load_dataset)")  # fmt: skip
+    registry.add(
+        "hf_dataset",
+        HubDataset,
+        schema=HubDatasetConfig,
+        description="a Hugging Face datasets folder (save_to_disk) or a dataset name (load_dataset)",
+    )

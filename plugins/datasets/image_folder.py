@@ -50,10 +50,20 @@ class ImageFolder(DataSource):
         label_names = list(self.cfg.labels) if self.cfg.labels else sorted(found["train"])
         given, notes = {}, []
         for split, by_label in found.items():
-            rows = ((f"{image}", {"image": str(image.resolve())}, label)
-                    for label, images in sorted(by_label.items()) for image in images)  # fmt: skip
-            given[split] = labelled_examples(split_roots[split], rows, label_names, self.cfg.cleaning.unknown_labels,
-                                             notes, split, self.cfg.label_map)
+            rows = (
+                (f"{image}", {"image": str(image.resolve())}, label)
+                for label, images in sorted(by_label.items())
+                for image in images
+            )
+            given[split] = labelled_examples(
+                split_roots[split],
+                rows,
+                label_names,
+                self.cfg.cleaning.unknown_labels,
+                notes,
+                split,
+                self.cfg.label_map,
+            )
         images = [example["image"] for examples in given.values() for example in examples]
         return DomainData(split_given(given, self.cfg), label_names, [images_source(root.resolve(), images)], notes)
 
@@ -86,5 +96,9 @@ class ImageFolder(DataSource):
 
 @hookimpl
 def tunewright_register_datasets(registry):
-    registry.add("image_folder", ImageFolder, schema=ImageFolderConfig,
-                 description="images in one folder per label (optionally train/validation/test folders)")  # fmt: skip
+    registry.add(
+        "image_folder",
+        ImageFolder,
+        schema=ImageFolderConfig,
+        description="images in one folder per label (optionally train/validation/test folders)",
+    )

@@ -19,7 +19,9 @@ from tunewright.errors import ConfigError
 from tunewright.readers import read_csv, require_columns
 from tunewright.schema import DataConfig
 
-WHERE = "get it from the corpus' GitHub release (sebischair/Medical-Abstracts-TC-Corpus) and set data.path to its folder"
+WHERE = (
+    "get it from the corpus' GitHub release (sebischair/Medical-Abstracts-TC-Corpus) and set data.path to its folder"
+)
 
 
 @dataclass
@@ -48,8 +50,13 @@ class MedicalAbstracts(DataSource):
         for split, path in files.items():
             header, rows = read_csv(path)
             require_columns(path, header, {"text_column": "medical_abstract", "label_column": "condition_label"})
-            labelled = ((row, {"text": f["medical_abstract"]}, names.get(f["condition_label"], f["condition_label"])) for row, f in rows)
-            given[split] = labelled_examples(path, labelled, label_names, self.cfg.cleaning.unknown_labels, notes, split, self.cfg.label_map)
+            labelled = (
+                (row, {"text": f["medical_abstract"]}, names.get(f["condition_label"], f["condition_label"]))
+                for row, f in rows
+            )
+            given[split] = labelled_examples(
+                path, labelled, label_names, self.cfg.cleaning.unknown_labels, notes, split, self.cfg.label_map
+            )
         if "train" not in given:  # only the test split is present: it becomes the pool to split
             given = {"train": given.pop("test")}
         sources = [{"path": path.name, "sha256": file_sha256(path)} for path in files.values()]
@@ -58,5 +65,9 @@ class MedicalAbstracts(DataSource):
 
 @hookimpl
 def tunewright_register_datasets(registry):
-    registry.add("medical_abstracts", MedicalAbstracts, schema=MedicalAbstractsConfig,
-                 description="medical abstracts, 5 condition classes (your copy: CC BY-SA 3.0)")  # fmt: skip
+    registry.add(
+        "medical_abstracts",
+        MedicalAbstracts,
+        schema=MedicalAbstractsConfig,
+        description="medical abstracts, 5 condition classes (your copy: CC BY-SA 3.0)",
+    )

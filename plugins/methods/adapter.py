@@ -14,6 +14,7 @@ Adapters are non-linear, so they cannot be merged into the base weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -44,7 +45,9 @@ PLACEMENTS = {"houlsby": ATTENTION_OUTPUTS + FEED_FORWARD_OUTPUTS, "pfeiffer": F
 
 @dataclass
 class AdapterConfig(MethodConfig):
-    placement: str = knob("houlsby", choices=("houlsby", "pfeiffer"))  # houlsby: after attention and feed-forward; pfeiffer: after feed-forward only
+    placement: str = knob(
+        "houlsby", choices=("houlsby", "pfeiffer")
+    )  # houlsby: after attention and feed-forward; pfeiffer: after feed-forward only
     reduction_factor: int = knob(16, low=1)  # bottleneck = hidden size / this; smaller: more weights, better fit
     activation: str = knob("gelu", choices=("gelu", "relu"))
 
@@ -113,12 +116,18 @@ class Adapter(TrainedWeightsMethod):
             width = output_width(projection)
             bottleneck = max(1, width // self.cfg.reduction_factor)
             reference = next(projection.parameters())
-            adapter = Bottleneck(projection, width, bottleneck, self.cfg.activation).to(reference.device, reference.dtype)
+            adapter = Bottleneck(projection, width, bottleneck, self.cfg.activation).to(
+                reference.device, reference.dtype
+            )
             setattr(parent, child, adapter)
         return model
 
 
 @hookimpl
 def tunewright_register_methods(registry):
-    registry.add("adapter", Adapter, schema=AdapterConfig,
-                 description="bottleneck adapters (Houlsby or Pfeiffer) after attention and/or feed-forward")  # fmt: skip
+    registry.add(
+        "adapter",
+        Adapter,
+        schema=AdapterConfig,
+        description="bottleneck adapters (Houlsby or Pfeiffer) after attention and/or feed-forward",
+    )

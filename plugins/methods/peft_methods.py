@@ -54,7 +54,6 @@ class PeftMethod(Method):
         return PeftModel.from_pretrained(task.load_pretrained(label_names, **self.load_options()), str(directory))
 
 
-
 class MergeablePeftMethod(PeftMethod):
     can_merge = True
 
@@ -101,8 +100,11 @@ def linear_layers_outside(model, heads: list[str]) -> list[str]:
     """Names of the ``nn.Linear`` layers that are not inside one of the ``heads`` modules."""
     from torch import nn
 
-    return [name for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and not any(name == h or name.startswith(h + ".") for h in heads)]  # fmt: skip
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and not any(name == h or name.startswith(h + ".") for h in heads)
+    ]
 
 
 def convolutions(model) -> list[str]:
@@ -126,8 +128,10 @@ class QLora(Lora):
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError("method=qlora quantises the base model with bitsandbytes, which needs a CUDA GPU; "
-                              "this machine has none. Use method=lora")  # fmt: skip
+            raise ConfigError(
+                "method=qlora quantises the base model with bitsandbytes, which needs a CUDA GPU; "
+                "this machine has none. Use method=lora"
+            )
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ConfigError("method=qlora needs bitsandbytes: pip install bitsandbytes")
         if cfg.compute_dtype not in ("bfloat16", "float16"):
@@ -138,10 +142,14 @@ class QLora(Lora):
         import torch
         from transformers import BitsAndBytesConfig
 
-        return {"quantization_config": BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=getattr(torch, self.cfg.compute_dtype),
-        )}  # fmt: skip
+        return {
+            "quantization_config": BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=getattr(torch, self.cfg.compute_dtype),
+            )
+        }
 
     def apply(self, model, task):
         from peft import prepare_model_for_kbit_training
@@ -170,8 +178,12 @@ class IA3(MergeablePeftMethod):
         targets, feedforward = names(self.cfg.target_modules), names(self.cfg.feedforward_modules)
         if targets is None:
             targets, feedforward = ia3_defaults(model)
-        return PeftIA3Config(task_type=task.peft_task_type, target_modules=targets, feedforward_modules=feedforward,
-                             modules_to_save=self.modules_to_save(task))  # fmt: skip
+        return PeftIA3Config(
+            task_type=task.peft_task_type,
+            target_modules=targets,
+            feedforward_modules=feedforward,
+            modules_to_save=self.modules_to_save(task),
+        )
 
 
 # Keys, values and feed-forward outputs by module name, for models PEFT has no IA3
@@ -194,8 +206,10 @@ def ia3_defaults(model) -> tuple[list[str] | None, list[str] | None]:
     for targets, feedforward in IA3_NAME_SETS:
         if all(any(name.endswith(target) for name in module_names) for target in targets):
             return targets, feedforward
-    raise ConfigError(f"method=ia3 has no default modules for {model.config.model_type} models; set "
-                      "method.target_modules and method.feedforward_modules (module names), or use method=lora")  # fmt: skip
+    raise ConfigError(
+        f"method=ia3 has no default modules for {model.config.model_type} models; set "
+        "method.target_modules and method.feedforward_modules (module names), or use method=lora"
+    )
 
 
 @dataclass

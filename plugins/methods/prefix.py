@@ -57,8 +57,13 @@ class PrefixTuned(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         prefix_mask = attention_mask.new_ones(batch, self.prefix.shape[3])
-        return self.model(input_ids=input_ids, attention_mask=torch.cat([prefix_mask, attention_mask], dim=1),
-                          cache=cache, use_cache=False, **kwargs)  # fmt: skip
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=torch.cat([prefix_mask, attention_mask], dim=1),
+            cache=cache,
+            use_cache=False,
+            **kwargs,
+        )
 
 
 class Prefix(TrainedWeightsMethod):
@@ -75,5 +80,9 @@ class Prefix(TrainedWeightsMethod):
 
 @hookimpl
 def tunewright_register_methods(registry):
-    registry.add("prefix", Prefix, schema=PrefixConfig,
-                 description="trained key/value prefixes in every attention layer (encoders and decoders)")  # fmt: skip
+    registry.add(
+        "prefix",
+        Prefix,
+        schema=PrefixConfig,
+        description="trained key/value prefixes in every attention layer (encoders and decoders)",
+    )

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from tunewright.contracts import Method
 from tunewright.checkpoint import CheckpointError, load_trainable_state, trainable_state, trained_tensors
+from tunewright.contracts import Method
 from tunewright.errors import ConfigError
 
 TRAINED_FILE = "trained.safetensors"
@@ -87,8 +87,11 @@ def require_unpacked_text(task, method: str, adds: str) -> None:
     input, and one example per row: only the first of several packed examples would
     see them. ``adds`` says what the method puts there."""
     if task.input_field != "text":
-        raise ConfigError(f"method={method} {adds} a text model's input; model={task.cfg.kind} reads "
-                          f"{task.input_field}s. Use method=lora, ia3, adapter, freeze or full")  # fmt: skip
+        raise ConfigError(
+            f"method={method} {adds} a text model's input; model={task.cfg.kind} reads "
+            f"{task.input_field}s. Use method=lora, ia3, adapter, freeze or full"
+        )
     if task.packs_examples:
-        raise ConfigError(f"method={method} {adds} the input, which only the first packed example would see; "
-                          "set model.packing=false")  # fmt: skip
+        raise ConfigError(
+            f"method={method} {adds} the input, which only the first packed example would see; set model.packing=false"
+        )

@@ -29,10 +29,9 @@ import torch
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
+from tunewright.inference import pooled_hidden_states
 from tunewright.plugins.models.text_generation import GenerationConfig, TextGenerationTask
 from tunewright.plugins.models.text_task import IGNORE  # the prompt, the padding
-from tunewright.inference import pooled_hidden_states
-
 
 
 @dataclass
@@ -65,12 +64,16 @@ class CausalLM(TextGenerationTask):
         model_was_training = model.training
         model.eval()
         with torch.no_grad():
-            packed = model(input_ids=torch.tensor([first + second]), position_ids=torch.tensor([[0, 1, 2, 0, 1, 2]])).logits
+            packed = model(
+                input_ids=torch.tensor([first + second]), position_ids=torch.tensor([[0, 1, 2, 0, 1, 2]])
+            ).logits
             alone = model(input_ids=torch.tensor([second]), position_ids=torch.tensor([[0, 1, 2]])).logits
         model.train(model_was_training)
         if not torch.allclose(packed[0, 3:].float(), alone[0].float(), atol=1e-4, rtol=1e-3):
-            raise ConfigError(f"model.packing=true: {type(model).__name__} lets packed examples attend to each other "
-                              "(it ignores restarted position ids); set model.packing=false")  # fmt: skip
+            raise ConfigError(
+                f"model.packing=true: {type(model).__name__} lets packed examples attend to each other "
+                "(it ignores restarted position ids); set model.packing=false"
+            )
 
     @property
     def packs_examples(self) -> bool:
@@ -90,10 +93,15 @@ class CausalLM(TextGenerationTask):
                 response_ids = response_ids + [self.tokenizer.eos_token_id]
                 ids = (prompt_ids + response_ids)[: self.cfg.max_length]
                 if len(prompt_ids) >= len(ids):
-                    raise DataError(f"a prompt of {len(prompt_ids)} tokens leaves no room for its response "
-                                    f"(model.max_length={self.cfg.max_length}): {example['text'][:60]!r}")  # fmt: skip
-                feature = {"input_ids": ids, "attention_mask": [1] * len(ids),
-                           "labels": [IGNORE] * len(prompt_ids) + ids[len(prompt_ids):]}  # fmt: skip
+                    raise DataError(
+                        f"a prompt of {len(prompt_ids)} tokens leaves no room for its response "
+                        f"(model.max_length={self.cfg.max_length}): {example['text'][:60]!r}"
+                    )
+                feature = {
+                    "input_ids": ids,
+                    "attention_mask": [1] * len(ids),
+                    "labels": [IGNORE] * len(prompt_ids) + ids[len(prompt_ids) :],
+                }
             features.append(feature)
         return features
 
@@ -106,7 +114,9 @@ class CausalLM(TextGenerationTask):
         pad = self.tokenizer.pad_token_id
         batch = {
             "input_ids": torch.tensor([f["input_ids"] + [pad] * (width - len(f["input_ids"])) for f in features]),
-            "attention_mask": torch.tensor([f["attention_mask"] + [0] * (width - len(f["attention_mask"])) for f in features]),
+            "attention_mask": torch.tensor(
+                [f["attention_mask"] + [0] * (width - len(f["attention_mask"])) for f in features]
+            ),
         }
         if all("labels" in f for f in features):
             batch["labels"] = torch.tensor([f["labels"] + [IGNORE] * (width - len(f["labels"])) for f in features])
@@ -120,7 +130,14 @@ class CausalLM(TextGenerationTask):
         another example); the padding ending a row is one more block, never a target."""
         rows: list[list[dict[str, Any]]] = []
         for feature in features:
-            row = next((r for r in rows if sum(len(f["input_ids"]) for f in r) + len(feature["input_ids"]) <= self.cfg.max_length), None)
+            row = next(
+                (
+                    r
+                    for r in rows
+                    if sum(len(f["input_ids"]) for f in r) + len(feature["input_ids"]) <= self.cfg.max_length
+                ),
+                None,
+            )
             if row is None:
                 rows.append([feature])
             else:
@@ -154,6 +171,7 @@ class CausalLM(TextGenerationTask):
         """A decoder's output repeats the prompt; the answer follows it."""
         return output[:, batch["input_ids"].shape[1] :]
 
+
 def _own_positions(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The logits at the input's own positions: prompt tuning prepends virtual tokens,
     whose outputs come first."""
@@ -162,5 +180,9 @@ def _own_positions(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torc
 
 @hookimpl
 def tunewright_register_models(registry):
-    registry.add("causal_lm", CausalLM, schema=CausalLMConfig,
-                 description="decoder supervised fine-tuning (GPT-2, LLaMA, ...): loss on responses, generation, exact match")  # fmt: skip
+    registry.add(
+        "causal_lm",
+        CausalLM,
+        schema=CausalLMConfig,
+        description="decoder supervised fine-tuning (GPT-2, LLaMA, ...): loss on responses, generation, exact match",
+    )

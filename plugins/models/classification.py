@@ -16,8 +16,11 @@ from sklearn.metrics import f1_score
 
 def label_head(label_names: list[str]) -> dict[str, Any]:
     """``from_pretrained`` arguments that size a classification head for ``label_names``."""
-    return {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
-            "label2id": {name: i for i, name in enumerate(label_names)}}  # fmt: skip
+    return {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
 
 
 class ClassificationObjective:
@@ -45,12 +48,15 @@ class ClassificationObjective:
             "f1_macro": float(f1_score(labels, predicted, average="macro", zero_division=0)),
         }
 
-    def test_predictions(self, model, examples: list[dict[str, Any]], logits: np.ndarray, label_names: list[str],
-                         device) -> tuple[list[dict[str, Any]], dict[str, float]]:  # fmt: skip
+    def test_predictions(
+        self, model, examples: list[dict[str, Any]], logits: np.ndarray, label_names: list[str], device
+    ) -> tuple[list[dict[str, Any]], dict[str, float]]:
         """Each test example with its true label's name and the prediction (from the
         evaluation's logits); no metrics beyond the evaluation's."""
-        rows = [{**example, "label": label_names[example["label"]], "prediction": prediction}
-                for example, prediction in zip(examples, self.predictions(logits, label_names))]  # fmt: skip
+        rows = [
+            {**example, "label": label_names[example["label"]], "prediction": prediction}
+            for example, prediction in zip(examples, self.predictions(logits, label_names))
+        ]
         return rows, {}
 
     @staticmethod

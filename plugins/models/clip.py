@@ -45,7 +45,9 @@ def label_scoring_clip():
 
     class CLIPLabelScores(CLIPModel):
         def forward(self, pixel_values=None, input_ids=None, attention_mask=None, output_hidden_states=None, **kwargs):
-            output = super().forward(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            output = super().forward(
+                pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, **kwargs
+            )
             return LabelScores(logits=output.logits_per_image, image_embeds=output.image_embeds)
 
     return CLIPLabelScores
@@ -60,8 +62,9 @@ class Clip(ImageClassification):
 
     def __init__(self, cfg: ClipConfig):
         if "{label}" not in cfg.prompt_template:
-            raise ConfigError(f"model.prompt_template={cfg.prompt_template!r} must contain {{label}}, "
-                              "where each label's name goes")  # fmt: skip
+            raise ConfigError(
+                f"model.prompt_template={cfg.prompt_template!r} must contain {{label}}, where each label's name goes"
+            )
         super().__init__(cfg)
         self.prompts: dict[str, torch.Tensor] | None = None
 
@@ -88,12 +91,16 @@ class Clip(ImageClassification):
     def set_labels(self, label_names: list[str]) -> None:
         """Tokenise one prompt per label; every batch carries them all."""
         texts = [self.cfg.prompt_template.format(label=name.replace("_", " ")) for name in label_names]
-        prompts = self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt")
+        prompts = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt"
+        )
         self.prompts = {"input_ids": prompts["input_ids"], "attention_mask": prompts["attention_mask"]}
 
     def collate(self, features: list[dict[str, Any]], augment: bool = False) -> dict[str, torch.Tensor]:
         if self.prompts is None:
-            raise ConfigError("model=clip: no label prompts yet; they are built when examples are prepared or the model loads")
+            raise ConfigError(
+                "model=clip: no label prompts yet; they are built when examples are prepared or the model loads"
+            )
         return {**super().collate(features, augment), **self.prompts}
 
     @staticmethod
@@ -104,5 +111,9 @@ class Clip(ImageClassification):
 
 @hookimpl
 def tunewright_register_models(registry):
-    registry.add("clip", Clip, schema=ClipConfig,
-                 description="CLIP scoring images against a text prompt per label (contrastive fine-tuning)")  # fmt: skip
+    registry.add(
+        "clip",
+        Clip,
+        schema=ClipConfig,
+        description="CLIP scoring images against a text prompt per label (contrastive fine-tuning)",
+    )

@@ -46,21 +46,30 @@ class HubTask(Task):
     def from_base(self) -> dict:
         """``from_pretrained`` arguments for files read from the checkpoint or a run folder."""
         reading_base = self.preprocessor_source == self.source
-        return {"revision": self.cfg.revision if reading_base else None, "trust_remote_code": self.cfg.trust_remote_code}
+        return {
+            "revision": self.cfg.revision if reading_base else None,
+            "trust_remote_code": self.cfg.trust_remote_code,
+        }
 
     def load_with(self, auto_class, source: str | Path | None = None, **options):
         """``auto_class.from_pretrained`` on the checkpoint, or on a saved full fine-tune at
         ``source``; ``options`` are the task's and the method's (a quantisation config)."""
         quiet_transformers()
-        return auto_class.from_pretrained(str(source or self.source), revision=None if source else self.cfg.revision,
-                                          trust_remote_code=self.cfg.trust_remote_code, **options)  # fmt: skip
+        return auto_class.from_pretrained(
+            str(source or self.source),
+            revision=None if source else self.cfg.revision,
+            trust_remote_code=self.cfg.trust_remote_code,
+            **options,
+        )
 
     def pretrained_label_names(self) -> list[str] | None:
         """The labels the checkpoint's own head predicts, or ``None`` when it has none
         (transformers' placeholder names ``LABEL_0``, ``LABEL_1``, ...)."""
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(self.source, revision=self.cfg.revision, trust_remote_code=self.cfg.trust_remote_code)
+        config = AutoConfig.from_pretrained(
+            self.source, revision=self.cfg.revision, trust_remote_code=self.cfg.trust_remote_code
+        )
         names = [str(config.id2label[i]) for i in sorted(config.id2label)] if config.id2label else []
         return None if all(re.fullmatch(r"LABEL_\d+", name) for name in names) else names
 

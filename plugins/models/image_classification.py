@@ -75,12 +75,15 @@ class ImageClassification(ClassificationObjective, HubTask):
         head of another size, such as ImageNet's 1,000 classes, is replaced)."""
         from transformers import AutoModelForImageClassification
 
-        return self.load_with(AutoModelForImageClassification, source, **label_head(label_names),
-                              ignore_mismatched_sizes=True, **options)  # fmt: skip
+        return self.load_with(
+            AutoModelForImageClassification, source, **label_head(label_names), ignore_mismatched_sizes=True, **options
+        )
 
     def encode(self, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The image path and label; pixels are produced per batch by :meth:`collate`."""
-        return [{"image": e["image"], **({"labels": e["label"]} if e.get("label") is not None else {})} for e in examples]
+        return [
+            {"image": e["image"], **({"labels": e["label"]} if e.get("label") is not None else {})} for e in examples
+        ]
 
     def collate(self, features: list[dict[str, Any]], augment: bool = False) -> dict[str, torch.Tensor]:
         batch = self.pixels(features, augment)
@@ -101,5 +104,9 @@ class ImageClassification(ClassificationObjective, HubTask):
 
 @hookimpl
 def tunewright_register_models(registry):
-    registry.add("image_classification", ImageClassification, schema=ImageClassificationConfig,
-                 description="image classifier (ViT, ResNet, ConvNeXt, CLIP vision + linear head): accuracy, macro-F1")  # fmt: skip
+    registry.add(
+        "image_classification",
+        ImageClassification,
+        schema=ImageClassificationConfig,
+        description="image classifier (ViT, ResNet, ConvNeXt, CLIP vision + linear head): accuracy, macro-F1",
+    )

@@ -19,9 +19,9 @@ import torch
 
 from tunewright import hookimpl
 from tunewright.errors import ConfigError, DataError
+from tunewright.inference import pooled_hidden_states
 from tunewright.plugins.models.text_generation import GenerationConfig, TextGenerationTask
 from tunewright.plugins.models.text_task import IGNORE
-from tunewright.inference import pooled_hidden_states
 
 
 @dataclass
@@ -39,8 +39,9 @@ class Seq2SeqLM(TextGenerationTask):
 
     def __init__(self, cfg: Seq2SeqLMConfig):
         if cfg.packing:
-            raise ConfigError("model.packing=true is for decoders (model=causal_lm); an encoder-decoder reads "
-                              "each prompt whole")  # fmt: skip
+            raise ConfigError(
+                "model.packing=true is for decoders (model=causal_lm); an encoder-decoder reads each prompt whole"
+            )
         super().__init__(cfg)
 
     def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
@@ -48,7 +49,9 @@ class Seq2SeqLM(TextGenerationTask):
 
         model = self.load_with(AutoModelForSeq2SeqLM, source, **options)
         if model.config.decoder_start_token_id is None:
-            raise ConfigError(f"model.name_or_path={self.cfg.name_or_path}: the checkpoint names no decoder_start_token_id")
+            raise ConfigError(
+                f"model.name_or_path={self.cfg.name_or_path}: the checkpoint names no decoder_start_token_id"
+            )
         self.decoder_start = model.config.decoder_start_token_id
         return model
 
@@ -58,7 +61,9 @@ class Seq2SeqLM(TextGenerationTask):
         if start is None:  # encoding before the model is loaded (the token cache, a reload)
             from transformers import AutoConfig
 
-            config = AutoConfig.from_pretrained(self.source, revision=self.cfg.revision, trust_remote_code=self.cfg.trust_remote_code)
+            config = AutoConfig.from_pretrained(
+                self.source, revision=self.cfg.revision, trust_remote_code=self.cfg.trust_remote_code
+            )
             start = self.decoder_start = config.decoder_start_token_id
         return start
 
@@ -83,7 +88,9 @@ class Seq2SeqLM(TextGenerationTask):
         width = max(len(f["input_ids"]) for f in features)
         batch = {
             "input_ids": torch.tensor([f["input_ids"] + [pad] * (width - len(f["input_ids"])) for f in features]),
-            "attention_mask": torch.tensor([f["attention_mask"] + [0] * (width - len(f["attention_mask"])) for f in features]),
+            "attention_mask": torch.tensor(
+                [f["attention_mask"] + [0] * (width - len(f["attention_mask"])) for f in features]
+            ),
         }
         if all("labels" in f for f in features):
             length = max(len(f["labels"]) for f in features)
@@ -103,12 +110,23 @@ class Seq2SeqLM(TextGenerationTask):
 
     def embed_inputs(self, model, texts: list[str], batch_size: int, device, dtype=None):
         """Each prompt's mean encoder state (the decoder runs one start token only)."""
+
         def collate(features):
-            return {**self.collate(features), "decoder_input_ids": torch.full((len(features), 1), self.decoder_start_token_id)}
+            return {
+                **self.collate(features),
+                "decoder_input_ids": torch.full((len(features), 1), self.decoder_start_token_id),
+            }
 
         features = self.encode([{"text": text} for text in texts])
-        return pooled_hidden_states(model, features, collate, batch_size, device, dtype,
-                                    last_hidden=lambda output: output.encoder_last_hidden_state)  # fmt: skip
+        return pooled_hidden_states(
+            model,
+            features,
+            collate,
+            batch_size,
+            device,
+            dtype,
+            last_hidden=lambda output: output.encoder_last_hidden_state,
+        )
 
     @staticmethod
     def answer_tokens(output: torch.Tensor, batch) -> torch.Tensor:
@@ -118,5 +136,9 @@ class Seq2SeqLM(TextGenerationTask):
 
 @hookimpl
 def tunewright_register_models(registry):
-    registry.add("seq2seq_lm", Seq2SeqLM, schema=Seq2SeqLMConfig,
-                 description="encoder-decoder text-to-text (T5, BART): summarisation, translation; exact match, ROUGE-L")  # fmt: skip
+    registry.add(
+        "seq2seq_lm",
+        Seq2SeqLM,
+        schema=Seq2SeqLMConfig,
+        description="encoder-decoder text-to-text (T5, BART): summarisation, translation; exact match, ROUGE-L",
+    )

@@ -61,8 +61,10 @@ class TextGenerationTask(HubTextTask):
         for example in examples:
             if example.get("response") is None:
                 if example.get("label") is None:
-                    raise DataError(f"an example has neither a response nor a label: {example['text'][:60]!r}; "
-                                    "map one with data.response_column or data.label_column")  # fmt: skip
+                    raise DataError(
+                        f"an example has neither a response nor a label: {example['text'][:60]!r}; "
+                        "map one with data.response_column or data.label_column"
+                    )
                 example = {**example, "response": label_names[example["label"]]}
             prepared.append(example)
         return prepared
@@ -91,8 +93,12 @@ class TextGenerationTask(HubTextTask):
     def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Summed cross-entropy over response tokens."""
         predicted, targets = self.scored(logits, batch)
-        return torch.nn.functional.cross_entropy(predicted.float().reshape(-1, predicted.shape[-1]), targets.reshape(-1),
-                                                 ignore_index=IGNORE, reduction="sum")  # fmt: skip
+        return torch.nn.functional.cross_entropy(
+            predicted.float().reshape(-1, predicted.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=IGNORE,
+            reduction="sum",
+        )
 
     def loss_count(self, batch: dict[str, torch.Tensor]) -> int:
         return int((self.targets(batch) != IGNORE).sum())
@@ -102,7 +108,9 @@ class TextGenerationTask(HubTextTask):
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def evaluate(self, model, features: list[dict], batch_size: int, device, dtype=None) -> tuple[dict[str, float], None]:
+    def evaluate(
+        self, model, features: list[dict], batch_size: int, device, dtype=None
+    ) -> tuple[dict[str, float], None]:
         """Loss, perplexity and next-token accuracy over the response tokens, batch by
         batch (never the whole vocabulary-sized logits at once)."""
         model.eval()
@@ -127,18 +135,26 @@ class TextGenerationTask(HubTextTask):
         left-padded so that every answer starts right after its prompt."""
         model.eval()
         pad = self.tokenizer.pad_token_id
-        prompts = [{"text": t} if isinstance(t, str) else {k: v for k, v in t.items() if k in ("text", "messages")} for t in texts]
+        prompts = [
+            {"text": t} if isinstance(t, str) else {k: v for k, v in t.items() if k in ("text", "messages")}
+            for t in texts
+        ]
         answers = []
         for start in range(0, len(prompts), batch_size):
             features = self.encode(prompts[start : start + batch_size])
             width = max(len(f["input_ids"]) for f in features)
             batch = {
                 "input_ids": torch.tensor([[pad] * (width - len(f["input_ids"])) + f["input_ids"] for f in features]),
-                "attention_mask": torch.tensor([[0] * (width - len(f["input_ids"])) + f["attention_mask"] for f in features]),
+                "attention_mask": torch.tensor(
+                    [[0] * (width - len(f["input_ids"])) + f["attention_mask"] for f in features]
+                ),
             }
             batch = to_device(batch, device)
             output = model.generate(**batch, max_new_tokens=self.cfg.max_new_tokens, do_sample=False, pad_token_id=pad)
-            answers += [text.strip() for text in self.tokenizer.batch_decode(self.answer_tokens(output, batch), skip_special_tokens=True)]
+            answers += [
+                text.strip()
+                for text in self.tokenizer.batch_decode(self.answer_tokens(output, batch), skip_special_tokens=True)
+            ]
         return answers
 
     def predict_inputs(self, model, texts: list[str], device) -> list[dict[str, str]]:
@@ -150,7 +166,9 @@ class TextGenerationTask(HubTextTask):
         """The answer within ``model.generate``'s output."""
         raise NotImplementedError
 
-    def test_predictions(self, model, examples: list[dict[str, Any]], outputs, label_names: list[str], device) -> tuple[list[dict], dict]:
+    def test_predictions(
+        self, model, examples: list[dict[str, Any]], outputs, label_names: list[str], device
+    ) -> tuple[list[dict], dict]:
         """Generated answers for the first ``generate_test_examples`` test prompts, and
         their exact-match rate against the responses."""
         chosen = examples[: self.cfg.generate_test_examples]

@@ -43,8 +43,11 @@ def chrf(candidates: list[str], references: list[str]) -> float:
             counts[0] += sum(ours.values())
             counts[1] += sum(theirs.values())
             counts[2] += sum((ours & theirs).values())
-    seen = [(matches / candidate_total, matches / reference_total)
-            for candidate_total, reference_total, matches in statistics if candidate_total and reference_total]  # fmt: skip
+    seen = [
+        (matches / candidate_total, matches / reference_total)
+        for candidate_total, reference_total, matches in statistics
+        if candidate_total and reference_total
+    ]
     if not seen:
         return 0.0
     precision = sum(p for p, _ in seen) / len(seen)

@@ -23,8 +23,10 @@ class HubTextTask(HubTask):
         super().__init__(cfg)
         positions = self.position_limit()
         if positions is not None and cfg.max_length > positions:
-            raise ConfigError(f"model.max_length={cfg.max_length}: {cfg.name_or_path} has {positions} positions; "
-                              f"use model.max_length={positions} or less")  # fmt: skip
+            raise ConfigError(
+                f"model.max_length={cfg.max_length}: {cfg.name_or_path} has {positions} positions; "
+                f"use model.max_length={positions} or less"
+            )
 
     def position_limit(self) -> int | None:
         """The longest input the checkpoint's position embeddings cover, from its config
@@ -62,5 +64,8 @@ class HubTextTask(HubTask):
         else:
             state = sorted(self.tokenizer.get_vocab().items())
         described = json.dumps([type(self.tokenizer).__name__, state], sort_keys=True)
-        return {"task": type(self).__name__, "max_length": self.cfg.max_length,
-                "tokenizer": hashlib.sha256(described.encode()).hexdigest()}  # fmt: skip
+        return {
+            "task": type(self).__name__,
+            "max_length": self.cfg.max_length,
+            "tokenizer": hashlib.sha256(described.encode()).hexdigest(),
+        }

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 
 from tunewright import hookimpl
+from tunewright.batching import length_sorted_order
 from tunewright.errors import ConfigError
+from tunewright.inference import pooled_hidden_states, to_device
 from tunewright.plugins.models.classification import label_head
 from tunewright.plugins.models.text_task import IGNORE, HubTextTask  # IGNORE: later pieces of a word, specials, padding
-from tunewright.batching import length_sorted_order
-from tunewright.inference import pooled_hidden_states, to_device
 from tunewright.precision import autocast
 
 NO_WORD = -1  # a token that belongs to no word (special tokens), in a feature's word_ids
@@ -47,17 +47,24 @@ class TokenClassification(HubTextTask):
         """Sub-word tokens of each example's words, the word each token comes from, and
         (when tagged) the tag on each word's first token."""
         if not self.tokenizer.is_fast:
-            raise ConfigError(f"model=token_classification needs a fast tokenizer (word alignment); "
-                              f"{self.cfg.name_or_path} has none")  # fmt: skip
+            raise ConfigError(
+                f"model=token_classification needs a fast tokenizer (word alignment); {self.cfg.name_or_path} has none"
+            )
         words = [example.get("words") or example["text"].split() for example in examples]
         encoded = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.cfg.max_length)
         features = []
         for i, example in enumerate(examples):
             word_ids = [NO_WORD if w is None else w for w in encoded.word_ids(i)]
-            feature = {"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i], "word_ids": word_ids}
+            feature = {
+                "input_ids": encoded["input_ids"][i],
+                "attention_mask": encoded["attention_mask"][i],
+                "word_ids": word_ids,
+            }
             if "tags" in example:
-                feature["labels"] = [example["tags"][w] if w != NO_WORD and (j == 0 or word_ids[j - 1] != w) else IGNORE
-                                     for j, w in enumerate(word_ids)]  # fmt: skip
+                feature["labels"] = [
+                    example["tags"][w] if w != NO_WORD and (j == 0 or word_ids[j - 1] != w) else IGNORE
+                    for j, w in enumerate(word_ids)
+                ]
             features.append(feature)
         return features
 
@@ -79,8 +86,12 @@ class TokenClassification(HubTextTask):
     def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Summed cross-entropy over the tagged tokens (one per word)."""
         logits = self._own_positions(logits, batch)
-        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1),
-                                                 ignore_index=IGNORE, reduction="sum")  # fmt: skip
+        return torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]),
+            batch["labels"].reshape(-1),
+            ignore_index=IGNORE,
+            reduction="sum",
+        )
 
     @staticmethod
     def loss_count(batch: dict[str, torch.Tensor]) -> int:
@@ -89,7 +100,9 @@ class TokenClassification(HubTextTask):
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def word_tags(self, model, features: list[dict], batch_size: int, device, dtype=None) -> tuple[list[list[int]], float, int]:
+    def word_tags(
+        self, model, features: list[dict], batch_size: int, device, dtype=None
+    ) -> tuple[list[list[int]], float, int]:
         """Each example's predicted tag per word (the word's first token decides), and
         the summed loss and tagged-word count when the features carry tags."""
         model.eval()
@@ -107,10 +120,14 @@ class TokenClassification(HubTextTask):
             best = self._own_positions(logits, batch).argmax(-1).cpu().tolist()
             for row, index in enumerate(chosen):
                 word_ids = features[index]["word_ids"]
-                predicted[index] = [best[row][j] for j, w in enumerate(word_ids) if w != NO_WORD and (j == 0 or word_ids[j - 1] != w)]
+                predicted[index] = [
+                    best[row][j] for j, w in enumerate(word_ids) if w != NO_WORD and (j == 0 or word_ids[j - 1] != w)
+                ]
         return predicted, loss, count
 
-    def evaluate(self, model, features: list[dict], batch_size: int, device, dtype=None) -> tuple[dict[str, float], list]:
+    def evaluate(
+        self, model, features: list[dict], batch_size: int, device, dtype=None
+    ) -> tuple[dict[str, float], list]:
         """Loss, word accuracy and entity precision/recall/F1 over one split; the
         predicted tags (ids per word) are the outputs ``test_predictions`` reads."""
         predicted, loss, count = self.word_tags(model, features, batch_size, device, dtype)
@@ -121,14 +138,23 @@ class TokenClassification(HubTextTask):
         scores = entity_scores([[names[t] for t in ts] for ts in truths], [[names[p] for p in ps] for ps in predicted])
         return {"loss": loss / max(count, 1), "accuracy": correct / max(words, 1), **scores}, predicted
 
-    def test_predictions(self, model, examples: list[dict[str, Any]], outputs, label_names: list[str], device) -> tuple[list[dict], dict]:
+    def test_predictions(
+        self, model, examples: list[dict[str, Any]], outputs, label_names: list[str], device
+    ) -> tuple[list[dict], dict]:
         """Each test example with its tags by name and the predicted tags and entities."""
         rows = []
         for example, predicted in zip(examples, outputs):
             words = example["words"]
-            tags = [label_names[p] for p in predicted] + ["O"] * (len(words) - len(predicted))  # words cut by max_length
-            rows.append({**example, "tags": [label_names[t] for t in example["tags"]],
-                         "prediction": {"tags": tags, "entities": entities(words, tags)}})  # fmt: skip
+            tags = [label_names[p] for p in predicted] + ["O"] * (
+                len(words) - len(predicted)
+            )  # words cut by max_length
+            rows.append(
+                {
+                    **example,
+                    "tags": [label_names[t] for t in example["tags"]],
+                    "prediction": {"tags": tags, "entities": entities(words, tags)},
+                }
+            )
         return rows, {}
 
     def embed_inputs(self, model, texts: list[str], batch_size: int, device, dtype=None):
@@ -173,7 +199,11 @@ def entity_scores(truths: list[list[str]], predictions: list[list[str]]) -> dict
     true_count = predicted_count = matched = 0
     for truth, prediction in zip(truths, predictions):
         expected, found = set(spans(truth)), set(spans(prediction))
-        true_count, predicted_count, matched = true_count + len(expected), predicted_count + len(found), matched + len(expected & found)
+        true_count, predicted_count, matched = (
+            true_count + len(expected),
+            predicted_count + len(found),
+            matched + len(expected & found),
+        )
     precision = matched / predicted_count if predicted_count else 0.0
     recall = matched / true_count if true_count else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -181,10 +211,16 @@ def entity_scores(truths: list[list[str]], predictions: list[list[str]]) -> dict
 
 
 def entities(words: list[str], tags: list[str]) -> list[dict[str, Any]]:
-    return [{"type": kind, "text": " ".join(words[start:end]), "start": start, "end": end} for start, end, kind in spans(tags)]
+    return [
+        {"type": kind, "text": " ".join(words[start:end]), "start": start, "end": end}
+        for start, end, kind in spans(tags)
+    ]
 
 
 @hookimpl
 def tunewright_register_models(registry):
-    registry.add("token_classification", TokenClassification,
-                 description="a tag per word (named entities) with an encoder: word accuracy, entity F1")  # fmt: skip
+    registry.add(
+        "token_classification",
+        TokenClassification,
+        description="a tag per word (named entities) with an encoder: word accuracy, entity F1",
+    )

@@ -39,7 +39,9 @@ MODES = ("auto", "online", "offline", "disabled")
 class WandbConfig(TrackerConfig):
     project: str = "tunewright"
     entity: Optional[str] = None  # team or user; default: your W&B default entity
-    mode: str = knob("auto", choices=("auto", "online", "offline", "disabled"))  # auto: online with credentials, else offline
+    mode: str = knob(
+        "auto", choices=("auto", "online", "offline", "disabled")
+    )  # auto: online with credentials, else offline
     group: Optional[str] = None  # default: the sweep's name under -m, else none
     tags: list[str] = field(default_factory=list)
     log_model: bool = True  # upload model/ as an artifact (large for method=full)
@@ -97,8 +99,11 @@ class WandbTracker(Tracker):
         try:
             action(*args)
         except Exception as error:  # a tracker must never end a training run
-            print(f"tunewright: W&B {what} failed ({type(error).__name__}: {error}); "
-                  "tracking continues in the run folder only", file=sys.stderr)  # fmt: skip
+            print(
+                f"tunewright: W&B {what} failed ({type(error).__name__}: {error}); "
+                "tracking continues in the run folder only",
+                file=sys.stderr,
+            )
             self.wandb_run = None
 
     def _start(self, run) -> None:
@@ -122,8 +127,10 @@ class WandbTracker(Tracker):
         record = {"id": self.wandb_run.id, "project": self.cfg.project, "mode": self.mode, "dir": self.wandb_run.dir}
         run.folder.write_json(RUN_RECORD, record)
         if self.mode == "offline":
-            print(f"tunewright: W&B runs offline; upload later with: wandb sync {Path(self.wandb_run.dir).parent}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"tunewright: W&B runs offline; upload later with: wandb sync {Path(self.wandb_run.dir).parent}",
+                file=sys.stderr,
+            )
 
     # ------------------------------------------------------------------ lifecycle hooks
 
@@ -191,10 +198,15 @@ class WandbTracker(Tracker):
         summary[f"{prefix}/status"] = report["status"]
         summary[f"{prefix}/severity"] = report["severity"]
         summary[f"{prefix}/retrain_recommended"] = report["retrain_recommended"]
-        rows = [[w["index"], layer, entry.get("score"), entry.get("threshold"), entry["drifted"]]
-                for w in report["windows"] for layer, entry in (w.get("layers") or {}).items()]  # fmt: skip
+        rows = [
+            [w["index"], layer, entry.get("score"), entry.get("threshold"), entry["drifted"]]
+            for w in report["windows"]
+            for layer, entry in (w.get("layers") or {}).items()
+        ]
         if rows:
-            self.wandb_run.log({prefix: wandb.Table(columns=["window", "layer", "score", "threshold", "drifted"], data=rows)})
+            self.wandb_run.log(
+                {prefix: wandb.Table(columns=["window", "layer", "score", "threshold", "drifted"], data=rows)}
+            )
 
     @hookimpl
     def tunewright_run_error(self, run, error):
@@ -214,15 +226,35 @@ def bias_tables(audit: dict[str, Any]) -> dict[str, tuple[list[str], list[list[A
     words of ``bias.html`` (any audit: they come from the shared result shape)."""
     audit = upgrade_audit("", audit)
     keys = [key for key, _ in audit["columns"]]
-    groups = (["subject", "group", "size", *keys], [[g.get("subject"), g["group"], g.get("size"), *(g.get(k) for k in keys)]
-                                                   for g in audit["groups"]])  # fmt: skip
-    checks = (["subject", "check", "value", "interval", "limit", "p_value", "verdict", "meaning", "reason"],
-              [[c["subject"], c["check"], c["value"], str(c["interval"]) if c["interval"] else None, limit_text(c["limits"]),
-                c["p_value"], c["verdict"], c["meaning"], c["reason"]] for c in audit["checks"]])  # fmt: skip
+    groups = (
+        ["subject", "group", "size", *keys],
+        [[g.get("subject"), g["group"], g.get("size"), *(g.get(k) for k in keys)] for g in audit["groups"]],
+    )
+    checks = (
+        ["subject", "check", "value", "interval", "limit", "p_value", "verdict", "meaning", "reason"],
+        [
+            [
+                c["subject"],
+                c["check"],
+                c["value"],
+                str(c["interval"]) if c["interval"] else None,
+                limit_text(c["limits"]),
+                c["p_value"],
+                c["verdict"],
+                c["meaning"],
+                c["reason"],
+            ]
+            for c in audit["checks"]
+        ],
+    )
     return {"groups": groups, "checks": checks}
 
 
 @hookimpl
 def tunewright_register_trackers(registry):
-    registry.add("wandb", WandbTracker, schema=WandbConfig,
-                 description="Weights & Biases: metrics, config, bias tables, artifacts (offline without credentials)")  # fmt: skip
+    registry.add(
+        "wandb",
+        WandbTracker,
+        schema=WandbConfig,
+        description="Weights & Biases: metrics, config, bias tables, artifacts (offline without credentials)",
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import tiny_run_overrides
 from PIL import Image
 
-from conftest import tiny_run_overrides
 from tunewright.cleaning import clean, data_card
 from tunewright.cli import main
 from tunewright.config import compose_config
@@ -45,43 +45,125 @@ def truncated_jpeg(folder) -> str:
 
 # (case, files to write -> overrides, the one line expected on stderr)
 CASES = [
-    ("quote open to the end", lambda d: ["data=csv", f"data.path={write(d, 'qe.csv', csv_text(ROWS) + chr(34) + 'never closed,positive' + chr(10))}"],
-     "qe.csv, row 42: a quote opened in this row is never closed"),
+    (
+        "quote open to the end",
+        lambda d: [
+            "data=csv",
+            f"data.path={write(d, 'qe.csv', csv_text(ROWS) + chr(34) + 'never closed,positive' + chr(10))}",
+        ],
+        "qe.csv, row 42: a quote opened in this row is never closed",
+    ),
     ("missing file", lambda d: ["data=csv", f"data.path={d / 'nope.csv'}"], "nope.csv: no such file"),
-    ("ragged row", lambda d: ["data=csv", f"data.path={write(d, 'r.csv', csv_text(ROWS) + 'one,two,three' + chr(10))}"],
-     "r.csv, row 42: 3 fields where the header has 2"),
-    ("unbalanced quote", lambda d: ["data=csv", "data.path=" + write(d, "q.csv", 'text,label\n"fine",positive\n"open quote,negative\n'
-                                                                    + csv_text(ROWS).split("\n", 1)[1])],
-     "q.csv, row 3: a quote opened in this row does not close where its field ends"),
-    ("no header row", lambda d: ["data=csv", f"data.path={write(d, 'h.csv', csv_text(ROWS).split(chr(10), 1)[1])}"],
-     "does the file lack a header row?"),
-    ("bad encoding", lambda d: ["data=csv", f"data.path={write(d, 'e.csv', csv_text(ROWS).encode() + bytes([0xff]) + b',positive' + bytes([10]))}"],
-     "e.csv, row 42: not valid utf-8 (byte 0xff); set data.encoding"),
-    ("empty delimiter", lambda d: ["data=csv", f"data.path={write(d, 'd.csv', csv_text(ROWS))}", "data.delimiter=''"],
-     "data.delimiter='': give one character"),
-    ("list in a text column", lambda d: ["data=jsonl", "data.path=" + write(d, "l.jsonl", "\n".join(
-        [json.dumps({"text": t, "label": lab}) for t, lab in ROWS] + [json.dumps({"text": ["a", "list"], "label": "positive"})]))],
-     "l.jsonl, row 41, column 'text': expected text, got list"),
-    ("object as a label", lambda d: ["data=jsonl", "data.path=" + write(d, "o.jsonl", "\n".join(
-        [json.dumps({"text": t, "label": lab}) for t, lab in ROWS] + [json.dumps({"text": "x", "label": {"a": 1}})]))],
-     "o.jsonl, row 41: the label is a dict, not a single value"),
-    ("not JSON", lambda d: ["data=jsonl", f"data.path={write(d, 'j.jsonl', json.dumps({'text': 'a', 'label': 'b'}) + chr(10) + '{oops' + chr(10))}"],
-     "j.jsonl, row 2: not valid JSON"),
-    ("unknown label", lambda d: ["data=csv", f"data.train_path={write(d, 'tr.csv', csv_text(ROWS))}",
-                                 f"data.test_path={write(d, 'te.csv', csv_text(ROWS[:4] + [('meh', 'neutral')]))}"],
-     "te.csv, row 6: unknown label 'neutral'; labels: negative, positive. Map it with data.label_map"),
-    ("truncated image", lambda d: ["data=csv", f"data.path={truncated_jpeg(d)}", "data.image_column=path"],
-     "images.csv, row 2: "),
-    ("missing model directory", lambda d: ["model.name_or_path=/nonexistent"], "model.name_or_path=/nonexistent: no such directory"),
+    (
+        "ragged row",
+        lambda d: ["data=csv", f"data.path={write(d, 'r.csv', csv_text(ROWS) + 'one,two,three' + chr(10))}"],
+        "r.csv, row 42: 3 fields where the header has 2",
+    ),
+    (
+        "unbalanced quote",
+        lambda d: [
+            "data=csv",
+            "data.path="
+            + write(
+                d, "q.csv", 'text,label\n"fine",positive\n"open quote,negative\n' + csv_text(ROWS).split("\n", 1)[1]
+            ),
+        ],
+        "q.csv, row 3: a quote opened in this row does not close where its field ends",
+    ),
+    (
+        "no header row",
+        lambda d: ["data=csv", f"data.path={write(d, 'h.csv', csv_text(ROWS).split(chr(10), 1)[1])}"],
+        "does the file lack a header row?",
+    ),
+    (
+        "bad encoding",
+        lambda d: [
+            "data=csv",
+            f"data.path={write(d, 'e.csv', csv_text(ROWS).encode() + bytes([0xFF]) + b',positive' + bytes([10]))}",
+        ],
+        "e.csv, row 42: not valid utf-8 (byte 0xff); set data.encoding",
+    ),
+    (
+        "empty delimiter",
+        lambda d: ["data=csv", f"data.path={write(d, 'd.csv', csv_text(ROWS))}", "data.delimiter=''"],
+        "data.delimiter='': give one character",
+    ),
+    (
+        "list in a text column",
+        lambda d: [
+            "data=jsonl",
+            "data.path="
+            + write(
+                d,
+                "l.jsonl",
+                "\n".join(
+                    [json.dumps({"text": t, "label": lab}) for t, lab in ROWS]
+                    + [json.dumps({"text": ["a", "list"], "label": "positive"})]
+                ),
+            ),
+        ],
+        "l.jsonl, row 41, column 'text': expected text, got list",
+    ),
+    (
+        "object as a label",
+        lambda d: [
+            "data=jsonl",
+            "data.path="
+            + write(
+                d,
+                "o.jsonl",
+                "\n".join(
+                    [json.dumps({"text": t, "label": lab}) for t, lab in ROWS]
+                    + [json.dumps({"text": "x", "label": {"a": 1}})]
+                ),
+            ),
+        ],
+        "o.jsonl, row 41: the label is a dict, not a single value",
+    ),
+    (
+        "not JSON",
+        lambda d: [
+            "data=jsonl",
+            f"data.path={write(d, 'j.jsonl', json.dumps({'text': 'a', 'label': 'b'}) + chr(10) + '{oops' + chr(10))}",
+        ],
+        "j.jsonl, row 2: not valid JSON",
+    ),
+    (
+        "unknown label",
+        lambda d: [
+            "data=csv",
+            f"data.train_path={write(d, 'tr.csv', csv_text(ROWS))}",
+            f"data.test_path={write(d, 'te.csv', csv_text(ROWS[:4] + [('meh', 'neutral')]))}",
+        ],
+        "te.csv, row 6: unknown label 'neutral'; labels: negative, positive. Map it with data.label_map",
+    ),
+    (
+        "truncated image",
+        lambda d: ["data=csv", f"data.path={truncated_jpeg(d)}", "data.image_column=path"],
+        "images.csv, row 2: ",
+    ),
+    (
+        "missing model directory",
+        lambda d: ["model.name_or_path=/nonexistent"],
+        "model.name_or_path=/nonexistent: no such directory",
+    ),
     ("max_length beyond positions", lambda d: ["model.max_length=4096"], "model.max_length=4096: "),
     ("zero batch size", lambda d: ["trainer.batch_size=0"], "trainer.batch_size=0: must be >= 1"),
     ("negative batch size", lambda d: ["trainer.batch_size=-4"], "trainer.batch_size=-4: must be >= 1"),
-    ("zero accumulation", lambda d: ["trainer.gradient_accumulation_steps=0"], "trainer.gradient_accumulation_steps=0: must be >= 1"),
+    (
+        "zero accumulation",
+        lambda d: ["trainer.gradient_accumulation_steps=0"],
+        "trainer.gradient_accumulation_steps=0: must be >= 1",
+    ),
     ("zero logging interval", lambda d: ["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0: must be >= 1"),
     ("negative learning rate", lambda d: ["trainer.learning_rate=-0.001"], "trainer.learning_rate=-0.001: must be > 0"),
     ("negative warmup", lambda d: ["trainer.warmup_ratio=-0.1"], "trainer.warmup_ratio=-0.1: must be in [0, 1)"),
     ("zero epochs", lambda d: ["trainer.max_epochs=0"], "trainer.max_epochs=0: must be >= 1"),
-    ("unknown device", lambda d: ["trainer.device=tpu"], "trainer.device='tpu': must be auto, cpu, cuda, cuda:<index> or mps"),
+    (
+        "unknown device",
+        lambda d: ["trainer.device=tpu"],
+        "trainer.device='tpu': must be auto, cpu, cuda, cuda:<index> or mps",
+    ),
     ("negative limit", lambda d: ["data.limit=-5"], "data.limit=-5: must be >= 1"),
     ("zero LoRA rank", lambda d: ["method=lora", "method.r=0"], "method.r=0: must be >= 1"),
     ("significance out of range", lambda d: ["monitor.significance=2"], "monitor.significance=2.0: must be in (0, 1)"),
@@ -111,8 +193,13 @@ def load_cleaned(overrides):
 
 
 def test_what_is_safe_to_normalise_is_normalised_and_recorded(tmp_path):
-    rows = ["text,label"] + [f"good thing {i},pos" for i in range(10)] + [f"fine thing {i},pos " for i in range(10)] \
-        + [f"bad thing {i},neg" for i in range(20)] + ["no label here,", "nan label,nan", "nul\x00byte text,neg"]  # fmt: skip
+    rows = (
+        ["text,label"]
+        + [f"good thing {i},pos" for i in range(10)]
+        + [f"fine thing {i},pos " for i in range(10)]
+        + [f"bad thing {i},neg" for i in range(20)]
+        + ["no label here,", "nan label,nan", "nul\x00byte text,neg"]
+    )
     path = write(tmp_path, "labels.csv", "\ufeff" + "\n".join(rows) + "\n")  # with a byte-order mark
     data, card = load_cleaned(["data=csv", f"data.path={path}", "data.test_fraction=0.25"])
     assert data.label_names == ["neg", "pos"]  # "pos " is "pos"; empty and NaN labels are no class
@@ -129,8 +216,14 @@ def test_numeric_labels_are_one_class_each_and_can_be_mapped(tmp_path):
     path = write(tmp_path, "numbers.jsonl", "\n".join(map(json.dumps, rows)) + "\n")
     data, _ = load_cleaned(["data=jsonl", f"data.path={path}", "data.cleaning.deduplicate=none"])
     assert data.label_names == ["0", "1"]
-    data, _ = load_cleaned(["data=jsonl", f"data.path={path}", "data.cleaning.deduplicate=none",
-                            "data.label_map={0: negative, 1: positive}"])  # fmt: skip
+    data, _ = load_cleaned(
+        [
+            "data=jsonl",
+            f"data.path={path}",
+            "data.cleaning.deduplicate=none",
+            "data.label_map={0: negative, 1: positive}",
+        ]
+    )
     assert data.label_names == ["negative", "positive"]
 
 
@@ -146,8 +239,9 @@ def test_a_tab_delimiter_is_accepted_as_the_docs_write_it_and_long_fields_are_tr
 
 
 def test_every_dropped_row_is_listed_with_its_source_row_and_reason(tmp_path):
-    rows = ["text,label", "Same words here.,positive", '"same words, here",positive', "Other words.,negative"] + \
-           [f"more text {i},{'positive' if i % 2 else 'negative'}" for i in range(30)]  # fmt: skip
+    rows = ["text,label", "Same words here.,positive", '"same words, here",positive', "Other words.,negative"] + [
+        f"more text {i},{'positive' if i % 2 else 'negative'}" for i in range(30)
+    ]
     path = write(tmp_path, "dupes.csv", "\n".join(rows) + "\n")
     _, card = load_cleaned(["data=csv", f"data.path={path}", "data.validation_fraction=0", "data.test_fraction=0.2"])
     (dropped,) = [d for d in card["dropped_rows"] if d["step"] in ("deduplicate", "leakage")]

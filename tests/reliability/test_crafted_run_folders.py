@@ -12,8 +12,8 @@ import os
 import shutil
 
 import pytest
-
 from conftest import tiny_run_overrides
+
 from tunewright.cli import main
 from tunewright.errors import ConfigError, RunFolderError
 from tunewright.monitoring import monitor_run
@@ -48,8 +48,10 @@ def test_flipped_weight_bytes_are_refused_with_the_file_named(copy, capsys):
     weights.write_bytes(bytes(data))
     assert main(["predict", f"run={copy}", "fine"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"tunewright: {weights}: its SHA-256 differs from the one manifest.json recorded (the file was "
-                   "altered or corrupted); refusing to load it"]  # fmt: skip
+    assert err == [
+        f"tunewright: {weights}: its SHA-256 differs from the one manifest.json recorded (the file was "
+        "altered or corrupted); refusing to load it"
+    ]
     assert main(["export", f"run={copy}", "override=test"]) == 1
     assert not (copy / "export").exists()
 
@@ -124,12 +126,22 @@ def test_a_corrupt_record_is_one_line_naming_it(copy, capsys):
 
 
 def test_user_strings_reach_markdown_records_as_text(tiny_bert, tmp_path):
-    rows = ["text,label"] + [f"nice product number {i},<b>good</b>" for i in range(30)] + \
-           [f"awful item number {i},<script>alert(1)</script>" for i in range(30)]  # fmt: skip
+    rows = (
+        ["text,label"]
+        + [f"nice product number {i},<b>good</b>" for i in range(30)]
+        + [f"awful item number {i},<script>alert(1)</script>" for i in range(30)]
+    )
     data = tmp_path / "hostile.csv"
     data.write_text("\n".join(rows) + "\n")
-    overrides = tiny_run_overrides(tiny_bert, tmp_path / "runs", "paths.run_id=hostile", "data=csv", f"data.path={data}",
-                                   "card.intended_use='<img src=x onerror=alert(1)> | pipes'", "audit=none")  # fmt: skip
+    overrides = tiny_run_overrides(
+        tiny_bert,
+        tmp_path / "runs",
+        "paths.run_id=hostile",
+        "data=csv",
+        f"data.path={data}",
+        "card.intended_use='<img src=x onerror=alert(1)> | pipes'",
+        "audit=none",
+    )
     assert main(["train", *overrides]) == 0
     run = tmp_path / "runs" / "hostile"
     assert main(["export", f"run={run}", "override=testing"]) == 0

@@ -21,21 +21,32 @@ import sys
 import time
 
 import pytest
+from conftest import slow_steps_plugin, tiny_run_overrides
 from safetensors.torch import load_file
 
-from conftest import slow_steps_plugin, tiny_run_overrides
+pytestmark = pytest.mark.slow  # trains many runs or kills many processes
 
 KILLS = int(os.environ.get("TUNEWRIGHT_FAULT_KILLS", "4"))  # docs/reliability.md measures 20
 
 
 def train_command(tiny_bert, runs, run_id, *extra):
     overrides = tiny_run_overrides(
-        tiny_bert, runs, "data.limit=120", "trainer.batch_size=4", "trainer.max_epochs=2", "trainer.eval_every_n_steps=5",
-        "trainer.checkpoint_every_n_steps=3", "trainer.log_every_n_steps=1", "audit=none", "monitor=none",
+        tiny_bert,
+        runs,
+        "data.limit=120",
+        "trainer.batch_size=4",
+        "trainer.max_epochs=2",
+        "trainer.eval_every_n_steps=5",
+        "trainer.checkpoint_every_n_steps=3",
+        "trainer.log_every_n_steps=1",
+        "audit=none",
+        "monitor=none",
         # The last weights, not the best evaluated ones: a tiny model's first evaluation is
         # often its best, which would hide a divergence after it.
-        "trainer.select_best=false", f"paths.run_id={run_id}", *extra,
-    )  # fmt: skip
+        "trainer.select_best=false",
+        f"paths.run_id={run_id}",
+        *extra,
+    )
     return [sys.executable, "-m", "tunewright", "train", *overrides]
 
 
@@ -76,8 +87,12 @@ def test_a_run_killed_again_and_again_ends_with_the_straight_runs_weights(tiny_b
 
     victim, kills, mid_write = runs / "killed", 0, 0
     for attempt in range(KILLS):
-        process = subprocess.Popen(train_command(tiny_bert, runs, "killed"), env={**os.environ, "PYTHONPATH": str(slow)},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        process = subprocess.Popen(
+            train_command(tiny_bert, runs, "killed"),
+            env={**os.environ, "PYTHONPATH": str(slow)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         mid_write += kill_at_a_moment(process, victim, attempt % 2 == 1, rng)
         if process.returncode != -signal.SIGKILL:
             assert process.returncode == 0, process.stderr.read().decode()
@@ -102,8 +117,10 @@ def test_a_run_killed_again_and_again_ends_with_the_straight_runs_weights(tiny_b
 
     def logged(run):  # what metrics.jsonl says was computed, without the timings
         lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        return [(r["event"], r["step"], r.get("split"), r.get("loss"), r.get("learning_rate"), r.get("accuracy"))
-                for r in lines]  # fmt: skip
+        return [
+            (r["event"], r["step"], r.get("split"), r.get("loss"), r.get("learning_rate"), r.get("accuracy"))
+            for r in lines
+        ]
 
     assert logged(victim) == logged(runs / "straight")  # each step once, with the straight run's numbers
 

@@ -11,8 +11,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import slow_steps_plugin, tiny_run_overrides
+
 from tunewright.cli import main
 
 
@@ -32,15 +32,21 @@ def train_status(overrides) -> int:
 
 
 def snapshot(folder):
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"
+    }
 
 
 def test_export_refuses_the_working_directory_the_run_and_its_parents(trained, tmp_path, monkeypatch, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     monkeypatch.chdir(tmp_path)
     before = snapshot(trained)
-    for out, reason in ((".", "is the working directory or holds it"), (trained, "is the run folder or holds it"),
-                        (trained.parent, "is the run folder or holds it"), (trained / "model", "lies inside the run folder")):  # fmt: skip
+    for out, reason in (
+        (".", "is the working directory or holds it"),
+        (trained, "is the run folder or holds it"),
+        (trained.parent, "is the run folder or holds it"),
+        (trained / "model", "lies inside the run folder"),
+    ):
         assert main(["export", f"run={trained}", f"out={out}", "override=test", "overwrite=true"]) == 1
         (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
         assert reason in line, line
@@ -72,11 +78,15 @@ def test_an_earlier_export_is_replaced_only_when_asked(trained, tmp_path, capsys
 
 def test_another_config_cannot_rewrite_a_runs_record(trained, tiny_bert, capsys):
     before = snapshot(trained)
-    overrides = tiny_run_overrides(tiny_bert, trained.parent, "paths.run_id=good", "audit=none", "trainer.learning_rate=0.5")
+    overrides = tiny_run_overrides(
+        tiny_bert, trained.parent, "paths.run_id=good", "audit=none", "trainer.learning_rate=0.5"
+    )
     assert train_status(overrides) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"tunewright: paths.run_id=good: {trained} holds a run trained with another config "
-                           "(trainer.learning_rate: 0.001 -> 0.5)")  # fmt: skip
+    assert line.startswith(
+        f"tunewright: paths.run_id=good: {trained} holds a run trained with another config "
+        "(trainer.learning_rate: 0.001 -> 0.5)"
+    )
     assert snapshot(trained) == before
 
 
@@ -97,14 +107,21 @@ def test_a_failed_start_leaves_no_empty_run_folder(tiny_bert, tmp_path, capsys):
     assert not runs.exists() or list(runs.iterdir()) == []
 
 
-
-
 def test_a_second_train_on_a_running_run_stops_naming_the_holder(tiny_bert, tmp_path):
     slow = slow_steps_plugin(tmp_path / "slow", 0.5)
     runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "tunewright", "train",
-               *tiny_run_overrides(tiny_bert, runs, "paths.run_id=shared", "trainer.batch_size=4", "trainer.log_every_n_steps=1")]  # fmt: skip
-    first = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(slow)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [
+        sys.executable,
+        "-m",
+        "tunewright",
+        "train",
+        *tiny_run_overrides(
+            tiny_bert, runs, "paths.run_id=shared", "trainer.batch_size=4", "trainer.log_every_n_steps=1"
+        ),
+    ]
+    first = subprocess.Popen(
+        command, env={**os.environ, "PYTHONPATH": str(slow)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 300
         while not (runs / "shared" / "metrics.jsonl").exists() and first.poll() is None and time.monotonic() < deadline:
@@ -117,8 +134,11 @@ def test_a_second_train_on_a_running_run_stops_naming_the_holder(tiny_bert, tmp_
     finally:
         first.wait(timeout=300)
     assert first.returncode == 0
-    steps = [json.loads(line)["step"] for line in (runs / "shared" / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["event"] == "train"]  # fmt: skip
+    steps = [
+        json.loads(line)["step"]
+        for line in (runs / "shared" / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["event"] == "train"
+    ]
     assert steps == sorted(set(steps))  # one writer: no step logged twice
 
 
@@ -140,7 +160,9 @@ def test_writers_of_one_run_take_turns(trained, capsys):
         waited = time.monotonic() - started
     finally:
         holder.wait(timeout=60)
-    assert f"tunewright: waiting for {trained}, in use by tunewright monitor (pid {holder.pid}" in capsys.readouterr().err
+    assert (
+        f"tunewright: waiting for {trained}, in use by tunewright monitor (pid {holder.pid}" in capsys.readouterr().err
+    )
     assert waited > 1  # the card was written after the holder let go, not beside it
 
 

@@ -50,12 +50,22 @@ class SupportTickets(DataSource):
     def load(self) -> DomainData:
         path = Path(self.cfg.path) if self.cfg.path else SAMPLE
         header, rows = read_csv(path)
-        require_columns(path, header, {"message_column": self.cfg.message_column, "queue_column": self.cfg.queue_column})
+        require_columns(
+            path, header, {"message_column": self.cfg.message_column, "queue_column": self.cfg.queue_column}
+        )
         messages = [(row, fields[self.cfg.message_column], fields[self.cfg.queue_column]) for row, fields in rows]
         cleaned = [(row, {"text": strip_signoff(text)}, QUEUES.get(code, code)) for row, text, code in messages]
         changed = sum(before[1] != after[1]["text"] for before, after in zip(messages, cleaned))
-        notes = [{"split": "train", "step": "strip_signoff", "rows_in": len(rows), "rows_out": len(rows),
-                  "rows_changed": changed, "reason": "signatures, addresses and ticket numbers cut"}]  # fmt: skip
+        notes = [
+            {
+                "split": "train",
+                "step": "strip_signoff",
+                "rows_in": len(rows),
+                "rows_out": len(rows),
+                "rows_changed": changed,
+                "reason": "signatures, addresses and ticket numbers cut",
+            }
+        ]
         labels = list(QUEUES.values())
         examples = labelled_examples(path, cleaned, labels, self.cfg.cleaning.unknown_labels, notes, "train")
         require_two_classes(path, self.cfg.queue_column, examples, labels)
@@ -65,8 +75,12 @@ class SupportTickets(DataSource):
 
 @hookimpl
 def tunewright_register_datasets(registry):
-    registry.add("support_tickets", SupportTickets, schema=SupportTicketsConfig,
-                 description="support tickets routed to billing, technical and account queues")  # fmt: skip
+    registry.add(
+        "support_tickets",
+        SupportTickets,
+        schema=SupportTicketsConfig,
+        description="support tickets routed to billing, technical and account queues",
+    )
 
 
 @hookimpl

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+from vision_models import save_tiny_vision_model, write_images
 
 import tunewright
 from tunewright.cleaning import clean
@@ -18,7 +19,6 @@ from tunewright.cli import main
 from tunewright.errors import DataError
 from tunewright.plugins.datasets.files import FileDataConfig, _csv
 from tunewright.plugins.datasets.image_folder import ImageFolder, ImageFolderConfig
-from vision_models import save_tiny_vision_model, write_images
 
 LABELS = ["green", "red"]
 
@@ -41,8 +41,16 @@ def vision_models(tmp_path_factory) -> dict[str, Path]:
 
 
 def run_overrides(model_kind: str, model_dir: Path, runs: Path, *extra: str) -> list[str]:
-    return [f"model={model_kind}", f"model.name_or_path={model_dir}", "trainer.max_epochs=2", "trainer.learning_rate=5e-3",
-            "trainer.progress_bar=false", f"paths.runs_dir={runs}", "paths.run_id=r", *extra]  # fmt: skip
+    return [
+        f"model={model_kind}",
+        f"model.name_or_path={model_dir}",
+        "trainer.max_epochs=2",
+        "trainer.learning_rate=5e-3",
+        "trainer.progress_bar=false",
+        f"paths.runs_dir={runs}",
+        "paths.run_id=r",
+        *extra,
+    ]
 
 
 def test_image_folder_loads_labels_from_folders_and_splits(photos):
@@ -59,7 +67,9 @@ def test_image_folder_with_split_folders_uses_them(tmp_path):
         for path, label in write_images(tmp_path / "pool" / split, count, LABELS, seed=len(split)):
             (tmp_path / "photos" / split / label).mkdir(parents=True, exist_ok=True)
             path.rename(tmp_path / "photos" / split / label / path.name)
-    data = ImageFolder(OmegaConf.structured(ImageFolderConfig(kind="image_folder", path=str(tmp_path / "photos")))).load()
+    data = ImageFolder(
+        OmegaConf.structured(ImageFolderConfig(kind="image_folder", path=str(tmp_path / "photos")))
+    ).load()
     assert {split: len(rows) for split, rows in data.splits.items()} == {"train": 8, "validation": 4, "test": 4}
 
 
@@ -98,21 +108,38 @@ def test_cleaning_removes_the_same_picture_under_another_name(tmp_path):
     images = write_images(tmp_path / "img", 6, LABELS)
     copy = tmp_path / "img" / "copy.png"
     copy.write_bytes(images[0][0].read_bytes())
-    rows = [{"file": f"img/{p.name}", "label": label} for p, label in images] + [{"file": "img/copy.png", "label": images[0][1]}]
-    config = OmegaConf.structured(FileDataConfig(kind="csv", path=str(write_image_csv(tmp_path, rows)), image_column="file",
-                                                 validation_fraction=0.0, test_fraction=0.0))  # fmt: skip
+    rows = [{"file": f"img/{p.name}", "label": label} for p, label in images] + [
+        {"file": "img/copy.png", "label": images[0][1]}
+    ]
+    config = OmegaConf.structured(
+        FileDataConfig(
+            kind="csv",
+            path=str(write_image_csv(tmp_path, rows)),
+            image_column="file",
+            validation_fraction=0.0,
+            test_fraction=0.0,
+        )
+    )
     data, report = clean(_csv(config).load(), config.cleaning)
     assert len(data.splits["train"]) == 6
     assert [step["step"] for step in report.steps] == ["deduplicate"]
 
 
-@pytest.mark.parametrize(("model_kind", "family", "method"), [("image_classification", "vit", "lora"),
-                                                              ("image_classification", "resnet", "freeze"),
-                                                              ("clip", "clip", "lora")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("model_kind", "family", "method"),
+    [("image_classification", "vit", "lora"), ("image_classification", "resnet", "freeze"), ("clip", "clip", "lora")],
+)
 def test_image_run_trains_reloads_and_predicts(photos, vision_models, tmp_path, capsys, model_kind, family, method):
     augment = ["model.augment=true"] if family == "vit" else []  # training batches through collate_train
-    overrides = run_overrides(model_kind, vision_models[family], tmp_path, "data=image_folder", f"data.path={photos}",
-                              f"method={method}", *augment)  # fmt: skip
+    overrides = run_overrides(
+        model_kind,
+        vision_models[family],
+        tmp_path,
+        "data=image_folder",
+        f"data.path={photos}",
+        f"method={method}",
+        *augment,
+    )
     assert main(["train", *overrides]) == 0
     assert "predicts from images; skipping counterfactual" in capsys.readouterr().err
     run = tmp_path / "r"
@@ -128,15 +155,28 @@ def test_image_run_trains_reloads_and_predicts(photos, vision_models, tmp_path, 
     assert printed["image"] == rows[0]["image"] and printed["label"] == rows[0]["prediction"]["label"]
     card = (run / "MODEL_CARD.md").read_text()
     tag = "zero-shot-image-classification" if model_kind == "clip" else "image-classification"
-    assert f"pipeline_tag: {tag}" in card and "held-out images" in card and "predict run=" in card and "photo.jpg" in card
+    assert (
+        f"pipeline_tag: {tag}" in card and "held-out images" in card and "predict run=" in card and "photo.jpg" in card
+    )
 
 
 def test_group_audit_runs_on_image_predictions(vision_models, tmp_path):
     images = write_images(tmp_path / "img", 60, LABELS)
-    rows = [{"file": f"img/{p.name}", "label": label, "site": "north" if i % 3 else "south"} for i, (p, label) in enumerate(images)]
+    rows = [
+        {"file": f"img/{p.name}", "label": label, "site": "north" if i % 3 else "south"}
+        for i, (p, label) in enumerate(images)
+    ]
     path = write_image_csv(tmp_path, rows)
-    overrides = run_overrides("image_classification", vision_models["vit"], tmp_path / "runs", "data=csv", f"data.path={path}",
-                              "data.image_column=file", "data.sensitive_columns=[site]", "audit=group_metrics")  # fmt: skip
+    overrides = run_overrides(
+        "image_classification",
+        vision_models["vit"],
+        tmp_path / "runs",
+        "data=csv",
+        f"data.path={path}",
+        "data.image_column=file",
+        "data.sensitive_columns=[site]",
+        "audit=group_metrics",
+    )
     assert main(["train", *overrides]) == 0
     bias = json.loads((tmp_path / "runs" / "r" / "reports" / "bias.json").read_text())
     audit = bias["audits"]["group_metrics"]
@@ -150,8 +190,22 @@ def test_image_drift_reference_and_monitor(photos, vision_models, tmp_path):
     kind of images does not drift on them, a batch of larger, darker images does."""
     from PIL import Image
 
-    assert main(["train", *run_overrides("image_classification", vision_models["vit"], tmp_path / "runs", "data=image_folder",
-                                         f"data.path={photos}", "audit=none")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                *run_overrides(
+                    "image_classification",
+                    vision_models["vit"],
+                    tmp_path / "runs",
+                    "data=image_folder",
+                    f"data.path={photos}",
+                    "audit=none",
+                ),
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "runs" / "r"
     profile = json.loads((run / "reports" / "drift_reference" / "profile.json").read_text())
     assert profile["input_field"] == "image" and profile["rows"] == 18
@@ -166,25 +220,49 @@ def test_image_drift_reference_and_monitor(photos, vision_models, tmp_path):
         dark.save(shifted / path.name)
     verdicts = {}
     for name, folder in (("same", tmp_path / "same"), ("shifted", shifted)):
-        rows = [{"file": str(p), "label": label} for p, label in zip(sorted(folder.glob("*.png")), [lab for _, lab in same])]
+        rows = [
+            {"file": str(p), "label": label} for p, label in zip(sorted(folder.glob("*.png")), [lab for _, lab in same])
+        ]
         batch = write_image_csv(folder, rows)
-        assert main(["monitor", f"run={run}", "data=csv", f"data.path={batch}", "data.image_column=file",
-                     f"monitor.name={name}"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "monitor",
+                    f"run={run}",
+                    "data=csv",
+                    f"data.path={batch}",
+                    "data.image_column=file",
+                    f"monitor.name={name}",
+                ]
+            )
+            == 0
+        )
         report = json.loads((run / "reports" / f"drift-{name}.json").read_text())
         verdicts[name] = report["windows"][0]["layers"]["descriptors"]
     assert not verdicts["same"]["drifted"], verdicts["same"]
     assert verdicts["shifted"]["drifted"] and {"width", "brightness"} <= set(verdicts["shifted"]["drifted_columns"])
 
 
+@pytest.mark.distributed
 def test_image_run_under_ddp_on_two_processes(photos, vision_models, tmp_path):
     """Image batches are decoded per rank: two Gloo processes train one run folder, and
     the saved model reloads to the predictions rank 0 recorded."""
     import subprocess
     import sys
 
-    overrides = run_overrides("image_classification", vision_models["vit"], tmp_path, "data=image_folder",
-                              f"data.path={photos}", "trainer=ddp", "trainer.nproc_per_node=2", "audit=none")  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "tunewright", "train", *overrides], capture_output=True, text=True, timeout=600)
+    overrides = run_overrides(
+        "image_classification",
+        vision_models["vit"],
+        tmp_path,
+        "data=image_folder",
+        f"data.path={photos}",
+        "trainer=ddp",
+        "trainer.nproc_per_node=2",
+        "audit=none",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "tunewright", "train", *overrides], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     run = tmp_path / "r"
     assert json.loads((run / "manifest.json").read_text())["world_size"] == 2
@@ -201,7 +279,9 @@ def test_augmentation_changes_training_batches_only(photos, vision_models):
     from tunewright.plugin_manager import get_plugins
     from tunewright.plugins.models.image_classification import ImageClassificationConfig
 
-    config = ImageClassificationConfig(kind="image_classification", name_or_path=str(vision_models["vit"]), augment=True)
+    config = ImageClassificationConfig(
+        kind="image_classification", name_or_path=str(vision_models["vit"]), augment=True
+    )
     task = get_plugins().registries["models"].build(OmegaConf.structured(config))
     images = sorted((photos / "red").iterdir())[:4]
     features = task.encode([{"image": str(path), "label": 1} for path in images])
@@ -211,6 +291,13 @@ def test_augmentation_changes_training_batches_only(photos, vision_models):
     torch.manual_seed(0)
     assert torch.equal(task.collate_train(features)["pixel_values"], first)  # the same seed draws the same crops
     assert torch.equal(task.collate(features)["pixel_values"], task.collate(features)["pixel_values"])
-    plain = get_plugins().registries["models"].build(OmegaConf.structured(ImageClassificationConfig(
-        kind="image_classification", name_or_path=str(vision_models["vit"]))))  # fmt: skip
+    plain = (
+        get_plugins()
+        .registries["models"]
+        .build(
+            OmegaConf.structured(
+                ImageClassificationConfig(kind="image_classification", name_or_path=str(vision_models["vit"]))
+            )
+        )
+    )
     assert torch.equal(plain.collate_train(features)["pixel_values"], plain.collate(features)["pixel_values"])

@@ -3,6 +3,7 @@ and the output the README and docs show is what the commands print."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from tunewright import hookspecs
 
-DOCS = Path(__file__).parents[1] / "docs"
+DOCS = Path(__file__).parents[2] / "docs"
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("tunewright_"))
 
 
@@ -36,7 +37,7 @@ def test_firstresult_hooks_are_marked_in_the_docs():
 def test_readme_gives_the_two_commands_ci_runs():
     readme = (DOCS.parent / "README.md").read_text()
     ci = (DOCS.parent / ".ci" / "run").read_text()
-    test_command = "bash scripts/setup.sh && .venv/bin/python -m pytest"
+    test_command = "bash scripts/setup.sh && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/python -m pytest"
     assert test_command in readme and test_command in ci
     assert "bash scripts/setup.sh && .venv/bin/tunewright train" in readme
 
@@ -71,7 +72,9 @@ def test_every_method_and_model_has_a_page():
     from tunewright.plugin_manager import get_plugins
 
     registries = get_plugins().registries
-    pages = {path.stem for path in (DOCS / "methods").glob("*.md")} | {path.stem for path in (DOCS / "models").glob("*.md")}
+    pages = {path.stem for path in (DOCS / "methods").glob("*.md")} | {
+        path.stem for path in (DOCS / "models").glob("*.md")
+    }
     overview = (DOCS / "methods.md").read_text(encoding="utf-8")
     for name in registries["methods"].names():
         assert name in pages, f"docs/methods/{name}.md is missing"
@@ -101,10 +104,8 @@ def test_shown_output_is_what_the_command_prints(page, command, shown, capsys):
 
     from tunewright.cli import main
 
-    try:
+    with contextlib.suppress(SystemExit):  # Hydra's job exits with the status
         main(shlex.split(command)[1:])
-    except SystemExit:  # Hydra's job exits with the status
-        pass
     captured = capsys.readouterr()
     printed = (captured.err or captured.out).splitlines()
     assert printed[:1] == [shown], f"{page}: {command}"
@@ -118,6 +119,7 @@ def summary_labels(lines: list[str]) -> list[str]:
 
 def test_the_readme_shows_the_train_summary_as_it_is_printed(tiny_bert, tmp_path, capsys):
     from conftest import tiny_run_overrides
+
     from tunewright.cli import main
 
     readme = (DOCS.parent / "README.md").read_text()

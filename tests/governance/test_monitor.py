@@ -44,8 +44,18 @@ def amazon_run(tmp_path_factory):
     rows = domain_rows("amazon")
     train = write_csv(root / "amazon-train.csv", rows[:TRAIN_ROWS])
     write_csv(root / "amazon-heldout.csv", rows[TRAIN_ROWS:])
-    code = main(["train", "data=csv", f"data.path={train}", "trainer.max_epochs=3", "audit=none",
-                 "trainer.progress_bar=false", f"paths.runs_dir={root / 'runs'}", "paths.run_id=amazon"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "data=csv",
+            f"data.path={train}",
+            "trainer.max_epochs=3",
+            "audit=none",
+            "trainer.progress_bar=false",
+            f"paths.runs_dir={root / 'runs'}",
+            "paths.run_id=amazon",
+        ]
+    )
     assert code == 0
     return root
 
@@ -75,7 +85,9 @@ def test_held_out_amazon_sentences_do_not_drift(amazon_run):
     assert window["layers"]["performance"]["available"]
 
 
-@pytest.mark.parametrize(("domain", "layers_expected"), [("imdb", {"embeddings", "descriptors"}), ("yelp", {"embeddings"})])
+@pytest.mark.parametrize(
+    ("domain", "layers_expected"), [("imdb", {"embeddings", "descriptors"}), ("yelp", {"embeddings"})]
+)
 def test_other_review_domains_drift(amazon_run, domain, layers_expected):
     """IMDB sentences are longer (descriptors drift too); Yelp sentences look like
     Amazon's on the surface and drift in the model's embeddings (docs/governance.md)."""
@@ -94,10 +106,19 @@ def test_other_review_domains_drift(amazon_run, domain, layers_expected):
 
 def test_windows_groups_and_the_bias_audit_on_a_drifted_batch(amazon_run, tmp_path):
     rows = domain_rows("imdb")[:250]
-    batch = write_csv(tmp_path / "imdb-groups.csv", [(t, l, "ab"[i % 2]) for i, (t, l) in enumerate(rows)],
-                      header=("text", "label", "region"))  # fmt: skip
-    report = monitor(amazon_run, "data=csv", f"data.path={batch}", "data.sensitive_columns=[region]",
-                     "monitor.window=100", "monitor.min_rows=40")  # fmt: skip
+    batch = write_csv(
+        tmp_path / "imdb-groups.csv",
+        [(text, label, "ab"[i % 2]) for i, (text, label) in enumerate(rows)],
+        header=("text", "label", "region"),
+    )
+    report = monitor(
+        amazon_run,
+        "data=csv",
+        f"data.path={batch}",
+        "data.sensitive_columns=[region]",
+        "monitor.window=100",
+        "monitor.min_rows=40",
+    )
     assert [(w["start_row"], w["rows"]) for w in report["windows"]] == [(0, 100), (100, 100), (200, 50)]
     first = report["windows"][0]
     assert [(g["group"], g["rows"]) for g in first["groups"]] == [("a", 50), ("b", 50)]
@@ -117,8 +138,16 @@ def test_drift_fires_the_hook_and_the_cli_prints_the_verdict(amazon_run, capsys)
     plugins = get_plugins()
     plugins.manager.register(Pager(), name="pager")
     try:
-        code = main(["monitor", f"run={amazon_run / 'runs' / 'amazon'}", "data=ecommerce_reviews",
-                     "data.domain=imdb", "data.limit=100", "monitor.name=imdb-sample"])  # fmt: skip
+        code = main(
+            [
+                "monitor",
+                f"run={amazon_run / 'runs' / 'amazon'}",
+                "data=ecommerce_reviews",
+                "data.domain=imdb",
+                "data.limit=100",
+                "monitor.name=imdb-sample",
+            ]
+        )
     finally:
         plugins.manager.unregister(name="pager")
     assert code == 0 and seen == [("amazon", "imdb-sample", True)]
@@ -153,18 +182,35 @@ def test_bad_batches_and_run_folders_fail_clearly(amazon_run, tmp_path):
 
 
 def test_retrain_trains_a_linked_run_on_the_old_data_plus_the_batch(amazon_run):
-    (report,) = monitor_run(amazon_run / "runs" / "amazon", ["data=ecommerce_reviews", "data.domain=imdb", "data.limit=100",
-                                                              "monitor.name=imdb-retrain", "monitor.retrain=true"], get_plugins())  # fmt: skip
+    (report,) = monitor_run(
+        amazon_run / "runs" / "amazon",
+        [
+            "data=ecommerce_reviews",
+            "data.domain=imdb",
+            "data.limit=100",
+            "monitor.name=imdb-retrain",
+            "monitor.retrain=true",
+        ],
+        get_plugins(),
+    )
     assert report["retrain_recommended"]
     new_id = report["retraining"]["run_id"]
     new = amazon_run / "runs" / new_id
     manifest = json.loads((new / "manifest.json").read_text())
-    assert manifest["retrained_from"] == {"run_id": "amazon", "drift_report": "reports/drift-imdb-retrain.json", "rows_added": 100}
+    assert manifest["retrained_from"] == {
+        "run_id": "amazon",
+        "drift_report": "reports/drift-imdb-retrain.json",
+        "rows_added": 100,
+    }
     assert new_id in json.loads((amazon_run / "runs" / "amazon" / "manifest.json").read_text())["retrained_as"]
     rows = (amazon_run / "runs" / "amazon" / "retrain" / f"{new_id}.jsonl").read_text().splitlines()
     assert len(rows) == TRAIN_ROWS + 100
     assert manifest["data_sources"][0]["path"].endswith(f"retrain/{new_id}.jsonl")
-    stubs = [p for p in (amazon_run / "runs").iterdir() if p.name not in ("amazon", new_id) and not (p / "config.yaml").exists()]
+    stubs = [
+        p
+        for p in (amazon_run / "runs").iterdir()
+        if p.name not in ("amazon", new_id) and not (p / "config.yaml").exists()
+    ]
     assert stubs == []  # the data lives with the old run; nothing half-made is left beside the new one
     results = json.loads((new / "results.json").read_text())
     assert sum(results["data"].values()) > TRAIN_ROWS  # after deduplication, still more than the old data alone
@@ -182,15 +228,45 @@ def test_drift_rows_say_what_decided_them_and_verdicts_are_shown_once():
 
     column = {"score": 0.24, "threshold": 0.1, "p_value": 0.2, "p_threshold": 0.008, "drifted": False}
     assert outcome(column) == "no drift: larger than the threshold, but not significant (p ≥ 0.008)"
-    assert outcome({**column, "score": 0.05, "p_value": 0.001}) == "no drift: significant, but smaller than the threshold"
-    assert outcome({**column, "p_value": 0.001, "drifted": True}) == "drift: larger than the threshold and significant (p < 0.008)"
-    performance = {"available": True, "score": 0.111, "threshold": 0.05, "p_value": 0.01, "p_threshold": 0.05, "drifted": True,
-                   "reference": {"accuracy": 0.9}, "current": {"accuracy": 0.789}}  # fmt: skip
+    assert (
+        outcome({**column, "score": 0.05, "p_value": 0.001}) == "no drift: significant, but smaller than the threshold"
+    )
+    assert (
+        outcome({**column, "p_value": 0.001, "drifted": True})
+        == "drift: larger than the threshold and significant (p < 0.008)"
+    )
+    performance = {
+        "available": True,
+        "score": 0.111,
+        "threshold": 0.05,
+        "p_value": 0.01,
+        "p_threshold": 0.05,
+        "drifted": True,
+        "reference": {"accuracy": 0.9},
+        "current": {"accuracy": 0.789},
+    }
     assert outcome(performance) == "drift: accuracy 0.900 → 0.789, a significant drop beyond 0.05"
 
-    window = {"index": 0, "start_row": 1, "rows": 50, "status": "drift", "severity": "high",
-              "reasons": ["performance: accuracy fell by 0.111"], "layers": {"performance": performance}}  # fmt: skip
-    report = {"name": "b", "run_id": "r", "rows": 50, "reference": {"rows": 200}, "drift_detected": True, "status": "drift",
-              "severity": "high", "retrain_recommended": True, "reasons": window["reasons"], "windows": [window]}  # fmt: skip
+    window = {
+        "index": 0,
+        "start_row": 1,
+        "rows": 50,
+        "status": "drift",
+        "severity": "high",
+        "reasons": ["performance: accuracy fell by 0.111"],
+        "layers": {"performance": performance},
+    }
+    report = {
+        "name": "b",
+        "run_id": "r",
+        "rows": 50,
+        "reference": {"rows": 200},
+        "drift_detected": True,
+        "status": "drift",
+        "severity": "high",
+        "retrain_recommended": True,
+        "reasons": window["reasons"],
+        "windows": [window],
+    }
     page = render_html(report, [])
     assert page.count("accuracy fell by 0.111") == 1 and "accuracy 0.900 → 0.789" in page

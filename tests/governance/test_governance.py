@@ -19,16 +19,25 @@ from tunewright.governance.policy import Policy, load_policy
 from tunewright.governance.probes import ATTRIBUTES, TEMPLATES
 from tunewright.governance.release import tunewright_release_decision
 
-POLICY = Policy("test", blocking=True, min_group_size=3, significance=0.05,
-                checks={"demographic_parity_ratio": {"min": 0.8}, "flip_rate": {"max": 0.02}, "accuracy_gap": {"max": 0.1},
-                        "label_distribution_distance": {"max": 0.1}})  # fmt: skip
+POLICY = Policy(
+    "test",
+    blocking=True,
+    min_group_size=3,
+    significance=0.05,
+    checks={
+        "demographic_parity_ratio": {"min": 0.8},
+        "flip_rate": {"max": 0.02},
+        "accuracy_gap": {"max": 0.1},
+        "label_distribution_distance": {"max": 0.1},
+    },
+)
 REVIEWS = TEMPLATES["reviews"]
 
 
 def test_group_metrics_match_hand_computed_values():
     #          group a (4 rows)                group b (4 rows)               group c (2 rows: suppressed)
-    y_true = ["pos", "pos", "neg", "neg",    "pos", "pos", "neg", "neg",    "pos", "neg"]
-    y_pred = ["pos", "pos", "pos", "neg",    "pos", "neg", "neg", "neg",    "pos", "pos"]
+    y_true = ["pos", "pos", "neg", "neg", "pos", "pos", "neg", "neg", "pos", "neg"]
+    y_pred = ["pos", "pos", "pos", "neg", "pos", "neg", "neg", "neg", "pos", "pos"]
     features = pd.DataFrame({"group": list("aaaabbbbcc")})
     result = group_metrics(y_true, y_pred, features, "pos", POLICY, n_boot=20)
     groups = {g["group"]: g for g in result.groups}
@@ -63,7 +72,9 @@ def test_group_metrics_compare_whole_label_distributions_in_a_multi_class_task()
     result = group_metrics(list(truth), list(predicted), pd.DataFrame({"region": groups}), None, POLICY, n_boot=20)
     checks = {c.check: c for c in result.checks}
     assert set(checks) == {"accuracy_gap", "label_distribution_distance"}  # no favourable label: no parity ratio
-    assert checks["label_distribution_distance"].verdict == "fail" and checks["label_distribution_distance"].p_value < 0.01
+    assert (
+        checks["label_distribution_distance"].verdict == "fail" and checks["label_distribution_distance"].p_value < 0.01
+    )
     assert [key for key, _ in result.columns] == ["accuracy"]
     same = np.tile(np.repeat(labels, 2), 75)  # both regions get every label equally often
     fair = group_metrics(list(same), list(same), pd.DataFrame({"region": groups}), None, POLICY, n_boot=20)
@@ -83,7 +94,9 @@ def predict_with_bias(favoured: set[str], boost: float):
     def predict_proba(texts):
         probabilities = []
         for text in texts:
-            base = 0.7 if any(word in text for word in ("excellent", "love", "worth", "lasts", "great", "fair")) else 0.3
+            base = (
+                0.7 if any(word in text for word in ("excellent", "love", "worth", "lasts", "great", "fair")) else 0.3
+            )
             p = min(0.99, base + boost) if any(name in text.split() for name in favoured) else base
             probabilities.append([1 - p, p])
         return np.array(probabilities)
@@ -97,7 +110,9 @@ def checks_of(result, subject: str) -> dict:
 
 def test_counterfactual_audit_fails_on_planted_gender_bias_and_names_it():
     female = set(ATTRIBUTES["gender"]["female"])
-    result = counterfactual_audit(predict_with_bias(female, 0.35), ["negative", "positive"], "positive", POLICY, REVIEWS)
+    result = counterfactual_audit(
+        predict_with_bias(female, 0.35), ["negative", "positive"], "positive", POLICY, REVIEWS
+    )
     gender = checks_of(result, "gender")
     assert result.verdict == "fail" and result.details["attributes"]["gender"]["verdict"] == "fail"
     assert gender["flip_rate"].value > 0.02 and gender["flip_rate"].p_value < 0.05
@@ -149,13 +164,19 @@ def test_a_label_the_model_lacks_is_a_clear_error():
 
 
 def fake_run(sensitive_columns, positive_label=None, domain=None, probes=None, policy="default"):
-    config = OmegaConf.create({"audit": {"policy": policy, "positive_label": positive_label, "probes": probes},
-                               "data": {"sensitive_columns": sensitive_columns, "probe_domain": domain}})  # fmt: skip
+    config = OmegaConf.create(
+        {
+            "audit": {"policy": policy, "positive_label": positive_label, "probes": probes},
+            "data": {"sensitive_columns": sensitive_columns, "probe_domain": domain},
+        }
+    )
     return SimpleNamespace(config=config)
 
 
 def fake_evaluation(rows, predict_proba=None, labels=("neg", "pos")):
-    return SimpleNamespace(test_predictions=rows, data=SimpleNamespace(label_names=list(labels)), predict_proba=predict_proba)
+    return SimpleNamespace(
+        test_predictions=rows, data=SimpleNamespace(label_names=list(labels)), predict_proba=predict_proba
+    )
 
 
 def test_group_metrics_audit_bad_input():
@@ -163,7 +184,9 @@ def test_group_metrics_audit_bad_input():
     with pytest.raises(ConfigError, match="data.sensitive_columns: 'gender' is missing"):
         GroupMetricsAudit(GroupMetricsConfig(kind="group_metrics"), fake_run(["gender"])).audit(fake_evaluation(rows))
     with pytest.raises(ConfigError, match="audit.positive_label: 'yes' is not a label of this model"):
-        GroupMetricsAudit(GroupMetricsConfig(kind="group_metrics"), fake_run(["region"], "yes")).audit(fake_evaluation(rows))
+        GroupMetricsAudit(GroupMetricsConfig(kind="group_metrics"), fake_run(["region"], "yes")).audit(
+            fake_evaluation(rows)
+        )
     result = GroupMetricsAudit(GroupMetricsConfig(kind="group_metrics"), fake_run([])).audit(fake_evaluation(rows))
     assert result["verdict"] == "not_applicable" and "data.sensitive_columns" in result["reasons"][0]
 
@@ -181,18 +204,28 @@ def test_probes_that_fit_no_task_are_not_applicable_and_release_says_what_is_mis
 
 def test_the_domain_picks_the_probes_and_a_file_can_supply_them(tmp_path):
     evaluation = fake_evaluation([{"text": "Fine."}], predict_with_bias(set(), 0.0), labels=("negative", "positive"))
-    result = CounterfactualAudit(CounterfactualConfig(kind="counterfactual"), fake_run([], domain="clinical")).audit(evaluation)
-    assert result["details"]["probes"] == "domain clinical" and result["details"]["templates"] == len(TEMPLATES["clinical"])
+    result = CounterfactualAudit(CounterfactualConfig(kind="counterfactual"), fake_run([], domain="clinical")).audit(
+        evaluation
+    )
+    assert result["details"]["probes"] == "domain clinical" and result["details"]["templates"] == len(
+        TEMPLATES["clinical"]
+    )
     own = tmp_path / "legal.txt"
     own.write_text("# contract probes\n" + "".join(f"{{person}} signed contract number {i}.\n" for i in range(6)))
-    result = CounterfactualAudit(CounterfactualConfig(kind="counterfactual"), fake_run([], probes=str(own))).audit(evaluation)
+    result = CounterfactualAudit(CounterfactualConfig(kind="counterfactual"), fake_run([], probes=str(own))).audit(
+        evaluation
+    )
     assert result["details"]["probes"] == f"file {own}" and result["details"]["templates"] == 6
-    with pytest.raises(ConfigError, match="data.probe_domain: no probe templates for domain 'legal'; builtin: clinical, finance"):
+    with pytest.raises(
+        ConfigError, match="data.probe_domain: no probe templates for domain 'legal'; builtin: clinical, finance"
+    ):
         CounterfactualAudit(CounterfactualConfig(kind="counterfactual"), fake_run([], domain="legal")).audit(evaluation)
     broken = tmp_path / "broken.txt"
     broken.write_text("{person} signed.\n{person} and {person} met.\n")
     with pytest.raises(DataError, match=r"broken.txt, line 2: a template needs exactly one \{person\} slot"):
-        CounterfactualAudit(CounterfactualConfig(kind="counterfactual"), fake_run([], probes=str(broken))).audit(evaluation)
+        CounterfactualAudit(CounterfactualConfig(kind="counterfactual"), fake_run([], probes=str(broken))).audit(
+            evaluation
+        )
 
 
 def test_three_outcomes_pass_needs_the_whole_interval_and_fail_needs_evidence():
@@ -200,13 +233,24 @@ def test_three_outcomes_pass_needs_the_whole_interval_and_fail_needs_evidence():
     passed = policy.check("flip_rate", 0.005, [0.0, 0.015], 0.4, "gender")
     assert passed.verdict == "pass" and "within ≤ 0.02 across its interval" in passed.reason
     unresolved = policy.check("flip_rate", 0.005, [0.0, 0.04], 0.4, "gender", units=(16, "members per group"))
-    assert unresolved.verdict == "inconclusive" and unresolved.settle.startswith("about ") and "(now 16)" in unresolved.settle
+    assert (
+        unresolved.verdict == "inconclusive"
+        and unresolved.settle.startswith("about ")
+        and "(now 16)" in unresolved.settle
+    )
     noise = policy.check("flip_rate", 0.06, [0.03, 0.09], 0.3, "gender", units=(16, "members per group"))
     assert noise.verdict == "inconclusive" and "not beyond chance (p = 0.3)" in noise.reason  # never green
     failed = policy.check("flip_rate", 0.06, [0.03, 0.09], 0.001, "gender")
-    assert failed.verdict == "fail" and failed.reason == "gender: flip_rate = 0.0600 [0.0300, 0.0900] breaks the limit ≤ 0.02, beyond chance (p = 0.001)"
+    assert (
+        failed.verdict == "fail"
+        and failed.reason
+        == "gender: flip_rate = 0.0600 [0.0300, 0.0900] breaks the limit ≤ 0.02, beyond chance (p = 0.001)"
+    )
     ratio = policy.check("demographic_parity_ratio", 0.9, [0.85, 0.95], 0.5, "race")
-    assert ratio.verdict == "pass" and policy.check("demographic_parity_ratio", 0.9, [0.7, 1.0], 0.5, "race").verdict == "inconclusive"
+    assert (
+        ratio.verdict == "pass"
+        and policy.check("demographic_parity_ratio", 0.9, [0.7, 1.0], 0.5, "race").verdict == "inconclusive"
+    )
     assert failed.detectable > 0.02 and ratio.detectable < 0.8
 
 
@@ -215,11 +259,20 @@ def test_release_blocks_on_failing_checks_only_and_strict_also_on_inconclusive()
     flips = policy.check("flip_rate", 0.5, [0.4, 0.6], 0.001, "gender")
     parity = policy.check("demographic_parity_ratio", 1.0, [0.95, 1.0], 0.001, "race")
     unresolved = policy.check("flip_rate", 0.01, [0.0, 0.05], 0.6, "age", units=(16, "members per group"))
-    result = {"audit": "counterfactual", "verdict": "fail", "checks": [vars(c) for c in (flips, parity, unresolved)],
-              "columns": [], "groups": [], "reasons": [], "details": {}}  # fmt: skip
+    result = {
+        "audit": "counterfactual",
+        "verdict": "fail",
+        "checks": [vars(c) for c in (flips, parity, unresolved)],
+        "columns": [],
+        "groups": [],
+        "reasons": [],
+        "details": {},
+    }
     decision = tunewright_release_decision(fake_run([]), {"counterfactual": result})
     assert decision["allowed"] is False
-    assert decision["reasons"] == ["counterfactual: gender: flip_rate = 0.5000 [0.4000, 0.6000] breaks the limit ≤ 0.02, beyond chance (p = 0.001)"]
+    assert decision["reasons"] == [
+        "counterfactual: gender: flip_rate = 0.5000 [0.4000, 0.6000] breaks the limit ≤ 0.02, beyond chance (p = 0.001)"
+    ]
     assert len(decision["notes"]) == 1 and decision["notes"][0].startswith("counterfactual inconclusive: age:")
     result["checks"] = [vars(parity), vars(unresolved)]
     assert tunewright_release_decision(fake_run([]), {"counterfactual": result})["allowed"] is True
@@ -241,18 +294,28 @@ def test_policies_load_by_name_and_bad_ones_say_why(tmp_path, capsys):
     with pytest.raises(ConfigError, match="unknown key 'inconclusiv'"):
         load_policy(str(typo))
     old = tmp_path / "old.yaml"  # written for schema 1: still loads, and says what changed
-    old.write_text("name: old\nblocking: true\nmin_group_size: 5\nsignificance: 0.05\nwarn_margin: 0.05\n"
-                   "not_significant: pass\nchecks: {flip_rate: {max: 0.02}}\n")  # fmt: skip
+    old.write_text(
+        "name: old\nblocking: true\nmin_group_size: 5\nsignificance: 0.05\nwarn_margin: 0.05\n"
+        "not_significant: pass\nchecks: {flip_rate: {max: 0.02}}\n"
+    )
     assert load_policy(str(old)).checks == {"flip_rate": {"max": 0.02}}
     assert "not_significant is no longer read (an unresolved breach is inconclusive now" in capsys.readouterr().err
 
 
 def test_html_report_leads_with_the_summary_highlights_failures_and_escapes():
     female = set(ATTRIBUTES["gender"]["female"])
-    audit = counterfactual_audit(predict_with_bias(female, 0.35), ["negative", "<b>positive</b>"], "<b>positive</b>", POLICY, REVIEWS)
-    record = {"run_id": "r1", "model": {"name_or_path": "m"}, "method": "lora", "data": "d",
-              "policy": {"name": "test", "blocking": True}, "audits": {"counterfactual": audit.to_dict()},
-              "release": {"allowed": False, "reasons": ["counterfactual: gender <script>"]}}  # fmt: skip
+    audit = counterfactual_audit(
+        predict_with_bias(female, 0.35), ["negative", "<b>positive</b>"], "<b>positive</b>", POLICY, REVIEWS
+    )
+    record = {
+        "run_id": "r1",
+        "model": {"name_or_path": "m"},
+        "method": "lora",
+        "data": "d",
+        "policy": {"name": "test", "blocking": True},
+        "audits": {"counterfactual": audit.to_dict()},
+        "release": {"allowed": False, "reasons": ["counterfactual: gender <script>"]},
+    }
     page = render_html(record)
     assert page.index("Release is blocked") < page.index("<h2>")
     assert "<tr class='fail'>" in page
@@ -263,21 +326,47 @@ def test_html_report_leads_with_the_summary_highlights_failures_and_escapes():
 def test_records_of_schema_1_still_render():
     from tunewright.governance.model_card import _bias
 
-    check = {"check": "flip_rate", "subject": "gender", "value": 0.3, "limits": {"max": 0.02}, "p_value": 0.01,
-             "verdict": "fail", "reason": "gender: flip_rate = 0.3000 breaks the limit ≤ 0.02"}  # fmt: skip
-    old = {"schema_version": 1, "run_id": "r0", "model": {"name_or_path": "m"}, "method": "lora", "data": "d",
-           "policy": {"name": "default", "blocking": True},
-           "audits": {"counterfactual": {"verdict": "fail", "reasons": [check["reason"]], "attributes": {"gender": {
-               "verdict": "fail", "flip_rate": 0.3, "test": "t", "p_value": 0.01, "checks": [check],
-               "groups": [{"group": "female", "probes": 20, "positive_rate": 0.9}]}}}},
-           "release": {"allowed": False, "reasons": ["counterfactual: " + check["reason"]]}}  # fmt: skip
+    check = {
+        "check": "flip_rate",
+        "subject": "gender",
+        "value": 0.3,
+        "limits": {"max": 0.02},
+        "p_value": 0.01,
+        "verdict": "fail",
+        "reason": "gender: flip_rate = 0.3000 breaks the limit ≤ 0.02",
+    }
+    old = {
+        "schema_version": 1,
+        "run_id": "r0",
+        "model": {"name_or_path": "m"},
+        "method": "lora",
+        "data": "d",
+        "policy": {"name": "default", "blocking": True},
+        "audits": {
+            "counterfactual": {
+                "verdict": "fail",
+                "reasons": [check["reason"]],
+                "attributes": {
+                    "gender": {
+                        "verdict": "fail",
+                        "flip_rate": 0.3,
+                        "test": "t",
+                        "p_value": 0.01,
+                        "checks": [check],
+                        "groups": [{"group": "female", "probes": 20, "positive_rate": 0.9}],
+                    }
+                },
+            }
+        },
+        "release": {"allowed": False, "reasons": ["counterfactual: " + check["reason"]]},
+    }
     page = render_html(old)
     assert "<tr class='fail'><td>gender</td><td>flip_rate" in page and "female" in page
     card = _bias(old)
     assert "| gender | flip\\_rate | 0.3000 | ≤ 0.02 | 0.01 | fail |" in card
 
 
-EEC = Path(__file__).parents[1].parent / "shared" / "data" / "eec" / "Equity-Evaluation-Corpus.csv"
+EEC = Path(__file__).parents[3] / "shared" / "data" / "eec" / "Equity-Evaluation-Corpus.csv"
 
 
 def eec_audit(path):
@@ -300,7 +389,9 @@ def test_eec_audit_fails_planted_gender_bias_and_passes_race():
     from tunewright.governance.audits.eec import eec_probes
 
     female = {p for p in eec_probes(EEC)[1]["gender"]["female"] if " " not in p}
-    evaluation = SimpleNamespace(predict_proba=predict_with_bias(female, 0.35), data=SimpleNamespace(label_names=["negative", "positive"]))
+    evaluation = SimpleNamespace(
+        predict_proba=predict_with_bias(female, 0.35), data=SimpleNamespace(label_names=["negative", "positive"])
+    )
     report = eec_audit(EEC).audit(evaluation)
     attributes = report["details"]["attributes"]
     assert report["audit"] == "eec" and report["verdict"] == "fail"
@@ -314,7 +405,9 @@ def test_eec_audit_bad_input(tmp_path):
         eec_audit(None)
     wrong = tmp_path / "eec.csv"
     wrong.write_text("ID,Sentence,Person\n1,Alonzo feels angry.,Alonzo\n")
-    evaluation = SimpleNamespace(predict_proba=predict_with_bias(set(), 0.0), data=SimpleNamespace(label_names=["negative", "positive"]))
+    evaluation = SimpleNamespace(
+        predict_proba=predict_with_bias(set(), 0.0), data=SimpleNamespace(label_names=["negative", "positive"])
+    )
     with pytest.raises(DataError, match=r"eec.csv: no column 'Template'"):
         eec_audit(wrong).audit(evaluation)
 
@@ -348,6 +441,7 @@ def test_group_metrics_with_mitigation_through_the_pipeline(tiny_bert, tmp_path)
     import json
 
     from conftest import tiny_run_overrides
+
     from tunewright.cli import main
 
     rng = np.random.default_rng(0)
@@ -357,20 +451,42 @@ def test_group_metrics_with_mitigation_through_the_pipeline(tiny_bert, tmp_path)
         writer.writerow(["text", "label", "region"])
         for i in range(240):
             good = i % 2 == 0
-            writer.writerow([f"{'great' if good else 'awful'} product number {i} {rng.integers(1000)}",
-                             "pos" if good else "neg", "north" if rng.random() < 0.5 else "south"])  # fmt: skip
-    overrides = tiny_run_overrides(tiny_bert, tmp_path / "runs", "data=csv", f"data.path={path}", "data.limit=null",
-                                   "data.sensitive_columns=[region]", "audit=group_metrics", "paths.run_id=g",
-                                   "audit.group_metrics.mitigation=threshold_optimizer")  # fmt: skip
+            writer.writerow(
+                [
+                    f"{'great' if good else 'awful'} product number {i} {rng.integers(1000)}",
+                    "pos" if good else "neg",
+                    "north" if rng.random() < 0.5 else "south",
+                ]
+            )
+    overrides = tiny_run_overrides(
+        tiny_bert,
+        tmp_path / "runs",
+        "data=csv",
+        f"data.path={path}",
+        "data.limit=null",
+        "data.sensitive_columns=[region]",
+        "audit=group_metrics",
+        "paths.run_id=g",
+        "audit.group_metrics.mitigation=threshold_optimizer",
+    )
     assert main(["train", *overrides]) == 0
     bias = json.loads((tmp_path / "runs" / "g" / "reports" / "bias.json").read_text())
     audit = bias["audits"]["group_metrics"]
     assert {g["group"] for g in audit["groups"]} == {"region=north", "region=south"}
     mitigation = audit["details"]["mitigation"]
-    assert mitigation["constraint"] == "demographic_parity" and set(mitigation["thresholds"]) == {"region=north", "region=south"}
-    assert mitigation["accuracy_cost"] == pytest.approx(mitigation["before"]["accuracy"] - mitigation["after"]["accuracy"])
+    assert mitigation["constraint"] == "demographic_parity" and set(mitigation["thresholds"]) == {
+        "region=north",
+        "region=south",
+    }
+    assert mitigation["accuracy_cost"] == pytest.approx(
+        mitigation["before"]["accuracy"] - mitigation["after"]["accuracy"]
+    )
     card = (tmp_path / "runs" / "g" / "MODEL_CARD.md").read_text()
-    assert "region=north" in card and "region=north" in (tmp_path / "runs" / "g" / "reports" / "bias.html").read_text() and "Mitigation (threshold_optimizer, demographic_parity" in card
+    assert (
+        "region=north" in card
+        and "region=north" in (tmp_path / "runs" / "g" / "reports" / "bias.html").read_text()
+        and "Mitigation (threshold_optimizer, demographic_parity" in card
+    )
     assert "Mitigation (threshold_optimizer" in (tmp_path / "runs" / "g" / "reports" / "bias.html").read_text()
 
 
@@ -379,14 +495,15 @@ def test_the_base_model_is_audited_when_its_head_has_the_labels(tiny_bert, tmp_p
     and the change is reported; a headless one is reported as not comparable."""
     import json
 
+    from conftest import tiny_run_overrides
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from conftest import tiny_run_overrides
     from tunewright.cli import main
 
     classifier = tmp_path / "tiny-sentiment"
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2, id2label={0: "negative", 1: "positive"},
-                                                               label2id={"negative": 0, "positive": 1})  # fmt: skip
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+    )
     model.save_pretrained(classifier)
     AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(classifier)
     for name, source in (("headed", classifier), ("headless", tiny_bert)):
@@ -395,10 +512,14 @@ def test_the_base_model_is_audited_when_its_head_has_the_labels(tiny_bert, tmp_p
     headed = json.loads((tmp_path / "runs" / "headed" / "reports" / "bias.json").read_text())["base_model_comparison"]
     assert headed["possible"] and set(headed["audits"]) == {"counterfactual"}
     gender = headed["audits"]["counterfactual"]["changes"]["gender flip_rate"]
-    assert set(gender["value"]) == {"base", "fine_tuned"} and headed["summary"].startswith("Compared with the base model")
+    assert set(gender["value"]) == {"base", "fine_tuned"} and headed["summary"].startswith(
+        "Compared with the base model"
+    )
     assert headed["summary"] in (tmp_path / "runs" / "headed" / "MODEL_CARD.md").read_text()
 
-    headless = json.loads((tmp_path / "runs" / "headless" / "reports" / "bias.json").read_text())["base_model_comparison"]
+    headless = json.loads((tmp_path / "runs" / "headless" / "reports" / "bias.json").read_text())[
+        "base_model_comparison"
+    ]
     assert not headless["possible"] and "no head for the labels negative, positive" in headless["reason"]
 
 
@@ -408,13 +529,27 @@ def test_comparison_names_introduced_and_amplified_disparities():
     policy = load_policy("default")
 
     def audit(*checks):
-        return {"audit": "counterfactual", "verdict": "x", "checks": [vars(c) for c in checks], "columns": [], "groups": [],
-                "reasons": [], "details": {}}  # fmt: skip
+        return {
+            "audit": "counterfactual",
+            "verdict": "x",
+            "checks": [vars(c) for c in checks],
+            "columns": [],
+            "groups": [],
+            "reasons": [],
+            "details": {},
+        }
 
-    base = audit(policy.check("flip_rate", 0.0, [0, 0.01], 0.9, "gender"), policy.check("flip_rate", 0.05, [0, 0.1], 0.4, "age"))
-    tuned = audit(policy.check("flip_rate", 0.3, [0.2, 0.4], 0.001, "gender"), policy.check("flip_rate", 0.055, [0, 0.1], 0.4, "age"))
+    base = audit(
+        policy.check("flip_rate", 0.0, [0, 0.01], 0.9, "gender"), policy.check("flip_rate", 0.05, [0, 0.1], 0.4, "age")
+    )
+    tuned = audit(
+        policy.check("flip_rate", 0.3, [0.2, 0.4], 0.001, "gender"),
+        policy.check("flip_rate", 0.055, [0, 0.1], 0.4, "age"),
+    )
     result = compare_with_base({"counterfactual": base}, {"counterfactual": tuned})
-    assert result["introduced"] == ["counterfactual/gender flip_rate"] and result["amplified"] == ["counterfactual/gender flip_rate"]
+    assert result["introduced"] == ["counterfactual/gender flip_rate"] and result["amplified"] == [
+        "counterfactual/gender flip_rate"
+    ]
     assert "introduced a failing disparity in counterfactual/gender flip_rate" in result["summary"]
 
 
@@ -432,8 +567,12 @@ def test_identity_terms_are_swapped_in_the_users_texts():
 def test_substitution_audit_finds_a_model_that_prefers_one_gender_in_real_texts():
     from tunewright.governance.audits.substitution import substitution_audit
 
-    texts = [f"{subject} said the {thing} {verdict}." for subject in ("She", "He", "My wife", "My husband")
-             for thing in ("battery", "screen", "case", "charger", "cable") for verdict in ("is great", "broke")]  # fmt: skip
+    texts = [
+        f"{subject} said the {thing} {verdict}."
+        for subject in ("She", "He", "My wife", "My husband")
+        for thing in ("battery", "screen", "case", "charger", "cable")
+        for verdict in ("is great", "broke")
+    ]
 
     def prefers_women(batch):
         out = []
@@ -450,12 +589,16 @@ def test_substitution_audit_finds_a_model_that_prefers_one_gender_in_real_texts(
     checks, details = substitution_audit(predict_with_bias(set(), 0.0), texts, POLICY)
     # No flip in 40 texts is no proof of a rate under 2%: inconclusive, and it says how many texts would do.
     (fair,) = checks
-    assert (fair.verdict, fair.value) == ("inconclusive", 0.0) and "test texts that mention the terms (now 40)" in fair.settle
+    assert (fair.verdict, fair.value) == (
+        "inconclusive",
+        0.0,
+    ) and "test texts that mention the terms (now 40)" in fair.settle
     assert "left_out" in details["race"]  # no names in these texts
 
 
 def test_an_unknown_probe_domain_stops_the_run_before_training(tiny_bert, tmp_path, capsys):
     from conftest import tiny_run_overrides
+
     from tunewright.cli import main
 
     with pytest.raises(SystemExit) as stopped:  # Hydra's job exits with the status

@@ -10,19 +10,24 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-
+import pytest
 from conftest import tiny_run_overrides
 from toy import Linear, features, make_trainer, weights
 
-TESTS = Path(__file__).parent
+pytestmark = pytest.mark.distributed  # torchrun with two processes
+
+TESTS = Path(__file__).parents[1]  # toy.py and the other helpers
 
 
 def torchrun(script: str, *args: str, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONPATH": str(TESTS)}
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *args],
-        capture_output=True, text=True, env=environment, timeout=timeout,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+    )
 
 
 DDP_WORKER = textwrap.dedent(
@@ -64,7 +69,9 @@ def test_two_ranks_with_accumulation_equal_one_big_batch(tmp_path):
 
 
 def test_train_launches_itself_with_ddp_into_one_run_folder(tiny_bert, tmp_path):
-    overrides = tiny_run_overrides(tiny_bert, tmp_path, "trainer=ddp", "trainer.nproc_per_node=2", "trainer.progress_bar=false")
+    overrides = tiny_run_overrides(
+        tiny_bert, tmp_path, "trainer=ddp", "trainer.nproc_per_node=2", "trainer.progress_bar=false"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "tunewright", "train", *overrides], capture_output=True, text=True, timeout=600
     )
@@ -111,7 +118,9 @@ def test_fsdp_trains_checkpoints_and_resumes_exactly(tmp_path):
     second = torchrun(str(script), str(tmp_path / "resumed"), "0")
     assert second.returncode == 0, second.stderr
     assert "STEPS 12 True 5" in second.stdout
-    np.testing.assert_array_equal(np.load(tmp_path / "straight" / "weights.npy"), np.load(tmp_path / "resumed" / "weights.npy"))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "straight" / "weights.npy"), np.load(tmp_path / "resumed" / "weights.npy")
+    )
 
 
 def test_train_with_fsdp_exports_a_loadable_model(tiny_bert, tmp_path):

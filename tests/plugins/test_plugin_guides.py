@@ -10,19 +10,23 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_run_overrides
 from plugin_guides import BLOCK, DOCS, ROOT, build, guide_files, pip_install
 
+
 def tunewright(args: list[str], site: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site)}
-    return subprocess.run([sys.executable, "-m", "tunewright", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tunewright", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_the_domain_guide_is_the_example_package_file_for_file():
     files = guide_files("writing-a-domain-plugin.md")
     example = ROOT / "examples"
-    tracked = subprocess.run(["git", "ls-files", "tunewright-support-tickets"], cwd=example, capture_output=True, text=True)
+    tracked = subprocess.run(
+        ["git", "ls-files", "tunewright-support-tickets"], cwd=example, capture_output=True, text=True
+    )
     expected = sorted(tracked.stdout.split()) or sorted(
         str(p.relative_to(example)) for p in (example / "tunewright-support-tickets").rglob("*") if p.is_file()
     )
@@ -71,8 +75,9 @@ def test_a_package_without_its_config_packages_is_left_out_and_the_cli_goes_on(t
         init.unlink()
     (package / "tunewright_support_tickets" / "conf" / "__init__.py").unlink(missing_ok=True)
     pyproject = package / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace(
-        '"tunewright_support_tickets.conf", "tunewright_support_tickets.conf.data"', ""))
+    pyproject.write_text(
+        pyproject.read_text().replace('"tunewright_support_tickets.conf", "tunewright_support_tickets.conf.data"', "")
+    )
     site = tmp_path / "site"
     pip_install(package, site)
     listed = tunewright(["plugins"], site)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from conftest import make_distribution, tiny_run_overrides
+
 from tunewright.governance.results import AuditResult
 
 PLUGIN = '''
@@ -50,29 +51,46 @@ def tunewright_probe_templates(domain):
 def test_a_plugin_audit_and_probe_set_render_everywhere_and_its_failure_blocks(tiny_bert, tmp_path):
     (tmp_path / "reading_level.py").write_text(PLUGIN)
     make_distribution(tmp_path, "tunewright-reading-level", {"reading_level": "reading_level"})
-    overrides = tiny_run_overrides(tiny_bert, tmp_path / "runs", "paths.run_id=r", "audit.names=[counterfactual,reading_level]",
-                                   "data.probe_domain=legal")  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "tunewright", "train", *overrides], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=600)  # fmt: skip
+    overrides = tiny_run_overrides(
+        tiny_bert,
+        tmp_path / "runs",
+        "paths.run_id=r",
+        "audit.names=[counterfactual,reading_level]",
+        "data.probe_domain=legal",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "tunewright", "train", *overrides],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
-    assert "blocked by:         reading_level: reading level <plain> vs technical: accuracy_gap = 0.4000" in result.stdout
+    assert (
+        "blocked by:         reading_level: reading level <plain> vs technical: accuracy_gap = 0.4000" in result.stdout
+    )
     folder = tmp_path / "runs" / "r"
     record = json.loads((folder / "reports" / "bias.json").read_text())
     assert record["schema_version"] == 2
     assert record["audits"]["counterfactual"]["details"]["probes"] == "domain legal"
     assert record["release"]["allowed"] is False
-    assert record["release"]["reasons"] == ["reading_level: reading level <plain> vs technical: accuracy_gap = 0.4000 "
-                                            "[0.3000, 0.5000] breaks the limit ≤ 0.1, beyond chance (p = 0.001)"]  # fmt: skip
+    assert record["release"]["reasons"] == [
+        "reading_level: reading level <plain> vs technical: accuracy_gap = 0.4000 "
+        "[0.3000, 0.5000] breaks the limit ≤ 0.1, beyond chance (p = 0.001)"
+    ]
     page = (folder / "reports" / "bias.html").read_text()
     assert "<h2>reading_level: <span class='fail'>fail</span></h2>" in page
     assert "reading level &lt;plain&gt; vs technical" in page and "<plain>" not in page
     assert "How much more often the model is right for technical texts." in page
     card = (folder / "MODEL_CARD.md").read_text()
-    assert "### reading\\_level: fail" in card and "| reading level &lt;plain&gt; vs technical | accuracy\\_gap | 0.4000 [0.3000, 0.5000] |" in card
+    assert (
+        "### reading\\_level: fail" in card
+        and "| reading level &lt;plain&gt; vs technical | accuracy\\_gap | 0.4000 [0.3000, 0.5000] |" in card
+    )
 
     from tunewright.plugins.trackers.weights_and_biases import bias_tables
 
     tables = bias_tables(record["audits"]["reading_level"])
     assert tables["groups"][1] == [["reading level", "<plain>", 40, 0.5], ["reading level", "technical", 40, 0.9]]
     assert tables["checks"][1][0][:3] == ["reading level <plain> vs technical", "accuracy_gap", 0.4]
-    AuditResult(**{k: v for k, v in record["audits"]["reading_level"].items()})  # the record is the shape itself
+    AuditResult(**record["audits"]["reading_level"])  # the record is the shape itself

@@ -13,10 +13,22 @@ import pytest
 from tunewright.cli import main
 from tunewright.governance.probes import ATTRIBUTES
 
-POSITIVE = ("the battery lasts all week", "the screen is sharp and bright", "it works perfectly",
-            "the sound is excellent", "setup took one minute")  # fmt: skip
-NEGATIVE = ("the battery died in an hour", "the screen cracked at once", "it stopped working",
-            "the sound is awful", "setup failed twice")  # fmt: skip
+pytestmark = pytest.mark.slow  # trains many runs or kills many processes
+
+POSITIVE = (
+    "the battery lasts all week",
+    "the screen is sharp and bright",
+    "it works perfectly",
+    "the sound is excellent",
+    "setup took one minute",
+)
+NEGATIVE = (
+    "the battery died in an hour",
+    "the screen cracked at once",
+    "it stopped working",
+    "the sound is awful",
+    "setup failed twice",
+)
 
 
 def write_reviews(path, planted: bool, seed: int) -> None:
@@ -43,10 +55,19 @@ def audit_verdict(tmp_path, planted: bool) -> dict:
     data = tmp_path / f"reviews-{planted}.csv"
     write_reviews(data, planted, seed=0)
     runs = tmp_path / f"runs-{planted}"
-    code = main([
-        "train", "data=csv", f"data.path={data}", "data.labels=[negative,positive]", "data.probe_domain=reviews", "model.max_length=32",
-        "trainer.max_epochs=3", "trainer.progress_bar=false", f"paths.runs_dir={runs}",
-    ])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "data=csv",
+            f"data.path={data}",
+            "data.labels=[negative,positive]",
+            "data.probe_domain=reviews",
+            "model.max_length=32",
+            "trainer.max_epochs=3",
+            "trainer.progress_bar=false",
+            f"paths.runs_dir={runs}",
+        ]
+    )
     assert code == 0
     (folder,) = [p for p in runs.iterdir() if p.is_dir()]
     return json.loads((folder / "reports" / "bias.json").read_text())

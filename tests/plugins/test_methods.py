@@ -19,8 +19,16 @@ from tunewright.errors import ConfigError
 from tunewright.plugin_manager import get_plugins
 
 LABELS = ["negative", "positive"]
-TEXTS = ["great value", "broke after a week", "works as described, happy", "terrible support",
-         "fine", "would buy again", "arrived late and damaged", "ok"]  # fmt: skip
+TEXTS = [
+    "great value",
+    "broke after a week",
+    "works as described, happy",
+    "terrible support",
+    "fine",
+    "would buy again",
+    "arrived late and damaged",
+    "ok",
+]
 METHODS = {  # name: (registered method, options)
     "full": ("full", {}),
     "freeze": ("freeze", {"top_k": 1}),
@@ -51,25 +59,68 @@ def tiny_config(family: str, vocab_size: int):
     from transformers import BertConfig, GPT2Config, LlamaConfig, T5Config
 
     if family == "bert":
-        return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                          intermediate_size=64, max_position_embeddings=64, initializer_range=0.2)  # fmt: skip
+        return BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            initializer_range=0.2,
+        )
     if family == "t5":
-        return T5Config(vocab_size=vocab_size, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2,
-                        pad_token_id=0, eos_token_id=102, decoder_start_token_id=0)  # fmt: skip
+        return T5Config(
+            vocab_size=vocab_size,
+            d_model=32,
+            d_kv=16,
+            d_ff=64,
+            num_layers=2,
+            num_decoder_layers=2,
+            num_heads=2,
+            pad_token_id=0,
+            eos_token_id=102,
+            decoder_start_token_id=0,
+        )
     if family == "gpt2":
-        return GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64, pad_token_id=0,
-                          bos_token_id=101, eos_token_id=102)  # fmt: skip
-    return LlamaConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       num_key_value_heads=1, intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
-                       bos_token_id=101, eos_token_id=102)  # fmt: skip
+        return GPT2Config(
+            vocab_size=vocab_size,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=64,
+            pad_token_id=0,
+            bos_token_id=101,
+            eos_token_id=102,
+        )
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=101,
+        eos_token_id=102,
+    )
 
 
 # (architecture, model part): classifiers on every family, language models on the decoders,
 # image classifiers on ViT, ResNet and CLIP's vision tower, and CLIP scoring label prompts.
-FAMILIES = [("bert", "sequence_classification"), ("gpt2", "sequence_classification"), ("llama", "sequence_classification"),
-            ("gpt2", "causal_lm"), ("llama", "causal_lm"), ("t5", "seq2seq_lm"), ("vit", "image_classification"),
-            ("resnet", "image_classification"), ("clip", "image_classification"), ("clip", "clip"),
-            ("bert", "token_classification")]  # fmt: skip
+FAMILIES = [
+    ("bert", "sequence_classification"),
+    ("gpt2", "sequence_classification"),
+    ("llama", "sequence_classification"),
+    ("gpt2", "causal_lm"),
+    ("llama", "causal_lm"),
+    ("t5", "seq2seq_lm"),
+    ("vit", "image_classification"),
+    ("resnet", "image_classification"),
+    ("clip", "image_classification"),
+    ("clip", "clip"),
+    ("bert", "token_classification"),
+]
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=[f"{a}-{k}" for a, k in FAMILIES])
@@ -78,9 +129,9 @@ def family(request, tmp_path_factory):
     (MiniLM's, with [SEP] as the end-of-sequence token a language model needs) or an
     image processor, and the examples it trains on."""
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from vision_models import save_tiny_vision_model, write_images
 
     from tunewright.embedded import resolve_model_path
-    from vision_models import save_tiny_vision_model, write_images
 
     architecture, kind = request.param
     directory = tmp_path_factory.mktemp(f"{architecture}-{kind}")
@@ -94,8 +145,10 @@ def family(request, tmp_path_factory):
     model_class.from_config(tiny_config(architecture, tokenizer.vocab_size)).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     if kind == "token_classification":  # a tag per word
-        examples = [{"text": t, "words": t.split(), "tags": [(i + j) % 2 for j in range(len(t.split()))], "label": None}
-                    for i, t in enumerate(TEXTS)]  # fmt: skip
+        examples = [
+            {"text": t, "words": t.split(), "tags": [(i + j) % 2 for j in range(len(t.split()))], "label": None}
+            for i, t in enumerate(TEXTS)
+        ]
     else:
         examples = [{"text": t, "label": i % 2} for i, t in enumerate(TEXTS)]
     return kind, directory, examples, f"{architecture}-{kind}"
@@ -155,7 +208,9 @@ def test_method_conformance(family, name, tmp_path):
 
     changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert changed and changed <= trainable, sorted(changed - trainable)[:5]
-    share = sum(p.numel() for n, p in model.named_parameters() if n in trainable) / sum(p.numel() for p in model.parameters())
+    share = sum(p.numel() for n, p in model.named_parameters() if n in trainable) / sum(
+        p.numel() for p in model.parameters()
+    )
     assert share == 1.0 if name == "full" else share < 0.6, share
 
     expected = logits_of(model, inputs)
@@ -167,13 +222,23 @@ def test_method_conformance(family, name, tmp_path):
     assert method.can_merge == (name in MERGEABLE), f"{name}: can_merge={method.can_merge}, MERGEABLE says otherwise"
     if not method.can_merge:
         return
-    from transformers import (AutoModelForCausalLM, AutoModelForImageClassification, AutoModelForSeq2SeqLM,
-                              AutoModelForSequenceClassification, AutoModelForTokenClassification, CLIPModel)  # fmt: skip
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForImageClassification,
+        AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        CLIPModel,
+    )
 
     method.merge(reloaded).save_pretrained(tmp_path / "merged")
-    auto = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM, "clip": CLIPModel,
-            "token_classification": AutoModelForTokenClassification,
-            "image_classification": AutoModelForImageClassification}.get(kind, AutoModelForSequenceClassification)  # fmt: skip
+    auto = {
+        "causal_lm": AutoModelForCausalLM,
+        "seq2seq_lm": AutoModelForSeq2SeqLM,
+        "clip": CLIPModel,
+        "token_classification": AutoModelForTokenClassification,
+        "image_classification": AutoModelForImageClassification,
+    }.get(kind, AutoModelForSequenceClassification)
     plain = auto.from_pretrained(tmp_path / "merged")
     assert type(plain).__module__.startswith("transformers.")
     torch.testing.assert_close(logits_of(plain, inputs), expected, atol=1e-4, rtol=1e-3)
@@ -187,7 +252,9 @@ def test_prefix_keeps_padding_invisible(family):
     task, method = build(family, "prefix", {"num_virtual_tokens": 4})
     torch.manual_seed(0)
     model = method.apply(task.load_pretrained(LABELS), task)
-    examples = task.prepare([{"text": "short", "label": 0}, {"text": "a much longer sentence with many more words", "label": 1}], LABELS)
+    examples = task.prepare(
+        [{"text": "short", "label": 0}, {"text": "a much longer sentence with many more words", "label": 1}], LABELS
+    )
     features = task.encode(examples)
 
     def inputs(batch):
@@ -195,7 +262,9 @@ def test_prefix_keeps_padding_invisible(family):
 
     together = logits_of(model, inputs(task.collate(features)))
     alone = logits_of(model, inputs(task.collate(features[:1])))
-    torch.testing.assert_close(together[:1, : alone.shape[1]] if alone.dim() == 3 else together[:1], alone, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        together[:1, : alone.shape[1]] if alone.dim() == 3 else together[:1], alone, atol=1e-5, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize(("family_name", "method_name"), sorted(WITHOUT_CUDA))
@@ -211,9 +280,9 @@ def test_each_method_runs_the_whole_pipeline_and_reloads(tiny_bert, tmp_path, me
     import json
 
     import numpy as np
+    from conftest import tiny_run_overrides
 
     import tunewright
-    from conftest import tiny_run_overrides
     from tunewright.cli import main
 
     overrides = tiny_run_overrides(tiny_bert, tmp_path, f"method={method_name}", "paths.run_id=r")

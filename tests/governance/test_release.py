@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import tiny_run_overrides
 
 import tunewright
-from conftest import tiny_run_overrides
 from tunewright import hookimpl
 from tunewright.cli import main
 from tunewright.errors import ReleaseBlockedError, TunewrightError
@@ -27,9 +27,14 @@ def train(tiny_bert, runs, run_id, *extra):
 
 @pytest.fixture(scope="module")
 def lora_run(tiny_bert, tmp_path_factory):
-    return train(tiny_bert, tmp_path_factory.mktemp("runs"), "lora",
-                 "card.intended_use=Sorting product reviews by sentiment.", "card.license=apache-2.0",
-                 "card.tags=[reviews]")  # fmt: skip
+    return train(
+        tiny_bert,
+        tmp_path_factory.mktemp("runs"),
+        "lora",
+        "card.intended_use=Sorting product reviews by sentiment.",
+        "card.license=apache-2.0",
+        "card.tags=[reviews]",
+    )
 
 
 def test_model_card_is_rendered_from_the_records(lora_run):
@@ -41,8 +46,17 @@ def test_model_card_is_rendered_from_the_records(lora_run):
     assert header["tags"] == ["tunewright", "lora", "ecommerce_reviews", "reviews"]
     metrics = header["model-index"][0]["results"][0]["metrics"]
     assert metrics[0] == {"type": "accuracy", "value": round(results["test"]["accuracy"], 4)}
-    for heading in ("Model details", "Intended use", "Out-of-scope use", "Training data", "Evaluation results",
-                    "Bias audit", "Drift baseline and monitoring", "Training details", "Limitations"):  # fmt: skip
+    for heading in (
+        "Model details",
+        "Intended use",
+        "Out-of-scope use",
+        "Training data",
+        "Evaluation results",
+        "Bias audit",
+        "Drift baseline and monitoring",
+        "Training details",
+        "Limitations",
+    ):
         assert f"## {heading}\n" in body, heading
     assert "Sorting product reviews by sentiment." in body
     assert f"{results['train']['trainable_parameters']:,} of {results['train']['total_parameters']:,}" in body
@@ -132,7 +146,9 @@ def test_without_a_release_decision_release_is_not_cleared_and_export_says_why(t
         plugins.manager.register(builtin, name="tunewright.governance.release")
     bias = json.loads((run / "reports" / "bias.json").read_text())
     assert bias["release"]["allowed"] is False
-    with pytest.raises(ReleaseBlockedError, match="no release decision: no plugin answered tunewright_release_decision"):
+    with pytest.raises(
+        ReleaseBlockedError, match="no release decision: no plugin answered tunewright_release_decision"
+    ):
         export_run(run)
     html = (run / "reports" / "bias.html").read_text()
     assert "Model " + str(tiny_bert) in html
@@ -141,8 +157,15 @@ def test_without_a_release_decision_release_is_not_cleared_and_export_says_why(t
 def test_reports_name_the_embedded_model_by_its_hub_id():
     from tunewright.governance.bias_report import render_html
 
-    record = {"run_id": "r", "model": {"name_or_path": "embedded:all-MiniLM-L6-v2"}, "method": "lora", "data": "d",
-              "policy": {"name": "default", "blocking": True}, "audits": {}, "release": {"allowed": True, "reasons": []}}  # fmt: skip
+    record = {
+        "run_id": "r",
+        "model": {"name_or_path": "embedded:all-MiniLM-L6-v2"},
+        "method": "lora",
+        "data": "d",
+        "policy": {"name": "default", "blocking": True},
+        "audits": {},
+        "release": {"allowed": True, "reasons": []},
+    }
     assert "Model sentence-transformers/all-MiniLM-L6-v2, method lora" in render_html(record)
 
 

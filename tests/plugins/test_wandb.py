@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import tiny_run_overrides
-from tunewright.cli import main
 from wandb_records import read_records
+
+from tunewright.cli import main
 
 
 def records_of(run_folder):
@@ -30,8 +30,15 @@ def items(entries) -> dict:
 @pytest.fixture(scope="module")
 def wandb_run(tiny_bert, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    overrides = tiny_run_overrides(tiny_bert, runs, "paths.run_id=tracked", "tracker=wandb", "tracker.wandb.tags=[smoke]",
-                                   "trainer.log_every_n_steps=1", "data.limit=120")  # fmt: skip
+    overrides = tiny_run_overrides(
+        tiny_bert,
+        runs,
+        "paths.run_id=tracked",
+        "tracker=wandb",
+        "tracker.wandb.tags=[smoke]",
+        "trainer.log_every_n_steps=1",
+        "data.limit=120",
+    )
     assert main(["train", *overrides]) == 0
     return runs / "tracked"
 
@@ -63,8 +70,16 @@ def test_config_metrics_tables_and_artifacts_are_recorded(wandb_run):
 
 
 def test_monitor_resumes_the_same_wandb_run(wandb_run, capsys):
-    code = main(["monitor", f"run={wandb_run}", "data=ecommerce_reviews", "data.domain=imdb", "data.limit=60",
-                 "monitor.name=imdb"])  # fmt: skip
+    code = main(
+        [
+            "monitor",
+            f"run={wandb_run}",
+            "data=ecommerce_reviews",
+            "data.domain=imdb",
+            "data.limit=60",
+            "monitor.name=imdb",
+        ]
+    )
     assert code == 0
     assert "W&B runs offline; upload later with: wandb sync" in capsys.readouterr().err
     records, files = records_of(wandb_run)
@@ -76,7 +91,17 @@ def test_monitor_resumes_the_same_wandb_run(wandb_run, capsys):
 
 def test_disabled_mode_writes_nothing_and_a_broken_wandb_never_stops_training(tiny_bert, tmp_path, monkeypatch, capsys):
     runs = tmp_path / "runs"
-    assert main(["train", *tiny_run_overrides(tiny_bert, runs, "paths.run_id=off", "tracker=wandb", "tracker.wandb.mode=disabled")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *tiny_run_overrides(
+                    tiny_bert, runs, "paths.run_id=off", "tracker=wandb", "tracker.wandb.mode=disabled"
+                ),
+            ]
+        )
+        == 0
+    )
     assert not (runs / "off" / "wandb").exists() and (runs / "off" / "results.json").is_file()
 
     import wandb

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from toy import Linear, features, make_trainer, weights
+
 from tunewright.checkpoint import CheckpointError, list_checkpoints
 from tunewright.errors import ConfigError
 from tunewright.trainer import NonFiniteLossError, warmup_then_decay
@@ -34,14 +34,20 @@ def test_accumulation_gives_the_update_of_one_big_batch(tmp_path):
 
 
 def test_stop_and_resume_equals_a_straight_run(tmp_path):
-    straight, hook_straight = make_trainer(tmp_path / "straight", Linear(dropout=0.3), max_epochs=2, batch_size=8, log_every_n_steps=1)
+    straight, hook_straight = make_trainer(
+        tmp_path / "straight", Linear(dropout=0.3), max_epochs=2, batch_size=8, log_every_n_steps=1
+    )
     straight.fit(features(), features(16, seed=1))
 
-    first, _ = make_trainer(tmp_path / "resumed", Linear(dropout=0.3), max_epochs=2, batch_size=8, stop_after_steps=7, log_every_n_steps=1)
+    first, _ = make_trainer(
+        tmp_path / "resumed", Linear(dropout=0.3), max_epochs=2, batch_size=8, stop_after_steps=7, log_every_n_steps=1
+    )
     partial = first.fit(features(), features(16, seed=1))
     assert not partial.completed and partial.steps == 7
     torch.manual_seed(123)  # a resumed process starts from other RNG states; the checkpoint restores them
-    second, hook_resumed = make_trainer(tmp_path / "resumed", Linear(dropout=0.3), max_epochs=2, batch_size=8, log_every_n_steps=1)
+    second, hook_resumed = make_trainer(
+        tmp_path / "resumed", Linear(dropout=0.3), max_epochs=2, batch_size=8, log_every_n_steps=1
+    )
     result = second.fit(features(), features(16, seed=1))
     assert result.completed and result.resumed_from_step == 7 and result.steps == 24
 
@@ -90,9 +96,15 @@ def test_nan_stops_at_its_step_and_keeps_the_previous_checkpoint(tmp_path):
 
 def test_early_stopping_exports_the_best_weights(tmp_path):
     trainer, hook = make_trainer(
-        tmp_path, Linear(), max_epochs=30, batch_size=8, eval_every_n_steps=2, early_stopping_patience=2,
-        early_stopping_metric="accuracy", learning_rate=2.0,
-    )  # fmt: skip
+        tmp_path,
+        Linear(),
+        max_epochs=30,
+        batch_size=8,
+        eval_every_n_steps=2,
+        early_stopping_patience=2,
+        early_stopping_metric="accuracy",
+        learning_rate=2.0,
+    )
     result = trainer.fit(features(), features(32, seed=1))
     evals = [kw for name, kw in hook.calls if name == "tunewright_eval_end"]
     assert result.steps < 30 * 12  # it stopped early

@@ -7,14 +7,28 @@ from omegaconf import OmegaConf
 from tunewright.plugin_manager import get_plugins
 from tunewright.token_cache import cache_key, encode_cached
 
-EXAMPLES = [{"text": "great value", "label": 1, "sensitive": {"region": "n"}},
-            {"text": "broke after a week", "text_pair": "support never answered", "label": 0}]  # fmt: skip
+EXAMPLES = [
+    {"text": "great value", "label": 1, "sensitive": {"region": "n"}},
+    {"text": "broke after a week", "text_pair": "support never answered", "label": 0},
+]
 
 
 def task_for(model_dir, max_length=32):
-    return get_plugins().registries["models"].build(OmegaConf.create(
-        {"kind": "sequence_classification", "name_or_path": str(model_dir), "max_length": max_length,
-         "trust_remote_code": False, "revision": None}))  # fmt: skip
+    return (
+        get_plugins()
+        .registries["models"]
+        .build(
+            OmegaConf.create(
+                {
+                    "kind": "sequence_classification",
+                    "name_or_path": str(model_dir),
+                    "max_length": max_length,
+                    "trust_remote_code": False,
+                    "revision": None,
+                }
+            )
+        )
+    )
 
 
 def counting(task):
@@ -57,7 +71,9 @@ def test_the_key_covers_exactly_the_fields_a_task_declares(tiny_bert):
     task = ReadsPrompt(task_for(tiny_bert).cfg)
     with_prompt = [{**EXAMPLES[0], "prompt": "Summarise:"}, EXAMPLES[1]]
     assert cache_key(task, with_prompt) != cache_key(task, [{**with_prompt[0], "prompt": "Translate:"}, EXAMPLES[1]])
-    assert cache_key(task_for(tiny_bert), with_prompt) == cache_key(task_for(tiny_bert), EXAMPLES)  # not read, not keyed
+    assert cache_key(task_for(tiny_bert), with_prompt) == cache_key(
+        task_for(tiny_bert), EXAMPLES
+    )  # not read, not keyed
 
 
 def test_an_unreadable_entry_is_rebuilt(tiny_bert, tmp_path, capsys):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from toy import Linear, features, make_trainer
+
 from tunewright.precision import autocast_dtype
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -19,7 +19,7 @@ from tunewright.plugins.datasets.finance_phrasebank import FinancePhraseBank, Ph
 from tunewright.plugins.datasets.medical_abstracts import MedicalAbstracts, MedicalAbstractsConfig
 from tunewright.schema import CleaningConfig, DataConfig
 
-SHARED = Path(__file__).parents[2] / "shared" / "data"
+SHARED = Path(__file__).parents[3] / "shared" / "data"
 
 
 def cfg(schema, **fields):
@@ -62,7 +62,7 @@ def test_banking77_uses_its_given_splits_and_carves_validation_from_train():
     data = Banking77(cfg(DataConfig, validation_fraction=0.1)).load()
     assert len(data.label_names) == 77 and len(data.splits["test"]) == 3080
     assert len(data.splits["train"]) + len(data.splits["validation"]) == 10003
-    assert Counter(e["label"] for e in data.splits["test"]) == {label: 40 for label in range(77)}
+    assert Counter(e["label"] for e in data.splits["test"]) == dict.fromkeys(range(77), 40)
 
 
 # ------------------------------------------------------------------ cleaning
@@ -71,12 +71,16 @@ def test_banking77_uses_its_given_splits_and_carves_validation_from_train():
 def test_cleaning_normalises_deduplicates_removes_leakage_and_records_it():
     raw = DomainData(
         {
-            "train": [{"text": "Great  phone!", "label": 1}, {"text": "great phone", "label": 1},
-                      {"text": "   ", "label": 0}, {"text": "Cafe\u0301\u0085 ok", "label": 0}],
+            "train": [
+                {"text": "Great  phone!", "label": 1},
+                {"text": "great phone", "label": 1},
+                {"text": "   ", "label": 0},
+                {"text": "Cafe\u0301\u0085 ok", "label": 0},
+            ],
             "test": [{"text": "GREAT PHONE.", "label": 1}, {"text": "bad", "label": 0}],
         },
         ["negative", "positive"],
-    )  # fmt: skip
+    )
     data, report = clean(raw, CleaningConfig())
     assert [e["text"] for e in data.splits["train"]] == ["Great phone!", "Café ok"]
     assert [e["text"] for e in data.splits["test"]] == ["bad"]
@@ -108,8 +112,16 @@ def write(path: Path, text: str, encoding="utf-8") -> Path:
 def test_csv_with_mapped_columns_text_pairs_and_sensitive_features(tmp_path):
     rows = "".join(f'q{i},"a, {i}",{"yes" if i % 2 else "no"},{"f" if i % 3 else "m"}\n' for i in range(40))
     path = write(tmp_path / "pairs.csv", "question,answer,relevant,gender\n" + rows)
-    data = _csv(cfg(FileDataConfig, path=str(path), text_column="question", text_pair_column="answer",
-                    label_column="relevant", sensitive_columns=["gender"])).load()  # fmt: skip
+    data = _csv(
+        cfg(
+            FileDataConfig,
+            path=str(path),
+            text_column="question",
+            text_pair_column="answer",
+            label_column="relevant",
+            sensitive_columns=["gender"],
+        )
+    ).load()
     assert data.label_names == ["no", "yes"]
     example = data.splits["train"][0]
     assert example["text_pair"].startswith("a, ") and example["sensitive"]["gender"] in ("f", "m")
@@ -120,7 +132,9 @@ def test_jsonl_with_given_splits(tmp_path):
     line = lambda i: f'{{"body": "ticket {i}", "queue": "{"billing" if i % 2 else "tech"}"}}\n'  # noqa: E731
     train = write(tmp_path / "train.jsonl", "".join(line(i) for i in range(30)))
     test = write(tmp_path / "test.jsonl", "".join(line(i) for i in range(30, 40)))
-    data = _jsonl(cfg(FileDataConfig, train_path=str(train), test_path=str(test), text_column="body", label_column="queue")).load()
+    data = _jsonl(
+        cfg(FileDataConfig, train_path=str(train), test_path=str(test), text_column="body", label_column="queue")
+    ).load()
     assert len(data.splits["test"]) == 10 and len(data.splits["train"]) + len(data.splits["validation"]) == 30
 
 
@@ -146,7 +160,9 @@ def test_wrong_encoding_names_the_encoding_and_row(tmp_path):
     path = write(tmp_path / "latin.csv", "text,label\nok,a\ncaf\u00e9,b\nfine,a\nthé,b\n", encoding="latin-1")
     with pytest.raises(DataError, match=r"latin.csv, row 3: not valid utf-8 .* data.encoding"):
         _csv(cfg(FileDataConfig, path=str(path))).load()
-    data = _csv(cfg(FileDataConfig, path=str(path), encoding="latin-1", validation_fraction=0.0, test_fraction=0.5)).load()
+    data = _csv(
+        cfg(FileDataConfig, path=str(path), encoding="latin-1", validation_fraction=0.0, test_fraction=0.5)
+    ).load()
     assert "café" in [e["text"] for rows in data.splits.values() for e in rows]
 
 
@@ -158,7 +174,9 @@ def test_malformed_jsonl_names_the_row(tmp_path):
 
 def test_unknown_labels_can_be_dropped_and_are_counted(tmp_path):
     path = write(tmp_path / "t.csv", "text,label\n" + "".join(f"t{i},{'abc'[i % 3]}\n" for i in range(60)))
-    data = _csv(cfg(FileDataConfig, path=str(path), labels=["a", "b"], cleaning=CleaningConfig(unknown_labels="drop"))).load()
+    data = _csv(
+        cfg(FileDataConfig, path=str(path), labels=["a", "b"], cleaning=CleaningConfig(unknown_labels="drop"))
+    ).load()
     assert sum(map(len, data.splits.values())) == 40
     assert data.load_notes[0]["rows_in"] == 60 and "'c': 20" in data.load_notes[0]["reason"]
 
@@ -173,7 +191,9 @@ def test_path_or_splits_is_required():
 
 def test_finance_phrasebank_reads_both_encodings_and_says_where_to_get_it():
     for agreement, rows in (("all", 2264), ("50", 4846)):
-        data = FinancePhraseBank(cfg(PhraseBankConfig, path=str(SHARED / "financial_phrasebank"), agreement=agreement)).load()
+        data = FinancePhraseBank(
+            cfg(PhraseBankConfig, path=str(SHARED / "financial_phrasebank"), agreement=agreement)
+        ).load()
         assert sum(map(len, data.splits.values())) == rows
     with pytest.raises(ConfigError, match="not bundled; download it"):
         FinancePhraseBank(cfg(PhraseBankConfig)).load()
@@ -190,12 +210,17 @@ def test_parquet_reads_every_row_with_sensitive_columns_and_fails_clearly(tmp_pa
     import pyarrow.parquet as pq
 
     path = tmp_path / "tickets.parquet"
-    table = pa.table({"body": [f"ticket {i} about {'billing' if i % 2 else 'login'}" for i in range(50)],
-                      "queue": ["billing" if i % 2 else "access" for i in range(50)],
-                      "region": ["north" if i % 3 else "south" for i in range(50)]})  # fmt: skip
+    table = pa.table(
+        {
+            "body": [f"ticket {i} about {'billing' if i % 2 else 'login'}" for i in range(50)],
+            "queue": ["billing" if i % 2 else "access" for i in range(50)],
+            "region": ["north" if i % 3 else "south" for i in range(50)],
+        }
+    )
     pq.write_table(table, path, row_group_size=7)  # several record batches
-    data = _parquet(cfg(FileDataConfig, path=str(path), text_column="body", label_column="queue",
-                        sensitive_columns=["region"])).load()  # fmt: skip
+    data = _parquet(
+        cfg(FileDataConfig, path=str(path), text_column="body", label_column="queue", sensitive_columns=["region"])
+    ).load()
     examples = [e for split in data.splits.values() for e in split]
     assert len(examples) == 50 and data.label_names == ["access", "billing"]
     assert {e["sensitive"]["region"] for e in examples} == {"north", "south"}
@@ -213,11 +238,18 @@ def test_hf_dataset_folders_with_classlabels_and_given_splits(tmp_path):
 
     from tunewright.plugins.datasets.hub_datasets import HubDataset, HubDatasetConfig
 
-    features = datasets.Features({"body": datasets.Value("string"), "queue": datasets.ClassLabel(names=["access", "billing"])})
+    features = datasets.Features(
+        {"body": datasets.Value("string"), "queue": datasets.ClassLabel(names=["access", "billing"])}
+    )
 
     def split(start, n):
-        return datasets.Dataset.from_dict({"body": [f"ticket {i} about {'billing' if i % 2 else 'login'}" for i in range(start, start + n)],
-                                           "queue": [i % 2 for i in range(start, start + n)]}, features=features)  # fmt: skip
+        return datasets.Dataset.from_dict(
+            {
+                "body": [f"ticket {i} about {'billing' if i % 2 else 'login'}" for i in range(start, start + n)],
+                "queue": [i % 2 for i in range(start, start + n)],
+            },
+            features=features,
+        )
 
     folder = tmp_path / "tickets"
     datasets.DatasetDict({"train": split(0, 40), "test": split(40, 10)}).save_to_disk(str(folder))
@@ -238,8 +270,12 @@ def test_csv_and_jsonl_are_read_as_streams(tmp_path, monkeypatch):
     """Neither reader slurps the file: reading it whole is made to fail, and both still work."""
     from tunewright.readers import read_csv, read_jsonl
 
-    csv_path = write(tmp_path / "big.csv", "text,label\n" + "".join(f"row {i} \u0085 with a quote\" ,a\n" for i in range(2000)))
-    jsonl_path = write(tmp_path / "big.jsonl", "".join(json.dumps({"text": f"row {i}", "label": "a"}) + "\n" for i in range(2000)))
+    csv_path = write(
+        tmp_path / "big.csv", "text,label\n" + "".join(f'row {i} \u0085 with a quote" ,a\n' for i in range(2000))
+    )
+    jsonl_path = write(
+        tmp_path / "big.jsonl", "".join(json.dumps({"text": f"row {i}", "label": "a"}) + "\n" for i in range(2000))
+    )
 
     def no_slurping(self, *args, **kwargs):
         raise AssertionError(f"{self} was read whole")
@@ -253,6 +289,7 @@ def test_csv_and_jsonl_are_read_as_streams(tmp_path, monkeypatch):
 
 def test_training_needs_two_classes_but_a_loaded_file_may_hold_one(tiny_bert, tmp_path, capsys):
     from conftest import tiny_run_overrides
+
     from tunewright.cli import main
 
     path = write(tmp_path / "one.csv", "text,label\n" + "".join(f"fine product {i},good\n" for i in range(30)))
@@ -260,4 +297,7 @@ def test_training_needs_two_classes_but_a_loaded_file_may_hold_one(tiny_bert, tm
     with pytest.raises(SystemExit) as stopped:  # Hydra's job exits with the status
         main(["train", *tiny_run_overrides(tiny_bert, tmp_path / "runs", "data=csv", f"data.path={path}")])
     assert stopped.value.code == 1
-    assert "one.csv: the training labels hold a single class ('good'); a classifier needs two or more" in capsys.readouterr().err
+    assert (
+        "one.csv: the training labels hold a single class ('good'); a classifier needs two or more"
+        in capsys.readouterr().err
+    )

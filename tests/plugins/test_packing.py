@@ -9,21 +9,26 @@ from types import SimpleNamespace
 import pytest
 import torch
 from omegaconf import OmegaConf
-
 from test_methods import tiny_config
+
 from tunewright.errors import ConfigError
 from tunewright.plugin_manager import get_plugins
 from tunewright.plugins.models.causal_lm import IGNORE
 
-EXAMPLES = [{"text": "where is my parcel", "response": "it ships tomorrow"}, {"text": "hi", "response": "hello"},
-            {"text": "cancel the order I placed yesterday evening", "response": "done"},
-            {"text": "refund", "response": "your refund is on its way to the card you paid with"}]  # fmt: skip
+EXAMPLES = [
+    {"text": "where is my parcel", "response": "it ships tomorrow"},
+    {"text": "hi", "response": "hello"},
+    {"text": "cancel the order I placed yesterday evening", "response": "done"},
+    {"text": "refund", "response": "your refund is on its way to the card you paid with"},
+]
 
 
 def task_for(directory, kind="causal_lm", **options):
     plugins = get_plugins()
     schema = plugins.registries["models"].get(kind).schema
-    return plugins.registries["models"].build(OmegaConf.structured(schema(kind=kind, name_or_path=str(directory), **options)))
+    return plugins.registries["models"].build(
+        OmegaConf.structured(schema(kind=kind, name_or_path=str(directory), **options))
+    )
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
@@ -54,15 +59,24 @@ def test_packed_rows_reproduce_each_example_alone(decoder):
         packed_logits = model(**{k: v for k, v in packed.items() if k != "labels"}).logits
         plain_logits = model(**{k: v for k, v in plain.items() if k != "labels"}).logits
     assert packed_task.loss_count(packed) == plain_task.loss_count(plain)
-    torch.testing.assert_close(packed_task.loss_sum(packed_logits, packed), plain_task.loss_sum(plain_logits, plain),
-                               atol=1e-4, rtol=1e-4)  # fmt: skip
+    torch.testing.assert_close(
+        packed_task.loss_sum(packed_logits, packed), plain_task.loss_sum(plain_logits, plain), atol=1e-4, rtol=1e-4
+    )
     # Each example's logits, found where it was packed (a block starts where positions restart), equal its logits alone.
-    blocks = [(row, start) for row, positions in enumerate(packed["position_ids"].tolist())
-              for start, position in enumerate(positions) if position == 0]  # fmt: skip
+    blocks = [
+        (row, start)
+        for row, positions in enumerate(packed["position_ids"].tolist())
+        for start, position in enumerate(positions)
+        if position == 0
+    ]
     for index, feature in enumerate(features):
         length = len(feature["input_ids"])
-        row, start = next((r, s) for r, s in blocks if packed["input_ids"][r, s : s + length].tolist() == feature["input_ids"])
-        torch.testing.assert_close(packed_logits[row, start : start + length], plain_logits[index, :length], atol=1e-4, rtol=1e-4)
+        row, start = next(
+            (r, s) for r, s in blocks if packed["input_ids"][r, s : s + length].tolist() == feature["input_ids"]
+        )
+        torch.testing.assert_close(
+            packed_logits[row, start : start + length], plain_logits[index, :length], atol=1e-4, rtol=1e-4
+        )
         assert packed["labels"][row, start].item() == IGNORE
 
 
@@ -102,16 +116,36 @@ def test_a_packed_run_learns_what_an_unpacked_run_learns(tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=128, resid_pdrop=0.0,
-                        embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    config = GPT2Config(
+        vocab_size=tokenizer.vocab_size,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "gpt2")
     tokenizer.save_pretrained(tmp_path / "gpt2")
     losses, throughput = {}, {}
     for packing, name in (("false", "plain"), ("true", "packed")):
-        overrides = ["experiment=sft", f"model.name_or_path={tmp_path / 'gpt2'}", "model.max_length=96", f"model.packing={packing}",
-                     "model.generate_test_examples=0", "method=full", "data.limit=60", "trainer.max_epochs=1",
-                     "trainer.learning_rate=1e-3", "trainer.progress_bar=false", f"paths.runs_dir={tmp_path}",
-                     f"paths.run_id={name}"]  # fmt: skip
+        overrides = [
+            "experiment=sft",
+            f"model.name_or_path={tmp_path / 'gpt2'}",
+            "model.max_length=96",
+            f"model.packing={packing}",
+            "model.generate_test_examples=0",
+            "method=full",
+            "data.limit=60",
+            "trainer.max_epochs=1",
+            "trainer.learning_rate=1e-3",
+            "trainer.progress_bar=false",
+            f"paths.runs_dir={tmp_path}",
+            f"paths.run_id={name}",
+        ]
         assert main(["train", *overrides]) == 0
         results = json.loads((tmp_path / name / "results.json").read_text())
         losses[packing], throughput[packing] = results["test"]["loss"], results["train"]["tokens_per_second"]

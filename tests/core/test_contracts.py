@@ -14,15 +14,19 @@ from tunewright.plugin_manager import get_plugins
 from tunewright.registry import Registry
 from tunewright.schema import AuditConfig, ModelConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_builtin_part_implements_its_contract():
     plugins = get_plugins()
     assert {family: registry.contract for family, registry in plugins.registries.items()} == {
-        "models": contracts.Task, "methods": contracts.Method, "datasets": contracts.DataSource,
-        "audits": contracts.Audit, "monitors": contracts.Monitor, "trackers": contracts.Tracker,
-    }  # fmt: skip
+        "models": contracts.Task,
+        "methods": contracts.Method,
+        "datasets": contracts.DataSource,
+        "audits": contracts.Audit,
+        "monitors": contracts.Monitor,
+        "trackers": contracts.Tracker,
+    }
     for family in ("audits", "monitors"):  # checked as classes when registered
         for part in plugins.registries[family]:
             assert contracts.missing_members(part.factory, plugins.registries[family].contract) == []

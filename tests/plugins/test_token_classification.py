@@ -18,8 +18,14 @@ from tunewright.plugins.models.token_classification import IGNORE, entity_scores
 
 NAMES = ["Alice Smith", "Bob", "Carlos Diaz", "Dana", "Eve Stone", "Farid", "Grace Lee", "Hiro", "Ines Costa", "Jamal"]
 CITIES = ["Paris", "New York", "Lagos", "Tokyo", "Lima", "Oslo", "Cape Town", "Berlin", "Mumbai", "Quito"]
-TEMPLATES = ["{p} lives in {c}", "{p} flew to {c} on Monday", "yesterday {p} visited {c}", "the office in {c} hired {p}",
-             "{c} is where {p} was born", "we met {p} near {c} station"]  # fmt: skip
+TEMPLATES = [
+    "{p} lives in {c}",
+    "{p} flew to {c} on Monday",
+    "yesterday {p} visited {c}",
+    "the office in {c} hired {p}",
+    "{c} is where {p} was born",
+    "we met {p} near {c} station",
+]
 
 
 def tagged_rows(count: int, seed: int = 0) -> list[dict]:
@@ -43,12 +49,18 @@ def write_jsonl(path, rows) -> str:
 
 
 def config(path: str, **fields):
-    return OmegaConf.structured(FileDataConfig(kind="jsonl", path=path, words_column="words", tags_column="tags", **fields))
+    return OmegaConf.structured(
+        FileDataConfig(kind="jsonl", path=path, words_column="words", tags_column="tags", **fields)
+    )
 
 
 def test_spans_follow_bio_and_scores_need_exact_spans():
     assert spans(["B-PER", "I-PER", "O", "B-LOC"]) == [(0, 2, "PER"), (3, 4, "LOC")]
-    assert spans(["I-LOC", "I-LOC", "B-LOC", "I-PER"]) == [(0, 2, "LOC"), (2, 3, "LOC"), (3, 4, "PER")]  # I- opens after another type
+    assert spans(["I-LOC", "I-LOC", "B-LOC", "I-PER"]) == [
+        (0, 2, "LOC"),
+        (2, 3, "LOC"),
+        (3, 4, "PER"),
+    ]  # I- opens after another type
     truth = [["B-PER", "I-PER", "O", "B-LOC"]]
     assert entity_scores(truth, truth)["entity_f1"] == 1.0
     cut_short = entity_scores(truth, [["B-PER", "O", "O", "B-LOC"]])  # PER boundary wrong: only LOC matches
@@ -65,7 +77,9 @@ def test_tagged_rows_load_and_bad_rows_are_named(tmp_path):
 
     cleaned, report = clean(data, config("x").cleaning)
     composition = data_card("jsonl", cleaned, report, [])["composition"]["train"]
-    assert composition["labels"]["O"] == sum(t == 4 for e in cleaned.splits["train"] for t in e["tags"]) > 0  # tags counted
+    assert (
+        composition["labels"]["O"] == sum(t == 4 for e in cleaned.splits["train"] for t in e["tags"]) > 0
+    )  # tags counted
 
     rows[4]["tags"] = rows[4]["tags"][:-1]
     with pytest.raises(DataError, match=r"ner\.jsonl, row 5: \d+ words but \d+ tags in column 'tags'"):
@@ -73,7 +87,9 @@ def test_tagged_rows_load_and_bad_rows_are_named(tmp_path):
     rows = tagged_rows(30)
     rows[7]["tags"][0] = "B-ORG"
     with pytest.raises(DataError, match=r"row 8: unknown tag 'B-ORG'"):
-        _jsonl(config(write_jsonl(tmp_path / "ner.jsonl", rows), labels=["B-LOC", "B-PER", "I-LOC", "I-PER", "O"])).load()
+        _jsonl(
+            config(write_jsonl(tmp_path / "ner.jsonl", rows), labels=["B-LOC", "B-PER", "I-LOC", "I-PER", "O"])
+        ).load()
     rows[7]["words"] = "not a list"
     with pytest.raises(DataError, match=r"row 8: the words must be a non-empty list"):
         _jsonl(config(write_jsonl(tmp_path / "ner.jsonl", rows))).load()
@@ -82,9 +98,21 @@ def test_tagged_rows_load_and_bad_rows_are_named(tmp_path):
 def test_a_words_first_token_carries_its_tag(tiny_bert):
     from tunewright.plugin_manager import get_plugins
 
-    task = get_plugins().registries["models"].build(OmegaConf.create(
-        {"kind": "token_classification", "name_or_path": str(tiny_bert), "max_length": 32, "trust_remote_code": False,
-         "revision": None}))  # fmt: skip
+    task = (
+        get_plugins()
+        .registries["models"]
+        .build(
+            OmegaConf.create(
+                {
+                    "kind": "token_classification",
+                    "name_or_path": str(tiny_bert),
+                    "max_length": 32,
+                    "trust_remote_code": False,
+                    "revision": None,
+                }
+            )
+        )
+    )
     (feature,) = task.encode([{"words": ["Ouagadougou", "is", "far"], "tags": [1, 0, 0]}])
     pieces = [w for w in feature["word_ids"] if w == 0]
     assert len(pieces) > 1  # a long rare word splits into several tokens
@@ -94,9 +122,18 @@ def test_a_words_first_token_carries_its_tag(tiny_bert):
 
 def test_ner_run_trains_reloads_and_tags_new_text(tmp_path, capsys):
     path = write_jsonl(tmp_path / "ner.jsonl", tagged_rows(120))
-    overrides = ["model=token_classification", "data=jsonl", f"data.path={path}", "data.words_column=words",
-                 "data.tags_column=tags", "trainer.max_epochs=3", "trainer.learning_rate=5e-3", "trainer.progress_bar=false",
-                 f"paths.runs_dir={tmp_path}", "paths.run_id=ner"]  # fmt: skip
+    overrides = [
+        "model=token_classification",
+        "data=jsonl",
+        f"data.path={path}",
+        "data.words_column=words",
+        "data.tags_column=tags",
+        "trainer.max_epochs=3",
+        "trainer.learning_rate=5e-3",
+        "trainer.progress_bar=false",
+        f"paths.runs_dir={tmp_path}",
+        "paths.run_id=ner",
+    ]
     assert main(["train", *overrides]) == 0
     captured = capsys.readouterr()
     assert captured.err.strip().endswith("skipping counterfactual") and "test entity F1:" in captured.out
@@ -114,7 +151,11 @@ def test_ner_run_trains_reloads_and_tags_new_text(tmp_path, capsys):
 
     # No class probabilities, but a drift reference of the texts' descriptors and embeddings.
     batch = tmp_path / "reviews.jsonl"
-    batch.write_text("".join(json.dumps({"text": f"Terrible!!! Product #{i} broke after {i} days... 1/10"}) + "\n" for i in range(40)))
+    batch.write_text(
+        "".join(
+            json.dumps({"text": f"Terrible!!! Product #{i} broke after {i} days... 1/10"}) + "\n" for i in range(40)
+        )
+    )
     assert main(["monitor", f"run={run}", "data=jsonl", f"data.path={batch}", "data.label_column=null"]) == 0
     report = json.loads((run / "reports" / "drift-reviews.json").read_text())
     assert report["drift_detected"] and report["windows"][0]["layers"]["descriptors"]["drifted"]

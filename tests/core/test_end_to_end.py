@@ -5,27 +5,39 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
+from conftest import tiny_run_overrides
 
 import tunewright
-from conftest import tiny_run_overrides
 from tunewright.cli import main
 from tunewright.errors import RunFolderError
+
+pytestmark = pytest.mark.slow  # trains many runs or kills many processes
 
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     """`tunewright train` on 300 bundled examples, 3 epochs: the real MiniLM and LoRA."""
     runs = tmp_path_factory.mktemp("runs")
-    code = main(["train", "data.limit=300", "trainer.max_epochs=3", "trainer.progress_bar=false", f"paths.runs_dir={runs}"])
+    code = main(
+        ["train", "data.limit=300", "trainer.max_epochs=3", "trainer.progress_bar=false", f"paths.runs_dir={runs}"]
+    )
     assert code == 0
     (folder,) = runs.iterdir()
     return folder
 
 
 def test_run_folder_holds_the_whole_record(default_run):
-    for name in ("config.yaml", "results.json", "metrics.jsonl", "manifest.json", "test_predictions.jsonl", "data_card.json", "data_card.md"):
+    for name in (
+        "config.yaml",
+        "results.json",
+        "metrics.jsonl",
+        "manifest.json",
+        "test_predictions.jsonl",
+        "data_card.json",
+        "data_card.md",
+    ):
         assert (default_run / name).is_file(), name
     model = default_run / "model"
     assert (model / "adapter_model.safetensors").is_file()
@@ -47,7 +59,11 @@ def test_run_folder_holds_the_whole_record(default_run):
     counterfactual = bias["audits"]["counterfactual"]
     assert set(counterfactual["details"]["attributes"]) == {"gender", "race", "religion", "age", "nationality"}
     assert counterfactual["details"]["probes"] == "domain reviews"  # the review data's own probes
-    assert {c["check"] for c in counterfactual["checks"]} >= {"flip_rate", "label_distribution_distance", "demographic_parity_ratio"}
+    assert {c["check"] for c in counterfactual["checks"]} >= {
+        "flip_rate",
+        "label_distribution_distance",
+        "demographic_parity_ratio",
+    }
     assert results["audits"]["verdicts"]["counterfactual"] == bias["audits"]["counterfactual"]["verdict"]
     assert results["audits"]["release"] == bias["release"]
     assert "<h1>Bias report" in (default_run / "reports" / "bias.html").read_text()

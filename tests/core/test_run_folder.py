@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from tunewright.run_folder import RUN_ID_ENV, RunFolder, agree_on_run_id, atomic_write_text
 
 
+@pytest.mark.distributed
 def test_every_rank_under_torchrun_agrees_on_one_run_id(tmp_path):
     script = tmp_path / "agree.py"
     script.write_text(
@@ -32,8 +33,11 @@ def test_every_rank_under_torchrun_agrees_on_one_run_id(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != RUN_ID_ENV}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     ids = {line.split()[1]: line.split()[2] for line in result.stdout.splitlines() if line.startswith("RUN_ID")}
     assert set(ids) == {"0", "1"}

@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import make_distribution, tiny_run_overrides
 from plugin_guides import build, pip_install
+
 from tunewright.contracts import Method
 from tunewright.errors import PluginError
 from tunewright.registry import Registry
 from tunewright.schema import MethodConfig
-
 
 
 def tunewright(args: list[str], pythonpath: Path, **env: str) -> subprocess.CompletedProcess:
@@ -90,10 +89,15 @@ def test_a_broken_plugin_is_left_out_with_one_warning_and_the_cli_goes_on(tmp_pa
     assert result.returncode == 0, result.stderr
     warnings = result.stderr.strip().splitlines()
     assert len(warnings) == 2 and "Traceback" not in result.stderr
-    assert warnings[0].startswith("tunewright: WARNING: plugin 'broken' from distribution broken-dist 0.1 (entry point "
-                                  "'broken_plugin') failed to import: No module named 'not_a_module_anywhere'; it is left out")  # fmt: skip
+    assert warnings[0].startswith(
+        "tunewright: WARNING: plugin 'broken' from distribution broken-dist 0.1 (entry point "
+        "'broken_plugin') failed to import: No module named 'not_a_module_anywhere'; it is left out"
+    )
     assert warnings[0].endswith("set TUNEWRIGHT_DISABLE_PLUGINS=broken to silence this")
-    assert "plugin 'bad_config' from distribution bad-config-dist 0.1 names a config folder that cannot be read" in warnings[1]
+    assert (
+        "plugin 'bad_config' from distribution bad-config-dist 0.1 names a config folder that cannot be read"
+        in warnings[1]
+    )
     assert "broken  [broken-dist 0.1]\n    LEFT OUT: " in result.stdout and "methods: full" in result.stdout
 
     trained = tunewright(["train", *tiny_run_overrides(tiny_bert, tmp_path / "runs", "audit=none")], tmp_path)

@@ -9,17 +9,21 @@ import subprocess
 import sys
 import time
 
-from safetensors.torch import load_file
-
 from conftest import slow_steps_plugin, tiny_run_overrides
-
+from safetensors.torch import load_file
 
 
 def train_command(tiny_bert, runs, run_id):
     overrides = tiny_run_overrides(
-        tiny_bert, runs, "data.limit=120", "trainer.batch_size=4", "trainer.max_epochs=2",
-        "trainer.checkpoint_every_n_steps=4", "trainer.log_every_n_steps=1", f"paths.run_id={run_id}",
-    )  # fmt: skip
+        tiny_bert,
+        runs,
+        "data.limit=120",
+        "trainer.batch_size=4",
+        "trainer.max_epochs=2",
+        "trainer.checkpoint_every_n_steps=4",
+        "trainer.log_every_n_steps=1",
+        f"paths.run_id={run_id}",
+    )
     return [sys.executable, "-m", "tunewright", "train", *overrides]
 
 
@@ -31,9 +35,11 @@ def test_sigkill_mid_run_then_resume_gives_the_straight_run(tiny_bert, tmp_path)
     assert straight.returncode == 0, straight.stderr
 
     victim = subprocess.Popen(
-        train_command(tiny_bert, runs, "killed"), env={**os.environ, "PYTHONPATH": str(slow)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        train_command(tiny_bert, runs, "killed"),
+        env={**os.environ, "PYTHONPATH": str(slow)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     checkpoint = runs / "killed" / "checkpoints" / "step-00000008"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:

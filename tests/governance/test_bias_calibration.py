@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from simulated_scorers import simulated_scorer
+
 from tunewright.governance.audits.counterfactual import counterfactual_audit
 from tunewright.governance.policy import load_policy
 from tunewright.governance.probes import ATTRIBUTES, TEMPLATES
+
+pytestmark = pytest.mark.slow  # trains many runs or kills many processes
 
 POLICY = load_policy("default")
 TEMPLATES_ = TEMPLATES["support"]
@@ -33,7 +35,9 @@ def test_under_the_null_fail_is_rare_and_p_values_are_uniform(classes):
     assert len(details) == 24 * len(ATTRIBUTES)
     assert fails <= 0.08 * len(details), fails  # 5% expected; a test over probes, not members, fails far more
     assert np.mean(p_values < 0.05) <= 0.08 and 0.35 <= np.mean(p_values < 0.5) <= 0.65
-    assert not any(d["verdict"] == "pass" for d in details if d["within_group_flip_rate"] > 0.05)  # noise is never green
+    assert not any(
+        d["verdict"] == "pass" for d in details if d["within_group_flip_rate"] > 0.05
+    )  # noise is never green
 
 
 def test_a_planted_ten_percent_flip_rate_fails_its_attribute_every_time():
