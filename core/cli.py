@@ -3,6 +3,8 @@
     tunewright train [hydra flags] [key=value ...]   fine-tune (Hydra-composed; -m sweeps)
     tunewright predict run=<folder> "text" [...]      labels with probabilities, JSON lines
     tunewright monitor run=<folder> data=<option> ... drift of a new batch against the run
+    tunewright serve run=<folder> [run=...] [serve.port=8000 ...] [override="<reason>"]
+                                                      an HTTP service; its traffic is logged for monitoring
     tunewright card run=<folder>                      re-render MODEL_CARD.md from the run's records
     tunewright export run=<folder> [merged=true] [out=<dir>] [overwrite=true] [override="<reason>"]
                                                       a Hugging Face directory, if release is allowed
@@ -302,6 +304,26 @@ def key_values(command: str, args: list[str], allowed: tuple[str, ...]) -> dict[
     return options
 
 
+def serve(args: list[str]) -> int:
+    """``serve run=<folder> [run=<folder> ...] [serve.*=...] [override=<reason>] [trust_remote_code=true]``."""
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"serve needs {', '.join(missing)}: pip install 'tunewright[serve]' (scripts/setup.sh does)")
+    from tunewright.serving import serve as serve_runs
+
+    folders = [arg.split("=", 1)[1] for arg in args if arg.startswith("run=")]
+    override, rest = take_option([arg for arg in args if not arg.startswith("run=")], "override")
+    trust, rest = take_option(rest, "trust_remote_code")
+    if not folders:
+        raise ConfigError("serve: run=<run folder> is required (give run= more than once to serve several)")
+    stray = [arg for arg in rest if not arg.lstrip("+~").startswith("serve.")]
+    if stray:
+        raise ConfigError(f"serve: {stray[0]!r} is not run=..., override=..., trust_remote_code=... or serve.<key>=...")
+    return serve_runs(folders, rest, override, flag("serve", "trust_remote_code", trust))
+
+
 def card(args: list[str]) -> int:
     """``card run=<folder>``: re-render MODEL_CARD.md from the run's JSON records."""
     from pathlib import Path
@@ -354,6 +376,7 @@ COMMANDS = {
     "train": train,
     "predict": predict,
     "monitor": monitor,
+    "serve": serve,
     "card": card,
     "export": export,
     "plugins": plugins_command,

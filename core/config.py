@@ -24,10 +24,19 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from tunewright.errors import ConfigError
-from tunewright.schema import SCHEMA_SUFFIX, SINGLE_CHOICE_FAMILIES, check_values, group_schemas
+from tunewright.schema import (
+    SCHEMA_SUFFIX,
+    SINGLE_CHOICE_FAMILIES,
+    ServeConfig,
+    ServeLogConfig,
+    check_values,
+    group_schemas,
+)
 
 CONFIG_MODULE = "tunewright.conf"
 PRIMARY_CONFIG = "train"
+SERVICE_CONFIG = "serve"
+SERVICE_GROUP = "serve"
 MAX_CHECKED_COMBINATIONS = 256
 
 
@@ -39,21 +48,35 @@ def searchpath_override(plugins) -> list[str]:
 
 def compose_config(overrides: list[str], plugins) -> DictConfig:
     """Compose ``train.yaml`` with ``overrides`` and validate it against the registries."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(version_base=None, config_module=CONFIG_MODULE):
-            cfg = compose(PRIMARY_CONFIG, overrides=searchpath_override(plugins) + list(overrides))
-    except Exception as error:
-        raise explain(error) from error
-    finally:
-        GlobalHydra.instance().clear()
+    cfg = _compose(PRIMARY_CONFIG, overrides, plugins)
     validate(cfg, plugins)
     return cfg
 
 
+def compose_service_config(overrides: list[str], plugins) -> DictConfig:
+    """Compose ``serve.yaml`` (the ``serve`` group) with ``overrides``, as strictly as a run's."""
+    cfg = _compose(SERVICE_CONFIG, overrides, plugins)
+    for path, node, schema in (("serve", cfg.serve, ServeConfig), ("serve.log", cfg.serve.log, ServeLogConfig)):
+        _reject_unknown_keys(path, node, schema)
+    check_values("serve", cfg.serve, ServeConfig)
+    return cfg
+
+
+def _compose(primary: str, overrides: list[str], plugins) -> DictConfig:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(version_base=None, config_module=CONFIG_MODULE):
+            return compose(primary, overrides=searchpath_override(plugins) + list(overrides))
+    except Exception as error:
+        raise explain(error) from error
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def group_options(plugins) -> dict[str, list[str]]:
-    """Each config group's options (the files of ``conf/`` and of plugins' config
-    folders), without the schemas every option file builds on."""
+    """Each ``tunewright train`` config group's options (the files of ``conf/`` and of
+    plugins' config folders), without the schemas every option file builds on (and
+    without ``serve``, which ``tunewright serve`` composes)."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(version_base=None, config_module=CONFIG_MODULE):
@@ -67,7 +90,8 @@ def group_options(plugins) -> dict[str, list[str]]:
                     if not o.endswith(SCHEMA_SUFFIX)
                 )
                 for group in sorted(groups)
-                if group != "hydra" and loader.get_group_options(group, config_name=PRIMARY_CONFIG, overrides=overrides)
+                if group not in ("hydra", SERVICE_GROUP)
+                and loader.get_group_options(group, config_name=PRIMARY_CONFIG, overrides=overrides)
             }
     finally:
         GlobalHydra.instance().clear()

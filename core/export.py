@@ -15,24 +15,16 @@ refused whatever the flags.
 
 from __future__ import annotations
 
-import getpass
 import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
-from tunewright.errors import ReleaseBlockedError, TunewrightError
+from tunewright.errors import TunewrightError
 from tunewright.plugin_manager import get_plugins
 from tunewright.predictor import load_model
+from tunewright.release_gate import Clearance, clear_release
 from tunewright.run_folder import RunFolder, atomic_directory
-
-
-def release_decision(run_folder: RunFolder) -> dict[str, Any] | None:
-    """The decision recorded in ``reports/bias.json``; ``None`` when no audit ran."""
-    bias = run_folder.read_json("reports/bias.json")
-    return bias["release"] if bias else None
-
 
 EXPORT_MARKER = ".tunewright-export.json"
 
@@ -86,18 +78,7 @@ def check_destination(target: Path, run_path: Path, overwrite: bool) -> None:
 def _export(
     run_folder: RunFolder, target: Path, merged: bool, override: str | None, overwrite: bool, trust_remote_code: bool
 ) -> Path:
-    decision = release_decision(run_folder)
-    allowed = bool(decision and decision["allowed"])
-    if not allowed and not override:
-        why = (
-            "; ".join(decision["reasons"])
-            if decision
-            else "no bias audit ran (audit=none), so release was never cleared"
-        )
-        raise ReleaseBlockedError(
-            f"{run_folder.path}: release blocked: {why}. See reports/bias.html; to export anyway, "
-            'pass override="<your reason>" (it is recorded in manifest.json)'
-        )
+    clearance = clear_release(run_folder, "export", override)
     loaded = load_model(run_folder, trust_remote_code=trust_remote_code)
     model = loaded.model
     if merged:
@@ -118,20 +99,18 @@ def _export(
             shutil.copyfile(card, staging / "README.md")
         marker = {"run": str(run_folder.path.resolve()), "merged": merged, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (staging / EXPORT_MARKER).write_text(json.dumps(marker) + "\n")
-    _record(run_folder, target, merged, decision, None if allowed else override, card)
+    _record(run_folder, target, merged, clearance, card)
     return target
 
 
-def _record(
-    run_folder: RunFolder, target: Path, merged: bool, decision, override: str | None, card: Path | None
-) -> None:
+def _record(run_folder: RunFolder, target: Path, merged: bool, clearance: Clearance, card: Path | None) -> None:
     """Append this export, and any override with who and why, to ``manifest.json``."""
     entry = {
         "path": str(target.resolve()),
         "merged": merged,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "release": decision,
-        "override": {"reason": override, "user": getpass.getuser()} if override else None,
+        "release": clearance.decision,
+        "override": clearance.override,
         "model_card": card.name if card is not None else None,
     }
     run_folder.update_json("manifest.json", lambda manifest: manifest.setdefault("exports", []).append(entry))

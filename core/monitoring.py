@@ -27,6 +27,7 @@ from tunewright.run import Run
 from tunewright.run_folder import RunFolder
 from tunewright.schema import part_options
 from tunewright.tracking import start_trackers, stop_trackers
+from tunewright.traffic_log import SERVED_DIR
 
 REPORT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
@@ -55,6 +56,8 @@ def _monitor(run_folder: RunFolder, overrides: list[str], plugins, trust_remote_
         raise ConfigError("monitor: name the new batch with data=<option>, e.g. data=csv data.path=batch.csv")
     if not run_config.monitor.names:
         raise ConfigError(f"{folder}: the run was trained with monitor=none, so it has no drift reference")
+    if "data=served" in overrides and "data.path" not in _keys(overrides):  # the run's own traffic log
+        overrides = [*overrides, f"data.path={folder / SERVED_DIR}"]
     batch_config = compose_config(
         [*overrides, *(o for o in WHOLE_BATCH if o.split("=")[0] not in _keys(overrides))], plugins
     )

@@ -53,6 +53,7 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.datasets.hub_datasets",
     "tunewright.plugins.datasets.finance_phrasebank",
     "tunewright.plugins.datasets.medical_abstracts",
+    "tunewright.plugins.datasets.served",
     "tunewright.plugins.trackers.local",
     "tunewright.plugins.trackers.weights_and_biases",
     "tunewright.governance.probes",

@@ -276,6 +276,42 @@ class TrainConfig:
     seed: int = 42
 
 
+@dataclass
+class ServeLogConfig:
+    """The traffic log: served requests appended to ``<run>/served/`` as JSON lines."""
+
+    enabled: bool = True
+    sample: float = knob(1.0, low=0, high=1)  # share of requests logged (1: every one)
+    redact: bool = False  # mask e-mail addresses, phone and card numbers before writing
+    shard_mb: int = knob(64, low=1)  # a shard is closed at this size and the next one begun
+    # names this process's shards; give each replica behind a load balancer its own
+    replica: str = knob("r0", pattern=r"[A-Za-z0-9_-]{1,40}", meaning="letters, digits, '_' or '-'")
+
+
+@dataclass
+class ServeConfig:
+    """``tunewright serve``: where it listens, how it batches, what it refuses."""
+
+    host: str = "127.0.0.1"  # 0.0.0.0 exposes the service to the network: put auth and TLS in front
+    port: int = knob(8000, low=1, high=65535)
+    max_batch_size: int = knob(32, low=1)  # inputs run through the model together
+    max_wait_ms: float = knob(5.0, low=0)  # how long a batch waits for more inputs before it runs
+    max_queue: int = knob(512, low=1)  # inputs waiting at most; beyond: 503 with Retry-After
+    max_inputs: int = knob(64, low=1)  # inputs in one request; more: 413
+    max_text_chars: int = knob(20000, low=1)  # characters in one text input; more: 422
+    max_body_kb: int = knob(8192, low=1)  # request body size; more: 413
+    # when this environment variable is set, requests need "Authorization: Bearer <its value>"
+    api_key_env: str = "TUNEWRIGHT_API_KEY"
+    log: ServeLogConfig = field(default_factory=ServeLogConfig)
+
+
+@dataclass
+class ServiceConfig:
+    """The whole composed config of ``tunewright serve``."""
+
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+
 # Config groups that are not plugin families, and the schema their options extend.
 CORE_GROUP_SCHEMAS: dict[str, type] = {
     "trainer": TrainerConfig,
@@ -328,6 +364,8 @@ def store_schemas(registries, option_files: set[tuple[str, str]]) -> None:
     """
     cs = ConfigStore.instance()
     cs.store(name="train" + SCHEMA_SUFFIX, node=TrainConfig)
+    cs.store(name="service" + SCHEMA_SUFFIX, node=ServiceConfig)
+    cs.store(group="serve", name="serve" + SCHEMA_SUFFIX, node=ServeConfig)
     for group, schema in group_schemas(registries).items():
         cs.store(group=group, name=group + SCHEMA_SUFFIX, node=schema)
     for family in SINGLE_CHOICE_FAMILIES:

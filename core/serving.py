@@ -1,0 +1,376 @@
+"""``tunewright serve run=<folder> [run=<folder> ...]``: run folders as an HTTP service.
+
+FastAPI on uvicorn. Each run is served under its folder's name; every endpoint works
+from the run's task through its :class:`~tunewright.predictor.Predictor` (a label with
+probabilities, tags per word, generated text: whatever the task answers), so the
+server knows no task by name. Concurrent requests are batched (:mod:`.batcher`), every
+answered input is appended to the run's traffic log (:mod:`.traffic_log`) before its
+response is sent, and ``tunewright monitor run=<folder> data=served`` judges that
+traffic for drift like any batch.
+
+Endpoints::
+
+    GET  /health/live  /health/ready          ready after a warm-up forward pass
+    GET  /metrics                              Prometheus: requests, latency, batch sizes, queue, labels
+    GET  /v1/models                            the runs served, their task and labels
+    POST /v1/predict      {"inputs": [...], "model": "<run>"}
+    POST /v1/models/<run>/predict {"inputs": [...]}
+    POST /v1/feedback     {"request_id": "...", "label": "..."}   a true label for a served input
+    GET  /docs                                 the OpenAPI docs
+
+A run whose release is blocked is served only with ``override="<reason>"`` (recorded
+in its manifest, as for export). The service binds 127.0.0.1 unless ``serve.host``
+says otherwise; with ``$TUNEWRIGHT_API_KEY`` (``serve.api_key_env``) set, ``/v1`` and
+``/metrics`` need ``Authorization: Bearer <key>``. SIGTERM stops accepting, answers
+what is in flight, flushes the log and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel
+
+from tunewright.batcher import Batcher, Overloaded
+from tunewright.errors import ConfigError, DataError
+from tunewright.images import check_image
+from tunewright.predictor import Predictor, load_run
+from tunewright.release_gate import clear_release
+from tunewright.run_folder import RunFolder
+from tunewright.traffic_log import SERVED_DIR, TrafficLog
+
+
+class PredictRequest(BaseModel):
+    inputs: list[str] | str  # texts, or base64-encoded images for an image task
+    model: str | None = None  # the run's name; needed when several are served
+
+
+class Feedback(BaseModel):
+    request_id: str  # as a prediction returned it
+    label: str  # the true label, one of the run's
+    model: str | None = None
+
+
+@dataclass
+class ServedRun:
+    """One run folder being served: its predictor, its batcher and its traffic log."""
+
+    name: str
+    folder: RunFolder
+    predictor: Predictor
+    batcher: Batcher | None = None
+    log: TrafficLog | None = None
+    ready: bool = False
+
+    @property
+    def input_field(self) -> str:
+        return self.predictor.task.input_field
+
+
+def open_runs(folders: list[str], override: str | None, trust_remote_code: bool) -> dict[str, ServedRun]:
+    """Each run folder, cleared for release (or overridden) and loaded, by its name."""
+    runs: dict[str, ServedRun] = {}
+    for given in folders:
+        folder = RunFolder(given)
+        folder.read_config()
+        clearance = clear_release(folder, "serve", override)
+        name = folder.path.resolve().name
+        if name in runs:
+            raise ConfigError(f"serve: two runs are called {name!r}; serve folders with different names")
+        runs[name] = ServedRun(name, folder, load_run(folder.path, trust_remote_code))
+        entry = {"time": _now(), "release": clearance.decision, "override": clearance.override}
+        with folder.locked("tunewright serve", wait=True):
+            folder.update_json("manifest.json", lambda manifest, e=entry: manifest.setdefault("served", []).append(e))
+    return runs
+
+
+def build_app(runs: dict[str, ServedRun], settings) -> Any:
+    """The FastAPI application for ``runs`` under the ``serve`` config node ``settings``."""
+    metrics = ServiceMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        for run in runs.values():
+            run.log = _traffic_log(run, settings.log)
+            run.batcher = Batcher(
+                run.predictor.predict,
+                settings.max_batch_size,
+                settings.max_wait_ms,
+                settings.max_queue,
+                on_batch=metrics.batch_observer(run.name),
+            )
+        for run in runs.values():
+            await asyncio.to_thread(_warm_up, run)
+            run.ready = True
+        print(f"tunewright: serving {', '.join(runs)} at http://{settings.host}:{settings.port} (docs at /docs)")
+        try:
+            yield
+        finally:
+            for run in runs.values():
+                run.batcher.close()  # answers what is queued
+                if run.log is not None:
+                    run.log.close()
+
+    app = FastAPI(title="tunewright", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        refusal = _refusal(request, settings)
+        if refusal is not None:
+            return JSONResponse({"error": refusal[1]}, status_code=refusal[0])
+        return await call_next(request)
+
+    def chosen(name: str | None) -> ServedRun:
+        if name is None and len(runs) == 1:
+            return next(iter(runs.values()))
+        if name not in runs:
+            given = "no model named" if name else "several runs are served; name one with"
+            raise HTTPException(422, f"{given} {name or 'model'!r}; served: {', '.join(runs)}")
+        return runs[name]
+
+    async def answer(run: ServedRun, request: PredictRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        values = [request.inputs] if isinstance(request.inputs, str) else list(request.inputs)
+        _check_inputs(values, run, settings)
+        with _decoded(values, run.input_field) as inputs:
+            try:
+                predictions = await run.batcher.submit(inputs)
+            except Overloaded as error:
+                metrics.requests.labels(run.name, "503").inc()
+                raise HTTPException(503, f"overloaded: {error}; retry shortly", headers={"Retry-After": "1"}) from None
+        answered = []
+        for value, prediction in zip(values, predictions):
+            request_id = uuid.uuid4().hex
+            logged_input = _image_digest(value) if run.input_field == "image" else value
+            record = {"request_id": request_id, "time": _now(), "run_id": run.name, run.input_field: logged_input}
+            if run.log is not None:
+                run.log.write({**record, **prediction}, run.input_field)
+            if "label" in prediction:
+                metrics.labels.labels(run.name, prediction["label"]).inc()
+            answered.append({"request_id": request_id, **prediction})
+        metrics.requests.labels(run.name, "200").inc()
+        metrics.latency.labels(run.name).observe(time.perf_counter() - started)
+        return {"model": run.name, "predictions": answered}
+
+    @app.get("/health/live")
+    async def live():
+        return {"status": "live"}
+
+    @app.get("/health/ready")
+    async def ready():
+        waiting = [run.name for run in runs.values() if not run.ready]
+        if waiting:
+            return JSONResponse({"status": "warming up", "models": waiting}, status_code=503)
+        return {"status": "ready", "models": list(runs)}
+
+    @app.get("/metrics")
+    async def prometheus():
+        for run in runs.values():
+            metrics.queue.labels(run.name).set(run.batcher.depth if run.batcher else 0)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models():
+        return {"data": [_describe(run) for run in runs.values()]}
+
+    @app.post("/v1/predict")
+    async def predict(request: PredictRequest):
+        return await answer(chosen(request.model), request)
+
+    @app.post("/v1/models/{name}/predict")
+    async def predict_with(name: str, request: PredictRequest):
+        return await answer(chosen(name), request)
+
+    @app.post("/v1/feedback", status_code=202)
+    async def feedback(request: Feedback):
+        run = chosen(request.model)
+        if request.label not in run.predictor.label_names:
+            raise HTTPException(422, f"label {request.label!r} is not one of {', '.join(run.predictor.label_names)}")
+        if run.log is None:
+            raise HTTPException(409, "serve.log.enabled=false: there is no traffic log to join feedback to")
+        run.log.feedback(request.request_id, request.label, _now())
+        return {"recorded": True}
+
+    return app
+
+
+class ServiceMetrics:
+    """The Prometheus series ``/metrics`` shows, in a registry of the app's own."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "tunewright_requests", "Requests answered, by status", ["model", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "tunewright_request_seconds", "Time to answer a request", ["model"], registry=self.registry
+        )
+        self.batches = Histogram(
+            "tunewright_batch_size",
+            "Inputs per forward pass",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.queue = Gauge("tunewright_queue_depth", "Inputs waiting for a batch", ["model"], registry=self.registry)
+        self.labels = Counter("tunewright_predictions", "Predicted labels", ["model", "label"], registry=self.registry)
+
+    def batch_observer(self, model: str):
+        def observe(size: int, depth: int) -> None:
+            self.batches.labels(model).observe(size)
+            self.queue.labels(model).set(depth)
+
+        return observe
+
+
+def _refusal(request, settings) -> tuple[int, str] | None:
+    """Why ``request`` is refused before it is read: a missing key, or a body over the limit."""
+    key = os.environ.get(settings.api_key_env)
+    guarded = request.url.path.startswith(("/v1", "/metrics"))
+    if key and guarded:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+            return 401, f"missing or wrong API key: send 'Authorization: Bearer <${settings.api_key_env}>'"
+    if request.method == "POST":
+        length = request.headers.get("content-length")
+        if length is None:
+            return 411, "send the request body with a Content-Length"
+        if not length.isdigit() or int(length) > settings.max_body_kb * 1024:
+            return 413, f"request body of {length} bytes is over serve.max_body_kb={settings.max_body_kb}"
+    return None
+
+
+def _check_inputs(values: list[str], run: ServedRun, settings) -> None:
+    if not values:
+        raise HTTPException(422, "inputs: give one or more inputs")
+    if len(values) > settings.max_inputs:
+        raise HTTPException(413, f"inputs: {len(values)} inputs are over serve.max_inputs={settings.max_inputs}")
+    if run.input_field != "image":
+        for number, value in enumerate(values):
+            if len(value) > settings.max_text_chars:
+                raise HTTPException(
+                    422,
+                    f"inputs[{number}]: {len(value)} characters are over serve.max_text_chars={settings.max_text_chars}",
+                )
+
+
+@contextlib.contextmanager
+def _decoded(values: list[str], input_field: str):
+    """Inputs as the predictor takes them: texts as they are; base64 images written to
+    temporary files (a client never names a path on the server), removed afterwards."""
+    if input_field != "image":
+        yield values
+        return
+    with tempfile.TemporaryDirectory(prefix="tunewright-serve-") as directory:
+        paths = []
+        for number, value in enumerate(values):
+            try:
+                data = base64.b64decode(value.split(",", 1)[-1] if value.startswith("data:") else value, validate=True)
+            except (binascii.Error, ValueError):
+                raise HTTPException(
+                    422, f"inputs[{number}]: not base64 (send each image's bytes base64-encoded)"
+                ) from None
+            path = Path(directory) / f"input-{number}"
+            path.write_bytes(data)
+            try:
+                check_image(path, f"inputs[{number}]")
+            except DataError as error:
+                raise HTTPException(422, str(error).replace(str(path), "the image")) from None
+            paths.append(str(path))
+        yield paths
+
+
+def _image_digest(value: str) -> str:
+    """What the log keeps of an image: the SHA-256 of its bytes, never the image."""
+    import hashlib
+
+    data = base64.b64decode(value.split(",", 1)[-1] if value.startswith("data:") else value)
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _traffic_log(run: ServedRun, settings) -> TrafficLog | None:
+    if not settings.enabled:
+        return None
+    folder = run.folder.path / SERVED_DIR
+    return TrafficLog(folder, settings.replica, settings.shard_mb * 2**20, settings.sample, settings.redact)
+
+
+def _warm_up(run: ServedRun) -> None:
+    """One forward pass before the service says it is ready (loads kernels, fills caches)."""
+    if run.input_field == "image":
+        from PIL import Image
+
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "warm-up.png"
+            Image.new("RGB", (32, 32)).save(path)
+            run.predictor.predict([str(path)])
+    else:
+        run.predictor.predict(["warm-up"])
+
+
+def _describe(run: ServedRun) -> dict[str, Any]:
+    config = run.folder.read_config()
+    return {
+        "id": run.name,
+        "task": config.model.kind,
+        "method": config.method.kind,
+        "input": run.input_field,
+        "labels": run.predictor.label_names,
+    }
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def serve(folders: list[str], overrides: list[str], override: str | None, trust_remote_code: bool) -> int:
+    """Compose the ``serve`` config, load the runs and serve them until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from tunewright.config import compose_service_config
+    from tunewright.plugin_manager import get_plugins
+
+    settings = compose_service_config(overrides, get_plugins()).serve
+    if override:
+        print(f"tunewright: WARNING: serving despite the release decision: {override}", file=sys.stderr)
+    app = build_app(open_runs(folders, override, trust_remote_code), settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=30
+    )
+    _graceful_server()(config).run()
+    return 0
+
+
+def _graceful_server():
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, except that the SIGTERM (or Ctrl-C) it shut down on gracefully
+        is not raised again afterwards: a drained service exits 0, as an operator expects."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer

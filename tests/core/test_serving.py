@@ -1,0 +1,246 @@
+"""``tunewright serve``: a real uvicorn server in a subprocess, driven over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import tiny_run_overrides
+
+from tunewright.batcher import Batcher, Overloaded
+from tunewright.cli import main
+from tunewright.config import compose_service_config
+from tunewright.errors import ConfigError, DataError
+from tunewright.plugin_manager import get_plugins
+from tunewright.predictor import load_run
+from tunewright.traffic_log import read_lines, redact
+
+KEY = "s3cret-key"
+TEXTS = ["Battery died in a day.", "Great value, works perfectly.", "It is fine, I guess."]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def run_folder(tiny_bert, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["train", *tiny_run_overrides(tiny_bert, runs, "paths.run_id=served", "audit=none")]) == 0
+    return runs / "served"
+
+
+class Server:
+    def __init__(self, folder: Path, *options: str, key: str | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k != "TUNEWRIGHT_API_KEY"}
+        if key:
+            env["TUNEWRIGHT_API_KEY"] = key
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        command = ["serve", f"run={folder}", f"serve.port={self.port}", "override=tested before release", *options]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tunewright", *command],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited: {self.process.stderr.read()}")
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("serve did not become ready")
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.post(
+            f"{self.url}{path}", headers={**self.headers, **kwargs.pop("headers", {})}, timeout=60, **kwargs
+        )
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=60)
+        return self.process.returncode, err
+
+
+@pytest.fixture(scope="module")
+def server(run_folder):
+    server = Server(run_folder, "serve.max_inputs=8", "serve.max_text_chars=200", "serve.max_body_kb=4", key=KEY)
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+
+
+def test_a_blocked_run_is_not_served_without_a_reason(run_folder, capsys):
+    assert main(["serve", f"run={run_folder}", f"serve.port={free_port()}"]) == 1
+    err = capsys.readouterr().err
+    assert "release blocked: no bias audit ran" in err and 'to serve anyway, pass override="<your reason>"' in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_serve_keys_are_strict():
+    with pytest.raises(ConfigError, match="serve.prot: unknown key; valid keys: api_key_env, host"):
+        compose_service_config(["serve.prot=1"], get_plugins())
+    assert compose_service_config([], get_plugins()).serve.host == "127.0.0.1"
+
+
+def test_served_predictions_are_the_runs_own(server, run_folder):
+    response = server.post("/v1/predict", json={"inputs": TEXTS})
+    assert response.status_code == 200
+    served = response.json()["predictions"]
+    expected = load_run(run_folder).predict(TEXTS)
+    assert [p["label"] for p in served] == [p["label"] for p in expected]
+    for got, want in zip(served, expected):
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
+        assert len(got["request_id"]) == 32
+    models = httpx.get(f"{server.url}/v1/models", headers=server.headers).json()["data"]
+    assert models[0]["id"] == "served" and models[0]["labels"] == list(expected[0]["probabilities"])
+
+
+def test_the_api_key_is_enforced(server):
+    assert httpx.post(f"{server.url}/v1/predict", json={"inputs": TEXTS[:1]}).status_code == 401
+    wrong = server.post("/v1/predict", json={"inputs": TEXTS[:1]}, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "TUNEWRIGHT_API_KEY" in wrong.json()["error"]
+    assert httpx.get(f"{server.url}/health/live").status_code == 200  # probes need no key
+
+
+def test_limits_are_named_in_the_refusal(server):
+    many = server.post("/v1/predict", json={"inputs": ["a"] * 9})
+    assert many.status_code == 413 and "serve.max_inputs=8" in many.json()["detail"]
+    long = server.post("/v1/predict", json={"inputs": ["x" * 201]})
+    assert long.status_code == 422 and "serve.max_text_chars=200" in long.json()["detail"]
+    body = server.post(
+        "/v1/predict", content=json.dumps({"inputs": ["y" * 5000]}), headers={"content-type": "application/json"}
+    )
+    assert body.status_code == 413 and "serve.max_body_kb=4" in body.json()["error"]
+    malformed = server.post("/v1/predict", content="{not json", headers={"content-type": "application/json"})
+    assert malformed.status_code == 422
+    unknown = server.post("/v1/predict", json={"inputs": TEXTS[:1], "model": "other"})
+    assert unknown.status_code == 422 and "served: served" in unknown.json()["detail"]
+
+
+def test_concurrent_requests_share_batches(server):
+    async def burst():
+        async with httpx.AsyncClient(base_url=server.url, headers=server.headers, timeout=60) as client:
+            return await asyncio.gather(
+                *[client.post("/v1/predict", json={"inputs": [f"review {i}"]}) for i in range(50)]
+            )
+
+    def batches() -> tuple[float, float]:
+        text = httpx.get(f"{server.url}/metrics", headers=server.headers).text
+        series = dict(line.split(" ") for line in text.splitlines() if line.startswith("tunewright_batch_size_"))
+        return float(series['tunewright_batch_size_count{model="served"}']), float(
+            series['tunewright_batch_size_sum{model="served"}']
+        )
+
+    count_before, inputs_before = batches()
+    assert {response.status_code for response in asyncio.run(burst())} == {200}
+    count, inputs = batches()
+    assert inputs - inputs_before == 50 and count - count_before < 50  # some batch held more than one request
+
+
+def test_feedback_joins_the_log_and_sigterm_loses_no_answered_request(server, run_folder, capsys):
+    answered = server.post("/v1/predict", json={"inputs": ["The charger broke.", "Lovely colour."]}).json()[
+        "predictions"
+    ]
+    bad = server.post("/v1/feedback", json={"request_id": answered[0]["request_id"], "label": "meh"})
+    assert bad.status_code == 422 and "not one of negative, positive" in bad.json()["detail"]
+    for prediction, label in zip(answered, ["negative", "positive"]):
+        assert (
+            server.post("/v1/feedback", json={"request_id": prediction["request_id"], "label": label}).status_code
+            == 202
+        )
+
+    async def load():  # requests in flight when SIGTERM arrives are answered and logged
+        async with httpx.AsyncClient(base_url=server.url, headers=server.headers, timeout=60) as client:
+            sent = [asyncio.create_task(client.post("/v1/predict", json={"inputs": [f"late {i}"]})) for i in range(20)]
+            await asyncio.sleep(0.05)
+            server.process.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*sent, return_exceptions=True)
+
+    late = asyncio.run(load())
+    assert server.process.wait(timeout=60) == 0
+    ok_late = sum(1 for r in late if isinstance(r, httpx.Response) and r.status_code == 200)
+    logged = [r for shard in sorted((run_folder / "served").glob("r0-*.jsonl")) for r in read_lines(shard)]
+    late_logged = [r for r in logged if r["text"].startswith("late ")]
+    assert len(late_logged) == ok_late
+    assert {r["request_id"] for r in logged} >= {p["request_id"] for p in answered}
+
+    assert main(["monitor", f"run={run_folder}", "data=served", "monitor.name=served"]) == 0
+    report = json.loads((run_folder / "reports" / "drift-served.json").read_text())
+    assert report["rows"] == len(logged)
+    assert any(source["path"].endswith("feedback-r0.jsonl") for source in report["sources"])
+
+
+def test_an_overloaded_queue_answers_503_at_once(run_folder):
+    server = Server(
+        run_folder, "serve.max_queue=2", "serve.max_batch_size=1", "serve.max_wait_ms=0", "serve.log.enabled=false"
+    )
+    try:
+
+        async def burst():
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                return await asyncio.gather(
+                    *[client.post("/v1/predict", json={"inputs": ["x" * 150]}) for _ in range(40)]
+                )
+
+        responses = asyncio.run(burst())
+        refused = [r for r in responses if r.status_code == 503]
+        assert refused and all(r.headers["retry-after"] == "1" for r in refused)
+        assert "serve.max_queue=2" in refused[0].json()["detail"]
+        assert any(r.status_code == 200 for r in responses)
+    finally:
+        assert server.stop()[0] == 0
+
+
+def test_a_torn_last_line_is_skipped_and_a_bad_middle_line_is_named(tmp_path, capsys):
+    shard = tmp_path / "r0-00000.jsonl"
+    shard.write_text('{"request_id": "a", "text": "ok"}\n{"request_id": "b", "te')
+    assert [r["request_id"] for r in read_lines(shard)] == ["a"]
+    assert f"{shard}:2: skipping a torn last line" in capsys.readouterr().err
+    shard.write_text('{"request_id": "a"}\nnot json\n{"request_id": "c"}\n')
+    with pytest.raises(DataError, match=r"r0-00000.jsonl:2: not a JSON line"):
+        read_lines(shard)
+
+
+def test_redaction_masks_contacts_and_cards():
+    masked = redact("Mail jo.doe@example.com or call +44 20 7946 0958, card 4111 1111 1111 1111.")
+    assert masked == "Mail [email] or call [phone], card [card]."
+
+
+def test_the_batcher_gathers_requests_and_refuses_past_its_queue():
+    seen = []
+
+    def predict(inputs):
+        seen.append(len(inputs))
+        time.sleep(0.05)
+        return [value * 2 for value in inputs]
+
+    batcher = Batcher(predict, max_batch_size=8, max_wait_ms=20, max_queue=10)
+
+    async def run():
+        answers = await asyncio.gather(*[batcher.submit([i]) for i in range(6)])
+        with pytest.raises(Overloaded, match="serve.max_queue=10"):
+            await asyncio.gather(*[batcher.submit([1, 2, 3]) for _ in range(5)])
+        return answers
+
+    assert asyncio.run(run()) == [[0], [2], [4], [6], [8], [10]]
+    assert max(seen) > 1
+    batcher.close()
