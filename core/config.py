@@ -29,6 +29,7 @@ from tunewright.schema import (
     SINGLE_CHOICE_FAMILIES,
     ServeConfig,
     ServeLogConfig,
+    ServeMonitorConfig,
     check_values,
     group_schemas,
 )
@@ -56,7 +57,12 @@ def compose_config(overrides: list[str], plugins) -> DictConfig:
 def compose_service_config(overrides: list[str], plugins) -> DictConfig:
     """Compose ``serve.yaml`` (the ``serve`` group) with ``overrides``, as strictly as a run's."""
     cfg = _compose(SERVICE_CONFIG, overrides, plugins)
-    for path, node, schema in (("serve", cfg.serve, ServeConfig), ("serve.log", cfg.serve.log, ServeLogConfig)):
+    nodes = (
+        ("serve", cfg.serve, ServeConfig),
+        ("serve.log", cfg.serve.log, ServeLogConfig),
+        ("serve.monitor", cfg.serve.monitor, ServeMonitorConfig),
+    )
+    for path, node, schema in nodes:
         _reject_unknown_keys(path, node, schema)
     check_values("serve", cfg.serve, ServeConfig)
     return cfg

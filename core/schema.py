@@ -289,6 +289,15 @@ class ServeLogConfig:
 
 
 @dataclass
+class ServeMonitorConfig:
+    """Live monitoring: served texts judged against the run's drift reference as they come."""
+
+    # judge each run of this many served texts in the background (the run's own monitor
+    # settings); 0: off. Below monitor.min_rows a window is insufficient_data.
+    every_n: int = knob(0, low=0)
+
+
+@dataclass
 class ServeConfig:
     """``tunewright serve``: where it listens, how it batches, what it refuses."""
 
@@ -303,6 +312,7 @@ class ServeConfig:
     # when this environment variable is set, requests need "Authorization: Bearer <its value>"
     api_key_env: str = "TUNEWRIGHT_API_KEY"
     log: ServeLogConfig = field(default_factory=ServeLogConfig)
+    monitor: ServeMonitorConfig = field(default_factory=ServeMonitorConfig)
 
 
 @dataclass

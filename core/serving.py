@@ -36,6 +36,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import BaseModel
 
 from tunewright.batcher import Batcher, Overloaded
-from tunewright.errors import ConfigError, DataError
+from tunewright.errors import ConfigError, DataError, first_line
 from tunewright.images import check_image
 from tunewright.predictor import Predictor, load_run
 from tunewright.release_gate import clear_release
@@ -76,6 +77,7 @@ class ServedRun:
     predictor: Predictor
     batcher: Batcher | None = None
     log: TrafficLog | None = None
+    live: LiveMonitor | None = None
     ready: bool = False
 
     @property
@@ -100,6 +102,72 @@ def open_runs(folders: list[str], override: str | None, trust_remote_code: bool)
     return runs
 
 
+class LiveMonitor:
+    """Judges each run of ``every_n`` served texts against the run's drift reference on a
+    background thread (requests never wait for it), with the run's own monitors and
+    settings: the report goes to ``reports/drift-served-live-<n>.*``, the verdict to
+    ``/metrics`` and ``/v1/monitor``, and ``tunewright_drift_detected`` fires on drift."""
+
+    def __init__(self, run: ServedRun, every_n: int, metrics: ServiceMetrics):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.run = run
+        self.every_n = every_n
+        self.metrics = metrics
+        self.pending: list[str] = []
+        self.windows = 0
+        self.last: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunewright-monitor")
+
+    def add(self, texts: list[str]) -> None:
+        with self._lock:
+            self.pending.extend(texts)
+            while len(self.pending) >= self.every_n:
+                window, self.pending = self.pending[: self.every_n], self.pending[self.every_n :]
+                self.windows += 1
+                self._worker.submit(self._judge, window, self.windows)
+
+    def _judge(self, texts: list[str], number: int) -> None:
+        from tunewright.plugin_manager import get_plugins
+        from tunewright.run import Run
+        from tunewright.schema import part_options
+
+        plugins, folder = get_plugins(), self.run.folder
+        config = folder.read_config()
+        registry = plugins.registries["monitors"]
+        examples = [{self.run.input_field: text, "label": None} for text in texts]
+        sources = [{"path": f"served traffic, window {number} ({len(texts)} inputs)", "sha256": ""}]
+        run = Run(folder.path.name, config, folder)
+        try:
+            with folder.locked("tunewright serve", wait=True):
+                for name in config.monitor.names:
+                    monitor = registry.create(name, part_options(config.monitor, registry, name), run)
+                    report = monitor.check(
+                        self.run.predictor, examples, f"served-live-{number:05d}", config.monitor, sources
+                    )
+                    plugins.hook.tunewright_monitor_completed(run=run, report=report)
+                    if report["drift_detected"]:
+                        plugins.hook.tunewright_drift_detected(run=run, report=report)
+                    self._record(report)
+        except Exception as error:  # a failed check is reported; the service goes on
+            print(f"tunewright: live monitoring of {self.run.name} failed: {first_line(error)}", file=sys.stderr)
+
+    def _record(self, report: dict[str, Any]) -> None:
+        windows = report.get("windows") or []
+        layers = {layer for window in windows for layer in window.get("layers") or {}}
+        drifted = {layer for window in windows for layer in window.get("drifted_layers") or []}
+        self.last = {key: report[key] for key in ("name", "rows", "status", "drift_detected", "severity", "reasons")}
+        self.last["drifted_layers"] = sorted(drifted)
+        self.metrics.drift.labels(self.run.name).set(1 if report["drift_detected"] else 0)
+        for layer in layers:
+            self.metrics.layers.labels(self.run.name, layer).set(1 if layer in drifted else 0)
+
+    def close(self) -> None:
+        """Finish the windows already taken (a partial last window is left for data=served)."""
+        self._worker.shutdown(wait=True)
+
+
 def build_app(runs: dict[str, ServedRun], settings) -> Any:
     """The FastAPI application for ``runs`` under the ``serve`` config node ``settings``."""
     metrics = ServiceMetrics()
@@ -115,6 +183,8 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
                 settings.max_queue,
                 on_batch=metrics.batch_observer(run.name),
             )
+            if settings.monitor.every_n and run.input_field != "image":
+                run.live = LiveMonitor(run, settings.monitor.every_n, metrics)
         for run in runs.values():
             await asyncio.to_thread(_warm_up, run)
             run.ready = True
@@ -124,6 +194,8 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
         finally:
             for run in runs.values():
                 run.batcher.close()  # answers what is queued
+                if run.live is not None:
+                    run.live.close()
                 if run.log is not None:
                     run.log.close()
 
@@ -164,6 +236,8 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
             if "label" in prediction:
                 metrics.labels.labels(run.name, prediction["label"]).inc()
             answered.append({"request_id": request_id, **prediction})
+        if run.live is not None:
+            run.live.add(values)
         metrics.requests.labels(run.name, "200").inc()
         metrics.latency.labels(run.name).observe(time.perf_counter() - started)
         return {"model": run.name, "predictions": answered}
@@ -184,6 +258,18 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
         for run in runs.values():
             metrics.queue.labels(run.name).set(run.batcher.depth if run.batcher else 0)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/monitor")
+    async def monitor():
+        return {
+            run.name: {
+                "every_n": settings.monitor.every_n,
+                "windows": run.live.windows if run.live else 0,
+                "pending": len(run.live.pending) if run.live else 0,
+                "last": run.live.last if run.live else None,
+            }
+            for run in runs.values()
+        }
 
     @app.get("/v1/models")
     async def models():
@@ -230,6 +316,15 @@ class ServiceMetrics:
         )
         self.queue = Gauge("tunewright_queue_depth", "Inputs waiting for a batch", ["model"], registry=self.registry)
         self.labels = Counter("tunewright_predictions", "Predicted labels", ["model", "label"], registry=self.registry)
+        self.drift = Gauge(
+            "tunewright_drift_detected", "1 when the last live window drifted", ["model"], registry=self.registry
+        )
+        self.layers = Gauge(
+            "tunewright_drift_layer",
+            "1 when the layer drifted in the last live window",
+            ["model", "layer"],
+            registry=self.registry,
+        )
 
     def batch_observer(self, model: str):
         def observe(size: int, depth: int) -> None:

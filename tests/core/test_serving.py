@@ -244,3 +244,40 @@ def test_the_batcher_gathers_requests_and_refuses_past_its_queue():
     assert asyncio.run(run()) == [[0], [2], [4], [6], [8], [10]]
     assert max(seen) > 1
     batcher.close()
+
+
+SHARED = Path(__file__).parents[3] / "shared" / "data" / "sentiment_labelled_sentences"
+
+
+def test_live_monitoring_turns_drifted_for_shifted_traffic_only(tiny_bert, tmp_path):
+    runs = tmp_path / "runs"
+    overrides = [
+        o for o in tiny_run_overrides(tiny_bert, runs, "paths.run_id=live", "audit=none") if o != "data.limit=60"
+    ]
+    assert main(["train", *overrides, "data.limit=400"]) == 0
+    folder = runs / "live"
+    reference = [json.loads(line)["text"] for line in (folder / "reports/drift_reference/rows.jsonl").open()]
+    imdb = [line.rsplit("\t", 1)[0] for line in (SHARED / "imdb_labelled.txt").read_text().splitlines() if "\t" in line]
+    server = Server(folder, "serve.monitor.every_n=60", "serve.log.enabled=false")
+    try:
+
+        def window(texts: list[str], number: int) -> dict:
+            for start in range(0, 60, 10):
+                assert server.post("/v1/predict", json={"inputs": texts[start : start + 10]}).status_code == 200
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                state = httpx.get(f"{server.url}/v1/monitor").json()["live"]
+                if state["last"] and state["last"]["name"] == f"served-live-{number:05d}":
+                    return state["last"]
+                time.sleep(0.5)
+            raise AssertionError(f"window {number} was never judged")
+
+        same = window(reference[:60], 1)
+        assert same["status"] == "no_drift" and not same["drift_detected"]
+        shifted = window(imdb[:60], 2)
+        assert shifted["drift_detected"] and shifted["drifted_layers"]
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert 'tunewright_drift_detected{model="live"} 1.0' in metrics
+        assert (folder / "reports" / "drift-served-live-00002.json").is_file()
+    finally:
+        assert server.stop()[0] == 0
