@@ -40,12 +40,12 @@ SHARED = Path(__file__).parents[2] / "shared" / "data" / "sentiment_labelled_sen
 CONCURRENCY = (1, 8, 32)
 
 HAND_WRITTEN = """
-import sys
+import os
 from fastapi import FastAPI
 from pydantic import BaseModel
 from transformers import pipeline
 
-classify = pipeline("text-classification", model=sys.argv[-1], top_k=None)
+classify = pipeline("text-classification", model=os.environ["MODEL_DIR"], top_k=None)
 app = FastAPI()
 
 
@@ -85,9 +85,11 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start(command: list[str], url: str) -> subprocess.Popen:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def start(command: list[str], url: str, env: dict[str, str]) -> subprocess.Popen:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     for _ in range(600):
+        if process.poll() is not None:
+            raise RuntimeError(f"{' '.join(command[:5])} exited: {process.stderr.read()}")
         try:
             if httpx.post(f"{url}/v1/predict", json={"inputs": ["warm"]}, timeout=5).status_code == 200:
                 return process
@@ -115,8 +117,8 @@ async def load(url: str, texts: list[str], concurrency: int) -> tuple[float, np.
         return len(texts) / (time.perf_counter() - began), np.array(latencies) * 1000
 
 
-def measure(name: str, command: list[str], url: str, texts: list[str]) -> list[dict]:
-    process = start(command, url)
+def measure(name: str, command: list[str], url: str, texts: list[str], **env: str) -> list[dict]:
+    process = start(command, url, {**os.environ, **env})
     rows = []
     try:
         for concurrency in CONCURRENCY:
@@ -195,10 +197,10 @@ def main() -> None:
                 str(port),
                 "--log-level",
                 "warning",
-                str(merged),
             ],
             url,
             texts,
+            MODEL_DIR=str(merged),
         )
         ceiling = offline(run, texts)
     by = {(row["variant"], row["concurrency"]): row for row in rows}

@@ -82,8 +82,9 @@ class Batcher:
             batch, size = [first], len(first.inputs)
             deadline = time.monotonic() + self.max_wait
             while size < self.max_batch_size:
-                try:
-                    request = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                try:  # what is queued already joins at once; then wait up to max_wait_ms for more
+                    remaining = deadline - time.monotonic()
+                    request = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if request is _STOP:

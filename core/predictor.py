@@ -94,15 +94,16 @@ def load_model(run_folder: RunFolder, trust_remote_code: bool = False) -> Loaded
     return LoadedRun(cfg, task, method, method.load(task, label_names, run_folder.model_dir), label_names)
 
 
-def load_run(folder: str | Path, trust_remote_code: bool = False) -> Predictor:
+def load_run(folder: str | Path, trust_remote_code: bool = False, merged: bool = False) -> Predictor:
     """A :class:`Predictor` for the run in ``folder``, on the device its config names
-    (``trust_remote_code``: see :func:`load_model`)."""
+    (``trust_remote_code``: see :func:`load_model`). With ``merged=True`` a method that
+    can merge is folded into plain weights first: the same predictions, without the
+    adapter's extra work per forward pass (what a service wants)."""
     loaded = load_model(RunFolder(folder), trust_remote_code)
     device = pick_device(loaded.config.trainer.device)
     dtype = autocast_dtype(loaded.config.trainer.precision, device)
-    return Predictor(
-        loaded.task, loaded.model, loaded.label_names, loaded.config.trainer.eval_batch_size, device, dtype
-    )
+    model = loaded.method.merge(loaded.model) if merged and loaded.method.can_merge else loaded.model
+    return Predictor(loaded.task, model, loaded.label_names, loaded.config.trainer.eval_batch_size, device, dtype)
 
 
 def warn_remote_code(model_dir: Path) -> None:

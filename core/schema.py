@@ -304,7 +304,9 @@ class ServeConfig:
     host: str = "127.0.0.1"  # 0.0.0.0 exposes the service to the network: put auth and TLS in front
     port: int = knob(8000, low=1, high=65535)
     max_batch_size: int = knob(32, low=1)  # inputs run through the model together
-    max_wait_ms: float = knob(5.0, low=0)  # how long a batch waits for more inputs before it runs
+    # how long a batch waits for more inputs before it runs; 0: it takes what is queued
+    # (under load, requests queue while a batch runs, so batches form without waiting)
+    max_wait_ms: float = knob(0.0, low=0)
     max_queue: int = knob(512, low=1)  # inputs waiting at most; beyond: 503 with Retry-After
     max_inputs: int = knob(64, low=1)  # inputs in one request; more: 413
     max_text_chars: int = knob(20000, low=1)  # characters in one text input; more: 422

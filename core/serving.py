@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel
@@ -95,7 +95,7 @@ def open_runs(folders: list[str], override: str | None, trust_remote_code: bool)
         name = folder.path.resolve().name
         if name in runs:
             raise ConfigError(f"serve: two runs are called {name!r}; serve folders with different names")
-        runs[name] = ServedRun(name, folder, load_run(folder.path, trust_remote_code))
+        runs[name] = ServedRun(name, folder, load_run(folder.path, trust_remote_code, merged=True))
         entry = {"time": _now(), "release": clearance.decision, "override": clearance.override}
         with folder.locked("tunewright serve", wait=True):
             folder.update_json("manifest.json", lambda manifest, e=entry: manifest.setdefault("served", []).append(e))
@@ -201,12 +201,7 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
 
     app = FastAPI(title="tunewright", lifespan=lifespan)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        refusal = _refusal(request, settings)
-        if refusal is not None:
-            return JSONResponse({"error": refusal[1]}, status_code=refusal[0])
-        return await call_next(request)
+    app.add_middleware(Guard, settings=settings)
 
     def chosen(name: str | None) -> ServedRun:
         if name is None and len(runs) == 1:
@@ -334,16 +329,33 @@ class ServiceMetrics:
         return observe
 
 
-def _refusal(request, settings) -> tuple[int, str] | None:
-    """Why ``request`` is refused before it is read: a missing key, or a body over the limit."""
+class Guard:
+    """ASGI middleware that refuses a request before its body is read: a missing or wrong
+    API key (401), a body without a length (411) or over ``serve.max_body_kb`` (413)."""
+
+    def __init__(self, app, settings):
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+            refusal = _refusal(scope["method"], scope["path"], headers, self.settings)
+            if refusal is not None:
+                await JSONResponse({"error": refusal[1]}, status_code=refusal[0])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _refusal(method: str, path: str, headers: dict[str, str], settings) -> tuple[int, str] | None:
+    """Why a request is refused before it is read, as (status, message); ``None`` to go on."""
     key = os.environ.get(settings.api_key_env)
-    guarded = request.url.path.startswith(("/v1", "/metrics"))
-    if key and guarded:
-        given = request.headers.get("authorization", "")
+    if key and path.startswith(("/v1", "/metrics")):
+        given = headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
             return 401, f"missing or wrong API key: send 'Authorization: Bearer <${settings.api_key_env}>'"
-    if request.method == "POST":
-        length = request.headers.get("content-length")
+    if method == "POST":
+        length = headers.get("content-length")
         if length is None:
             return 411, "send the request body with a Content-Length"
         if not length.isdigit() or int(length) > settings.max_body_kb * 1024:

@@ -274,8 +274,9 @@ def test_live_monitoring_turns_drifted_for_shifted_traffic_only(tiny_bert, tmp_p
 
         same = window(reference[:60], 1)
         assert same["status"] == "no_drift" and not same["drift_detected"]
-        shifted = window(imdb[:60], 2)
-        assert shifted["drift_detected"] and shifted["drifted_layers"]
+        # Movie reviews, two sentences each: another domain, and longer than any product review.
+        shifted = window([f"{a} {b}" for a, b in zip(imdb[:60], imdb[60:120])], 2)
+        assert shifted["drift_detected"] and shifted["drifted_layers"], shifted
         metrics = httpx.get(f"{server.url}/metrics").text
         assert 'tunewright_drift_detected{model="live"} 1.0' in metrics
         assert (folder / "reports" / "drift-served-live-00002.json").is_file()
