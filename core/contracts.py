@@ -185,6 +185,14 @@ class Task(Protocol):
         (the default) means one label with probabilities per input, from the logits."""
         return None
 
+    def chat(
+        self, model, conversations: list[list[dict[str, str]]], device, max_new_tokens: int | None = None
+    ) -> list[str]:
+        """The answer to each conversation (``{"role", "content"}`` turns ending with the
+        user's), for a task whose :attr:`generates` is True; ``tunewright serve``'s
+        OpenAI-style endpoints call it. Other tasks do not chat."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate text")
+
     # -- what governance may ask of the task
 
     class_probabilities: ClassVar[bool] = True  # False: no class distribution per input (a tagger, a language model)

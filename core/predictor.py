@@ -56,6 +56,10 @@ class Predictor:
             return own
         return self.task.predictions(self.outputs(inputs)[0], self.label_names)
 
+    def chat(self, conversations: list[list[dict[str, str]]], max_new_tokens: int | None = None) -> list[str]:
+        """The task's answers to chat conversations (a task that generates text)."""
+        return self.task.chat(self.model, conversations, self.device, max_new_tokens)
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()

@@ -39,14 +39,14 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from tunewright.batcher import Batcher, Overloaded
 from tunewright.errors import ConfigError, DataError, first_line
@@ -60,6 +60,29 @@ from tunewright.traffic_log import SERVED_DIR, TrafficLog
 class PredictRequest(BaseModel):
     inputs: list[str] | str  # texts, or base64-encoded images for an image task
     model: str | None = None  # the run's name; needed when several are served
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat completion request; sampling options are accepted and ignored (greedy)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    messages: list[ChatMessage]
+    max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    prompt: str | list[str]
+    max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
 
 
 class Feedback(BaseModel):
@@ -79,6 +102,7 @@ class ServedRun:
     log: TrafficLog | None = None
     live: LiveMonitor | None = None
     ready: bool = False
+    generating: threading.Lock = field(default_factory=threading.Lock)  # one chat generation at a time
 
     @property
     def input_field(self) -> str:
@@ -268,7 +292,49 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
 
     @app.get("/v1/models")
     async def models():
-        return {"data": [_describe(run) for run in runs.values()]}
+        return {"object": "list", "data": [_describe(run) for run in runs.values()]}
+
+    def generating(name: str | None) -> ServedRun:
+        run = chosen(name)
+        if not run.predictor.task.generates:
+            raise HTTPException(400, f"model {run.name!r} does not generate text; use /v1/predict")
+        return run
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: ChatRequest):
+        run = generating(request.model)
+        if not request.messages or request.messages[-1].role != "user":
+            raise HTTPException(422, "messages: the last message must be the user's")
+        turns = [message.model_dump() for message in request.messages]
+        answer = await asyncio.to_thread(_chat, run, turns, request.max_tokens)
+        if run.log is not None:
+            record = {"request_id": uuid.uuid4().hex, "time": _now(), "run_id": run.name, "text": turns[-1]["content"]}
+            run.log.write({**record, "response": answer}, "text")
+        metrics.requests.labels(run.name, "200").inc()
+        created, identity = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
+        if request.stream:
+            return StreamingResponse(_chat_stream(identity, created, run.name, answer), media_type="text/event-stream")
+        message = {"role": "assistant", "content": answer}
+        choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+        return {"id": identity, "object": "chat.completion", "created": created, "model": run.name, "choices": [choice]}
+
+    @app.post("/v1/completions")
+    async def completions(request: CompletionRequest):
+        run = generating(request.model)
+        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        _check_inputs(prompts, run, settings)
+        conversations = [[{"role": "user", "content": prompt}] for prompt in prompts]
+        answers = await asyncio.to_thread(_chat_many, run, conversations, request.max_tokens)
+        metrics.requests.labels(run.name, "200").inc()
+        created, identity = int(time.time()), f"cmpl-{uuid.uuid4().hex}"
+        choices = [
+            {"index": i, "text": text, "finish_reason": "stop", "logprobs": None} for i, text in enumerate(answers)
+        ]
+        if request.stream:
+            return StreamingResponse(
+                _completion_stream(identity, created, run.name, choices), media_type="text/event-stream"
+            )
+        return {"id": identity, "object": "text_completion", "created": created, "model": run.name, "choices": choices}
 
     @app.post("/v1/predict")
     async def predict(request: PredictRequest):
@@ -431,10 +497,44 @@ def _warm_up(run: ServedRun) -> None:
         run.predictor.predict(["warm-up"])
 
 
+def _chat(run: ServedRun, turns: list[dict[str, str]], max_tokens: int | None) -> str:
+    return _chat_many(run, [turns], max_tokens)[0]
+
+
+def _chat_many(run: ServedRun, conversations: list[list[dict[str, str]]], max_tokens: int | None) -> list[str]:
+    with run.generating:
+        return run.predictor.chat(conversations, max_tokens)
+
+
+def _sse(payload: dict[str, Any]) -> str:
+    import json
+
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def _chat_stream(identity: str, created: int, model: str, answer: str):
+    """The answer as OpenAI's chat stream: a role chunk, the content, a stop chunk, [DONE].
+    (Greedy generation finishes first; the stream then carries the whole answer.)"""
+    base = {"id": identity, "object": "chat.completion.chunk", "created": created, "model": model}
+    for delta, finish in (({"role": "assistant", "content": ""}, None), ({"content": answer}, None), ({}, "stop")):
+        yield _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    yield "data: [DONE]\n\n"
+
+
+def _completion_stream(identity: str, created: int, model: str, choices: list[dict[str, Any]]):
+    base = {"id": identity, "object": "text_completion", "created": created, "model": model}
+    for choice in choices:
+        yield _sse({**base, "choices": [choice]})
+    yield "data: [DONE]\n\n"
+
+
 def _describe(run: ServedRun) -> dict[str, Any]:
     config = run.folder.read_config()
     return {
         "id": run.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "tunewright",
         "task": config.model.kind,
         "method": config.method.kind,
         "input": run.input_field,

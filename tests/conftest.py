@@ -35,6 +35,29 @@ def tiny_bert(tmp_path_factory):
     return directory
 
 
+def save_tiny_gpt2(directory: Path, **config) -> Path:
+    """A 2-layer random GPT-2 with MiniLM's tokenizer ([SEP] as end of sequence), saved in
+    ``directory``; ``config`` overrides GPT2Config fields (dropout, say)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config
+
+    from tunewright.embedded import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
+    torch.manual_seed(0)
+    sizes = {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 128}
+    ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=tokenizer.vocab_size, **sizes, **ids, **config))
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    return save_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
 def tiny_run_overrides(model_dir, runs_dir, *extra: str) -> list[str]:
     """Overrides for a seconds-long run of the tiny model on a slice of the bundled data."""
     return [

@@ -130,9 +130,12 @@ class TextGenerationTask(HubTextTask):
         return {"loss": mean, "perplexity": math.exp(min(mean, 50.0)), "token_accuracy": correct / max(count, 1)}, None
 
     @torch.no_grad()
-    def generate(self, model, texts: list[str | dict[str, Any]], device, batch_size: int = 16) -> list[str]:
+    def generate(
+        self, model, texts: list[str | dict[str, Any]], device, batch_size: int = 16, max_new_tokens: int | None = None
+    ) -> list[str]:
         """Greedy answers to ``texts`` (or examples), encoded as in training and
-        left-padded so that every answer starts right after its prompt."""
+        left-padded so that every answer starts right after its prompt; at most
+        ``max_new_tokens`` tokens each (``model.max_new_tokens`` by default)."""
         model.eval()
         pad = self.tokenizer.pad_token_id
         prompts = [
@@ -150,7 +153,8 @@ class TextGenerationTask(HubTextTask):
                 ),
             }
             batch = to_device(batch, device)
-            output = model.generate(**batch, max_new_tokens=self.cfg.max_new_tokens, do_sample=False, pad_token_id=pad)
+            limit = max_new_tokens or self.cfg.max_new_tokens
+            output = model.generate(**batch, max_new_tokens=limit, do_sample=False, pad_token_id=pad)
             answers += [
                 text.strip()
                 for text in self.tokenizer.batch_decode(self.answer_tokens(output, batch), skip_special_tokens=True)
@@ -160,6 +164,17 @@ class TextGenerationTask(HubTextTask):
     def predict_inputs(self, model, texts: list[str], device) -> list[dict[str, str]]:
         """``{"response": answer}`` per prompt, by greedy generation."""
         return [{"response": answer} for answer in self.generate(model, texts, device)]
+
+    def chat(
+        self, model, conversations: list[list[dict[str, str]]], device, max_new_tokens: int | None = None
+    ) -> list[str]:
+        """Greedy answers to conversations, prompted as training prompts ``messages``
+        examples (the chat template, or ``model.prompt_template`` on the last user turn)."""
+        examples = [
+            {"messages": [*turns, {"role": "assistant", "content": ""}], "text": turns[-1]["content"]}
+            for turns in conversations
+        ]
+        return self.generate(model, examples, device, max_new_tokens=max_new_tokens)
 
     @staticmethod
     def answer_tokens(output: torch.Tensor, batch) -> torch.Tensor:

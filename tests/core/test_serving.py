@@ -132,6 +132,8 @@ def test_limits_are_named_in_the_refusal(server):
     assert body.status_code == 413 and "serve.max_body_kb=4" in body.json()["error"]
     malformed = server.post("/v1/predict", content="{not json", headers={"content-type": "application/json"})
     assert malformed.status_code == 422
+    chat = server.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 400 and "does not generate text; use /v1/predict" in chat.json()["detail"]
     unknown = server.post("/v1/predict", json={"inputs": TEXTS[:1], "model": "other"})
     assert unknown.status_code == 422 and "served: served" in unknown.json()["detail"]
 
@@ -282,3 +284,39 @@ def test_live_monitoring_turns_drifted_for_shifted_traffic_only(tiny_bert, tmp_p
         assert (folder / "reports" / "drift-served-live-00002.json").is_file()
     finally:
         assert server.stop()[0] == 0
+
+
+def test_a_language_model_run_speaks_the_openai_api(tiny_gpt2, tmp_path):
+    """The official openai client, unchanged, against a served causal LM run."""
+    from openai import OpenAI
+
+    overrides = [
+        "experiment=sft",
+        f"model.name_or_path={tiny_gpt2}",
+        "model.max_length=48",
+        "model.max_new_tokens=4",
+        "data.limit=40",
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        f"paths.runs_dir={tmp_path}",
+        "paths.run_id=lm",
+    ]
+    assert main(["train", *overrides]) == 0
+    turns = [{"role": "user", "content": "Battery died in a day."}]
+    expected = load_run(tmp_path / "lm").chat([turns])[0]
+    server = Server(tmp_path / "lm")
+    try:
+        client = OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+        assert [model.id for model in client.models.list()] == ["lm"]
+        reply = client.chat.completions.create(model="lm", messages=turns)
+        assert reply.choices[0].message.content == expected and reply.choices[0].finish_reason == "stop"
+        streamed = client.chat.completions.create(model="lm", messages=turns, stream=True)
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed) == expected
+        completion = client.completions.create(model="lm", prompt="Battery died in a day.", max_tokens=2)
+        assert completion.choices[0].text == load_run(tmp_path / "lm").chat([turns], 2)[0]
+        refused = server.post("/v1/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]})
+        assert refused.status_code == 422 and "the last message must be the user's" in refused.json()["detail"]
+    finally:
+        assert server.stop()[0] == 0
+    logged = [r for shard in (tmp_path / "lm" / "served").glob("r0-*.jsonl") for r in read_lines(shard)]
+    assert {"text": "Battery died in a day.", "response": expected}.items() <= logged[0].items()

@@ -13,29 +13,6 @@ import tunewright
 from tunewright.cli import main
 
 
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory):
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config
-
-    from tunewright.embedded import resolve_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
-    directory = tmp_path_factory.mktemp("tiny-gpt2")
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=tokenizer.vocab_size,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        n_positions=128,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    AutoModelForCausalLM.from_config(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 def test_sft_on_a_labelled_dataset_answers_with_label_names(tiny_gpt2, tmp_path, capsys):
     overrides = [
         "experiment=sft",

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import save_tiny_gpt2
 from omegaconf import OmegaConf
 from test_methods import tiny_config
 
@@ -109,27 +110,9 @@ def test_a_packed_run_learns_what_an_unpacked_run_learns(tmp_path):
     not the gradients, so both runs end at the same test loss."""
     import json
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config
-
     from tunewright.cli import main
-    from tunewright.embedded import resolve_model_path
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=tokenizer.vocab_size,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        n_positions=128,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "gpt2")
-    tokenizer.save_pretrained(tmp_path / "gpt2")
+    save_tiny_gpt2(tmp_path / "gpt2", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     losses, throughput = {}, {}
     for packing, name in (("false", "plain"), ("true", "packed")):
         overrides = [
