@@ -320,3 +320,43 @@ def test_a_language_model_run_speaks_the_openai_api(tiny_gpt2, tmp_path):
         assert server.stop()[0] == 0
     logged = [r for shard in (tmp_path / "lm" / "served").glob("r0-*.jsonl") for r in read_lines(shard)]
     assert {"text": "Battery died in a day.", "response": expected}.items() <= logged[0].items()
+
+
+def test_an_image_run_takes_base64_images_and_never_a_path(tmp_path):
+    import base64
+
+    from vision_models import save_tiny_vision_model, write_images
+
+    photos = tmp_path / "photos"
+    for path, label in write_images(tmp_path / "pool", 40, ["green", "red"]):
+        (photos / label).mkdir(parents=True, exist_ok=True)
+        path.rename(photos / label / path.name)
+    model = save_tiny_vision_model("vit", tmp_path / "vit")
+    overrides = [
+        "model=image_classification",
+        f"model.name_or_path={model}",
+        "data=image_folder",
+        f"data.path={photos}",
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        "paths.run_id=images",
+    ]
+    assert main(["train", *overrides]) == 0
+    images = sorted(photos.rglob("*.png"))[:2]
+    expected = load_run(tmp_path / "runs" / "images").predict([str(path) for path in images])
+    server = Server(tmp_path / "runs" / "images")
+    try:
+        encoded = [base64.b64encode(path.read_bytes()).decode() for path in images]
+        served = server.post("/v1/predict", json={"inputs": encoded}).json()["predictions"]
+        assert [p["label"] for p in served] == [p["label"] for p in expected]
+        assert served[0]["probabilities"] == pytest.approx(expected[0]["probabilities"], abs=1e-6)
+        path_given = server.post("/v1/predict", json={"inputs": [str(images[0])]})
+        assert path_given.status_code == 422 and "not base64" in path_given.json()["detail"]
+        garbage = server.post("/v1/predict", json={"inputs": [base64.b64encode(b"not an image").decode()]})
+        assert garbage.status_code == 422 and "inputs[0]: the image is not a readable image" in garbage.json()["detail"]
+    finally:
+        assert server.stop()[0] == 0
+    (shard,) = (tmp_path / "runs" / "images" / "served").glob("r0-*.jsonl")
+    logged = read_lines(shard)
+    assert len(logged) == 2 and all(record["image"].startswith("sha256:") for record in logged)
