@@ -344,7 +344,8 @@ def card(args: list[str]) -> int:
 
 def export(args: list[str]) -> int:
     """``export run=<folder> [merged=true] [out=<dir>] [override=<reason>]``."""
-    from tunewright.export import export_run
+    from tunewright.export import export_run, vllm_command
+    from tunewright.run_folder import RunFolder
 
     options = key_values("export", args, ("run", "merged", "out", "overwrite", "override", "trust_remote_code"))
     merged, overwrite, trust = (
@@ -354,6 +355,9 @@ def export(args: list[str]) -> int:
         print(f"tunewright: WARNING: exporting despite the release decision: {options['override']}", file=sys.stderr)
     target = export_run(options["run"], options.get("out"), merged, options.get("override"), overwrite, trust)
     print(f"exported to {target}")
+    scale = vllm_command(RunFolder(options["run"]), target, merged)
+    if scale is not None:
+        print(f"to serve it at scale: {scale}")
     return 0
 
 

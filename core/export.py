@@ -20,11 +20,26 @@ import shutil
 import time
 from pathlib import Path
 
+from tunewright.embedded import resolve_model_path
 from tunewright.errors import TunewrightError
 from tunewright.plugin_manager import get_plugins
 from tunewright.predictor import load_model
 from tunewright.release_gate import Clearance, clear_release
 from tunewright.run_folder import RunFolder, atomic_directory
+
+
+def vllm_command(run_folder: RunFolder, target: Path, merged: bool) -> str | None:
+    """How to serve an exported decoder at scale with vLLM (``None`` for other tasks): the
+    merged directory as the model, or the base model with the adapter as a LoRA module."""
+    config = run_folder.read_config()
+    task = (run_folder.read_json("manifest.json") or {}).get("task") or {}
+    if task.get("pipeline_tag") != "text-generation":
+        return None
+    if merged:
+        return f"vllm serve {target}"
+    base = resolve_model_path(config.model.name_or_path)
+    return f"vllm serve {base} --enable-lora --lora-modules {run_folder.path.name}={target}"
+
 
 EXPORT_MARKER = ".tunewright-export.json"
 

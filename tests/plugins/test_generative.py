@@ -43,6 +43,13 @@ def test_sft_on_a_labelled_dataset_answers_with_label_names(tiny_gpt2, tmp_path,
     card = (run / "MODEL_CARD.md").read_text()
     assert "pipeline_tag: text-generation" in card and not (run / "reports" / "bias.json").exists()
 
+    capsys.readouterr()
+    assert main(["export", f"run={run}", "merged=true", f"out={tmp_path / 'merged'}", "override=an SFT test"]) == 0
+    assert f"to serve it at scale: vllm serve {tmp_path / 'merged'}" in capsys.readouterr().out
+    assert main(["export", f"run={run}", f"out={tmp_path / 'adapter'}", "override=an SFT test"]) == 0
+    command = f"vllm serve {tiny_gpt2} --enable-lora --lora-modules sft={tmp_path / 'adapter'}"
+    assert command in capsys.readouterr().out
+
 
 def test_instruction_data_from_a_file_with_a_response_column(tiny_gpt2, tmp_path):
     path = tmp_path / "faq.jsonl"
