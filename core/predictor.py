@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from tunewright.contracts import Example
 from tunewright.errors import RunFolderError
 from tunewright.inference import predict_outputs
 from tunewright.plugin_manager import get_plugins
@@ -34,10 +35,12 @@ class Predictor:
         self.device = device
         self.dtype = dtype  # the run's autocast dtype, so predictions match its evaluation
 
-    def outputs(self, inputs: list[str], embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Logits for ``inputs`` (texts, or image paths for an image task) and, with
-        ``embeddings=True``, one pooled hidden state per input."""
-        features = self.task.encode([{self.task.input_field: value} for value in inputs])
+    def outputs(self, inputs: list[str | Example], embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits for ``inputs`` (texts, image paths for an image task, or examples such
+        as ``{"text", "text_pair"}``) and, with ``embeddings=True``, one pooled hidden
+        state per input."""
+        examples = [value if isinstance(value, dict) else {self.task.input_field: value} for value in inputs]
+        features = self.task.encode(examples)
         embed = self.task.embed if embeddings else None
         return predict_outputs(self.model, features, self.task.collate, self.batch_size, self.device, self.dtype, embed)
 

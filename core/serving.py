@@ -57,8 +57,14 @@ from tunewright.run_folder import RunFolder
 from tunewright.traffic_log import SERVED_DIR, TrafficLog
 
 
+class TextPair(BaseModel):
+    text: str
+    text_pair: str
+
+
 class PredictRequest(BaseModel):
-    inputs: list[str] | str  # texts, or base64-encoded images for an image task
+    # texts, text pairs for a task that reads them, or base64-encoded images for an image task
+    inputs: list[str | TextPair] | str
     model: str | None = None  # the run's name; needed when several are served
 
 
@@ -138,13 +144,13 @@ class LiveMonitor:
         self.run = run
         self.every_n = every_n
         self.metrics = metrics
-        self.pending: list[str] = []
+        self.pending: list[str | dict[str, str]] = []
         self.windows = 0
         self.last: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunewright-monitor")
 
-    def add(self, texts: list[str]) -> None:
+    def add(self, texts: list[str | dict[str, str]]) -> None:
         with self._lock:
             self.pending.extend(texts)
             while len(self.pending) >= self.every_n:
@@ -152,7 +158,7 @@ class LiveMonitor:
                 self.windows += 1
                 self._worker.submit(self._judge, window, self.windows)
 
-    def _judge(self, texts: list[str], number: int) -> None:
+    def _judge(self, texts: list[str | dict[str, str]], number: int) -> None:
         from tunewright.plugin_manager import get_plugins
         from tunewright.run import Run
         from tunewright.schema import part_options
@@ -160,7 +166,7 @@ class LiveMonitor:
         plugins, folder = get_plugins(), self.run.folder
         config = folder.read_config()
         registry = plugins.registries["monitors"]
-        examples = [{self.run.input_field: text, "label": None} for text in texts]
+        examples = [{**_logged(value, self.run.input_field), "label": None} for value in texts]
         sources = [{"path": f"served traffic, window {number} ({len(texts)} inputs)", "sha256": ""}]
         run = Run(folder.path.name, config, folder)
         try:
@@ -237,7 +243,8 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
 
     async def answer(run: ServedRun, request: PredictRequest) -> dict[str, Any]:
         started = time.perf_counter()
-        values = [request.inputs] if isinstance(request.inputs, str) else list(request.inputs)
+        given = [request.inputs] if isinstance(request.inputs, str) else request.inputs
+        values = [value.model_dump() if isinstance(value, TextPair) else value for value in given]
         _check_inputs(values, run, settings)
         with _decoded(values, run.input_field) as inputs:
             try:
@@ -248,8 +255,7 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
         answered = []
         for value, prediction in zip(values, predictions):
             request_id = uuid.uuid4().hex
-            logged_input = _image_digest(value) if run.input_field == "image" else value
-            record = {"request_id": request_id, "time": _now(), "run_id": run.name, run.input_field: logged_input}
+            record = {"request_id": request_id, "time": _now(), "run_id": run.name, **_logged(value, run.input_field)}
             if run.log is not None:
                 run.log.write({**record, **prediction}, run.input_field)
             if "label" in prediction:
@@ -429,17 +435,22 @@ def _refusal(method: str, path: str, headers: dict[str, str], settings) -> tuple
     return None
 
 
-def _check_inputs(values: list[str], run: ServedRun, settings) -> None:
+def _check_inputs(values: list[str | dict[str, str]], run: ServedRun, settings) -> None:
     if not values:
         raise HTTPException(422, "inputs: give one or more inputs")
     if len(values) > settings.max_inputs:
         raise HTTPException(413, f"inputs: {len(values)} inputs are over serve.max_inputs={settings.max_inputs}")
-    if run.input_field != "image":
-        for number, value in enumerate(values):
-            if len(value) > settings.max_text_chars:
+    reads_pairs = "text_pair" in run.predictor.task.example_fields
+    for number, value in enumerate(values):
+        if isinstance(value, dict) and not reads_pairs:
+            raise HTTPException(422, f"inputs[{number}]: model {run.name!r} reads no text pairs; send a string")
+        if run.input_field == "image":
+            continue
+        for text in value.values() if isinstance(value, dict) else [value]:
+            if len(text) > settings.max_text_chars:
                 raise HTTPException(
                     422,
-                    f"inputs[{number}]: {len(value)} characters are over serve.max_text_chars={settings.max_text_chars}",
+                    f"inputs[{number}]: {len(text)} characters are over serve.max_text_chars={settings.max_text_chars}",
                 )
 
 
@@ -467,6 +478,13 @@ def _decoded(values: list[str], input_field: str):
                 raise HTTPException(422, str(error).replace(str(path), "the image")) from None
             paths.append(str(path))
         yield paths
+
+
+def _logged(value: str | dict[str, str], input_field: str) -> dict[str, str]:
+    """The input as the traffic log keeps it: a text, a text pair, or an image's digest."""
+    if isinstance(value, dict):
+        return value
+    return {input_field: _image_digest(value) if input_field == "image" else value}
 
 
 def _image_digest(value: str) -> str:

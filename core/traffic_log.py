@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tunewright.contracts import TEXT_FIELDS
 from tunewright.errors import DataError
 
 SERVED_DIR = "served"
@@ -64,8 +65,9 @@ class TrafficLog:
         """Append ``record`` (sampled at ``serve.log.sample``); returns whether it was written."""
         if self.sample < 1.0 and self._random.random() >= self.sample:
             return False
-        if self.redacting and isinstance(record.get(input_field), str):
-            record = {**record, input_field: redact(record[input_field])}
+        if self.redacting:
+            texts = {name for name in (input_field, *TEXT_FIELDS) if isinstance(record.get(name), str)} - {"image"}
+            record = {**record, **{name: redact(record[name]) for name in texts}}
         self._append(json.dumps(record, ensure_ascii=False) + "\n")
         return True
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from tunewright import hookimpl
-from tunewright.contracts import DataSource, Example
+from tunewright.contracts import TEXT_FIELDS, DataSource, Example
 from tunewright.data import DomainData, file_sha256, split_given
 from tunewright.errors import DataError
 from tunewright.schema import DataConfig
@@ -42,7 +42,7 @@ class ServedTraffic(DataSource):
         label_names = sorted(set(labels.values()))
         examples: list[Example] = [
             {
-                "text": record["text"],
+                **{name: record[name] for name in TEXT_FIELDS if name in record},
                 "label": label_names.index(labels[record["request_id"]]) if record["request_id"] in labels else None,
             }
             for record in records

@@ -110,6 +110,11 @@ def test_served_predictions_are_the_runs_own(server, run_folder):
     for got, want in zip(served, expected):
         assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
         assert len(got["request_id"]) == 32
+    pairs = [{"text": "Is the battery good?", "text_pair": "It died in a day."}]
+    served_pair = server.post("/v1/predict", json={"inputs": pairs}).json()["predictions"][0]
+    assert served_pair["probabilities"] == pytest.approx(
+        load_run(run_folder).predict(pairs)[0]["probabilities"], abs=1e-6
+    )
     models = httpx.get(f"{server.url}/v1/models", headers=server.headers).json()["data"]
     assert models[0]["id"] == "served" and models[0]["labels"] == list(expected[0]["probabilities"])
 
@@ -353,6 +358,8 @@ def test_an_image_run_takes_base64_images_and_never_a_path(tmp_path):
         assert served[0]["probabilities"] == pytest.approx(expected[0]["probabilities"], abs=1e-6)
         path_given = server.post("/v1/predict", json={"inputs": [str(images[0])]})
         assert path_given.status_code == 422 and "not base64" in path_given.json()["detail"]
+        pair = server.post("/v1/predict", json={"inputs": [{"text": "a", "text_pair": "b"}]})
+        assert pair.status_code == 422 and "model 'images' reads no text pairs" in pair.json()["detail"]
         garbage = server.post("/v1/predict", json={"inputs": [base64.b64encode(b"not an image").decode()]})
         assert garbage.status_code == 422 and "inputs[0]: the image is not a readable image" in garbage.json()["detail"]
     finally:
