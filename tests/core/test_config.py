@@ -7,7 +7,7 @@ from importlib.resources import files
 import pytest
 
 from tunewright.cli import main
-from tunewright.config import check_overrides, compose_config, expand_sweeps
+from tunewright.config import check_overrides, compose_config, compose_service_config, expand_sweeps
 from tunewright.errors import ConfigError
 from tunewright.plugin_manager import get_plugins
 
@@ -28,6 +28,9 @@ def test_the_tree_has_every_design_group():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes(group, option):
+    if group == "serve":  # tunewright serve's own group
+        assert compose_service_config([f"serve={option}"], get_plugins()).serve is not None
+        return
     cfg = compose_config([f"{group}={option}"], get_plugins())
     if group not in ("experiment",):
         assert cfg[group] is not None
@@ -93,7 +96,7 @@ def test_cli_prints_composed_config(capsys):
 
 def test_unknown_command_lists_commands(capsys):
     assert main(["trian"]) == 2
-    assert "train, predict, monitor, card, export, plugins" in capsys.readouterr().err
+    assert "train, predict, monitor, serve, card, export, plugins" in capsys.readouterr().err
 
 
 def test_train_help_lists_every_option_file_and_no_schemas(capsys):
