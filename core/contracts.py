@@ -326,7 +326,8 @@ class Tracker(Protocol):
 
 
 def missing_members(part: Any, contract: type) -> list[str]:
-    """The members of ``contract`` that ``part`` (an instance or a class) lacks."""
+    """The members of ``contract`` that ``part`` (an instance, or an audit's or monitor's
+    class, whose contracts have no instance attributes) lacks."""
     names = {
         name
         for klass in contract.__mro__
@@ -334,6 +335,4 @@ def missing_members(part: Any, contract: type) -> list[str]:
         for name in (*vars(klass), *getattr(klass, "__annotations__", {}))
         if not name.startswith("_")
     }
-    if isinstance(part, type):  # a class: its instance attributes are not there yet
-        names -= {"cfg", "preprocessor_source"}
     return sorted(name for name in names if not hasattr(part, name))

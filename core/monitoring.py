@@ -66,22 +66,32 @@ def _monitor(run_folder: RunFolder, overrides: list[str], plugins, trust_remote_
     examples, sources = load_batch(batch_config.data, predictor.label_names, plugins)
     name = _checked_name(settings.name) if settings.name is not None else _report_name(sources)
     run = Run(run_folder.path.name, run_config, run_folder)
-    reports, trackers = [], start_trackers(run, plugins)
+    trackers = start_trackers(run, plugins)
     try:
-        for monitor_name in run_config.monitor.names:
-            registry = plugins.registries["monitors"]
-            monitor = registry.create(monitor_name, part_options(run_config.monitor, registry, monitor_name), run)
-            report = monitor.check(predictor, examples, name, settings, sources)
-            plugins.hook.tunewright_monitor_completed(run=run, report=report)
-            if report["drift_detected"]:
-                plugins.hook.tunewright_drift_detected(run=run, report=report)
-            reports.append(report)
+        reports = judge_batch(run, predictor, examples, name, settings, sources, plugins)
     finally:
         stop_trackers(trackers, plugins)
     plugins.hook.tunewright_write_model_card(folder=run_folder.path)  # its drift section lists the monitored batches
     recommended = next((r for r in reports if r["retrain_recommended"]), None)
     if settings.retrain and recommended is not None:
         recommended["retraining"] = retrain(run_folder, examples, recommended, predictor.label_names, plugins)
+    return reports
+
+
+def judge_batch(
+    run: Run, predictor, examples: list[dict[str, Any]], name: str, settings, sources, plugins
+) -> list[dict]:
+    """Each monitor the run recorded a reference for, on one batch (``monitor.check``);
+    fires ``tunewright_monitor_completed`` and, on drift, ``tunewright_drift_detected``.
+    ``tunewright monitor`` and ``tunewright serve``'s live monitoring both judge here."""
+    registry, reports = plugins.registries["monitors"], []
+    for monitor_name in run.config.monitor.names:
+        monitor = registry.create(monitor_name, part_options(run.config.monitor, registry, monitor_name), run)
+        report = monitor.check(predictor, examples, name, settings, sources)
+        plugins.hook.tunewright_monitor_completed(run=run, report=report)
+        if report["drift_detected"]:
+            plugins.hook.tunewright_drift_detected(run=run, report=report)
+        reports.append(report)
     return reports
 
 

@@ -18,10 +18,6 @@ class Clearance:
     decision: dict[str, Any] | None  # None: no audit ran
     override: dict[str, str] | None  # {"reason", "user"}, only when the decision did not allow it
 
-    @property
-    def allowed(self) -> bool:
-        return bool(self.decision and self.decision["allowed"])
-
 
 def release_decision(run_folder: RunFolder) -> dict[str, Any] | None:
     """The decision recorded in ``reports/bias.json``; ``None`` when no audit ran."""

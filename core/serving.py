@@ -31,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import hmac
 import os
 import signal
@@ -159,26 +160,21 @@ class LiveMonitor:
                 self._worker.submit(self._judge, window, self.windows)
 
     def _judge(self, texts: list[str | dict[str, str]], number: int) -> None:
+        from tunewright.monitoring import judge_batch
         from tunewright.plugin_manager import get_plugins
         from tunewright.run import Run
-        from tunewright.schema import part_options
 
-        plugins, folder = get_plugins(), self.run.folder
+        folder = self.run.folder
         config = folder.read_config()
-        registry = plugins.registries["monitors"]
         examples = [{**_logged(value, self.run.input_field), "label": None} for value in texts]
         sources = [{"path": f"served traffic, window {number} ({len(texts)} inputs)", "sha256": ""}]
         run = Run(folder.path.name, config, folder)
+        name = f"served-live-{number:05d}"
         try:
             with folder.locked("tunewright serve", wait=True):
-                for name in config.monitor.names:
-                    monitor = registry.create(name, part_options(config.monitor, registry, name), run)
-                    report = monitor.check(
-                        self.run.predictor, examples, f"served-live-{number:05d}", config.monitor, sources
-                    )
-                    plugins.hook.tunewright_monitor_completed(run=run, report=report)
-                    if report["drift_detected"]:
-                        plugins.hook.tunewright_drift_detected(run=run, report=report)
+                for report in judge_batch(
+                    run, self.run.predictor, examples, name, config.monitor, sources, get_plugins()
+                ):
                     self._record(report)
         except Exception as error:  # a failed check is reported; the service goes on
             print(f"tunewright: live monitoring of {self.run.name} failed: {first_line(error)}", file=sys.stderr)
@@ -246,16 +242,16 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
         given = [request.inputs] if isinstance(request.inputs, str) else request.inputs
         values = [value.model_dump() if isinstance(value, TextPair) else value for value in given]
         _check_inputs(values, run, settings)
-        with _decoded(values, run.input_field) as inputs:
+        with _decoded(values, run.input_field) as (inputs, logged):
             try:
                 predictions = await run.batcher.submit(inputs)
             except Overloaded as error:
                 metrics.requests.labels(run.name, "503").inc()
                 raise HTTPException(503, f"overloaded: {error}; retry shortly", headers={"Retry-After": "1"}) from None
         answered = []
-        for value, prediction in zip(values, predictions):
+        for kept, prediction in zip(logged, predictions):
             request_id = uuid.uuid4().hex
-            record = {"request_id": request_id, "time": _now(), "run_id": run.name, **_logged(value, run.input_field)}
+            record = {"request_id": request_id, "time": _now(), "run_id": run.name, **kept}
             if run.log is not None:
                 run.log.write({**record, **prediction}, run.input_field)
             if "label" in prediction:
@@ -456,13 +452,14 @@ def _check_inputs(values: list[str | dict[str, str]], run: ServedRun, settings) 
 
 @contextlib.contextmanager
 def _decoded(values: list[str], input_field: str):
-    """Inputs as the predictor takes them: texts as they are; base64 images written to
-    temporary files (a client never names a path on the server), removed afterwards."""
+    """Inputs as the predictor takes them, and what the traffic log keeps of each: texts
+    as they are; base64 images written to temporary files (a client never names a path
+    on the server, and the files are removed afterwards), logged by their bytes' SHA-256."""
     if input_field != "image":
-        yield values
+        yield values, [_logged(value, input_field) for value in values]
         return
     with tempfile.TemporaryDirectory(prefix="tunewright-serve-") as directory:
-        paths = []
+        paths, digests = [], []
         for number, value in enumerate(values):
             try:
                 data = base64.b64decode(value.split(",", 1)[-1] if value.startswith("data:") else value, validate=True)
@@ -477,22 +474,13 @@ def _decoded(values: list[str], input_field: str):
             except DataError as error:
                 raise HTTPException(422, str(error).replace(str(path), "the image")) from None
             paths.append(str(path))
-        yield paths
+            digests.append({"image": "sha256:" + hashlib.sha256(data).hexdigest()})
+        yield paths, digests
 
 
 def _logged(value: str | dict[str, str], input_field: str) -> dict[str, str]:
-    """The input as the traffic log keeps it: a text, a text pair, or an image's digest."""
-    if isinstance(value, dict):
-        return value
-    return {input_field: _image_digest(value) if input_field == "image" else value}
-
-
-def _image_digest(value: str) -> str:
-    """What the log keeps of an image: the SHA-256 of its bytes, never the image."""
-    import hashlib
-
-    data = base64.b64decode(value.split(",", 1)[-1] if value.startswith("data:") else value)
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    """A text input as an example: a text, or a text pair as given."""
+    return value if isinstance(value, dict) else {input_field: value}
 
 
 def _traffic_log(run: ServedRun, settings) -> TrafficLog | None:
