@@ -1,7 +1,8 @@
 """``tunewright monitor ... monitor.retrain=true``: a new run on the old data plus the batch.
 
 When a labelled batch drifted enough that retraining is recommended, the run's own
-dataset (read again through its data config) and the batch's rows are written to one
+dataset (read again through its data config) and the batch's labelled rows (for served
+traffic, those that got feedback) are written to one
 JSON-lines file in a new run folder, and that run trains with the old run's config,
 every setting the same but the data. The two runs point at each other: the new
 manifest's ``retrained_from`` names the old run and the drift report, the old
@@ -28,7 +29,8 @@ def retrain(
     """Train the new run; returns its id and test metrics."""
     from tunewright.pipeline import run_training
 
-    if any(example.get("label") is None for example in batch):
+    batch = [example for example in batch if example.get("label") is not None]  # served rows without feedback
+    if not batch:
         raise ConfigError(
             "monitor.retrain: the batch has no labels to learn from; label it, or monitor without retrain"
         )

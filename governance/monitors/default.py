@@ -165,8 +165,10 @@ class DefaultMonitor(Monitor):
         return groups
 
     def _bias_audit(self, window: Observed, label_names: list[str]) -> dict[str, Any] | None:
-        """The group bias audit on a drifted batch that has labels and sensitive features."""
-        if window.labels is None or window.sensitive is None or window.predictions is None:
+        """The group bias audit on a drifted batch's labelled rows, when they carry
+        sensitive features."""
+        window = window.labelled()
+        if window is None or window.sensitive is None or window.predictions is None:
             return None
         import pandas as pd
 

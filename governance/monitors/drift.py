@@ -240,14 +240,16 @@ def _accuracy_drop_p_value(reference: Observed, current: Observed) -> float:
     from scipy.stats import fisher_exact
 
     def counts(observed: Observed) -> list[int]:
-        correct = sum(p == t for p, t in zip(observed.predictions, observed.labels))
-        return [correct, len(observed) - correct]
+        known = observed.labelled()
+        correct = sum(p == t for p, t in zip(known.predictions, known.labels))
+        return [correct, len(known) - correct]
 
     return float(fisher_exact([counts(reference), counts(current)], alternative="greater").pvalue)
 
 
 def _performance_layer(reference: Observed, current: Observed, settings) -> dict[str, Any]:
-    """Accuracy and macro-F1 change, when both the reference and the batch have labels;
+    """Accuracy and macro-F1 change, when both the reference and the batch have labels
+    (for served traffic: the rows that got feedback, ``current.labelled_rows`` of them);
     a drop drifts when it exceeds ``monitor.accuracy_drop`` and is significant."""
     before, after = reference.metrics(), current.metrics()
     if before is None or after is None:
@@ -264,5 +266,5 @@ def _performance_layer(reference: Observed, current: Observed, settings) -> dict
         "inconclusive": bool(drop > settings.accuracy_drop and p_value >= settings.significance),
         "reference": before,
         "current": after,
-        "change": {name: after[name] - before[name] for name in before},
+        "change": {name: after[name] - before[name] for name in ("accuracy", "f1_macro")},
     }

@@ -64,6 +64,8 @@ def outcome(entry: dict[str, Any]) -> str:
     if isinstance(before, dict) and isinstance(after, dict) and "accuracy" in before and "accuracy" in after:
         # the performance layer: from what to what
         fell = f"accuracy {before['accuracy']:.3f} → {after['accuracy']:.3f}"
+        if "labelled_rows" in after:
+            fell += f" on the batch's {after['labelled_rows']} labelled rows"
         if entry["drifted"]:
             return f"drift: {fell}, a significant drop beyond {entry['threshold']}"
         if entry.get("inconclusive"):

@@ -40,7 +40,7 @@ class Observed:
     """What the model makes of a set of inputs: the numbers drift is measured on."""
 
     inputs: list[str]  # texts, or image paths
-    labels: list[str] | None  # true label names, when known
+    labels: list[str | None] | None  # true label names where known (feedback labels only some served rows)
     predictions: list[str] | None  # None for a task without class probabilities (a language model)
     confidences: np.ndarray | None
     descriptors: dict[str, np.ndarray]
@@ -62,13 +62,26 @@ class Observed:
             [self.sensitive[i] for i in indices] if self.sensitive is not None else None,
         )
 
+    def labelled(self) -> Observed | None:
+        """The rows whose true label is known (all of them for a labelled batch; those
+        that got feedback for served traffic), or ``None`` when there are none."""
+        if self.labels is None:
+            return None
+        known = [i for i, label in enumerate(self.labels) if label is not None]
+        if not known:
+            return None
+        return self if len(known) == len(self) else self.subset(known)
+
     def metrics(self) -> dict[str, float] | None:
-        """Accuracy and macro-F1 against the true labels, when both are known."""
-        if self.labels is None or self.predictions is None:
+        """Accuracy and macro-F1 on the rows with a known true label, and how many those
+        are; ``None`` without labels or predictions."""
+        known = self.labelled()
+        if known is None or known.predictions is None:
             return None
         return {
-            "accuracy": float(accuracy_score(self.labels, self.predictions)),
-            "f1_macro": float(f1_score(self.labels, self.predictions, average="macro", zero_division=0)),
+            "accuracy": float(accuracy_score(known.labels, known.predictions)),
+            "f1_macro": float(f1_score(known.labels, known.predictions, average="macro", zero_division=0)),
+            "labelled_rows": len(known),
         }
 
 
@@ -80,14 +93,17 @@ def observe(predictor, examples: list[dict[str, Any]], label_names: list[str]) -
     carries_groups = all("sensitive" in example for example in examples)
     sensitive = [example["sensitive"] for example in examples] if carries_groups else None
     if not task.class_probabilities:
-        embeddings = task.embed_inputs(predictor.model, inputs, predictor.batch_size, predictor.device, predictor.dtype)
+        with predictor.exclusive():  # the model itself, outside the predictor's own methods
+            embeddings = task.embed_inputs(
+                predictor.model, inputs, predictor.batch_size, predictor.device, predictor.dtype
+            )
         return Observed(inputs, None, None, None, describe(task, inputs), embeddings, sensitive)
     logits, embeddings = predictor.outputs(inputs, embeddings=True)
     probabilities = softmax(logits)
-    labelled = all(example.get("label") is not None for example in examples)
+    labelled = any(example.get("label") is not None for example in examples)
     return Observed(
         inputs,
-        [label_names[example["label"]] for example in examples] if labelled else None,
+        [None if e.get("label") is None else label_names[e["label"]] for e in examples] if labelled else None,
         [label_names[i] for i in probabilities.argmax(axis=1)],
         probabilities.max(axis=1),
         describe(task, inputs),

@@ -246,6 +246,11 @@ def test_drift_rows_say_what_decided_them_and_verdicts_are_shown_once():
         "current": {"accuracy": 0.789},
     }
     assert outcome(performance) == "drift: accuracy 0.900 → 0.789, a significant drop beyond 0.05"
+    served = {**performance, "current": {"accuracy": 0.789, "labelled_rows": 19}}  # feedback labelled 19 rows
+    assert (
+        outcome(served)
+        == "drift: accuracy 0.900 → 0.789 on the batch's 19 labelled rows, a significant drop beyond 0.05"
+    )
 
     window = {
         "index": 0,
