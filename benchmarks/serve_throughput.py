@@ -78,9 +78,10 @@ def tunewright(*args: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
-def peak_rss_mb(pid: int) -> float:
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's memory from /proc in MB: its peak resident set (VmHWM), or its current one (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -134,7 +135,7 @@ def measure(name: str, command: list[str], url: str, texts: list[str], **env: st
                     "p99_ms": p99,
                 }
             )
-        rss = peak_rss_mb(process.pid)
+        rss = memory_mb(process.pid)
         for row in rows:
             row["peak_rss_mb"] = rss
     finally:

@@ -1,11 +1,14 @@
 """Dynamic batching: concurrent requests gathered into one forward pass.
 
-Requests (each a list of inputs) wait in one queue. A worker thread takes the first,
-then more while the batch holds fewer than ``max_batch_size`` inputs and less than
-``max_wait_ms`` has passed, runs them through the model together (the predictor
-orders them by length, as evaluation does) and hands each request its own answers.
-A full queue refuses at once (:class:`Overloaded`), so a burst gets a quick 503
-instead of piling up; :meth:`Batcher.close` answers what is queued, then stops.
+Requests (each a list of inputs, and the :class:`Route` that answers them) wait in one
+queue per loaded model. A worker thread takes the first, then more while the batch
+holds fewer than ``max_batch_size`` inputs and less than ``max_wait_ms`` has passed,
+and runs each route's share of the batch through its ``predict`` together (the
+predictor orders them by length, as evaluation does), in the order they arrived;
+each request gets its own answers. Runs that share one base model share one batcher,
+so their requests take turns in arrival order and batches stay full. A full queue
+refuses at once (:class:`Overloaded`), so a burst gets a quick 503 instead of piling
+up; :meth:`Batcher.close` answers what is queued, then stops.
 """
 
 from __future__ import annotations
@@ -26,33 +29,31 @@ class Overloaded(Exception):
     """The queue holds ``max_queue`` inputs already."""
 
 
+@dataclass(eq=False)
+class Route:
+    """Where requests go: ``predict(inputs) -> answers`` (one answer per input), and
+    ``on_batch(size, depth)``, told each batch's size for this route and the queue depth
+    after it was taken (the service's metrics)."""
+
+    predict: Callable[[list[Any]], list[Any]]
+    on_batch: Callable[[int, int], None] = lambda size, depth: None
+
+
 @dataclass
 class _Request:
+    route: Route
     inputs: list[Any]
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
 
 
 class Batcher:
-    """Runs ``predict(inputs) -> answers`` (one answer per input) on batches of requests.
+    """Runs batches of requests, each through its :class:`Route`."""
 
-    :param on_batch: called with each batch's size and the queue depth after it was
-        taken (the service's metrics).
-    """
-
-    def __init__(
-        self,
-        predict: Callable[[list[Any]], list[Any]],
-        max_batch_size: int,
-        max_wait_ms: float,
-        max_queue: int,
-        on_batch: Callable[[int, int], None] = lambda size, depth: None,
-    ):
-        self.predict = predict
+    def __init__(self, max_batch_size: int, max_wait_ms: float, max_queue: int):
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
-        self.on_batch = on_batch
         self._queue: queue.Queue = queue.Queue()
         self._waiting = 0  # inputs queued, not yet taken into a batch
         self._lock = threading.Lock()
@@ -63,14 +64,14 @@ class Batcher:
     def depth(self) -> int:
         return self._waiting
 
-    async def submit(self, inputs: list[Any]) -> list[Any]:
-        """The answers for ``inputs``, once their batch has run."""
+    async def submit(self, route: Route, inputs: list[Any]) -> list[Any]:
+        """The answers ``route`` gives ``inputs``, once their batch has run."""
         with self._lock:
             if self._waiting + len(inputs) > self.max_queue:
                 raise Overloaded(f"{self._waiting} inputs are queued (serve.max_queue={self.max_queue})")
             self._waiting += len(inputs)
         loop = asyncio.get_running_loop()
-        request = _Request(inputs, loop.create_future(), loop)
+        request = _Request(route, inputs, loop.create_future(), loop)
         self._queue.put(request)
         return await request.future
 
@@ -94,12 +95,16 @@ class Batcher:
                 size += len(request.inputs)
             with self._lock:
                 self._waiting -= size
-            self.on_batch(size, self._waiting)
-            self._answer(batch)
+            shares: dict[Route, list[_Request]] = {}  # each route's requests, routes in arrival order
+            for request in batch:
+                shares.setdefault(request.route, []).append(request)
+            for route, requests in shares.items():
+                route.on_batch(sum(len(request.inputs) for request in requests), self._waiting)
+                self._answer(route, requests)
 
-    def _answer(self, batch: list[_Request]) -> None:
+    def _answer(self, route: Route, batch: list[_Request]) -> None:
         try:
-            answers = self.predict([value for request in batch for value in request.inputs])
+            answers = route.predict([value for request in batch for value in request.inputs])
         except Exception as error:  # every request of the batch gets the error
             for request in batch:
                 _deliver(request, None, error)

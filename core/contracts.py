@@ -22,6 +22,7 @@ ranks the core calls it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypedDict, runtime_checkable
@@ -186,11 +187,18 @@ class Task(Protocol):
         return None
 
     def chat(
-        self, model, conversations: list[list[dict[str, str]]], device, max_new_tokens: int | None = None
+        self,
+        model,
+        conversations: list[list[dict[str, str]]],
+        device,
+        max_new_tokens: int | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> list[str]:
         """The answer to each conversation (``{"role", "content"}`` turns ending with the
         user's), for a task whose :attr:`generates` is True; ``tunewright serve``'s
-        OpenAI-style endpoints call it. Other tasks do not chat."""
+        OpenAI-style endpoints call it. With ``on_text`` (one conversation), each piece of
+        the answer is handed to it as it is generated, the pieces joining to the answer
+        returned (a streamed response). Other tasks do not chat."""
         raise NotImplementedError(f"{type(self).__name__} does not generate text")
 
     # -- what governance may ask of the task
@@ -257,6 +265,21 @@ class Method(Protocol):
     def merge(self, model: torch.nn.Module) -> torch.nn.Module:
         """The tuned model as plain weights (``export merged=true``); only when :attr:`can_merge`."""
         raise NotImplementedError(f"{type(self).__name__} cannot merge")
+
+    # True: several runs of this method on one base load the base once, each run's weights
+    # beside it (load_beside), one of them active at a time (activate); tunewright serve
+    # shares a base this way
+    shares_base: ClassVar[bool] = False
+
+    def load_beside(self, model: torch.nn.Module, directory: Path, name: str) -> None:
+        """Add the weights :meth:`save` wrote in ``directory`` to ``model`` (one this method's
+        :meth:`load` built) under ``name``; only when :attr:`shares_base`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot share a base")
+
+    def activate(self, model: torch.nn.Module, name: str) -> None:
+        """Make the weights loaded as ``name`` the ones ``model`` computes with (the first
+        run's are ``"default"``); only when :attr:`shares_base`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot share a base")
 
 
 # --------------------------------------------------------------------------- data

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,13 +61,36 @@ class Predictor:
             return own
         return self.task.predictions(self.outputs(inputs)[0], self.label_names)
 
-    def chat(self, conversations: list[list[dict[str, str]]], max_new_tokens: int | None = None) -> list[str]:
-        """The task's answers to chat conversations (a task that generates text)."""
-        return self.task.chat(self.model, conversations, self.device, max_new_tokens)
+    def chat(
+        self,
+        conversations: list[list[dict[str, str]]],
+        max_new_tokens: int | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> list[str]:
+        """The task's answers to chat conversations (a task that generates text); with
+        ``on_text``, one conversation's answer is also handed over piece by piece."""
+        return self.task.chat(self.model, conversations, self.device, max_new_tokens, on_text)
+
+    def exclusive(self) -> contextlib.AbstractContextManager:
+        """Held around work that uses :attr:`model` directly rather than through the
+        methods above (a monitor's own passes): nothing for a model of its own; for a
+        base several runs share (:mod:`~tunewright.shared_base`), the base, with this
+        run's adapter active."""
+        return contextlib.nullcontext()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
+
+
+@dataclass
+class RunParts:
+    """A finished run's config and its parts, rebuilt from the run folder, before any weights load."""
+
+    config: DictConfig
+    task: Any
+    method: Any
+    label_names: list[str]
 
 
 @dataclass
@@ -79,8 +104,8 @@ class LoadedRun:
     label_names: list[str]
 
 
-def load_model(run_folder: RunFolder, trust_remote_code: bool = False) -> LoadedRun:
-    """Rebuild the trained model of ``run_folder`` (on the CPU).
+def read_parts(run_folder: RunFolder, trust_remote_code: bool = False) -> RunParts:
+    """The run's task and method, built from its config, with its label names.
 
     Every file of ``model/`` is checked against the SHA-256 the manifest recorded. A run
     folder is data, not code: ``model.trust_remote_code`` from its own config is ignored,
@@ -97,20 +122,37 @@ def load_model(run_folder: RunFolder, trust_remote_code: bool = False) -> Loaded
     task = plugins.registries["models"].build(cfg.model)
     task.preprocessor_source = str(run_folder.model_dir)
     method = plugins.registries["methods"].build(cfg.method)
-    label_names = task.read_label_names(run_folder.model_dir)
-    return LoadedRun(cfg, task, method, method.load(task, label_names, run_folder.model_dir), label_names)
+    return RunParts(cfg, task, method, task.read_label_names(run_folder.model_dir))
+
+
+def load_model(run_folder: RunFolder, trust_remote_code: bool = False) -> LoadedRun:
+    """Rebuild the trained model of ``run_folder`` (on the CPU); see :func:`read_parts`."""
+    parts = read_parts(run_folder, trust_remote_code)
+    model = parts.method.load(parts.task, parts.label_names, run_folder.model_dir)
+    return LoadedRun(parts.config, parts.task, parts.method, model, parts.label_names)
 
 
 def load_run(folder: str | Path, trust_remote_code: bool = False, merged: bool = False) -> Predictor:
     """A :class:`Predictor` for the run in ``folder``, on the device its config names
-    (``trust_remote_code``: see :func:`load_model`). With ``merged=True`` a method that
+    (``trust_remote_code``: see :func:`read_parts`). With ``merged=True`` a method that
     can merge is folded into plain weights first: the same predictions, without the
     adapter's extra work per forward pass (what a service wants)."""
-    loaded = load_model(RunFolder(folder), trust_remote_code)
-    device = pick_device(loaded.config.trainer.device)
-    dtype = autocast_dtype(loaded.config.trainer.precision, device)
-    model = loaded.method.merge(loaded.model) if merged and loaded.method.can_merge else loaded.model
-    return Predictor(loaded.task, model, loaded.label_names, loaded.config.trainer.eval_batch_size, device, dtype)
+    run_folder = RunFolder(folder)
+    return predictor_for(read_parts(run_folder, trust_remote_code), run_folder.model_dir, merged)
+
+
+def predictor_for(parts: RunParts, model_dir: Path, merged: bool = False) -> Predictor:
+    """A :class:`Predictor` for the run ``parts`` were read from, its weights from ``model_dir``."""
+    model = parts.method.load(parts.task, parts.label_names, model_dir)
+    if merged and parts.method.can_merge:
+        model = parts.method.merge(model)
+    return Predictor(parts.task, model, parts.label_names, *placement(parts.config))
+
+
+def placement(config: DictConfig) -> tuple[int, torch.device, torch.dtype | None]:
+    """The evaluation batch size, device and autocast dtype a run's config names."""
+    device = pick_device(config.trainer.device)
+    return config.trainer.eval_batch_size, device, autocast_dtype(config.trainer.precision, device)
 
 
 def warn_remote_code(model_dir: Path) -> None:

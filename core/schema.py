@@ -295,6 +295,9 @@ class ServeMonitorConfig:
     # judge each run of this many served texts in the background (the run's own monitor
     # settings); 0: off. Below monitor.min_rows a window is insufficient_data.
     every_n: int = knob(0, low=0)
+    # also judge what came since the last window every this many minutes, once it holds
+    # monitor.min_rows texts (quiet services are watched too); 0: off
+    every_minutes: float = knob(0.0, low=0)
 
 
 @dataclass
@@ -313,6 +316,10 @@ class ServeConfig:
     max_body_kb: int = knob(8192, low=1)  # request body size; more: 413
     # when this environment variable is set, requests need "Authorization: Bearer <its value>"
     api_key_env: str = "TUNEWRIGHT_API_KEY"
+    # adapter runs (LoRA, IA3, prompt) of one base load it once and switch adapters per
+    # batch: memory for one base, not one per run, at the cost of computing with unmerged
+    # adapters; false: each run its own merged copy
+    share_base: bool = True
     log: ServeLogConfig = field(default_factory=ServeLogConfig)
     monitor: ServeMonitorConfig = field(default_factory=ServeMonitorConfig)
 

@@ -13,7 +13,7 @@ Endpoints::
     GET  /health/live  /health/ready          ready after a warm-up forward pass
     GET  /metrics                              Prometheus: requests, latency, batch sizes, queue, labels
     GET  /v1/models                            the runs served, their task and labels
-    POST /v1/predict      {"inputs": [...], "model": "<run>"}
+    POST /v1/predict      {"inputs": [...], "model": "<run>"}, or a form: -F inputs=@photo.png
     POST /v1/models/<run>/predict {"inputs": [...]}
     POST /v1/feedback     {"request_id": "...", "label": "..."}   a true label for a served input
     GET  /docs                                 the OpenAPI docs
@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import queue
 import signal
 import sys
 import tempfile
@@ -44,17 +45,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
 
-from tunewright.batcher import Batcher, Overloaded
+from tunewright.batcher import Batcher, Overloaded, Route
 from tunewright.errors import ConfigError, DataError, first_line
 from tunewright.images import check_image
-from tunewright.predictor import Predictor, load_run
+from tunewright.predictor import Predictor
 from tunewright.release_gate import clear_release
 from tunewright.run_folder import RunFolder
+from tunewright.shared_base import AdapterPredictor, SharedBase, load_runs
 from tunewright.traffic_log import SERVED_DIR, TrafficLog
 
 
@@ -100,12 +105,14 @@ class Feedback(BaseModel):
 
 @dataclass
 class ServedRun:
-    """One run folder being served: its predictor, its batcher and its traffic log."""
+    """One run folder being served: its predictor, its batcher (shared by the runs on one
+    base) and its route through it, and its traffic log."""
 
     name: str
     folder: RunFolder
     predictor: Predictor
     batcher: Batcher | None = None
+    route: Route | None = None
     log: TrafficLog | None = None
     live: LiveMonitor | None = None
     ready: bool = False
@@ -116,17 +123,24 @@ class ServedRun:
         return self.predictor.task.input_field
 
 
-def open_runs(folders: list[str], override: str | None, trust_remote_code: bool) -> dict[str, ServedRun]:
-    """Each run folder, cleared for release (or overridden) and loaded, by its name."""
-    runs: dict[str, ServedRun] = {}
+def open_runs(
+    folders: list[str], override: str | None, trust_remote_code: bool, share_base: bool
+) -> dict[str, ServedRun]:
+    """Each run folder, cleared for release (or overridden) and loaded, by its name;
+    adapter runs of one base share it (:mod:`.shared_base`) when ``share_base``."""
+    cleared: dict[str, tuple[RunFolder, Any]] = {}
     for given in folders:
         folder = RunFolder(given)
         folder.read_config()
         clearance = clear_release(folder, "serve", override)
         name = folder.path.resolve().name
-        if name in runs:
+        if name in cleared:
             raise ConfigError(f"serve: two runs are called {name!r}; serve folders with different names")
-        runs[name] = ServedRun(name, folder, load_run(folder.path, trust_remote_code, merged=True))
+        cleared[name] = (folder, clearance)
+    predictors = load_runs([folder.path for folder, _ in cleared.values()], trust_remote_code, share_base)
+    runs: dict[str, ServedRun] = {}
+    for name, (folder, clearance) in cleared.items():
+        runs[name] = ServedRun(name, folder, predictors[folder.path])
         entry = {"time": _now(), "release": clearance.decision, "override": clearance.override}
         with folder.locked("tunewright serve", wait=True):
             folder.update_json("manifest.json", lambda manifest, e=entry: manifest.setdefault("served", []).append(e))
@@ -134,30 +148,47 @@ def open_runs(folders: list[str], override: str | None, trust_remote_code: bool)
 
 
 class LiveMonitor:
-    """Judges each run of ``every_n`` served texts against the run's drift reference on a
-    background thread (requests never wait for it), with the run's own monitors and
-    settings: the report goes to ``reports/drift-served-live-<n>.*``, the verdict to
-    ``/metrics`` and ``/v1/monitor``, and ``tunewright_drift_detected`` fires on drift."""
+    """Judges served texts against the run's drift reference on a background thread
+    (requests never wait for it), with the run's own monitors and settings: each run of
+    ``every_n`` texts, and every ``every_minutes`` what has come since (once it holds
+    ``monitor.min_rows``). The report goes to ``reports/drift-served-live-<n>.*``, the
+    verdict to ``/metrics`` and ``/v1/monitor``, and ``tunewright_drift_detected`` fires on drift."""
 
-    def __init__(self, run: ServedRun, every_n: int, metrics: ServiceMetrics):
+    def __init__(self, run: ServedRun, every_n: int, every_minutes: float, metrics: ServiceMetrics):
         from concurrent.futures import ThreadPoolExecutor
 
         self.run = run
         self.every_n = every_n
+        self.min_rows = run.folder.read_config().monitor.min_rows
         self.metrics = metrics
         self.pending: list[str | dict[str, str]] = []
         self.windows = 0
         self.last: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunewright-monitor")
+        self._stopped = threading.Event()
+        self._clock = None
+        if every_minutes:
+            self._clock = threading.Thread(target=self._every, args=(every_minutes * 60,), daemon=True)
+            self._clock.start()
 
     def add(self, texts: list[str | dict[str, str]]) -> None:
         with self._lock:
             self.pending.extend(texts)
-            while len(self.pending) >= self.every_n:
-                window, self.pending = self.pending[: self.every_n], self.pending[self.every_n :]
-                self.windows += 1
-                self._worker.submit(self._judge, window, self.windows)
+            while self.every_n and len(self.pending) >= self.every_n:
+                self._take(self.every_n)
+
+    def _every(self, seconds: float) -> None:
+        while not self._stopped.wait(seconds):
+            with self._lock:
+                if len(self.pending) >= self.min_rows:
+                    self._take(len(self.pending))
+
+    def _take(self, count: int) -> None:
+        """Hand the first ``count`` pending texts to the worker as the next window (lock held)."""
+        window, self.pending = self.pending[:count], self.pending[count:]
+        self.windows += 1
+        self._worker.submit(self._judge, window, self.windows)
 
     def _judge(self, texts: list[str | dict[str, str]], number: int) -> None:
         from tunewright.monitoring import judge_batch
@@ -191,6 +222,9 @@ class LiveMonitor:
 
     def close(self) -> None:
         """Finish the windows already taken (a partial last window is left for data=served)."""
+        self._stopped.set()
+        if self._clock is not None:
+            self._clock.join()
         self._worker.shutdown(wait=True)
 
 
@@ -200,17 +234,16 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        batchers: dict[int, Batcher] = {}  # one per loaded model: runs on one base share it
         for run in runs.values():
             run.log = _traffic_log(run, settings.log)
-            run.batcher = Batcher(
-                run.predictor.predict,
-                settings.max_batch_size,
-                settings.max_wait_ms,
-                settings.max_queue,
-                on_batch=metrics.batch_observer(run.name),
+            run.batcher = batchers.setdefault(
+                id(run.predictor.model), Batcher(settings.max_batch_size, settings.max_wait_ms, settings.max_queue)
             )
-            if settings.monitor.every_n and run.input_field != "image":
-                run.live = LiveMonitor(run, settings.monitor.every_n, metrics)
+            run.route = Route(_without_autograd(run.predictor.predict), metrics.batch_observer(run.name))
+            live = settings.monitor
+            if (live.every_n or live.every_minutes) and run.input_field != "image":
+                run.live = LiveMonitor(run, live.every_n, live.every_minutes, metrics)
         for run in runs.values():
             await asyncio.to_thread(_warm_up, run)
             run.ready = True
@@ -218,8 +251,9 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
         try:
             yield
         finally:
+            for batcher in batchers.values():
+                batcher.close()  # answers what is queued
             for run in runs.values():
-                run.batcher.close()  # answers what is queued
                 if run.live is not None:
                     run.live.close()
                 if run.log is not None:
@@ -237,14 +271,12 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
             raise HTTPException(422, f"{given} {name or 'model'!r}; served: {', '.join(runs)}")
         return runs[name]
 
-    async def answer(run: ServedRun, request: PredictRequest) -> dict[str, Any]:
+    async def answer(run: ServedRun, values: list[str | dict[str, str] | bytes]) -> dict[str, Any]:
         started = time.perf_counter()
-        given = [request.inputs] if isinstance(request.inputs, str) else request.inputs
-        values = [value.model_dump() if isinstance(value, TextPair) else value for value in given]
         _check_inputs(values, run, settings)
         with _decoded(values, run.input_field) as (inputs, logged):
             try:
-                predictions = await run.batcher.submit(inputs)
+                predictions = await run.batcher.submit(run.route, inputs)
             except Overloaded as error:
                 metrics.requests.labels(run.name, "503").inc()
                 raise HTTPException(503, f"overloaded: {error}; retry shortly", headers={"Retry-After": "1"}) from None
@@ -294,7 +326,7 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [_describe(run) for run in runs.values()]}
+        return {"object": "list", "data": [_describe(run, runs) for run in runs.values()]}
 
     def generating(name: str | None) -> ServedRun:
         run = chosen(name)
@@ -308,14 +340,19 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
         if not request.messages or request.messages[-1].role != "user":
             raise HTTPException(422, "messages: the last message must be the user's")
         turns = [message.model_dump() for message in request.messages]
-        answer = await asyncio.to_thread(_chat, run, turns, request.max_tokens)
-        if run.log is not None:
-            record = {"request_id": uuid.uuid4().hex, "time": _now(), "run_id": run.name, "text": turns[-1]["content"]}
-            run.log.write({**record, "response": answer}, "text")
-        metrics.requests.labels(run.name, "200").inc()
         created, identity = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
+
+        def answered(answer: str) -> None:
+            if run.log is not None:
+                record = {"request_id": uuid.uuid4().hex, "time": _now(), "run_id": run.name}
+                run.log.write({**record, "text": turns[-1]["content"], "response": answer}, "text")
+            metrics.requests.labels(run.name, "200").inc()
+
         if request.stream:
-            return StreamingResponse(_chat_stream(identity, created, run.name, answer), media_type="text/event-stream")
+            pieces = _generating_pieces(run, turns, request.max_tokens, answered)
+            return StreamingResponse(_chat_stream(identity, created, run.name, pieces), media_type="text/event-stream")
+        answer = await asyncio.to_thread(_chat, run, turns, request.max_tokens)
+        answered(answer)
         message = {"role": "assistant", "content": answer}
         choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
         return {"id": identity, "object": "chat.completion", "created": created, "model": run.name, "choices": [choice]}
@@ -338,13 +375,15 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
             )
         return {"id": identity, "object": "text_completion", "created": created, "model": run.name, "choices": choices}
 
-    @app.post("/v1/predict")
-    async def predict(request: PredictRequest):
-        return await answer(chosen(request.model), request)
+    @app.post("/v1/predict", openapi_extra=PREDICT_BODY)
+    async def predict(request: Request):
+        model, values = await _predict_request(request)
+        return await answer(chosen(model), values)
 
-    @app.post("/v1/models/{name}/predict")
-    async def predict_with(name: str, request: PredictRequest):
-        return await answer(chosen(name), request)
+    @app.post("/v1/models/{name}/predict", openapi_extra=PREDICT_BODY)
+    async def predict_with(name: str, request: Request):
+        _, values = await _predict_request(request)
+        return await answer(chosen(name), values)
 
     @app.post("/v1/feedback", status_code=202)
     async def feedback(request: Feedback):
@@ -390,6 +429,9 @@ class ServiceMetrics:
         )
 
     def batch_observer(self, model: str):
+        self.batches.labels(model)  # the series exist, at zero, before the first batch
+        self.queue.labels(model).set(0)
+
         def observe(size: int, depth: int) -> None:
             self.batches.labels(model).observe(size)
             self.queue.labels(model).set(depth)
@@ -431,7 +473,45 @@ def _refusal(method: str, path: str, headers: dict[str, str], settings) -> tuple
     return None
 
 
-def _check_inputs(values: list[str | dict[str, str]], run: ServedRun, settings) -> None:
+# /v1/predict's body, for the OpenAPI docs: JSON, or files uploaded as a form
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PredictRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "inputs": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "model": {"type": "string"},
+                    },
+                    "required": ["inputs"],
+                }
+            },
+        },
+    }
+}
+
+
+async def _predict_request(request: Request) -> tuple[str | None, list[str | dict[str, str] | bytes]]:
+    """The model named and the inputs of a predict request: a JSON body
+    (:class:`PredictRequest`), or a multipart form whose ``inputs`` fields are uploaded
+    files (an image's bytes) or texts (``curl -F inputs=@photo.png``)."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        values = [await v.read() if isinstance(v, UploadFile) else v for v in form.getlist("inputs")]
+        model = form.get("model")
+        return (model if isinstance(model, str) else None), values
+    try:
+        body = PredictRequest.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise RequestValidationError(error.errors(include_url=False)) from None
+    given = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    return body.model, [value.model_dump() if isinstance(value, TextPair) else value for value in given]
+
+
+def _check_inputs(values: list[str | dict[str, str] | bytes], run: ServedRun, settings) -> None:
     if not values:
         raise HTTPException(422, "inputs: give one or more inputs")
     if len(values) > settings.max_inputs:
@@ -442,6 +522,8 @@ def _check_inputs(values: list[str | dict[str, str]], run: ServedRun, settings) 
             raise HTTPException(422, f"inputs[{number}]: model {run.name!r} reads no text pairs; send a string")
         if run.input_field == "image":
             continue
+        if isinstance(value, bytes):
+            raise HTTPException(422, f"inputs[{number}]: model {run.name!r} reads text; send text, not a file")
         for text in value.values() if isinstance(value, dict) else [value]:
             if len(text) > settings.max_text_chars:
                 raise HTTPException(
@@ -451,22 +533,18 @@ def _check_inputs(values: list[str | dict[str, str]], run: ServedRun, settings) 
 
 
 @contextlib.contextmanager
-def _decoded(values: list[str], input_field: str):
+def _decoded(values: list[str | dict[str, str] | bytes], input_field: str):
     """Inputs as the predictor takes them, and what the traffic log keeps of each: texts
-    as they are; base64 images written to temporary files (a client never names a path
-    on the server, and the files are removed afterwards), logged by their bytes' SHA-256."""
+    as they are; images (uploaded bytes, or base64 in JSON) written to temporary files
+    (a client never names a path on the server, and the files are removed afterwards),
+    logged by their bytes' SHA-256."""
     if input_field != "image":
         yield values, [_logged(value, input_field) for value in values]
         return
     with tempfile.TemporaryDirectory(prefix="tunewright-serve-") as directory:
         paths, digests = [], []
         for number, value in enumerate(values):
-            try:
-                data = base64.b64decode(value.split(",", 1)[-1] if value.startswith("data:") else value, validate=True)
-            except (binascii.Error, ValueError):
-                raise HTTPException(
-                    422, f"inputs[{number}]: not base64 (send each image's bytes base64-encoded)"
-                ) from None
+            data = value if isinstance(value, bytes) else _base64_image(value, number)
             path = Path(directory) / f"input-{number}"
             path.write_bytes(data)
             try:
@@ -476,6 +554,15 @@ def _decoded(values: list[str], input_field: str):
             paths.append(str(path))
             digests.append({"image": "sha256:" + hashlib.sha256(data).hexdigest()})
         yield paths, digests
+
+
+def _base64_image(value: str, number: int) -> bytes:
+    try:
+        return base64.b64decode(value.split(",", 1)[-1] if value.startswith("data:") else value, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(
+            422, f"inputs[{number}]: not base64 (send each image's bytes base64-encoded, or upload it as a file)"
+        ) from None
 
 
 def _logged(value: str | dict[str, str], input_field: str) -> dict[str, str]:
@@ -503,13 +590,46 @@ def _warm_up(run: ServedRun) -> None:
         run.predictor.predict(["warm-up"])
 
 
-def _chat(run: ServedRun, turns: list[dict[str, str]], max_tokens: int | None) -> str:
-    return _chat_many(run, [turns], max_tokens)[0]
+def _chat(run: ServedRun, turns: list[dict[str, str]], max_tokens: int | None, on_text=None) -> str:
+    return _chat_many(run, [turns], max_tokens, on_text)[0]
 
 
-def _chat_many(run: ServedRun, conversations: list[list[dict[str, str]]], max_tokens: int | None) -> list[str]:
-    with run.generating:
-        return run.predictor.chat(conversations, max_tokens)
+def _chat_many(
+    run: ServedRun, conversations: list[list[dict[str, str]]], max_tokens: int | None, on_text=None
+) -> list[str]:
+    with run.generating, torch.inference_mode():
+        return run.predictor.chat(conversations, max_tokens, on_text)
+
+
+def _without_autograd(predict):
+    """``predict`` under ``torch.inference_mode``: a service never trains, so its passes
+    skip autograd's bookkeeping altogether (training-time evaluation keeps ``no_grad``)."""
+
+    def predict_for_service(inputs):
+        with torch.inference_mode():
+            return predict(inputs)
+
+    return predict_for_service
+
+
+_FINISHED = object()  # the end of a generated answer's pieces
+
+
+def _generating_pieces(run: ServedRun, turns: list[dict[str, str]], max_tokens: int | None, answered) -> queue.Queue:
+    """Generate the answer on a thread of its own; its pieces arrive in the queue as the
+    model produces them, then the whole answer goes to ``answered`` (log and metrics)
+    and :data:`_FINISHED` (or the exception generation raised) ends the queue."""
+    pieces: queue.Queue = queue.Queue()
+
+    def produce() -> None:
+        try:
+            answered(_chat(run, turns, max_tokens, on_text=pieces.put))
+            pieces.put(_FINISHED)
+        except Exception as error:  # reported to the client in the stream
+            pieces.put(error)
+
+    threading.Thread(target=produce, name="tunewright-generate", daemon=True).start()
+    return pieces
 
 
 def _sse(payload: dict[str, Any]) -> str:
@@ -518,12 +638,23 @@ def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload)}\n\n"
 
 
-def _chat_stream(identity: str, created: int, model: str, answer: str):
-    """The answer as OpenAI's chat stream: a role chunk, the content, a stop chunk, [DONE].
-    (Greedy generation finishes first; the stream then carries the whole answer.)"""
+async def _chat_stream(identity: str, created: int, model: str, pieces: queue.Queue):
+    """The answer as OpenAI's chat stream, token by token as it is generated: a role
+    chunk, a content chunk per piece, a stop chunk, ``[DONE]``; a failure mid-answer is
+    an ``error`` event before ``[DONE]``."""
     base = {"id": identity, "object": "chat.completion.chunk", "created": created, "model": model}
-    for delta, finish in (({"role": "assistant", "content": ""}, None), ({"content": answer}, None), ({}, "stop")):
-        yield _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> str:
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    while (piece := await asyncio.to_thread(pieces.get)) is not _FINISHED:
+        if isinstance(piece, Exception):
+            yield _sse({"error": {"message": f"generation failed: {first_line(piece)}", "type": "server_error"}})
+            break
+        yield chunk({"content": piece})
+    else:
+        yield chunk({}, "stop")
     yield "data: [DONE]\n\n"
 
 
@@ -534,8 +665,9 @@ def _completion_stream(identity: str, created: int, model: str, choices: list[di
     yield "data: [DONE]\n\n"
 
 
-def _describe(run: ServedRun) -> dict[str, Any]:
+def _describe(run: ServedRun, runs: dict[str, ServedRun]) -> dict[str, Any]:
     config = run.folder.read_config()
+    base = _base_of(run)
     return {
         "id": run.name,
         "object": "model",
@@ -545,7 +677,15 @@ def _describe(run: ServedRun) -> dict[str, Any]:
         "method": config.method.kind,
         "input": run.input_field,
         "labels": run.predictor.label_names,
+        # the runs whose adapters sit on the same loaded base as this one's
+        "shares_base_with": [
+            other.name for other in runs.values() if other is not run and base is not None and _base_of(other) is base
+        ],
     }
+
+
+def _base_of(run: ServedRun) -> SharedBase | None:
+    return run.predictor.base if isinstance(run.predictor, AdapterPredictor) else None
 
 
 def _now() -> str:
@@ -562,7 +702,7 @@ def serve(folders: list[str], overrides: list[str], override: str | None, trust_
     settings = compose_service_config(overrides, get_plugins()).serve
     if override:
         print(f"tunewright: WARNING: serving despite the release decision: {override}", file=sys.stderr)
-    app = build_app(open_runs(folders, override, trust_remote_code), settings)
+    app = build_app(open_runs(folders, override, trust_remote_code, settings.share_base), settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=30
     )

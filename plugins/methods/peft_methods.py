@@ -53,6 +53,14 @@ class PeftMethod(Method):
 
         return PeftModel.from_pretrained(task.load_pretrained(label_names, **self.load_options()), str(directory))
 
+    shares_base = True  # a PeftModel holds several adapters and switches between them
+
+    def load_beside(self, model, directory: Path, name: str) -> None:
+        model.load_adapter(str(directory), adapter_name=name)
+
+    def activate(self, model, name: str) -> None:
+        model.set_adapter(name)
+
 
 class MergeablePeftMethod(PeftMethod):
     can_merge = True

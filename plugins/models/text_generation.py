@@ -12,11 +12,13 @@ score which tokens (``targets``, ``scored``), and where a generated answer start
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from transformers.generation.streamers import BaseStreamer
 
 from tunewright.batching import length_sorted_order
 from tunewright.errors import DataError
@@ -131,11 +133,18 @@ class TextGenerationTask(HubTextTask):
 
     @torch.no_grad()
     def generate(
-        self, model, texts: list[str | dict[str, Any]], device, batch_size: int = 16, max_new_tokens: int | None = None
+        self,
+        model,
+        texts: list[str | dict[str, Any]],
+        device,
+        batch_size: int = 16,
+        max_new_tokens: int | None = None,
+        streamer: AnswerStream | None = None,
     ) -> list[str]:
         """Greedy answers to ``texts`` (or examples), encoded as in training and
         left-padded so that every answer starts right after its prompt; at most
-        ``max_new_tokens`` tokens each (``model.max_new_tokens`` by default)."""
+        ``max_new_tokens`` tokens each (``model.max_new_tokens`` by default). A
+        ``streamer`` (one text) is handed the answer's tokens as they are generated."""
         model.eval()
         pad = self.tokenizer.pad_token_id
         prompts = [
@@ -154,7 +163,7 @@ class TextGenerationTask(HubTextTask):
             }
             batch = to_device(batch, device)
             limit = max_new_tokens or self.cfg.max_new_tokens
-            output = model.generate(**batch, max_new_tokens=limit, do_sample=False, pad_token_id=pad)
+            output = model.generate(**batch, max_new_tokens=limit, do_sample=False, pad_token_id=pad, streamer=streamer)
             answers += [
                 text.strip()
                 for text in self.tokenizer.batch_decode(self.answer_tokens(output, batch), skip_special_tokens=True)
@@ -166,15 +175,24 @@ class TextGenerationTask(HubTextTask):
         return [{"response": answer} for answer in self.generate(model, texts, device)]
 
     def chat(
-        self, model, conversations: list[list[dict[str, str]]], device, max_new_tokens: int | None = None
+        self,
+        model,
+        conversations: list[list[dict[str, str]]],
+        device,
+        max_new_tokens: int | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> list[str]:
         """Greedy answers to conversations, prompted as training prompts ``messages``
-        examples (the chat template, or ``model.prompt_template`` on the last user turn)."""
+        examples (the chat template, or ``model.prompt_template`` on the last user turn);
+        ``on_text`` (one conversation) gets the answer piece by piece as it is generated."""
         examples = [
             {"messages": [*turns, {"role": "assistant", "content": ""}], "text": turns[-1]["content"]}
             for turns in conversations
         ]
-        return self.generate(model, examples, device, max_new_tokens=max_new_tokens)
+        if on_text is not None and len(examples) != 1:
+            raise ValueError("chat: on_text streams one conversation at a time")
+        streamer = AnswerStream(self.tokenizer, on_text) if on_text is not None else None
+        return self.generate(model, examples, device, max_new_tokens=max_new_tokens, streamer=streamer)
 
     @staticmethod
     def answer_tokens(output: torch.Tensor, batch) -> torch.Tensor:
@@ -197,3 +215,40 @@ class TextGenerationTask(HubTextTask):
             "rouge_l": float(np.mean([rouge_l(a, t) for a, t in zip(answers, truths)])),
             "chrf": chrf(answers, truths),
         }
+
+
+class AnswerStream(BaseStreamer):
+    """Hands ``on_text`` each new piece of one answer while ``generate`` runs.
+
+    ``generate`` puts the prompt first (skipped), then each new token. The tokens so far
+    are decoded whole every time, as the finished answer is, and only text that is
+    settled is sent: leading whitespace dropped, trailing whitespace and a character
+    cut in half held back. So the pieces join to exactly the answer ``generate`` returns.
+    """
+
+    def __init__(self, tokenizer, on_text: Callable[[str], None]):
+        self.tokenizer = tokenizer
+        self.on_text = on_text
+        self.tokens: list[int] = []
+        self.sent = ""
+        self.prompt_pending = True
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.prompt_pending:
+            self.prompt_pending = False
+            return
+        self.tokens.extend(value.reshape(-1).tolist())
+        text = self._decoded().lstrip()
+        if not text.endswith("\ufffd"):
+            self._send(text.rstrip())
+
+    def end(self) -> None:
+        self._send(self._decoded().strip())
+
+    def _decoded(self) -> str:
+        return self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+
+    def _send(self, text: str) -> None:
+        if len(text) > len(self.sent) and text.startswith(self.sent):
+            self.on_text(text[len(self.sent) :])
+            self.sent = text

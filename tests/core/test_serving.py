@@ -16,12 +16,13 @@ import httpx
 import pytest
 from conftest import tiny_run_overrides
 
-from tunewright.batcher import Batcher, Overloaded
+from tunewright.batcher import Batcher, Overloaded, Route
 from tunewright.cli import main
 from tunewright.config import compose_service_config
 from tunewright.errors import ConfigError, DataError
 from tunewright.plugin_manager import get_plugins
 from tunewright.predictor import load_run
+from tunewright.serving import open_runs
 from tunewright.traffic_log import read_lines, redact
 
 KEY = "s3cret-key"
@@ -42,14 +43,15 @@ def run_folder(tiny_bert, tmp_path_factory):
 
 
 class Server:
-    def __init__(self, folder: Path, *options: str, key: str | None = None):
+    def __init__(self, folder: Path | list[Path], *options: str, key: str | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k != "TUNEWRIGHT_API_KEY"}
         if key:
             env["TUNEWRIGHT_API_KEY"] = key
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
-        command = ["serve", f"run={folder}", f"serve.port={self.port}", "override=tested before release", *options]
+        folders = folder if isinstance(folder, list) else [folder]
+        command = ["serve", *(f"run={f}" for f in folders), f"serve.port={self.port}", "override=tested", *options]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tunewright", *command],
             env=env,
@@ -136,7 +138,11 @@ def test_limits_are_named_in_the_refusal(server):
     )
     assert body.status_code == 413 and "serve.max_body_kb=4" in body.json()["error"]
     malformed = server.post("/v1/predict", content="{not json", headers={"content-type": "application/json"})
-    assert malformed.status_code == 422
+    assert malformed.status_code == 422 and malformed.json()["detail"][0]["type"] == "json_invalid"
+    missing = server.post("/v1/predict", json={"texts": ["a"]})
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["inputs"]
+    upload = server.post("/v1/predict", files={"inputs": ("note.txt", b"Battery died.")})
+    assert upload.status_code == 422 and "model 'served' reads text; send text, not a file" in upload.json()["detail"]
     chat = server.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
     assert chat.status_code == 400 and "does not generate text; use /v1/predict" in chat.json()["detail"]
     unknown = server.post("/v1/predict", json={"inputs": TEXTS[:1], "model": "other"})
@@ -190,10 +196,12 @@ def test_feedback_joins_the_log_and_sigterm_loses_no_answered_request(server, ru
     assert len(late_logged) == ok_late
     assert {r["request_id"] for r in logged} >= {p["request_id"] for p in answered}
 
-    assert main(["monitor", f"run={run_folder}", "data=served", "monitor.name=served"]) == 0
+    assert main(["monitor", f"run={run_folder}", "data=served", "monitor.name=served", "monitor.min_rows=10"]) == 0
     report = json.loads((run_folder / "reports" / "drift-served.json").read_text())
     assert report["rows"] == len(logged)
     assert any(source["path"].endswith("feedback-r0.jsonl") for source in report["sources"])
+    performance = report["windows"][0]["layers"]["performance"]  # judged on the two rows that got feedback
+    assert performance["available"] and performance["current"]["labelled_rows"] == 2
 
 
 def test_an_overloaded_queue_answers_503_at_once(run_folder):
@@ -240,16 +248,39 @@ def test_the_batcher_gathers_requests_and_refuses_past_its_queue():
         time.sleep(0.05)
         return [value * 2 for value in inputs]
 
-    batcher = Batcher(predict, max_batch_size=8, max_wait_ms=20, max_queue=10)
+    double = Route(predict)
+    batcher = Batcher(max_batch_size=8, max_wait_ms=20, max_queue=10)
 
     async def run():
-        answers = await asyncio.gather(*[batcher.submit([i]) for i in range(6)])
+        answers = await asyncio.gather(*[batcher.submit(double, [i]) for i in range(6)])
         with pytest.raises(Overloaded, match="serve.max_queue=10"):
-            await asyncio.gather(*[batcher.submit([1, 2, 3]) for _ in range(5)])
+            await asyncio.gather(*[batcher.submit(double, [1, 2, 3]) for _ in range(5)])
         return answers
 
     assert asyncio.run(run()) == [[0], [2], [4], [6], [8], [10]]
     assert max(seen) > 1
+    batcher.close()
+
+
+def test_one_batch_answers_each_route_with_its_own_predict_in_arrival_order():
+    calls, sizes = [], []
+
+    def route(name: str, factor: int) -> Route:
+        def predict(inputs):
+            calls.append(name)
+            return [value * factor for value in inputs]
+
+        return Route(predict, lambda size, depth: sizes.append((name, size)))
+
+    double, negate = route("double", 2), route("negate", -1)
+    batcher = Batcher(max_batch_size=16, max_wait_ms=50, max_queue=100)
+
+    async def run():
+        sent = [batcher.submit(double if i % 2 else negate, [i, i]) for i in range(6)]
+        return await asyncio.gather(*sent)
+
+    assert asyncio.run(run()) == [[0, 0], [2, 2], [-2, -2], [6, 6], [-4, -4], [10, 10]]
+    assert calls == ["negate", "double"] and sizes == [("negate", 6), ("double", 6)]  # one batch, two shares
     batcher.close()
 
 
@@ -291,6 +322,56 @@ def test_live_monitoring_turns_drifted_for_shifted_traffic_only(tiny_bert, tmp_p
         assert server.stop()[0] == 0
 
 
+def test_a_quiet_service_is_judged_on_the_clock(run_folder):
+    server = Server(run_folder, "serve.monitor.every_minutes=0.01", "serve.log.enabled=false")
+    try:  # every 0.6 s, once the run's monitor.min_rows (30) texts have come
+        assert server.post("/v1/predict", json={"inputs": TEXTS * 3}).status_code == 200
+        time.sleep(1.5)
+        assert httpx.get(f"{server.url}/v1/monitor").json()["served"]["windows"] == 0
+        assert server.post("/v1/predict", json={"inputs": TEXTS * 10}).status_code == 200
+        deadline = time.monotonic() + 60
+        while not (state := httpx.get(f"{server.url}/v1/monitor").json()["served"])["last"]:
+            assert time.monotonic() < deadline, "the window was never judged"
+            time.sleep(0.3)
+        assert state["windows"] == 1 and state["last"]["rows"] == 39 and state["pending"] == 0
+    finally:
+        assert server.stop()[0] == 0
+
+
+def test_two_adapter_runs_share_one_base_and_each_answers_with_its_own(tiny_bert, tmp_path):
+    for name, seed in (("queue_a", 1), ("queue_b", 2)):
+        overrides = tiny_run_overrides(tiny_bert, tmp_path, f"paths.run_id={name}", f"seed={seed}", "audit=none")
+        assert main(["train", *overrides]) == 0
+    folders = [tmp_path / "queue_a", tmp_path / "queue_b"]
+    expected = {folder.name: load_run(folder).probabilities(TEXTS) for folder in folders}
+    assert abs(expected["queue_a"] - expected["queue_b"]).max() > 1e-3  # the adapters differ
+
+    shared = open_runs([str(f) for f in folders], "tested", trust_remote_code=False, share_base=True)
+    assert shared["queue_a"].predictor.model is shared["queue_b"].predictor.model
+    apart = open_runs([str(f) for f in folders], "tested", trust_remote_code=False, share_base=False)
+    assert apart["queue_a"].predictor.model is not apart["queue_b"].predictor.model
+
+    server = Server(folders)
+    try:
+        described = {model["id"]: model for model in httpx.get(f"{server.url}/v1/models").json()["data"]}
+        assert described["queue_a"]["shares_base_with"] == ["queue_b"]
+
+        async def interleaved():  # batches of both runs take turns on the base
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                names = ["queue_a", "queue_b"] * 10
+                sent = [client.post(f"/v1/models/{name}/predict", json={"inputs": TEXTS}) for name in names]
+                return names, await asyncio.gather(*sent)
+
+        names, responses = asyncio.run(interleaved())
+        label_names = load_run(folders[0]).label_names
+        for name, response in zip(names, responses):
+            assert response.status_code == 200
+            for row, prediction in zip(expected[name], response.json()["predictions"]):
+                assert [prediction["probabilities"][label] for label in label_names] == pytest.approx(row, abs=1e-5)
+    finally:
+        assert server.stop()[0] == 0
+
+
 def test_a_language_model_run_speaks_the_openai_api(tiny_gpt2, tmp_path):
     """The official openai client, unchanged, against a served causal LM run."""
     from openai import OpenAI
@@ -316,7 +397,8 @@ def test_a_language_model_run_speaks_the_openai_api(tiny_gpt2, tmp_path):
         reply = client.chat.completions.create(model="lm", messages=turns)
         assert reply.choices[0].message.content == expected and reply.choices[0].finish_reason == "stop"
         streamed = client.chat.completions.create(model="lm", messages=turns, stream=True)
-        assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed) == expected
+        pieces = [chunk.choices[0].delta.content for chunk in streamed if chunk.choices[0].delta.content]
+        assert "".join(pieces) == expected and len(pieces) > 1  # token by token, not the answer at once
         completion = client.completions.create(model="lm", prompt="Battery died in a day.", max_tokens=2)
         assert completion.choices[0].text == load_run(tmp_path / "lm").chat([turns], 2)[0]
         refused = server.post("/v1/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]})
@@ -356,6 +438,8 @@ def test_an_image_run_takes_base64_images_and_never_a_path(tmp_path):
         served = server.post("/v1/predict", json={"inputs": encoded}).json()["predictions"]
         assert [p["label"] for p in served] == [p["label"] for p in expected]
         assert served[0]["probabilities"] == pytest.approx(expected[0]["probabilities"], abs=1e-6)
+        uploaded = server.post("/v1/predict", files=[("inputs", path.open("rb")) for path in images])
+        assert [p["label"] for p in uploaded.json()["predictions"]] == [p["label"] for p in expected]
         path_given = server.post("/v1/predict", json={"inputs": [str(images[0])]})
         assert path_given.status_code == 422 and "not base64" in path_given.json()["detail"]
         pair = server.post("/v1/predict", json={"inputs": [{"text": "a", "text_pair": "b"}]})
@@ -366,4 +450,5 @@ def test_an_image_run_takes_base64_images_and_never_a_path(tmp_path):
         assert server.stop()[0] == 0
     (shard,) = (tmp_path / "runs" / "images" / "served").glob("r0-*.jsonl")
     logged = read_lines(shard)
-    assert len(logged) == 2 and all(record["image"].startswith("sha256:") for record in logged)
+    assert len(logged) == 4 and all(record["image"].startswith("sha256:") for record in logged)
+    assert logged[0]["image"] == logged[2]["image"]  # the same photo, base64 or uploaded

@@ -236,3 +236,27 @@ def test_sft_run_records_prompt_drift_reference_and_monitors_prompts(tiny_gpt2, 
     assert layers["descriptors"]["drifted"] and "non_letter_share" in layers["descriptors"]["drifted_columns"]
     assert layers["predictions"]["available"] is False and layers["performance"]["available"] is False
     assert report["drift_detected"] and not report["retrain_recommended"]
+
+
+def test_a_streamed_answer_joins_to_the_answer_and_never_sends_half_a_character():
+    """Byte-level tokens split an emoji or an accented letter; the stream holds such a
+    piece (and whitespace at either end) until it is settled."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from tunewright.plugins.models.text_generation import AnswerStream
+
+    trainer = ByteLevelBPETokenizer()
+    trainer.train_from_iterator(["plain words only, nothing else"] * 20, vocab_size=300, min_frequency=1)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=trainer._tokenizer)
+    answer = "  Ça marche 😀 très bien\n  "
+    ids = tokenizer.encode(answer)
+    assert any("\ufffd" in tokenizer.decode(ids[:n]) for n in range(1, len(ids)))  # some prefix cuts a character
+    pieces: list[str] = []
+    stream = AnswerStream(tokenizer, pieces.append)
+    stream.put(torch.tensor([[5, 6, 7]]))  # the prompt: never sent
+    for token in ids:
+        stream.put(torch.tensor([token]))
+    stream.end()
+    assert "".join(pieces) == tokenizer.decode(ids).strip() == answer.strip()
+    assert len(pieces) > 3 and not any("\ufffd" in piece for piece in pieces)
