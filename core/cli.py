@@ -5,6 +5,8 @@
     tunewright monitor run=<folder> data=<option> ... drift of a new batch against the run
     tunewright serve run=<folder> [run=...] [serve.port=8000 ...] [override="<reason>"]
                                                       an HTTP service; its traffic is logged for monitoring
+    tunewright tune [key=value ...] [method=a,b] [tune.trials=20 tune.timeout=30m ...] [tune.study=<folder>]
+                                                      a hyper-parameter search (Optuna); every trial a run folder
     tunewright card run=<folder>                      re-render MODEL_CARD.md from the run's records
     tunewright export run=<folder> [merged=true] [out=<dir>] [overwrite=true] [override="<reason>"]
                                                       a Hugging Face directory, if release is allowed
@@ -361,6 +363,17 @@ def export(args: list[str]) -> int:
     return 0
 
 
+def tune(args: list[str]) -> int:
+    """``tune [run keys ...] [method=a,b] [tune.*=...] [search.*=...]``: a hyper-parameter search."""
+    from tunewright.plugin_manager import get_plugins
+    from tunewright.tuning import tune as run_tune
+
+    flags, overrides = split_hydra_arguments(args)
+    if flags:
+        raise ConfigError(f"tune: {flags[0]} is not an option of tune; list choices as method=lora,ia3")
+    return run_tune(overrides, get_plugins())
+
+
 def plugins_command(args: list[str]) -> int:
     """List every plugin, where it came from and what it registers."""
     from tunewright.plugin_manager import get_plugins
@@ -381,6 +394,7 @@ COMMANDS = {
     "predict": predict,
     "monitor": monitor,
     "serve": serve,
+    "tune": tune,
     "card": card,
     "export": export,
     "plugins": plugins_command,

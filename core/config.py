@@ -27,9 +27,11 @@ from tunewright.errors import ConfigError
 from tunewright.schema import (
     SCHEMA_SUFFIX,
     SINGLE_CHOICE_FAMILIES,
+    SearchConfig,
     ServeConfig,
     ServeLogConfig,
     ServeMonitorConfig,
+    TuneConfig,
     check_values,
     group_schemas,
 )
@@ -37,7 +39,8 @@ from tunewright.schema import (
 CONFIG_MODULE = "tunewright.conf"
 PRIMARY_CONFIG = "train"
 SERVICE_CONFIG = "serve"
-SERVICE_GROUP = "serve"
+STUDY_CONFIG = "tune"
+NOT_TRAIN_GROUPS = ("hydra", "serve", "tune", "search")  # composed by tunewright serve and tune
 MAX_CHECKED_COMBINATIONS = 256
 
 
@@ -68,6 +71,16 @@ def compose_service_config(overrides: list[str], plugins) -> DictConfig:
     return cfg
 
 
+def compose_study_config(overrides: list[str], plugins) -> DictConfig:
+    """Compose ``tune.yaml`` (the ``tune`` and ``search`` groups) with ``overrides``, as
+    strictly as a run's; the search space's own entries are checked by :mod:`.tuning`."""
+    cfg = _compose(STUDY_CONFIG, overrides, plugins)
+    _reject_unknown_keys("tune", cfg.tune, TuneConfig)
+    _reject_unknown_keys("search", cfg.search, SearchConfig)
+    check_values("tune", cfg.tune, TuneConfig)
+    return cfg
+
+
 def _compose(primary: str, overrides: list[str], plugins) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
@@ -82,7 +95,8 @@ def _compose(primary: str, overrides: list[str], plugins) -> DictConfig:
 def group_options(plugins) -> dict[str, list[str]]:
     """Each ``tunewright train`` config group's options (the files of ``conf/`` and of
     plugins' config folders), without the schemas every option file builds on (and
-    without ``serve``, which ``tunewright serve`` composes)."""
+    without ``serve``, ``tune`` and ``search``, which ``tunewright serve`` and ``tunewright
+    tune`` compose)."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(version_base=None, config_module=CONFIG_MODULE):
@@ -96,7 +110,7 @@ def group_options(plugins) -> dict[str, list[str]]:
                     if not o.endswith(SCHEMA_SUFFIX)
                 )
                 for group in sorted(groups)
-                if group not in ("hydra", SERVICE_GROUP)
+                if group not in NOT_TRAIN_GROUPS
                 and loader.get_group_options(group, config_name=PRIMARY_CONFIG, overrides=overrides)
             }
     finally:

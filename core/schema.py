@@ -331,6 +331,44 @@ class ServiceConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
 
 
+@dataclass
+class TuneConfig:
+    """``tunewright tune``: how many trials, for how long, judged and pruned how."""
+
+    trials: int = knob(20, low=0)  # trials to finish, pruned and failed ones included; 0: until tune.timeout
+    # wall-clock budget: seconds, or a number with s, m or h (30m); no trial starts after it
+    timeout: Optional[str] = knob(None, pattern=r"\d+(\.\d+)?[smh]?", meaning="seconds, or a number with s, m or h")
+    study: Optional[str] = None  # a study folder to resume; null: a new <paths.runs_dir>/tune-<id>
+    sampler: str = knob("tpe", choices=("tpe", "random"))  # tpe: learns from finished trials
+    seed: int = 0
+    # stops a trial whose validation metric lags the median of earlier trials at the same
+    # step (median), or by successive halving (hyperband); one objective only
+    pruner: str = knob("median", choices=("median", "hyperband", "none"))
+    startup_trials: int = knob(3, low=0)  # trials before any is pruned, and the sampler's random start
+    # what to optimise, each "<source>.<metric>:max|min": validation.<metric> (the best
+    # evaluation's, as early stopping picked it) or audit.worst_limit_use (the bias audits'
+    # check closest to its limit, 1 = at the limit); several give a Pareto front
+    objectives: list[str] = field(default_factory=lambda: ["validation.accuracy:max"])
+    constraint: str = knob("none", choices=("none", "release"))  # release: only trials whose release is allowed
+
+
+@dataclass
+class SearchConfig:
+    """A search space: under ``params``, config keys nested as in the run config (trainer,
+    method), each with how it is drawn: ``{type: float|int, low, high, log, step}`` or
+    ``{type: categorical, choices: [...]}``."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StudyConfig:
+    """The whole composed config of ``tunewright tune`` besides the run's own."""
+
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+
 # Config groups that are not plugin families, and the schema their options extend.
 CORE_GROUP_SCHEMAS: dict[str, type] = {
     "trainer": TrainerConfig,
@@ -385,6 +423,9 @@ def store_schemas(registries, option_files: set[tuple[str, str]]) -> None:
     cs.store(name="train" + SCHEMA_SUFFIX, node=TrainConfig)
     cs.store(name="service" + SCHEMA_SUFFIX, node=ServiceConfig)
     cs.store(group="serve", name="serve" + SCHEMA_SUFFIX, node=ServeConfig)
+    cs.store(name="study" + SCHEMA_SUFFIX, node=StudyConfig)
+    cs.store(group="tune", name="tune" + SCHEMA_SUFFIX, node=TuneConfig)
+    cs.store(group="search", name="search" + SCHEMA_SUFFIX, node=SearchConfig)
     for group, schema in group_schemas(registries).items():
         cs.store(group=group, name=group + SCHEMA_SUFFIX, node=schema)
     for family in SINGLE_CHOICE_FAMILIES:
