@@ -355,8 +355,8 @@ class TuneConfig:
 @dataclass
 class SearchConfig:
     """A search space: under ``params``, config keys nested as in the run config (trainer,
-    method), each with how it is drawn: ``{type: float|int, low, high, log, step}`` or
-    ``{type: categorical, choices: [...]}``."""
+    method), each with how it is drawn: ``"float LOW HIGH [log] [step=S]"``,
+    ``"int LOW HIGH [log] [step=S]"`` or ``"choice A B ..."``."""
 
     params: dict[str, Any] = field(default_factory=dict)
 

@@ -1,9 +1,10 @@
 """The search space of ``tunewright tune``: what each trial varies, checked before any trains.
 
 A space is the ``search.params`` node: config keys nested as in the run config, each
-leaf a spec such as ``{type: float, low: 1e-4, high: 1e-2, log: true}`` or
-``{type: categorical, choices: [8, 16, 32]}``. :func:`read_space` turns it into
-:class:`Param` objects and rejects a malformed spec, naming it; :func:`check_space`
+leaf a one-line spec, ``float 1e-4 1e-2 log``, ``int 1 5`` or ``choice 8 16 32``, so
+that one override replaces it (``search.params.method.r="choice 4 8"``).
+:func:`read_space` turns it into :class:`Param` objects and rejects a malformed spec,
+naming it; :func:`check_space`
 composes the run config at the space's corners, so a key the run config lacks
 (``method.rank``) or a bound it refuses (``trainer.max_epochs.low=0``) is an error
 naming the key before the first trial. When several methods are searched
@@ -17,12 +18,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig
 
 from tunewright.errors import ConfigError
 
-KINDS = ("float", "int", "categorical")
-SPEC_KEYS = {"type", "low", "high", "log", "step", "choices"}
 METHOD_PARAM = "method"  # the Optuna parameter naming the method, when several are searched
 
 
@@ -63,42 +63,55 @@ def read_space(params: DictConfig, method: str | None = None) -> list[Param]:
     found: list[Param] = []
 
     def walk(node: DictConfig, path: str) -> None:
-        if "type" in node:
-            found.append(_param(path, node, method))
-            return
         for key, value in node.items():
-            if not isinstance(value, DictConfig):
-                raise ConfigError(
-                    f"search.params.{path}{'.' if path else ''}{key}: give a spec such as "
-                    "{type: float, low: 0.0, high: 0.3} or {type: categorical, choices: [...]}"
-                )
-            walk(value, f"{path}.{key}" if path else str(key))
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(value, DictConfig):
+                walk(value, where)
+            else:
+                found.append(parse_spec(where, value, method))
 
     walk(params, "")
     return found
 
 
-def _param(key: str, spec: DictConfig, method: str | None) -> Param:
-    where = f"search.params.{key}"
-    unknown = set(spec) - SPEC_KEYS
-    if unknown:
-        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key; valid keys: {', '.join(sorted(SPEC_KEYS))}")
-    kind = spec.get("type")
-    if kind not in KINDS:
-        raise ConfigError(f"{where}.type={kind!r}: must be one of {', '.join(KINDS)}")
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not choices or any(isinstance(c, (DictConfig, dict)) for c in choices):
-            raise ConfigError(f"{where}.choices: give a list of one or more plain values")
-        return Param(key, kind, choices=tuple(OmegaConf.to_container(choices)), method=method)
-    low, high = spec.get("low"), spec.get("high")
-    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or low >= high:
-        raise ConfigError(f"{where}: give numbers low < high (got low={low!r}, high={high!r})")
-    if spec.get("log") and low <= 0:
-        raise ConfigError(f"{where}.low={low!r}: a log-uniform range needs low > 0")
+def parse_spec(key: str, spec: Any, method: str | None = None) -> Param:
+    """``float LOW HIGH [log] [step=S]``, ``int LOW HIGH [log] [step=S]`` or ``choice A B ...``."""
+    where = f"search.params.{key}={spec!r}"
+    words = str(spec).split()
+    kind = words[0] if words else ""
+    if kind == "choice":
+        if len(words) < 2:
+            raise ConfigError(f"{where}: give one or more values after 'choice'")
+        return Param(key, "categorical", choices=tuple(_value(word) for word in words[1:]), method=method)
+    if kind not in ("float", "int"):
+        raise ConfigError(f"{where}: {SPEC_GRAMMAR}")
+    try:
+        low, high = (float(word) for word in words[1:3])
+    except ValueError:
+        raise ConfigError(f"{where}: LOW and HIGH must be numbers; {SPEC_GRAMMAR}") from None
+    options = words[3:]
+    log = "log" in options
+    steps = [option.removeprefix("step=") for option in options if option.startswith("step=")]
+    if len(words) < 3 or any(o != "log" and not o.startswith("step=") for o in options):
+        raise ConfigError(f"{where}: {SPEC_GRAMMAR}")
+    if low > high:
+        raise ConfigError(f"{where}: LOW must not exceed HIGH")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log-uniform range needs LOW > 0")
     if kind == "int" and (int(low) != low or int(high) != high):
-        raise ConfigError(f"{where}: an int range needs whole-number bounds (got {low!r}, {high!r})")
-    return Param(key, kind, float(low), float(high), bool(spec.get("log")), spec.get("step"), method=method)
+        raise ConfigError(f"{where}: an int range needs whole-number bounds")
+    step = float(steps[0]) if steps else None
+    return Param(key, kind, low, high, log, step, method=method)
+
+
+SPEC_GRAMMAR = "write 'float LOW HIGH [log] [step=S]', 'int LOW HIGH [log] [step=S]' or 'choice A B ...'"
+
+
+def _value(word: str) -> Any:
+    """A choice as YAML reads it (8, 0.5, true, cosine); a list such as ``[query,value]``
+    stays as written, and passes to the run config as that override."""
+    value = yaml.safe_load(word)
+    return value if isinstance(value, (bool, int, float, str)) else word
 
 
 def override(key: str, value: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import warnings
 from typing import Any
 
 from tunewright.run_folder import atomic_write_json, atomic_write_text
@@ -30,7 +31,9 @@ def trial_rows(study) -> list[dict[str, Any]]:
                 "state": trial.state.name.lower(),
                 "run_id": trial.user_attrs.get("run_id"),
                 **{o.name: v for o, v in zip(study.objectives, values)},
-                "release_allowed": None if trial.values is None else not trial.user_attrs.get("release_blocked"),
+                "release_allowed": (
+                    not trial.user_attrs["release_blocked"] if "release_blocked" in trial.user_attrs else None
+                ),
                 "test": trial.user_attrs.get("test"),
                 "params": trial.params,
                 "error": trial.user_attrs.get("error"),
@@ -121,23 +124,26 @@ def _short(value: Any) -> str:
 
 
 def _importances(study) -> dict[str, float]:
-    """Each parameter's share of the first objective's variation (Optuna's fANOVA);
+    """Each parameter's share of the first objective's variation (Optuna's default evaluator);
     empty until two trials with different values have finished."""
     import optuna
 
     finished = feasible_complete(study)
     if len(finished) < 2:
         return {}
-    try:
-        return optuna.importance.get_param_importances(study.optuna_study, target=lambda t: t.values[0], params=None)
-    except (ValueError, RuntimeError):  # too few distinct values to apportion
-        return {}
+    sign = -1 if study.objectives[0].direction == "maximize" else 1  # the evaluator favours low targets
+    with warnings.catch_warnings():  # its notes on few trials are not the reader's concern
+        warnings.simplefilter("ignore")
+        try:
+            return optuna.importance.get_param_importances(study.optuna_study, target=lambda t: sign * t.values[0])
+        except (ValueError, RuntimeError):  # too few distinct values to apportion
+            return {}
 
 
 def _html(study, rows: list[dict[str, Any]], best: dict[str, Any] | None) -> str:
     e = html.escape
     first = study.objectives[0].name
-    history = [(row["number"], row[first]) for row in rows if isinstance(row[first], float)]
+    history = [(row["number"], row[first]) for row in rows if row["state"] == "complete"]
     parts = [
         "<!doctype html><meta charset='utf-8'><title>tunewright study</title>",
         "<style>body{font:14px system-ui,sans-serif;margin:2em;max-width:60em}"
@@ -154,13 +160,14 @@ def _html(study, rows: list[dict[str, Any]], best: dict[str, Any] | None) -> str
         )
     else:
         parts.append("<p>No trial has finished yet (or none the constraint keeps).</p>")
-    parts.append(f"<h2>Optimisation history</h2>{_history_svg(history, study.objectives[0].direction, first)}")
+    parts.append(
+        f"<h2>Optimisation history</h2>{_history_svg(history, study.objectives[0].direction, first)}"
+        "<p>Blue: each finished trial; red: the best so far.</p>"
+    )
     if len(study.objectives) == 2:
         front = {t.number for t in pareto_front(study)}
-        points = [
-            (row[study.objectives[0].name], row[study.objectives[1].name], row["number"] in front) for row in rows
-        ]
-        points = [p for p in points if isinstance(p[0], float) and isinstance(p[1], float)]
+        names = [o.name for o in study.objectives]
+        points = [(row[names[0]], row[names[1]], row["number"] in front) for row in rows if row["state"] == "complete"]
         parts.append(
             "<h2>Pareto front</h2>"
             + _scatter_svg(points, study.objectives[0].name, study.objectives[1].name)

@@ -165,6 +165,9 @@ def open_study(overrides: list[str], plugins) -> Study:
     base = [o for o in overrides if o not in study_keys]
     methods = _methods(base)
     run_base = [o for o in base if not o.startswith("method=")]
+    for combination in expand_sweeps(run_base):  # any other sweep is refused: a study searches one run config
+        if combination != run_base:
+            raise ConfigError("tune: only method= may list several values (the method is then searched)")
     first = compose_config([*run_base, f"method={methods[0]}"], plugins)
     spaces = {}
     for method in methods:
@@ -178,9 +181,6 @@ def open_study(overrides: list[str], plugins) -> Study:
     if any(o.source == "audit" for o in objectives) and not first.audit.names:
         raise ConfigError("tune.objectives: audit.worst_limit_use needs audits; this run config has audit=none")
     check_space(spaces, run_base, lambda extra: compose_config(extra, plugins))
-    for combination in expand_sweeps(run_base):  # any other sweep is refused: a study searches one run config
-        if combination != run_base:
-            raise ConfigError("tune: only method= may list several values (the method is then searched)")
     folder = folder if given else Path(first.paths.runs_dir) / f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{token_hex(3)}"
     folder.mkdir(parents=True, exist_ok=True)
     if not given:
@@ -249,13 +249,14 @@ def run_study(study: Study, plugins, say: Callable[[str], None] = print) -> None
 
     from tunewright.study_report import write_report
 
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     _retry_cut_off(study.optuna_study)
     started, budget = time.monotonic(), parse_timeout(study.settings.timeout)
     prune_on = study.objectives[0] if len(study.objectives) == 1 and study.settings.pruner != "none" else None
     if len(study.objectives) > 1 and study.settings.pruner != "none":
         say("tunewright tune: several objectives: Optuna prunes single-objective studies only, so no trial is pruned")
     while True:
-        done = [t for t in study.optuna_study.trials if t.state != TrialState.RUNNING]
+        done = [t for t in study.optuna_study.trials if t.state in finished]
         if study.settings.trials and len(done) >= study.settings.trials:
             break
         if budget is not None and time.monotonic() - started >= budget:
