@@ -74,11 +74,14 @@ def train(args: list[str]) -> int:
         return 0
     if not HYDRA_HELP_FLAGS.intersection(flags):
         check_overrides(overrides, plugins)
+    sweep = Sweep(overrides) if {"-m", "--multirun"}.intersection(flags) else None
 
     @hydra.main(version_base=None, config_path="pkg://tunewright.conf", config_name="train")
     def train_job(cfg) -> None:
         from tunewright.pipeline import run_training
 
+        if sweep is not None:
+            sweep.start_job()
         try:
             validate(cfg, plugins)
             if needs_self_launch(cfg):
@@ -88,10 +91,79 @@ def train(args: list[str]) -> int:
             sys.exit(report(error))
         if is_main_process():
             print(summary(results, cfg))
+            if sweep is not None:
+                sweep.finish_job(cfg, results)
 
     sys.argv = ["tunewright train", *flags, *searchpath_override(plugins), *overrides]
     train_job()
+    if sweep is not None and is_main_process():
+        print(sweep.write_summary())
     return 0
+
+
+class Sweep:
+    """A ``-m`` sweep's record: a header before each job, a pointer to each job's run
+    folder in its numbered sweep folder, and a table comparing the runs at the end
+    (printed, and ``summary.md`` / ``summary.json`` in the sweep folder)."""
+
+    def __init__(self, overrides: list[str]):
+        from tunewright.config import expand_sweeps
+
+        self.swept = [o.split("=", 1)[0] for o in overrides if len(list(expand_sweeps([o]))) > 1]
+        self.jobs: list[dict] = []
+        self.folder = None
+
+    def _job(self):
+        from hydra.core.hydra_config import HydraConfig
+
+        job = HydraConfig.get()
+        values = dict(o.split("=", 1) for o in job.overrides.task if "=" in o)
+        return job, {key: values.get(key, "") for key in self.swept}
+
+    def start_job(self) -> None:
+        job, values = self._job()
+        print(f"sweep job {job.job.num}: {' '.join(f'{k}={v}' for k, v in values.items())}")
+
+    def finish_job(self, cfg, results: dict) -> None:
+        from pathlib import Path
+
+        from tunewright.run_folder import atomic_write_json
+
+        job, values = self._job()
+        self.folder = Path(job.sweep.dir)
+        entry = {
+            "job": job.job.num,
+            "swept": values,
+            "run_folder": str(Path(cfg.paths.runs_dir) / results["run_id"]),
+            "completed": results.get("completed", True),
+            "test": results.get("test") or {},
+            "release_allowed": ((results.get("audits") or {}).get("release") or {}).get("allowed"),
+        }
+        self.jobs.append(entry)
+        atomic_write_json(self.folder / str(job.job.num) / "run.json", entry)
+
+    def write_summary(self) -> str:
+        import json
+
+        from tunewright.markdown import md_table
+        from tunewright.run_folder import atomic_write_text
+
+        metrics = sorted({name for job in self.jobs for name in job["test"]})
+        rows = [
+            [
+                job["job"],
+                *job["swept"].values(),
+                *(f"{job['test'][m]:.4f}" if m in job["test"] else "" for m in metrics),
+                "" if job["release_allowed"] is None else ("allowed" if job["release_allowed"] else "blocked"),
+                job["run_folder"],
+            ]
+            for job in self.jobs
+        ]
+        table = md_table(["job", *self.swept, *(f"test {m}" for m in metrics), "release", "run folder"], rows)
+        if self.folder is not None:
+            atomic_write_text(self.folder / "summary.md", table + "\n")
+            atomic_write_text(self.folder / "summary.json", json.dumps(self.jobs, indent=2) + "\n")
+        return f"sweep of {len(self.jobs)} runs ({self.folder}):\n{table}"
 
 
 def train_help(plugins) -> str:

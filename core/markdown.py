@@ -33,3 +33,10 @@ def md_code(value: object) -> str:
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     padding = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{padding}{text}{padding}{fence}"
+
+
+def md_table(header: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table; every cell shown as literal text (:func:`md_text`)."""
+    lines = ["| " + " | ".join(md_text(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -14,6 +14,7 @@ import io
 import warnings
 from typing import Any
 
+from tunewright.markdown import md_table
 from tunewright.run_folder import atomic_write_json, atomic_write_text
 
 WIDTH, HEIGHT, MARGIN = 480, 200, 34
@@ -85,15 +86,17 @@ def recommendation(study) -> dict[str, Any] | None:
 def summary_table(study) -> str:
     """The trials as a Markdown table (terminal and ``trials.md``)."""
     names = [o.name for o in study.objectives]
-    lines = [
-        "| trial | state | run | " + " | ".join(names) + " | parameters |",
-        "|---|---|---|" + "---|" * len(names) + "---|",
+    rows = [
+        [
+            row["number"],
+            row["state"],
+            row["run_id"],
+            *(f"{row[n]:.4f}" if isinstance(row[n], float) else "" for n in names),
+            ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items()),
+        ]
+        for row in trial_rows(study)
     ]
-    for row in trial_rows(study):
-        shown = [f"{row[n]:.4f}" if isinstance(row[n], float) else "" for n in names]
-        params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
-        lines.append(f"| {row['number']} | {row['state']} | {row['run_id']} | {' | '.join(shown)} | {params} |")
-    return "\n".join(lines)
+    return md_table(["trial", "state", "run", *names, "parameters"], rows)
 
 
 def write_report(study) -> None:

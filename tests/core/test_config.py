@@ -7,9 +7,16 @@ from importlib.resources import files
 import pytest
 
 from tunewright.cli import main
-from tunewright.config import check_overrides, compose_config, compose_service_config, expand_sweeps
+from tunewright.config import (
+    check_overrides,
+    compose_config,
+    compose_service_config,
+    compose_study_config,
+    expand_sweeps,
+)
 from tunewright.errors import ConfigError
 from tunewright.plugin_manager import get_plugins
+from tunewright.search_space import check_space, read_space
 
 CONF = files("tunewright.conf")
 OPTIONS = sorted(
@@ -30,6 +37,13 @@ def test_the_tree_has_every_design_group():
 def test_every_option_composes(group, option):
     if group == "serve":  # tunewright serve's own group
         assert compose_service_config([f"serve={option}"], get_plugins()).serve is not None
+        return
+    if group in ("tune", "search"):  # tunewright tune's own groups; a bundled space fits its method
+        node = compose_study_config([f"{group}={option}"], get_plugins())
+        method = option if group == "search" and option not in ("common", "qlora") else "lora"
+        space = {method: read_space(node.search.params)}
+        assert space[method] and node.tune.trials > 0
+        check_space(space, [], lambda overrides: compose_config(overrides, get_plugins()))
         return
     cfg = compose_config([f"{group}={option}"], get_plugins())
     if group not in ("experiment",):
@@ -96,7 +110,7 @@ def test_cli_prints_composed_config(capsys):
 
 def test_unknown_command_lists_commands(capsys):
     assert main(["trian"]) == 2
-    assert "train, predict, monitor, serve, card, export, plugins" in capsys.readouterr().err
+    assert "train, predict, monitor, serve, tune, card, export, plugins" in capsys.readouterr().err
 
 
 def test_train_help_lists_every_option_file_and_no_schemas(capsys):

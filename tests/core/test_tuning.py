@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import tiny_run_overrides
@@ -146,3 +147,33 @@ def test_a_bad_study_fails_before_any_training_with_the_key_named(tiny_bert, tmp
     assert main(["tune", *base(tiny_bert, tmp_path), override]) == 2
     assert named in capsys.readouterr().err
     assert not list(tmp_path.glob("tune-*"))  # nothing trained, nothing written
+
+
+def test_a_sweep_ends_with_a_table_of_its_runs(tiny_bert, tmp_path, capsys):
+    overrides = tiny_run_overrides(tiny_bert, tmp_path, "audit=none", "monitor=none")
+    assert main(["train", "-m", *overrides, "method=lora,ia3"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep job 0: method=lora" in out and "sweep job 1: method=ia3" in out and "#1 :" not in out
+    (folder,) = (tmp_path / "sweeps").iterdir()
+    jobs = json.loads((folder / "summary.json").read_text())
+    assert [job["swept"] for job in jobs] == [{"method": "lora"}, {"method": "ia3"}]
+    for job in jobs:  # each numbered sweep folder points at its run, which holds the same figures
+        assert json.loads((folder / str(job["job"]) / "run.json").read_text()) == job
+        assert json.loads((Path(job["run_folder"]) / "results.json").read_text())["test"] == job["test"]
+    table = (folder / "summary.md").read_text()
+    assert table.startswith("| job | method | test accuracy |") and table in out
+    assert all(Path(job["run_folder"]).name in table for job in jobs)
+
+
+def test_the_method_itself_can_be_searched(tiny_bert, tmp_path):
+    overrides = [*tiny_run_overrides(tiny_bert, tmp_path, "audit=none", "monitor=none"), "method=lora,ia3"]
+    study = open_study([*overrides, "tune.trials=4", "tune.sampler=random", "tune.pruner=none"], get_plugins())
+    assert {p.name for p in study.spaces["lora"]} >= {"lora/method.r", "lora/trainer.learning_rate"}
+    assert "ia3/trainer.learning_rate" in {p.name for p in study.spaces["ia3"]}
+    run_study(study, get_plugins(), say=lambda line: None)
+    for trial in study.optuna_study.trials:
+        method = trial.params["method"]
+        config = (study.folder / "trials" / trial.user_attrs["run_id"] / "config.yaml").read_text()
+        assert f"kind: {method}" in config
+        assert all(name == "method" or name.startswith(f"{method}/") for name in trial.params)
+        assert f"learning_rate: {trial.params[f'{method}/trainer.learning_rate']}" in config
