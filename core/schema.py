@@ -350,6 +350,9 @@ class TuneConfig:
     # check closest to its limit, 1 = at the limit); several give a Pareto front
     objectives: list[str] = field(default_factory=lambda: ["validation.accuracy:max"])
     constraint: str = knob("none", choices=("none", "release"))  # release: only trials whose release is allowed
+    # name the recommended trial the study's result: its manifest says so (promoted_by), and
+    # study.json's "promoted" names it
+    promote: bool = False
 
 
 @dataclass

@@ -83,7 +83,7 @@ def parse_spec(key: str, spec: Any, method: str | None = None) -> Param:
         if len(words) < 2:
             raise ConfigError(f"{where}: give one or more values after 'choice'")
         return Param(key, "categorical", choices=tuple(_value(word) for word in words[1:]), method=method)
-    if kind not in ("float", "int"):
+    if kind not in ("float", "int") or len(words) < 3:
         raise ConfigError(f"{where}: {SPEC_GRAMMAR}")
     try:
         low, high = (float(word) for word in words[1:3])
@@ -92,7 +92,7 @@ def parse_spec(key: str, spec: Any, method: str | None = None) -> Param:
     options = words[3:]
     log = "log" in options
     steps = [option.removeprefix("step=") for option in options if option.startswith("step=")]
-    if len(words) < 3 or any(o != "log" and not o.startswith("step=") for o in options):
+    if any(o != "log" and not o.startswith("step=") for o in options):
         raise ConfigError(f"{where}: {SPEC_GRAMMAR}")
     if low > high:
         raise ConfigError(f"{where}: LOW must not exceed HIGH")

@@ -33,7 +33,7 @@ COMMAND_FILE = "command.json"  # the command line that started the study; resume
 TRIALS_DIR = "trials"
 STUDY_NAME = "tunewright"
 OBJECTIVE = re.compile(r"(validation|audit)\.([A-Za-z0-9_]+):(max|min)")
-RESUMABLE = ("tune.study", "tune.trials", "tune.timeout")  # what a resumed study may change
+RESUMABLE = ("tune.study", "tune.trials", "tune.timeout", "tune.promote")  # what a resumed study may change
 
 
 @dataclass(frozen=True)
@@ -148,51 +148,65 @@ class Study:
 
 def open_study(overrides: list[str], plugins) -> Study:
     """A new study, or the one ``tune.study`` names (resumed with its own command line)."""
-    from tunewright.config import compose_config, compose_study_config, expand_sweeps
+    from tunewright.config import compose_config, expand_sweeps
 
     given = next((o.split("=", 1)[1] for o in overrides if o.startswith("tune.study=")), None)
     if given:
-        folder = Path(given)
-        command = _read_command(folder)
-        changed = [o for o in overrides if o.split("=", 1)[0] not in RESUMABLE]
-        if changed:
-            raise ConfigError(
-                f"tune.study={folder}: a study keeps its space and data; only {', '.join(RESUMABLE)} may be given "
-                f"when resuming (got {changed[0]}); start a new study for another search"
-            )
-        overrides = [*command["overrides"], *overrides]
+        overrides = _resumed(Path(given), overrides)
     study_keys = [o for o in overrides if o.split("=", 1)[0].split(".")[0].lstrip("+~") in ("tune", "search")]
-    base = [o for o in overrides if o not in study_keys]
-    methods = _methods(base)
-    run_base = [o for o in base if not o.startswith("method=")]
-    for combination in expand_sweeps(run_base):  # any other sweep is refused: a study searches one run config
+    run_base = [o for o in overrides if o not in study_keys and not o.startswith("method=")]
+    for combination in expand_sweeps(run_base):  # a study searches around one run config
         if combination != run_base:
             raise ConfigError("tune: only method= may list several values (the method is then searched)")
-    first = compose_config([*run_base, f"method={methods[0]}"], plugins)
-    spaces = {}
-    for method in methods:
-        chosen = [o for o in study_keys if o.startswith("search=")] or [f"search={method}"]
-        if len(methods) > 1 and any(o.startswith("search=") for o in study_keys):
-            raise ConfigError("search=: with several methods each searches its own space (search/<method>.yaml)")
-        node = compose_study_config([*chosen, *(o for o in study_keys if not o.startswith("search="))], plugins)
-        spaces[method] = read_space(node.search.params, method if len(methods) > 1 else None)
-    settings = node.tune
+    listed = [o.split("=", 1)[1] for o in overrides if o.startswith("method=")]
+    first = compose_config([*run_base, *(f"method={m}" for m in listed[-1:] if "," not in m)], plugins)
+    methods = [m.strip() for m in listed[-1].split(",") if m.strip()] if listed else [first.method.kind]
+    if first.trainer.strategy != "single":
+        raise ConfigError(
+            f"tune: trainer.strategy={first.trainer.strategy}: each trial runs in the study's own process; "
+            "distributed trials are not supported yet (use trainer=default)"
+        )
+    settings, spaces = _spaces(methods, study_keys, plugins)
+    if not settings.trials and settings.timeout is None:
+        raise ConfigError("tune: give tune.trials or tune.timeout (tune.trials=0 with no timeout would never end)")
     objectives = parse_objectives(list(settings.objectives))
     if any(o.source == "audit" for o in objectives) and not first.audit.names:
         raise ConfigError("tune.objectives: audit.worst_limit_use needs audits; this run config has audit=none")
     check_space(spaces, run_base, lambda extra: compose_config(extra, plugins))
-    folder = folder if given else Path(first.paths.runs_dir) / f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{token_hex(3)}"
+    stamp = f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{token_hex(3)}"
+    folder = Path(given) if given else Path(first.paths.runs_dir) / stamp
     folder.mkdir(parents=True, exist_ok=True)
     if not given:
         atomic_write_json(folder / COMMAND_FILE, {"overrides": overrides})
     return Study(folder, run_base, settings, spaces, objectives, _optuna_study(folder, settings, objectives))
 
 
-def _methods(base: list[str]) -> list[str]:
-    given = [o.split("=", 1)[1] for o in base if o.startswith("method=")]
-    if not given:
-        return ["lora"]  # train.yaml's default method
-    return [m.strip() for m in given[-1].split(",") if m.strip()]
+def _resumed(folder: Path, overrides: list[str]) -> list[str]:
+    """The study's own command line, with what a resume may change."""
+    command = _read_command(folder)
+    changed = [o for o in overrides if o.split("=", 1)[0] not in RESUMABLE]
+    if changed:
+        raise ConfigError(
+            f"tune.study={folder}: a study keeps its space and data; only {', '.join(RESUMABLE)} may be given "
+            f"when resuming (got {changed[0]}); start a new study for another search"
+        )
+    return [*command["overrides"], *overrides]
+
+
+def _spaces(methods: list[str], study_keys: list[str], plugins) -> tuple[Any, dict[str, list[Param]]]:
+    """The composed ``tune`` node, and each method's space (``search/<method>.yaml``, or
+    the one ``search=`` names for a single method), with the command line's changes."""
+    from tunewright.config import compose_study_config
+
+    named = [o for o in study_keys if o.startswith("search=")]
+    if named and len(methods) > 1:
+        raise ConfigError("search=: with several methods each searches its own space (search/<method>.yaml)")
+    changes = [o for o in study_keys if not o.startswith("search=")]
+    spaces, node = {}, None
+    for method in methods:
+        node = compose_study_config([*(named or [f"search={method}"]), *changes], plugins)
+        spaces[method] = read_space(node.search.params, method if len(methods) > 1 else None)
+    return node.tune, spaces
 
 
 def _read_command(folder: Path) -> dict[str, Any]:
@@ -262,8 +276,6 @@ def run_study(study: Study, plugins, say: Callable[[str], None] = print) -> None
         if budget is not None and time.monotonic() - started >= budget:
             say(f"tunewright tune: tune.timeout={study.settings.timeout} reached")
             break
-        if not study.settings.trials and budget is None:
-            raise ConfigError("tune: give tune.trials or tune.timeout (both 0/null would search forever)")
         row = _run_trial(study, prune_on, plugins)
         say(f"trial {row['number']}: {row['state']} {row['summary']}")
         write_report(study)
@@ -336,6 +348,16 @@ def _objective_value(objective: Objective, reporter: TrialReporter, results: dic
     return metric_value(chosen, objective.metric)
 
 
+def promote(study: Study, best: dict[str, Any]) -> None:
+    """Name the recommended trial the study's result, in its manifest and in study.json."""
+    folder = RunFolder(study.folder / TRIALS_DIR / best["run_id"])
+    mark = {"study": str(study.folder), "trial": best["number"], "why": best["why"]}
+    with folder.locked("tunewright tune", wait=True):
+        folder.update_json("manifest.json", lambda manifest: manifest.update(promoted_by=mark))
+    record = json.loads((study.folder / "study.json").read_text(encoding="utf-8"))
+    atomic_write_json(study.folder / "study.json", {**record, "promoted": best["run_id"]})
+
+
 def tune(overrides: list[str], plugins) -> int:
     """The ``tunewright tune`` command."""
     study = open_study(overrides, plugins)
@@ -347,5 +369,8 @@ def tune(overrides: list[str], plugins) -> int:
     best = recommendation(study)
     if best:
         print(f"recommended: {best['run_id']} ({best['why']})")
+        if study.settings.promote:
+            promote(study, best)
+            print(f"promoted: {study.folder / TRIALS_DIR / best['run_id']} is the study's result")
     print(f"report: {study.folder / 'report.html'}; resume with tune.study={study.folder}")
     return 0

@@ -37,7 +37,7 @@ def study_folder(tmp_path):
 
 
 def test_a_study_trains_normal_run_folders_and_recommends_its_best(tiny_bert, tmp_path, capsys):
-    assert main(["tune", *base(tiny_bert, tmp_path), "tune.trials=2", "tune.pruner=none"]) == 0
+    assert main(["tune", *base(tiny_bert, tmp_path), "tune.trials=2", "tune.pruner=none", "tune.promote=true"]) == 0
     folder = study_folder(tmp_path)
     study = json.loads((folder / "study.json").read_text())
     assert [t["state"] for t in study["trials"]] == ["complete", "complete"]
@@ -52,7 +52,9 @@ def test_a_study_trains_normal_run_folders_and_recommends_its_best(tiny_bert, tm
             and f"learning_rate: {drawn}" in (run / "config.yaml").read_text()
         )
     best = max(study["trials"], key=lambda t: t["validation.accuracy"])
-    assert study["recommended"]["run_id"] == best["run_id"]
+    assert study["recommended"]["run_id"] == study["promoted"] == best["run_id"]
+    manifest = json.loads((folder / "trials" / best["run_id"] / "manifest.json").read_text())
+    assert manifest["promoted_by"]["trial"] == best["number"]
     out = capsys.readouterr().out
     assert f"recommended: {best['run_id']}" in out and "| trial | state | run |" in out
     page = (folder / "report.html").read_text()
@@ -141,6 +143,8 @@ def test_several_objectives_give_a_pareto_front_holding_each_objectives_best(tin
         ("tune.objectives=[test.accuracy:max]", "test metrics are reported, never optimised"),
         ("tune.trails=3", "tune.trails: unknown key"),
         ("trainer.batch_size=8,16", "only method= may list several values"),
+        ("trainer=ddp", "distributed trials are not supported yet"),
+        ("tune.trials=0", "tune.trials=0 with no timeout would never end"),
     ],
 )
 def test_a_bad_study_fails_before_any_training_with_the_key_named(tiny_bert, tmp_path, capsys, override, named):
@@ -177,3 +181,34 @@ def test_the_method_itself_can_be_searched(tiny_bert, tmp_path):
         assert f"kind: {method}" in config
         assert all(name == "method" or name.startswith(f"{method}/") for name in trial.params)
         assert f"learning_rate: {trial.params[f'{method}/trainer.learning_rate']}" in config
+
+
+def test_the_timeout_stops_the_study_from_starting_another_trial(tiny_bert, tmp_path, capsys):
+    overrides = tiny_run_overrides(tiny_bert, tmp_path, "audit=none", "monitor=none")
+    began = time.time()
+    assert main(["tune", *overrides, "tune.trials=0", "tune.timeout=2s", "tune.pruner=none"]) == 0
+    assert "tune.timeout=2s reached" in capsys.readouterr().out
+    study = open_study([f"tune.study={study_folder(tmp_path)}"], get_plugins()).optuna_study
+    starts = [trial.datetime_start.timestamp() for trial in study.trials]
+    assert starts and all(start - began < 2 + 5 for start in starts)  # none began after the budget (+ set-up)
+    assert all(trial.state.name == "COMPLETE" for trial in study.trials)
+
+
+def test_the_fairness_objective_is_the_check_closest_to_its_limit():
+    from tunewright.tuning import worst_limit_use
+
+    audits = {
+        "counterfactual": {
+            "checks": [
+                {"value": 0.01, "limits": {"max": 0.02}},  # half of its upper limit
+                {"value": 0.9, "limits": {"min": 0.8}},  # 0.8 / 0.9 of the way down to its lower limit
+                {"value": None, "limits": {"max": 0.1}},  # not measured: no say
+            ]
+        },
+        "group": {"checks": [{"value": 0.03, "limits": {"max": 0.1}}]},
+    }
+    assert worst_limit_use(audits) == pytest.approx(0.8 / 0.9)
+    audits["group"]["checks"].append({"value": 0.25, "limits": {"max": 0.1}})  # breaks its limit
+    assert worst_limit_use(audits) == pytest.approx(2.5)
+    with pytest.raises(ConfigError, match="needs audits with limits"):
+        worst_limit_use({})
