@@ -339,8 +339,9 @@ def test_a_quiet_service_is_judged_on_the_clock(run_folder):
 
 
 def test_two_adapter_runs_share_one_base_and_each_answers_with_its_own(tiny_bert, tmp_path):
-    for name, seed in (("queue_a", 1), ("queue_b", 2)):
-        overrides = tiny_run_overrides(tiny_bert, tmp_path, f"paths.run_id={name}", f"seed={seed}", "audit=none")
+    for name, seed, rate in (("queue_a", 1, 1e-3), ("queue_b", 2, 5e-2)):  # adapters far apart
+        extra = (f"paths.run_id={name}", f"seed={seed}", f"trainer.learning_rate={rate}", "audit=none")
+        overrides = tiny_run_overrides(tiny_bert, tmp_path, *extra)
         assert main(["train", *overrides]) == 0
     folders = [tmp_path / "queue_a", tmp_path / "queue_b"]
     expected = {folder.name: load_run(folder).probabilities(TEXTS) for folder in folders}
