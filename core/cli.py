@@ -10,6 +10,8 @@
     tunewright card run=<folder>                      re-render MODEL_CARD.md from the run's records
     tunewright export run=<folder> [merged=true] [out=<dir>] [overwrite=true] [override="<reason>"]
                                                       a Hugging Face directory, if release is allowed
+    tunewright export run=<folder> format=onnx [quantize=int8] [max_metric_drop=0.01] [accept_drop="<reason>"]
+                                                      an edge artifact, checked on the test split before it ships
     tunewright plugins                                every plugin and what it registers
 
 Config errors are reported as one line naming the key and the valid choices, before
@@ -310,8 +312,8 @@ def predict(args: list[str]) -> int:
     image model (``-`` reads stdin lines)."""
     from pathlib import Path
 
+    from tunewright.edge_predictor import EdgePredictor, is_edge_export
     from tunewright.images import check_image
-    from tunewright.predictor import load_run
 
     folder, inputs = take_option(args, "run")
     trust, inputs = take_option(inputs, "trust_remote_code")
@@ -321,8 +323,13 @@ def predict(args: list[str]) -> int:
         inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not inputs:
         raise ConfigError("predict: give one or more texts (or image paths) to classify, or - to read stdin")
-    predictor = load_run(folder, flag("predict", "trust_remote_code", trust))
-    field = predictor.task.input_field
+    if is_edge_export(folder):  # an ONNX export: onnxruntime, no PyTorch
+        predictor, field = EdgePredictor(folder), EdgePredictor.input_field
+    else:
+        from tunewright.predictor import load_run
+
+        predictor = load_run(folder, flag("predict", "trust_remote_code", trust))
+        field = predictor.task.input_field
     if field == "image":
         for number, path in enumerate(inputs, start=1):
             check_image(Path(path), f"predict input {number}")
@@ -417,18 +424,39 @@ def card(args: list[str]) -> int:
 
 
 def export(args: list[str]) -> int:
-    """``export run=<folder> [merged=true] [out=<dir>] [override=<reason>]``."""
+    """``export run=<folder> [merged=true] [out=<dir>] [override=<reason>] [format=onnx quantize=int8 ...]``."""
     from tunewright.export import export_run, vllm_command
     from tunewright.run_folder import RunFolder
 
-    options = key_values("export", args, ("run", "merged", "out", "overwrite", "override", "trust_remote_code"))
+    keys = ("run", "merged", "out", "overwrite", "override", "trust_remote_code")
+    keys += ("format", "quantize", "max_metric_drop", "accept_drop")
+    options = key_values("export", args, keys)
     merged, overwrite, trust = (
         flag("export", key, options.get(key)) for key in ("merged", "overwrite", "trust_remote_code")
     )
     if options.get("override"):
         print(f"tunewright: WARNING: exporting despite the release decision: {options['override']}", file=sys.stderr)
-    target = export_run(options["run"], options.get("out"), merged, options.get("override"), overwrite, trust)
+    target = export_run(
+        options["run"],
+        options.get("out"),
+        merged,
+        options.get("override"),
+        overwrite,
+        trust,
+        format=options.get("format", "hf"),
+        quantize=options.get("quantize"),
+        max_metric_drop=share("export", "max_metric_drop", options.get("max_metric_drop", "0.01")),
+        accept_drop=options.get("accept_drop"),
+    )
     print(f"exported to {target}")
+    if options.get("format") == "onnx":
+        check = json.loads((target / "edge.json").read_text())["check"]
+        print(
+            f"checked on {check['test_rows']} test inputs: accuracy {check['pytorch']['accuracy']:.4f} (PyTorch) -> "
+            f"{check['artifact']['accuracy']:.4f} (artifact), {check['size_bytes'] / 2**20:.1f} MiB, "
+            f"batch-1 p50 {check['batch1_p50_ms']:.1f} ms"
+        )
+        return 0
     scale = vllm_command(RunFolder(options["run"]), target, merged)
     if scale is not None:
         print(f"to serve it at scale: {scale}")
@@ -444,6 +472,17 @@ def tune(args: list[str]) -> int:
     if flags:
         raise ConfigError(f"tune: {flags[0]} is not an option of tune; list choices as method=lora,ia3")
     return run_tune(overrides, get_plugins())
+
+
+def share(command: str, key: str, value: str) -> float:
+    """A ``key=value`` option that is a share between 0 and 1."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 1:
+        raise ConfigError(f"{command}: {key}={value!r}: give a share between 0 and 1 (0.01 is one point)")
+    return number
 
 
 def plugins_command(args: list[str]) -> int:

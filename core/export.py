@@ -42,6 +42,10 @@ def vllm_command(run_folder: RunFolder, target: Path, merged: bool) -> str | Non
 
 
 EXPORT_MARKER = ".tunewright-export.json"
+RUN_EXPORT_FOLDERS = ("export", "export-onnx", "export-onnx-int8")  # the exports' own places in a run folder
+
+
+FORMATS = ("hf", "onnx")
 
 
 def export_run(
@@ -51,14 +55,55 @@ def export_run(
     override: str | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    format: str = "hf",
+    quantize: str | None = None,
+    max_metric_drop: float = 0.01,
+    accept_drop: str | None = None,
 ) -> Path:
-    """Write the export directory (default ``<run>/export``) and record it; returns its path."""
+    """Write the export directory and record it; returns its path. ``format=hf``: a
+    Hugging Face directory (default ``<run>/export``); ``format=onnx``: an edge artifact
+    (default ``<run>/export-onnx[-int8]``, see :mod:`.edge_export`), ``quantize=int8``
+    for int8 weights, refused when its test metrics fall more than ``max_metric_drop``
+    unless ``accept_drop`` gives the reason to ship it anyway."""
+    if format not in FORMATS:
+        raise TunewrightError(f"format={format!r}: one of {', '.join(FORMATS)}")
+    if format == "hf" and quantize:
+        raise TunewrightError("quantize= applies to format=onnx; a Hugging Face directory keeps its weights")
     run_folder = RunFolder(folder)
     run_folder.read_config()
-    target = Path(out) if out else run_folder.path / "export"
+    default = "export" if format == "hf" else "-".join(filter(None, ["export", "onnx", quantize]))
+    target = Path(out) if out else run_folder.path / default
     check_destination(target, run_folder.path, overwrite)
     with run_folder.locked("tunewright export", wait=True):
+        if format == "onnx":
+            drop = (max_metric_drop, accept_drop)
+            return _export_onnx(run_folder, target, quantize, override, overwrite, trust_remote_code, drop)
         return _export(run_folder, target, merged, override, overwrite, trust_remote_code)
+
+
+def _export_onnx(
+    run_folder: RunFolder,
+    target: Path,
+    quantize: str | None,
+    override: str | None,
+    overwrite: bool,
+    trust_remote_code: bool,
+    drop: tuple[float, str | None],
+) -> Path:
+    from tunewright.edge_export import deployment_section, export_onnx
+
+    clearance = clear_release(run_folder, "export", override)
+    card = get_plugins().hook.tunewright_write_model_card(folder=run_folder.path)
+    check_destination(target, run_folder.path, overwrite)
+    with atomic_directory(target) as staging:
+        record = export_onnx(run_folder, staging, quantize, drop[1], drop[0], trust_remote_code)
+        text = card.read_text(encoding="utf-8") if card is not None else f"# {run_folder.path.name}\n"
+        (staging / "README.md").write_text(text + deployment_section(record), encoding="utf-8")
+        _write_marker(staging, run_folder, {"format": "onnx", "quantize": quantize})
+    _record(
+        run_folder, target, False, clearance, card, {"format": "onnx", "quantize": quantize, "check": record["check"]}
+    )
+    return target
 
 
 def check_destination(target: Path, run_path: Path, overwrite: bool) -> None:
@@ -71,9 +116,10 @@ def check_destination(target: Path, run_path: Path, overwrite: bool) -> None:
         )
     if here.is_relative_to(resolved):
         raise TunewrightError(f"export: out={target} is the working directory or holds it; choose a new folder")
-    if resolved.is_relative_to(run) and resolved != run / "export":
+    if resolved.is_relative_to(run) and resolved not in {run / name for name in RUN_EXPORT_FOLDERS}:
         raise TunewrightError(
-            f"export: out={target} lies inside the run folder; use its export/ folder or one outside it"
+            f"export: out={target} lies inside the run folder; use one of its {', '.join(RUN_EXPORT_FOLDERS)} "
+            "folders or one outside it"
         )
     if not resolved.exists():
         return
@@ -112,14 +158,27 @@ def _export(
         loaded.task.save_artifacts(staging, loaded.label_names)
         if card is not None:
             shutil.copyfile(card, staging / "README.md")
-        marker = {"run": str(run_folder.path.resolve()), "merged": merged, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        (staging / EXPORT_MARKER).write_text(json.dumps(marker) + "\n")
+        _write_marker(staging, run_folder, {"merged": merged})
     _record(run_folder, target, merged, clearance, card)
     return target
 
 
-def _record(run_folder: RunFolder, target: Path, merged: bool, clearance: Clearance, card: Path | None) -> None:
-    """Append this export, and any override with who and why, to ``manifest.json``."""
+def _write_marker(staging: Path, run_folder: RunFolder, what: dict) -> None:
+    """The file that says tunewright wrote this export (what overwrite=true may replace)."""
+    marker = {"run": str(run_folder.path.resolve()), **what, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    (staging / EXPORT_MARKER).write_text(json.dumps(marker) + "\n")
+
+
+def _record(
+    run_folder: RunFolder,
+    target: Path,
+    merged: bool,
+    clearance: Clearance,
+    card: Path | None,
+    artifact: dict | None = None,
+) -> None:
+    """Append this export (for an edge artifact, its format and measured figures), and
+    any override with who and why, to ``manifest.json``."""
     entry = {
         "path": str(target.resolve()),
         "merged": merged,
@@ -127,5 +186,6 @@ def _record(run_folder: RunFolder, target: Path, merged: bool, clearance: Cleara
         "release": clearance.decision,
         "override": clearance.override,
         "model_card": card.name if card is not None else None,
+        **(artifact or {}),
     }
     run_folder.update_json("manifest.json", lambda manifest: manifest.setdefault("exports", []).append(entry))

@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0 ${TUNEWRIGHT_TORCH_INDEX:+--index-url "$TUNEWRIGHT_TORCH_INDEX"}
-.venv/bin/python -m pip install --quiet -e '.[serve,tune,test]'
+.venv/bin/python -m pip install --quiet -e '.[serve,tune,edge,test]'

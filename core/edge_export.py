@@ -1,0 +1,232 @@
+"""``tunewright export run=<folder> format=onnx [quantize=int8]``: a small artifact for the edge,
+checked before it ships.
+
+The method is merged into plain weights, the model exported with PyTorch's own ONNX
+exporter (``torch.onnx.export(dynamo=True)``, dynamic batch and length) and, with
+``quantize=int8``, its weights quantised by onnxruntime (dynamic int8). Before the
+export stands, the artifact answers the run's whole test split on onnxruntime
+(:class:`~tunewright.edge_predictor.EdgePredictor`, the runtime a device uses) beside
+the merged PyTorch model: accuracy and macro-F1 of both, how often they agree, the
+largest probability difference, the artifact's size and its batch-1 and batch-32
+speed on this CPU. A drop beyond ``max_metric_drop`` (a share: 0.01 is one point)
+refuses the export unless ``accept_drop="<reason>"`` is given; the figures, and that
+reason, go into the export's ``edge.json``, its model card and the run's manifest. The
+release gate holds as for every export (``override="<reason>"`` for a blocked run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunewright.edge_predictor import EDGE_FILE, GRAPH_FILE, EdgePredictor
+from tunewright.errors import TunewrightError, first_line
+from tunewright.markdown import md_table
+from tunewright.predictor import predictor_for, read_parts
+from tunewright.run_folder import RunFolder
+
+QUANTIZATIONS = ("int8",)
+
+
+def export_onnx(
+    run_folder: RunFolder,
+    staging: Path,
+    quantize: str | None,
+    accept_drop: str | None,
+    max_metric_drop: float,
+    trust_remote_code: bool,
+) -> dict[str, Any]:
+    """Write the artifact into ``staging`` and check it; returns what ``edge.json`` records."""
+    parts = read_parts(run_folder, trust_remote_code)
+    kind = parts.config.model.kind
+    if not parts.task.exports_onnx:
+        raise TunewrightError(
+            f"format=onnx: model={kind} is not exported to ONNX yet (text classifiers are); "
+            "export the Hugging Face directory instead (merged=true), which llama.cpp, vLLM or optimum take"
+        )
+    if not parts.method.can_merge:
+        raise TunewrightError(
+            f"format=onnx: method={parts.config.method.kind} cannot be merged into plain weights, which the "
+            "ONNX graph is made of; tune with a method that merges (lora, ia3, freeze, full) to export for the edge"
+        )
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise TunewrightError(f"quantize={quantize!r}: one of {', '.join(QUANTIZATIONS)}, or leave it out for fp32")
+    torch_model = predictor_for(parts, run_folder.model_dir, merged=True)
+    graph = staging / GRAPH_FILE
+    _export_graph(torch_model, staging / "model-fp32.onnx" if quantize else graph, kind)
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(staging / "model-fp32.onnx", graph, weight_type=QuantType.QInt8)
+        (staging / "model-fp32.onnx").unlink()
+    parts.task.save_artifacts(staging, parts.label_names)
+    tokenizer = parts.task.tokenizer
+    record = {
+        "format": "onnx",
+        "quantize": quantize,
+        "run": str(run_folder.path.resolve()),
+        "label_names": parts.label_names,
+        "max_length": parts.config.model.max_length,
+        "pad_token_id": tokenizer.pad_token_id,
+        "pad_token": tokenizer.pad_token,
+    }
+    (staging / EDGE_FILE).write_text(json.dumps(record))
+    checked = check_artifact(torch_model, EdgePredictor(staging), _test_inputs(run_folder), parts.label_names)
+    record["check"] = {**checked, "size_bytes": graph.stat().st_size, "max_metric_drop": max_metric_drop}
+    drop = max(checked["pytorch"][m] - checked["artifact"][m] for m in checked["pytorch"])
+    if drop > max_metric_drop:
+        if not accept_drop:
+            raise TunewrightError(
+                f"export: the ONNX{' ' + quantize if quantize else ''} artifact scores {drop:.4f} below the PyTorch "
+                f"model on the test split (accuracy {checked['artifact']['accuracy']:.4f} against "
+                f"{checked['pytorch']['accuracy']:.4f}; max_metric_drop={max_metric_drop}); export without "
+                'quantize, or ship it anyway with accept_drop="<reason>"'
+            )
+        record["check"]["drop_accepted"] = accept_drop
+    (staging / EDGE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a text classifier's tokenizer gives
+
+
+def _export_graph(predictor, path: Path, kind: str) -> None:
+    """The merged model as an ONNX graph from token ids to logits, any batch and length."""
+    import torch
+
+    features = predictor.task.encode([{"text": "a short example"}, {"text": "a somewhat longer example text"}])
+    batch = {name: value for name, value in predictor.task.collate(features).items() if name in GRAPH_INPUTS}
+
+    class Logits(torch.nn.Module):
+        """The model's logits alone, from the inputs a text classifier takes."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.inner(**{name: value for name, value in given.items() if value is not None}).logits
+
+    rows, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    shapes = {name: ({0: rows, 1: length} if name in batch else None) for name in GRAPH_INPUTS}
+    with _quiet_exporter():
+        try:
+            program = torch.onnx.export(
+                Logits(predictor.model).eval(),
+                kwargs=batch,
+                dynamo=True,
+                dynamic_shapes=shapes,
+                input_names=list(batch),
+                output_names=["logits"],
+                verbose=False,
+            )
+        except Exception as error:  # the exporter's own message says which operation it could not trace
+            raise TunewrightError(
+                f"format=onnx: PyTorch's ONNX exporter could not export model={kind}: {first_line(error)}; "
+                "export the Hugging Face directory instead (merged=true)"
+            ) from error
+    program.save(str(path))
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's progress lines and its notes on operators this model does not use
+    (torchvision's) are not the user's concern; its errors still are."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+def _test_inputs(run_folder: RunFolder) -> list[tuple[str | dict[str, str], str]]:
+    """The run's test split as it was scored: each input and its true label."""
+    path = run_folder.path / "test_predictions.jsonl"
+    if not path.is_file():
+        raise TunewrightError(f"{path}: missing; the run's test split is what an ONNX export is checked on")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        ({"text": row["text"], "text_pair": row["text_pair"]} if "text_pair" in row else row["text"], row["label"])
+        for row in rows
+    ]
+
+
+def check_artifact(torch_model, artifact: EdgePredictor, rows, label_names: list[str]) -> dict[str, Any]:
+    """The artifact beside the PyTorch model on the same inputs: metrics, agreement, the
+    largest probability difference, and the artifact's speed."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    inputs, truth = [value for value, _ in rows], [label for _, label in rows]
+    reference, shipped = torch_model.probabilities(inputs), artifact.probabilities(inputs)
+
+    def metrics(probabilities: np.ndarray) -> dict[str, float]:
+        predicted = [label_names[i] for i in probabilities.argmax(axis=1)]
+        return {
+            "accuracy": float(accuracy_score(truth, predicted)),
+            "f1_macro": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+        }
+
+    return {
+        "test_rows": len(rows),
+        "pytorch": metrics(reference),
+        "artifact": metrics(shipped),
+        "agreement": float(np.mean(reference.argmax(axis=1) == shipped.argmax(axis=1))),
+        "max_probability_difference": float(np.abs(reference - shipped).max()),
+        **_speed(artifact, inputs),
+    }
+
+
+def _speed(artifact: EdgePredictor, inputs: list) -> dict[str, float]:
+    """Batch-1 latency (p50, p95 over up to 50 inputs) and batch-32 throughput on this CPU."""
+    singles = []
+    for value in inputs[:50]:
+        began = time.perf_counter()
+        artifact.logits([value])
+        singles.append(time.perf_counter() - began)
+    sample = (inputs * (256 // max(len(inputs), 1) + 1))[:256]
+    began = time.perf_counter()
+    artifact.logits(sample)
+    return {
+        "batch1_p50_ms": float(np.percentile(singles, 50) * 1000),
+        "batch1_p95_ms": float(np.percentile(singles, 95) * 1000),
+        "batch32_inputs_per_s": len(sample) / (time.perf_counter() - began),
+    }
+
+
+def deployment_section(record: dict[str, Any]) -> str:
+    """The model card's "Deployment artifact" section: what ships and how it was checked."""
+    check = record["check"]
+    rows = [
+        ["format", f"ONNX{', ' + record['quantize'] + ' weights' if record['quantize'] else ', fp32'}"],
+        ["size", f"{check['size_bytes'] / 2**20:.1f} MiB"],
+        [
+            "test accuracy (PyTorch → artifact)",
+            f"{check['pytorch']['accuracy']:.4f} → {check['artifact']['accuracy']:.4f}",
+        ],
+        [
+            "test macro-F1 (PyTorch → artifact)",
+            f"{check['pytorch']['f1_macro']:.4f} → {check['artifact']['f1_macro']:.4f}",
+        ],
+        ["same prediction as PyTorch", f"{check['agreement']:.2%} of {check['test_rows']} test inputs"],
+        ["largest probability difference", f"{check['max_probability_difference']:.2e}"],
+        ["batch-1 latency p50 / p95", f"{check['batch1_p50_ms']:.1f} / {check['batch1_p95_ms']:.1f} ms"],
+        ["batch-32 throughput", f"{check['batch32_inputs_per_s']:.0f} inputs/s"],
+    ]
+    if check.get("drop_accepted"):
+        rows.append(["shipped despite a drop beyond max_metric_drop", check["drop_accepted"]])
+    return "\n## Deployment artifact\n\n" + md_table(["", "measured on this export"], rows) + "\n"

@@ -1,0 +1,108 @@
+"""``tunewright export format=onnx``: a tiny BERT classifier exported, checked, quantised and
+run on onnxruntime without PyTorch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import tiny_run_overrides
+
+from tunewright.cli import main
+from tunewright.edge_predictor import EdgePredictor
+from tunewright.errors import TunewrightError
+from tunewright.export import export_run
+from tunewright.predictor import load_run
+
+TEXTS = ["Battery died in a day.", "Great value, works perfectly.", "It is fine, I guess."]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_bert, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    learns = ("method=full", "data.limit=400", "trainer.max_epochs=6", "trainer.learning_rate=2e-3")  # above chance
+    assert main(["train", *tiny_run_overrides(tiny_bert, runs, "paths.run_id=edge", "audit=none", *learns)]) == 0
+    assert json.loads((runs / "edge" / "results.json").read_text())["test"]["accuracy"] > 0.6
+    return runs / "edge"
+
+
+def test_the_fp32_artifact_reproduces_the_run_and_says_how_it_was_checked(run, capsys):
+    assert main(["export", f"run={run}", "format=onnx", "override=tested before release"]) == 0
+    out = capsys.readouterr().out
+    folder = run / "export-onnx"
+    assert f"exported to {folder}" in out and "checked on" in out
+    check = json.loads((folder / "edge.json").read_text())["check"]
+    assert check["agreement"] == 1.0 and check["max_probability_difference"] < 1e-4
+    assert check["test_rows"] == len((run / "test_predictions.jsonl").read_text().splitlines())
+    assert check["artifact"] == pytest.approx(check["pytorch"], abs=1e-9)
+    expected = load_run(run).probabilities(TEXTS)
+    assert EdgePredictor(folder).probabilities(TEXTS) == pytest.approx(expected, abs=1e-5)
+    pairs = [{"text": "Is it waterproof?", "text_pair": "Yes, to one metre."}]  # segment ids reach the graph too
+    assert EdgePredictor(folder).probabilities(pairs) == pytest.approx(load_run(run).probabilities(pairs), abs=1e-5)
+    card = (folder / "README.md").read_text()
+    assert "## Deployment artifact" in card and "ONNX, fp32" in card
+    (entry,) = [e for e in json.loads((run / "manifest.json").read_text())["exports"] if e.get("format") == "onnx"]
+    assert entry["check"] == check and entry["override"]["reason"] == "tested before release"
+
+    assert main(["predict", f"run={folder}", TEXTS[0]]) == 0  # the CLI predicts from the artifact
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert printed["text"] == TEXTS[0] and printed["probabilities"] == pytest.approx(
+        dict(zip(EdgePredictor(folder).label_names, expected[0])), abs=1e-5
+    )
+
+
+def test_int8_is_smaller_and_keeps_the_predictions(run):
+    fp32 = export_run(run, run.parent / "fp32", override="tested", format="onnx")
+    int8 = export_run(run, None, override="tested", format="onnx", quantize="int8")
+    assert int8 == run / "export-onnx-int8"
+    assert (int8 / "model.onnx").stat().st_size < (fp32 / "model.onnx").stat().st_size / 2
+    check = json.loads((int8 / "edge.json").read_text())["check"]
+    assert check["pytorch"]["accuracy"] - check["artifact"]["accuracy"] <= 0.01
+    assert "ONNX, int8 weights" in (int8 / "README.md").read_text()
+
+
+def test_a_planted_drop_is_refused_and_leaves_nothing_behind(run, monkeypatch):
+    real = EdgePredictor.logits
+    monkeypatch.setattr(EdgePredictor, "logits", lambda self, inputs: real(self, inputs)[:, ::-1])  # a broken graph
+    target = run.parent / "broken"
+    with pytest.raises(TunewrightError, match="below the PyTorch model on the test split"):
+        export_run(run, target, override="tested", format="onnx", max_metric_drop=0.01)
+    assert not target.exists()  # refused before it stood
+    shipped = export_run(run, target, override="tested", format="onnx", accept_drop="a known-broken build")
+    assert json.loads((shipped / "edge.json").read_text())["check"]["drop_accepted"] == "a known-broken build"
+
+
+def test_the_edge_runtime_needs_no_pytorch(run):
+    folder = export_run(run, run.parent / "no-torch", override="tested", format="onnx")
+    script = (
+        "import sys, json\n"
+        "sys.modules['torch'] = None; sys.modules['transformers'] = None  # importing either fails\n"
+        "from tunewright.edge_predictor import EdgePredictor\n"
+        f"print(json.dumps(EdgePredictor({str(folder)!r}).predict({TEXTS!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    expected = load_run(run).predict(TEXTS)
+    assert [a["label"] for a in answers] == [e["label"] for e in expected]
+    assert np.allclose(
+        [list(a["probabilities"].values()) for a in answers],
+        [list(e["probabilities"].values()) for e in expected],
+        atol=1e-5,
+    )
+
+
+def test_what_cannot_be_exported_says_why(tiny_bert, tmp_path, run):
+    assert (
+        main(["train", *tiny_run_overrides(tiny_bert, tmp_path, "paths.run_id=prompt", "audit=none", "method=prompt")])
+        == 0
+    )
+    with pytest.raises(TunewrightError, match="method=prompt cannot be merged into plain weights"):
+        export_run(tmp_path / "prompt", override="tested", format="onnx")
+    with pytest.raises(TunewrightError, match="quantize='int4': one of int8"):
+        export_run(run, run.parent / "int4", override="tested", format="onnx", quantize="int4")
+    with pytest.raises(TunewrightError, match="quantize= applies to format=onnx"):
+        export_run(run, run.parent / "hf", override="tested", quantize="int8")
