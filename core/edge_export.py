@@ -17,6 +17,7 @@ release gate holds as for every export (``override="<reason>"`` for a blocked ru
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -45,6 +46,11 @@ def export_onnx(
     trust_remote_code: bool,
 ) -> dict[str, Any]:
     """Write the artifact into ``staging`` and check it; returns what ``edge.json`` records."""
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TunewrightError(
+            f"format=onnx needs {', '.join(missing)}: pip install 'tunewright[edge]' (scripts/setup.sh installs it)"
+        )
     parts = read_parts(run_folder, trust_remote_code)
     kind = parts.config.model.kind
     if not parts.task.exports_onnx:
