@@ -14,7 +14,8 @@ test accuracy (never used to choose), the wall time, how many trials were pruned
 the share of planned training steps the pruner saved. Audits are off (audit=none):
 this measures the search, not the audits.
 
-    python benchmarks/tune_quality.py --limit 1000 --trials 6    # docs/benchmarks.md
+    python benchmarks/tune_quality.py --limit 1000 --trials 6                   # docs/benchmarks.md
+    python benchmarks/tune_quality.py --limit 1000 --trials 8 --eval-every 25   # more chances to prune
 
 Nothing else should run on the machine meanwhile.
 """
@@ -70,11 +71,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=1000, help="BANKING77 examples (split 80/10/10)")
     parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--eval-every", type=int, default=0, help="trainer.eval_every_n_steps (0: once per epoch)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         run = ["data=banking77", f"data.limit={args.limit}", "audit=none", "trainer.progress_bar=false"]
+        run.append(f"trainer.eval_every_n_steps={args.eval_every}")
         rows = []
         wall = tunewright("train", *run, f"paths.runs_dir={scratch / 'default'}", "paths.run_id=default")
         results = json.loads((scratch / "default" / "default" / "results.json").read_text())
@@ -88,7 +91,8 @@ def main() -> None:
             (folder,) = runs_dir.glob("tune-*")
             rows.append({"variant": variant, "wall_s": wall, **study_figures(folder)})
     default = rows[0]
-    print(f"BANKING77, {args.limit} examples, {args.trials} trials per search\n")
+    every = f"every {args.eval_every} steps" if args.eval_every else "once per epoch"
+    print(f"BANKING77, {args.limit} examples, {args.trials} trials per search, validated {every}\n")
     print("| variant | test accuracy | vs default | wall s | trials pruned | steps the pruner saved |")
     print("|---|---|---|---|---|---|")
     for row in rows:

@@ -312,6 +312,7 @@ def _run_trial(study: Study, prune_on: Objective | None, plugins) -> dict[str, A
     row = {"number": trial.number, "run_id": run_id, "method": method, "params": drawn}
     try:
         results = run_training(cfg, plugins)
+        objective_values = [_objective_value(o, reporter, results) for o in study.objectives]
     except TrialPruned as pruned:
         mark = {"step": pruned.step, "value": pruned.value, "metric": prune_on.name}
         folder = RunFolder(trials_dir / run_id)
@@ -329,7 +330,6 @@ def _run_trial(study: Study, prune_on: Objective | None, plugins) -> dict[str, A
         return {**row, "state": "failed", "summary": first_line(error)}
     finally:
         plugins.manager.unregister(reporter)
-    objective_values = [_objective_value(o, reporter, results) for o in study.objectives]
     release = (results.get("audits") or {}).get("release") or {}
     trial.set_user_attr("release_blocked", 0.0 if release.get("allowed", True) else 1.0)
     trial.set_user_attr("test", results.get("test"))
@@ -342,7 +342,13 @@ def _objective_value(objective: Objective, reporter: TrialReporter, results: dic
     if objective.source == "audit":
         return worst_limit_use(reporter.audits)
     if not reporter.evaluations:
-        raise ConfigError("tune: validation objectives need a validation split (data.validation_fraction > 0)")
+        if not results.get("data", {}).get("validation"):
+            raise ConfigError("tune: validation objectives need a validation split (data.validation_fraction > 0)")
+        steps = results["train"]["steps"]
+        raise TunewrightError(  # this trial's values made too few steps; another trial's may not
+            f"no validation evaluation ran in {steps} steps (trainer.eval_every_n_steps is larger); "
+            "the trial has no objective value"
+        )
     best_step = results["train"].get("best_step")
     chosen = reporter.evaluations.get(best_step) or reporter.evaluations[max(reporter.evaluations)]
     return metric_value(chosen, objective.metric)

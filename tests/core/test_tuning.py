@@ -212,3 +212,12 @@ def test_the_fairness_objective_is_the_check_closest_to_its_limit():
     assert worst_limit_use(audits) == pytest.approx(2.5)
     with pytest.raises(ConfigError, match="needs audits with limits"):
         worst_limit_use({})
+
+
+def test_a_trial_too_short_to_be_evaluated_fails_alone(tiny_bert, tmp_path):
+    overrides = [*base(tiny_bert, tmp_path, "audit=none", "monitor=none"), "trainer.eval_every_n_steps=1000"]
+    study = open_study([*overrides, "tune.trials=2", "tune.pruner=none"], get_plugins())
+    run_study(study, get_plugins(), say=lambda line: None)  # the study goes on past the first
+    trials = study.optuna_study.trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    assert "no validation evaluation ran in 10 steps (trainer.eval_every_n_steps" in trials[0].user_attrs["error"]
