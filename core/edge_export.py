@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from tunewright.artifact_audit import audit_artifact
 from tunewright.edge_predictor import EDGE_FILE, GRAPH_FILE, EdgePredictor
-from tunewright.errors import TunewrightError, first_line
+from tunewright.errors import ReleaseBlockedError, TunewrightError, first_line
+from tunewright.governance.bias_report import release_sentence, verdict_words
 from tunewright.markdown import md_table
 from tunewright.predictor import predictor_for, read_parts
 from tunewright.run_folder import RunFolder
@@ -44,8 +46,11 @@ def export_onnx(
     accept_drop: str | None,
     max_metric_drop: float,
     trust_remote_code: bool,
+    override: str | None,
 ) -> dict[str, Any]:
-    """Write the artifact into ``staging`` and check it; returns what ``edge.json`` records."""
+    """Write the artifact into ``staging`` and check it; returns what ``edge.json`` records.
+    ``override`` is the reason the user gave to export a blocked release, which also lets an
+    artifact through that its own audits block."""
     missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
     if missing:
         raise TunewrightError(
@@ -85,7 +90,8 @@ def export_onnx(
         "pad_token": tokenizer.pad_token,
     }
     (staging / EDGE_FILE).write_text(json.dumps(record))
-    checked = check_artifact(torch_model, EdgePredictor(staging), _test_inputs(run_folder), parts.label_names)
+    artifact, test_rows = EdgePredictor(staging), _test_rows(run_folder)
+    checked = check_artifact(torch_model, artifact, _test_inputs(test_rows), parts.label_names)
     record["check"] = {**checked, "size_bytes": graph.stat().st_size, "max_metric_drop": max_metric_drop}
     drop = max(checked["pytorch"][m] - checked["artifact"][m] for m in checked["pytorch"])
     if drop > max_metric_drop:
@@ -97,6 +103,17 @@ def export_onnx(
                 'quantize, or ship it anyway with accept_drop="<reason>"'
             )
         record["check"]["drop_accepted"] = accept_drop
+    shipped = audit_artifact(run_folder, parts.task, artifact, test_rows)
+    if shipped is not None:
+        record["audit"] = shipped
+        if not shipped["release"]["allowed"]:
+            if not override:
+                raise ReleaseBlockedError(
+                    f"export: the ONNX{' ' + quantize if quantize else ''} artifact's own bias audits block its "
+                    f"release: {'; '.join(shipped['release']['reasons'])}; export without quantize, or ship it "
+                    'anyway with override="<your reason>" (it is recorded)'
+                )
+            shipped["override"] = override
     (staging / EDGE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -160,12 +177,16 @@ def _quiet_exporter():
                 logger.setLevel(level)
 
 
-def _test_inputs(run_folder: RunFolder) -> list[tuple[str | dict[str, str], str]]:
-    """The run's test split as it was scored: each input and its true label."""
+def _test_rows(run_folder: RunFolder) -> list[dict[str, Any]]:
+    """The run's test split as it was scored, every example with its true label's name."""
     path = run_folder.path / "test_predictions.jsonl"
     if not path.is_file():
         raise TunewrightError(f"{path}: missing; the run's test split is what an ONNX export is checked on")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _test_inputs(rows: list[dict[str, Any]]) -> list[tuple[str | dict[str, str], str]]:
+    """Each test example's input and its true label."""
     return [
         ({"text": row["text"], "text_pair": row["text_pair"]} if "text_pair" in row else row["text"], row["label"])
         for row in rows
@@ -235,4 +256,12 @@ def deployment_section(record: dict[str, Any]) -> str:
     ]
     if check.get("drop_accepted"):
         rows.append(["shipped despite a drop beyond max_metric_drop", check["drop_accepted"]])
+    audit = record.get("audit")
+    if audit is not None:
+        for name, verdict in audit["verdicts"].items():
+            before = audit["run_verdicts"].get(name, "not run")
+            rows.append([f"{name} audit (run → artifact)", f"{verdict_words(before)} → {verdict_words(verdict)}"])
+        rows.append(["release of the artifact", release_sentence(audit["release"])])
+        if audit.get("override"):
+            rows.append(["shipped despite its audits", audit["override"]])
     return "\n## Deployment artifact\n\n" + md_table(["", "measured on this export"], rows) + "\n"

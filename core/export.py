@@ -96,12 +96,17 @@ def _export_onnx(
     card = get_plugins().hook.tunewright_write_model_card(folder=run_folder.path)
     check_destination(target, run_folder.path, overwrite)
     with atomic_directory(target) as staging:
-        record = export_onnx(run_folder, staging, quantize, drop[1], drop[0], trust_remote_code)
+        record = export_onnx(run_folder, staging, quantize, drop[1], drop[0], trust_remote_code, override)
         text = card.read_text(encoding="utf-8") if card is not None else f"# {run_folder.path.name}\n"
         (staging / "README.md").write_text(text + deployment_section(record), encoding="utf-8")
         _write_marker(staging, run_folder, {"format": "onnx", "quantize": quantize})
     _record(
-        run_folder, target, False, clearance, card, {"format": "onnx", "quantize": quantize, "check": record["check"]}
+        run_folder,
+        target,
+        False,
+        clearance,
+        card,
+        {"format": "onnx", "quantize": quantize, "check": record["check"], "audit": record.get("audit")},
     )
     return target
 

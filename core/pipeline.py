@@ -124,7 +124,7 @@ def _train(run: Run, plugins, device: torch.device, context: DistributedContext)
     # input (audit.eec.path) stops the run before any data or model loads.
     task = plugins.registries["models"].build(cfg.model)
     method = plugins.registries["methods"].build(cfg.method)
-    governance = _governance_parts(run, task, plugins) if run.is_main_process else {}
+    governance = governance_parts(run, task, plugins) if run.is_main_process else {}
     data, cleaning = clean(plugins.registries["datasets"].build(cfg.data).load(), cfg.data.cleaning)
     if not data.splits.get("test"):
         raise DataError("no test split: give a test file or a data.test_fraction above 0")
@@ -270,8 +270,11 @@ def load_base(task, method, label_names: list[str]):
     return task.load_pretrained(label_names, **method.load_options())
 
 
-def _governance_parts(run: Run, task, plugins) -> dict[str, dict[str, Any]]:
-    """The configured audits and monitors, built (and so checked) before training.
+def governance_parts(
+    run: Run, task, plugins, families: tuple[str, ...] = ("audits", "monitors")
+) -> dict[str, dict[str, Any]]:
+    """The configured audits and monitors (or those of ``families``), built (and so
+    checked) before training; an edge export builds the audits again for its artifact.
 
     A part runs when it reads the task's inputs (its class's ``inputs``: an identity-term
     probe means nothing to an image classifier) and, unless its ``needs_probabilities``
@@ -281,8 +284,9 @@ def _governance_parts(run: Run, task, plugins) -> dict[str, dict[str, Any]]:
     """
     parts, skipped = {}, []
     probabilities = task.class_probabilities
-    for family, selection in (("audits", run.config.audit), ("monitors", run.config.monitor)):
-        registry = plugins.registries[family]
+    selections = {"audits": run.config.audit, "monitors": run.config.monitor}
+    for family in families:
+        selection, registry = selections[family], plugins.registries[family]
         parts[family] = {}
         for name in selection.names:
             part_class = registry.get(name).factory  # checked when registered: the part's class

@@ -13,18 +13,21 @@ from conftest import tiny_run_overrides
 
 from tunewright.cli import main
 from tunewright.edge_predictor import EdgePredictor
-from tunewright.errors import TunewrightError
+from tunewright.errors import ReleaseBlockedError, TunewrightError
 from tunewright.export import export_run
+from tunewright.governance.probes import ATTRIBUTES
 from tunewright.predictor import load_run
 
 TEXTS = ["Battery died in a day.", "Great value, works perfectly.", "It is fine, I guess."]
 
 
+LEARNS = ("method=full", "data.limit=400", "trainer.max_epochs=6", "trainer.learning_rate=2e-3")  # above chance
+
+
 @pytest.fixture(scope="module")
 def run(tiny_bert, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    learns = ("method=full", "data.limit=400", "trainer.max_epochs=6", "trainer.learning_rate=2e-3")  # above chance
-    assert main(["train", *tiny_run_overrides(tiny_bert, runs, "paths.run_id=edge", "audit=none", *learns)]) == 0
+    assert main(["train", *tiny_run_overrides(tiny_bert, runs, "paths.run_id=edge", "audit=none", *LEARNS)]) == 0
     assert json.loads((runs / "edge" / "results.json").read_text())["test"]["accuracy"] > 0.6
     return runs / "edge"
 
@@ -106,3 +109,48 @@ def test_what_cannot_be_exported_says_why(tiny_bert, tmp_path, run):
         export_run(run, run.parent / "int4", override="tested", format="onnx", quantize="int4")
     with pytest.raises(TunewrightError, match="quantize= applies to format=onnx"):
         export_run(run, run.parent / "hf", override="tested", quantize="int8")
+
+
+def test_the_artifact_is_audited_again_and_one_biased_by_its_build_is_blocked(tiny_bert, tmp_path, monkeypatch):
+    # Limits a tiny model's chance-level spread between groups stays inside, so the run itself may ship.
+    policy = tmp_path / "wide.yaml"
+    policy.write_text(
+        "name: wide\nblocking: true\nmin_group_size: 10\nsignificance: 0.05\nconfidence: 0.95\n"
+        "inconclusive: report\nchecks:\n  flip_rate: {max: 0.6}\n  label_distribution_distance: {max: 0.6}\n"
+        "  demographic_parity_ratio: {min: 0.2}\n"
+    )
+    overrides = tiny_run_overrides(tiny_bert, tmp_path, "paths.run_id=audited", f"audit.policy={policy}", *LEARNS)
+    assert main(["train", *overrides]) == 0
+    audited = tmp_path / "audited"
+    bias = json.loads((audited / "reports" / "bias.json").read_text())
+    assert bias["release"]["allowed"], bias["release"]  # the run itself may ship
+    faithful = export_run(audited, tmp_path / "fp32", format="onnx")
+    audit = json.loads((faithful / "edge.json").read_text())["audit"]
+    assert audit["verdicts"] == audit["run_verdicts"] == {n: a["verdict"] for n, a in bias["audits"].items()}
+    assert (
+        audit["release"]["allowed"] and "counterfactual audit (run → artifact)" in (faithful / "README.md").read_text()
+    )
+    assert json.loads((audited / "reports" / "bias.json").read_text()) == bias  # the run's own report stands
+
+    women, men = ATTRIBUTES["gender"]["female"], ATTRIBUTES["gender"]["male"]
+    real = EdgePredictor.logits
+
+    def favours_men(self, inputs):  # a build that calls every text naming a woman negative, a man positive
+        logits = real(self, inputs)
+        for row, value in zip(logits, inputs):
+            for names, favoured in ((women, 0), (men, len(row) - 1)):
+                if any(name in str(value) for name in names):
+                    row[:] = -10.0
+                    row[favoured] = 10.0
+        return logits
+
+    monkeypatch.setattr(EdgePredictor, "logits", favours_men)
+    target = tmp_path / "biased"
+    with pytest.raises(ReleaseBlockedError, match="artifact's own bias audits block its release: counterfactual"):
+        export_run(audited, target, format="onnx", accept_drop="measured separately")
+    assert not target.exists()
+    shipped = export_run(audited, target, format="onnx", accept_drop="measured separately", override="field trial")
+    audit = json.loads((shipped / "edge.json").read_text())["audit"]
+    assert audit["verdicts"]["counterfactual"] == "fail" and audit["override"] == "field trial"
+    (entry,) = [e for e in json.loads((audited / "manifest.json").read_text())["exports"] if e["path"] == str(shipped)]
+    assert entry["audit"]["release"]["allowed"] is False
