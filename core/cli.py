@@ -324,7 +324,8 @@ def predict(args: list[str]) -> int:
     if not inputs:
         raise ConfigError("predict: give one or more texts (or image paths) to classify, or - to read stdin")
     if is_edge_export(folder):  # an ONNX export: onnxruntime, no PyTorch
-        predictor, field = EdgePredictor(folder), EdgePredictor.input_field
+        predictor = EdgePredictor(folder)
+        field = predictor.input_field
     else:
         from tunewright.predictor import load_run
 

@@ -31,9 +31,9 @@ import numpy as np
 from tunewright.artifact_audit import audit_artifact
 from tunewright.edge_predictor import EDGE_FILE, GRAPH_FILE, EdgePredictor
 from tunewright.errors import ReleaseBlockedError, TunewrightError, first_line
-from tunewright.governance.bias_report import release_sentence, verdict_words
 from tunewright.markdown import md_table
 from tunewright.predictor import predictor_for, read_parts
+from tunewright.release_gate import release_sentence, verdict_words
 from tunewright.run_folder import RunFolder
 
 QUANTIZATIONS = ("int8",)
@@ -60,7 +60,7 @@ def export_onnx(
     kind = parts.config.model.kind
     if not parts.task.exports_onnx:
         raise TunewrightError(
-            f"format=onnx: model={kind} is not exported to ONNX yet (text classifiers are); "
+            f"format=onnx: model={kind} is not exported to ONNX yet (text and image classifiers are); "
             "export the Hugging Face directory instead (merged=true), which llama.cpp, vLLM or optimum take"
         )
     if not parts.method.can_merge:
@@ -79,19 +79,22 @@ def export_onnx(
         quantize_dynamic(staging / "model-fp32.onnx", graph, weight_type=QuantType.QInt8)
         (staging / "model-fp32.onnx").unlink()
     parts.task.save_artifacts(staging, parts.label_names)
-    tokenizer = parts.task.tokenizer
+    field = parts.task.input_field
     record = {
         "format": "onnx",
         "quantize": quantize,
         "run": str(run_folder.path.resolve()),
         "label_names": parts.label_names,
-        "max_length": parts.config.model.max_length,
-        "pad_token_id": tokenizer.pad_token_id,
-        "pad_token": tokenizer.pad_token,
+        "input": field,
+        **(_tokenizer_record(parts) if field == "text" else {}),
     }
     (staging / EDGE_FILE).write_text(json.dumps(record))
-    artifact, test_rows = EdgePredictor(staging), _test_rows(run_folder)
-    checked = check_artifact(torch_model, artifact, _test_inputs(test_rows), parts.label_names)
+    try:
+        artifact = EdgePredictor(staging)
+    except ValueError as error:  # a preprocessing the edge runtime does not make
+        raise TunewrightError(f"format=onnx: {first_line(error)}; export the Hugging Face directory instead") from error
+    test_rows = _test_rows(run_folder)
+    checked = check_artifact(torch_model, artifact, _test_inputs(test_rows, field), parts.label_names)
     record["check"] = {**checked, "size_bytes": graph.stat().st_size, "max_metric_drop": max_metric_drop}
     drop = max(checked["pytorch"][m] - checked["artifact"][m] for m in checked["pytorch"])
     if drop > max_metric_drop:
@@ -118,33 +121,29 @@ def export_onnx(
     return record
 
 
-GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a text classifier's tokenizer gives
+def _tokenizer_record(parts) -> dict[str, Any]:
+    """What the edge runtime's tokenizer needs besides ``tokenizer.json``."""
+    tokenizer = parts.task.tokenizer
+    return {
+        "max_length": parts.config.model.max_length,
+        "pad_token_id": tokenizer.pad_token_id,
+        "pad_token": tokenizer.pad_token,
+    }
+
+
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a text classifier's tokenizer gives
 
 
 def _export_graph(predictor, path: Path, kind: str) -> None:
-    """The merged model as an ONNX graph from token ids to logits, any batch and length."""
+    """The merged model as an ONNX graph to logits: from token ids (any batch and
+    length) or from pixel values (any batch, the processor's height and width)."""
     import torch
 
-    features = predictor.task.encode([{"text": "a short example"}, {"text": "a somewhat longer example text"}])
-    batch = {name: value for name, value in predictor.task.collate(features).items() if name in GRAPH_INPUTS}
-
-    class Logits(torch.nn.Module):
-        """The model's logits alone, from the inputs a text classifier takes."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids=None):
-            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-            return self.inner(**{name: value for name, value in given.items() if value is not None}).logits
-
-    rows, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    shapes = {name: ({0: rows, 1: length} if name in batch else None) for name in GRAPH_INPUTS}
+    module, batch, shapes = _traced_inputs(predictor)
     with _quiet_exporter():
         try:
             program = torch.onnx.export(
-                Logits(predictor.model).eval(),
+                module.eval(),
                 kwargs=batch,
                 dynamo=True,
                 dynamic_shapes=shapes,
@@ -158,6 +157,46 @@ def _export_graph(predictor, path: Path, kind: str) -> None:
                 "export the Hugging Face directory instead (merged=true)"
             ) from error
     program.save(str(path))
+
+
+def _traced_inputs(predictor) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The module to trace (the logits alone), a sample batch and its dynamic axes."""
+    import tempfile
+
+    import torch
+    from PIL import Image
+
+    inner, rows = predictor.model, torch.export.Dim("batch")
+    if predictor.task.input_field == "image":
+
+        class ImageLogits(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, pixel_values):
+                return self.inner(pixel_values=pixel_values).logits
+
+        with tempfile.TemporaryDirectory() as scratch:  # two sample images of unlike sizes
+            paths = [Path(scratch, f"{n}.png") for n in (24, 40)]
+            for path, side in zip(paths, (24, 40)):
+                Image.new("RGB", (side, side + 8), (120, 60, 30)).save(path)
+            pixels = predictor.task.collate(predictor.task.encode([{"image": str(p)} for p in paths]))
+        return ImageLogits(), {"pixel_values": pixels["pixel_values"]}, {"pixel_values": {0: rows}}
+
+    class TextLogits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.inner(**{name: value for name, value in given.items() if value is not None}).logits
+
+    features = predictor.task.encode([{"text": "a short example"}, {"text": "a somewhat longer example text"}])
+    batch = {name: value for name, value in predictor.task.collate(features).items() if name in TEXT_INPUTS}
+    length = torch.export.Dim("sequence")
+    return TextLogits(), batch, {name: ({0: rows, 1: length} if name in batch else None) for name in TEXT_INPUTS}
 
 
 @contextlib.contextmanager
@@ -185,10 +224,10 @@ def _test_rows(run_folder: RunFolder) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _test_inputs(rows: list[dict[str, Any]]) -> list[tuple[str | dict[str, str], str]]:
-    """Each test example's input and its true label."""
+def _test_inputs(rows: list[dict[str, Any]], field: str) -> list[tuple[str | dict[str, str], str]]:
+    """Each test example's input (``field``'s value, or a text pair) and its true label."""
     return [
-        ({"text": row["text"], "text_pair": row["text_pair"]} if "text_pair" in row else row["text"], row["label"])
+        ({"text": row["text"], "text_pair": row["text_pair"]} if "text_pair" in row else row[field], row["label"])
         for row in rows
     ]
 

@@ -1,9 +1,10 @@
 """Predict with an ONNX export on onnxruntime: no PyTorch, no transformers.
 
 An export made by ``tunewright export run=<folder> format=onnx`` holds ``model.onnx``,
-the tokenizer (``tokenizer.json``) and ``edge.json`` (label names, maximum length, the
-padding token, the figures measured when it was checked). This module needs only
-numpy, onnxruntime and tokenizers, so it runs where PyTorch is too large to install::
+what prepares its inputs (a text classifier's ``tokenizer.json``, an image classifier's
+``preprocessor_config.json``) and ``edge.json`` (label names, the input kind, the
+figures measured when it was checked). This module needs only numpy, onnxruntime and
+tokenizers (text) or Pillow (images), so it runs where PyTorch is too large to install::
 
     from tunewright.edge_predictor import EdgePredictor
 
@@ -21,21 +22,90 @@ import numpy as np
 
 EDGE_FILE = "edge.json"
 GRAPH_FILE = "model.onnx"
+PROCESSOR_FILE = "preprocessor_config.json"
+
+
+class TextInputs:
+    """Token ids, attention mask and segment ids from the export's ``tokenizer.json``,
+    truncated and padded as the run's tokenizer does."""
+
+    def __init__(self, folder: Path, record: dict[str, Any]):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(record["max_length"])
+        self.tokenizer.enable_padding(pad_id=record["pad_token_id"], pad_token=record["pad_token"])
+
+    def feed(self, chunk: list[str | dict[str, str]]) -> dict[str, np.ndarray]:
+        given = [(v["text"], v["text_pair"]) if isinstance(v, dict) else v for v in chunk]
+        encodings = self.tokenizer.encode_batch(given)
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+
+
+class ImageInputs:
+    """``pixel_values`` as the checkpoint's image processor makes them (its saved
+    ``preprocessor_config.json``: resize to a height and width or by the shortest edge,
+    centre crop, rescale, normalise), with Pillow and numpy."""
+
+    def __init__(self, folder: Path, record: dict[str, Any]):
+        self.cfg = json.loads((folder / PROCESSOR_FILE).read_text(encoding="utf-8"))
+        size = self.cfg.get("size") or {}
+        if self.cfg.get("do_resize", True) and not ({"height", "width"} <= set(size) or "shortest_edge" in size):
+            raise ValueError(
+                f"{folder / PROCESSOR_FILE}: size={size} is neither a height and width nor a shortest edge, "
+                "the resizes the edge runtime makes"
+            )
+
+    def pixels(self, path: str) -> np.ndarray:
+        from PIL import Image
+
+        from tunewright.images import open_image
+
+        cfg, image = self.cfg, open_image(path)
+        if cfg.get("do_resize", True):
+            size, (width, height) = cfg["size"], image.size
+            if "shortest_edge" in size:
+                short, long = sorted((width, height))
+                edge = size["shortest_edge"]
+                new = (edge, int(edge * long / short))
+                width, height = new if width <= height else new[::-1]
+            else:
+                width, height = size["width"], size["height"]
+            image = image.resize((width, height), Image.Resampling(cfg.get("resample", 2)))
+        array = np.asarray(image, dtype=np.float32)
+        if cfg.get("do_center_crop"):
+            crop = cfg["crop_size"]
+            top, left = (array.shape[0] - crop["height"]) // 2, (array.shape[1] - crop["width"]) // 2
+            array = array[top : top + crop["height"], left : left + crop["width"]]
+        if cfg.get("do_rescale", True):
+            array = array * np.float32(cfg.get("rescale_factor", 1 / 255))
+        if cfg.get("do_normalize", True):
+            array = (array - np.array(cfg["image_mean"], np.float32)) / np.array(cfg["image_std"], np.float32)
+        return array.transpose(2, 0, 1)
+
+    def feed(self, chunk: list[str]) -> dict[str, np.ndarray]:
+        return {"pixel_values": np.stack([self.pixels(str(path)) for path in chunk]).astype(np.float32)}
+
+
+INPUTS = {"text": TextInputs, "image": ImageInputs}  # edge.json's "input": what the graph is fed from
 
 
 class EdgePredictor:
-    """A text classifier's ONNX export, with the :class:`~tunewright.predictor.Predictor`
-    answers: ``predict`` gives a label and probabilities per text (or text pair)."""
-
-    input_field = "text"
+    """A classifier's ONNX export, with the :class:`~tunewright.predictor.Predictor`
+    answers: ``predict`` gives a label and probabilities per text (or text pair, or
+    image path)."""
 
     def __init__(self, folder: str | Path, batch_size: int = 32):
         import onnxruntime
-        from tokenizers import Tokenizer
 
         self.folder = Path(folder)
         self.record = json.loads((self.folder / EDGE_FILE).read_text(encoding="utf-8"))
         self.label_names: list[str] = self.record["label_names"]
+        self.input_field: str = self.record.get("input", "text")
         self.batch_size = batch_size
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # its notes on graph optimisation are not the user's concern
@@ -43,22 +113,13 @@ class EdgePredictor:
             str(self.folder / GRAPH_FILE), options, providers=["CPUExecutionProvider"]
         )
         self.inputs = {node.name for node in self.session.get_inputs()}
-        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        self.tokenizer.enable_truncation(self.record["max_length"])
-        self.tokenizer.enable_padding(pad_id=self.record["pad_token_id"], pad_token=self.record["pad_token"])
+        self.prepare = INPUTS[self.input_field](self.folder, self.record)
 
     def logits(self, inputs: list[str | dict[str, str]]) -> np.ndarray:
-        """One row of class logits per text (or ``{"text", "text_pair"}``), in order."""
+        """One row of class logits per text (or ``{"text", "text_pair"}``, or image path), in order."""
         rows = []
         for start in range(0, len(inputs), self.batch_size):
-            chunk = inputs[start : start + self.batch_size]
-            given = [(v["text"], v["text_pair"]) if isinstance(v, dict) else v for v in chunk]
-            encodings = self.tokenizer.encode_batch(given)
-            feed = {
-                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-            }
+            feed = self.prepare.feed(inputs[start : start + self.batch_size])
             rows.append(self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0])
         return np.concatenate(rows).astype(np.float64)
 

@@ -25,6 +25,17 @@ def release_decision(run_folder: RunFolder) -> dict[str, Any] | None:
     return bias["release"] if bias else None
 
 
+def verdict_words(verdict: str) -> str:
+    """A verdict as a reader says it."""
+    return verdict.replace("_", " ")
+
+
+def release_sentence(release: dict[str, Any]) -> str:
+    """The release decision in one sentence, for the bias report, the card and the CLI."""
+    head = "Release is allowed" if release["allowed"] else "Release is blocked"
+    return head + (": " + "; ".join(release["reasons"]) if release["reasons"] else ".")
+
+
 def clear_release(run_folder: RunFolder, action: str, override: str | None) -> Clearance:
     """The run's clearance for ``action`` (``export``, ``serve``); a blocked or unaudited
     run without ``override`` raises :class:`ReleaseBlockedError` naming the reasons."""

@@ -20,6 +20,7 @@ from tunewright.governance.base_comparison import compare_with_base, not_possibl
 from tunewright.governance.mitigation import mitigation_summary
 from tunewright.governance.policy import limit_text, load_policy
 from tunewright.governance.results import upgrade_audit
+from tunewright.release_gate import release_sentence, verdict_words
 from tunewright.run_folder import atomic_write_json, atomic_write_text
 
 # 2: one result shape for every audit (results.py): verdicts pass, inconclusive, fail,
@@ -80,17 +81,6 @@ def write_bias_report(run, record: dict[str, Any]) -> None:
     reports = run.folder.path / "reports"
     atomic_write_json(reports / "bias.json", record)
     atomic_write_text(reports / "bias.html", render_html(record))
-
-
-def verdict_words(verdict: str) -> str:
-    """A verdict as a reader says it."""
-    return verdict.replace("_", " ")
-
-
-def release_sentence(release: dict[str, Any]) -> str:
-    """The release decision in one sentence, for the HTML, the card and the CLI."""
-    head = "Release is allowed" if release["allowed"] else "Release is blocked"
-    return head + (": " + "; ".join(release["reasons"]) if release["reasons"] else ".")
 
 
 def _summary(record: dict[str, Any]) -> str:

@@ -20,10 +20,11 @@ from omegaconf import OmegaConf
 
 from tunewright import hookimpl
 from tunewright.embedded import hub_id
-from tunewright.governance.bias_report import interval_text, release_sentence, upgrade_record, verdict_words
+from tunewright.governance.bias_report import interval_text, upgrade_record
 from tunewright.governance.mitigation import mitigation_summary
 from tunewright.governance.policy import limit_text
 from tunewright.markdown import md_code, md_paragraph, md_text
+from tunewright.release_gate import release_sentence, verdict_words
 from tunewright.run_folder import RunFolder, atomic_write_text
 from tunewright.schema import CardConfig
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -17,6 +20,7 @@ import tunewright
 from tunewright.cleaning import clean
 from tunewright.cli import main
 from tunewright.errors import DataError
+from tunewright.export import export_run
 from tunewright.plugins.datasets.files import FileDataConfig, _csv
 from tunewright.plugins.datasets.image_folder import ImageFolder, ImageFolderConfig
 
@@ -301,3 +305,49 @@ def test_augmentation_changes_training_batches_only(photos, vision_models):
         )
     )
     assert torch.equal(plain.collate_train(features)["pixel_values"], plain.collate(features)["pixel_values"])
+
+
+def test_an_image_classifier_exports_to_onnx_and_runs_without_pytorch(vision_models, tmp_path, capsys):
+    images = write_images(tmp_path / "img", 60, LABELS)
+    rows = [
+        {"file": f"img/{p.name}", "label": label, "site": "north" if i % 3 else "south"}
+        for i, (p, label) in enumerate(images)
+    ]
+    overrides = run_overrides(
+        "image_classification",
+        vision_models["vit"],
+        tmp_path / "runs",
+        "data=csv",
+        f"data.path={write_image_csv(tmp_path, rows)}",
+        "data.image_column=file",
+        "data.sensitive_columns=[site]",
+        "audit=group_metrics",
+        "method=lora",
+    )
+    assert main(["train", *overrides]) == 0
+    run = tmp_path / "runs" / "r"
+    folder = export_run(run, override="tested", format="onnx")
+    record = json.loads((folder / "edge.json").read_text())
+    assert record["input"] == "image" and record["check"]["agreement"] == 1.0
+    assert record["check"]["max_probability_difference"] < 1e-4  # the numpy preprocessing is the processor's
+    assert record["audit"]["verdicts"] == record["audit"]["run_verdicts"] == {"group_metrics": ANY}
+    test_images = [json.loads(line)["image"] for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    script = (
+        "import sys, json\n"
+        "sys.modules['torch'] = None; sys.modules['transformers'] = None  # importing either fails\n"
+        "from tunewright.edge_predictor import EdgePredictor\n"
+        f"print(json.dumps(EdgePredictor({str(folder)!r}).probabilities({test_images!r}).tolist()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(json.loads(done.stdout), tunewright.load_run(run).probabilities(test_images), atol=1e-4)
+    assert main(["predict", f"run={folder}", test_images[0]]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["image"] == test_images[0] and set(printed["probabilities"]) == set(LABELS)
+    int8 = json.loads(
+        (
+            export_run(run, override="tested", format="onnx", quantize="int8", accept_drop="12 test images")
+            / "edge.json"
+        ).read_text()
+    )
+    assert int8["check"]["size_bytes"] < record["check"]["size_bytes"]
