@@ -4,12 +4,11 @@ run on onnxruntime without PyTorch."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from conftest import tiny_run_overrides
+from edge_runtime import predict_without_pytorch
 
 from tunewright.cli import main
 from tunewright.edge_predictor import EdgePredictor
@@ -80,15 +79,7 @@ def test_a_planted_drop_is_refused_and_leaves_nothing_behind(run, monkeypatch):
 
 def test_the_edge_runtime_needs_no_pytorch(run):
     folder = export_run(run, run.parent / "no-torch", override="tested", format="onnx")
-    script = (
-        "import sys, json\n"
-        "sys.modules['torch'] = None; sys.modules['transformers'] = None  # importing either fails\n"
-        "from tunewright.edge_predictor import EdgePredictor\n"
-        f"print(json.dumps(EdgePredictor({str(folder)!r}).predict({TEXTS!r})))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    answers = json.loads(done.stdout)
+    answers = predict_without_pytorch(folder, TEXTS)
     expected = load_run(run).predict(TEXTS)
     assert [a["label"] for a in answers] == [e["label"] for e in expected]
     assert np.allclose(

@@ -1,0 +1,23 @@
+"""Run an ONNX export's EdgePredictor in a fresh interpreter where PyTorch and transformers
+cannot be imported, as on a device that has neither."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def predict_without_pytorch(folder: Path, inputs: list[Any]) -> list[dict[str, Any]]:
+    """``EdgePredictor(folder).predict(inputs)``, answered by a process without PyTorch."""
+    script = (
+        "import sys, json\n"
+        "sys.modules['torch'] = None; sys.modules['transformers'] = None  # importing either fails\n"
+        "from tunewright.edge_predictor import EdgePredictor\n"
+        f"print(json.dumps(EdgePredictor({str(folder)!r}).predict({inputs!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
