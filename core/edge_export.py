@@ -168,6 +168,13 @@ def _traced_inputs(predictor) -> tuple[Any, dict[str, Any], dict[str, Any]]:
 
     inner, rows = predictor.model, torch.export.Dim("batch")
     if predictor.task.input_field == "image":
+        with tempfile.TemporaryDirectory() as scratch:  # two sample images of unlike sizes
+            paths = [Path(scratch, f"{n}.png") for n in (24, 40)]
+            for path, side in zip(paths, (24, 40)):
+                Image.new("RGB", (side, side + 8), (120, 60, 30)).save(path)
+            sample = predictor.task.collate(predictor.task.encode([{"image": str(p)} for p in paths]))
+        # What else a batch carries is the same in every batch (CLIP's label prompts): constants of the graph.
+        fixed = {name: value for name, value in sample.items() if name != "pixel_values"}
 
         class ImageLogits(torch.nn.Module):
             def __init__(self):
@@ -175,14 +182,9 @@ def _traced_inputs(predictor) -> tuple[Any, dict[str, Any], dict[str, Any]]:
                 self.inner = inner
 
             def forward(self, pixel_values):
-                return self.inner(pixel_values=pixel_values).logits
+                return self.inner(pixel_values=pixel_values, **fixed).logits
 
-        with tempfile.TemporaryDirectory() as scratch:  # two sample images of unlike sizes
-            paths = [Path(scratch, f"{n}.png") for n in (24, 40)]
-            for path, side in zip(paths, (24, 40)):
-                Image.new("RGB", (side, side + 8), (120, 60, 30)).save(path)
-            pixels = predictor.task.collate(predictor.task.encode([{"image": str(p)} for p in paths]))
-        return ImageLogits(), {"pixel_values": pixels["pixel_values"]}, {"pixel_values": {0: rows}}
+        return ImageLogits(), {"pixel_values": sample["pixel_values"]}, {"pixel_values": {0: rows}}
 
     class TextLogits(torch.nn.Module):
         def __init__(self):

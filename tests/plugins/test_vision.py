@@ -344,3 +344,14 @@ def test_an_image_classifier_exports_to_onnx_and_runs_without_pytorch(vision_mod
         ).read_text()
     )
     assert int8["check"]["size_bytes"] < record["check"]["size_bytes"]
+
+
+def test_clip_exports_with_its_label_prompts_inside_the_graph(photos, vision_models, tmp_path):
+    overrides = run_overrides("clip", vision_models["clip"], tmp_path, "data=image_folder", f"data.path={photos}")
+    assert main(["train", *overrides, "method=lora"]) == 0
+    folder = export_run(tmp_path / "r", override="tested", format="onnx")
+    check = json.loads((folder / "edge.json").read_text())["check"]
+    assert check["agreement"] == 1.0 and check["max_probability_difference"] < 1e-4
+    images = sorted(str(path) for path in photos.rglob("*.png"))[:4]
+    got = [[a["probabilities"][label] for label in LABELS] for a in predict_without_pytorch(folder, images)]
+    np.testing.assert_allclose(got, tunewright.load_run(tmp_path / "r").probabilities(images), atol=1e-4)
