@@ -312,7 +312,7 @@ def predict(args: list[str]) -> int:
     image model (``-`` reads stdin lines)."""
     from pathlib import Path
 
-    from tunewright.edge_predictor import EdgePredictor, is_edge_export
+    from tunewright.edge_predictor import is_edge_export, open_export
     from tunewright.images import check_image
 
     folder, inputs = take_option(args, "run")
@@ -324,7 +324,7 @@ def predict(args: list[str]) -> int:
     if not inputs:
         raise ConfigError("predict: give one or more texts (or image paths) to classify, or - to read stdin")
     if is_edge_export(folder):  # an ONNX export: onnxruntime, no PyTorch
-        predictor = EdgePredictor(folder)
+        predictor = open_export(folder)
         field = predictor.input_field
     else:
         from tunewright.predictor import load_run

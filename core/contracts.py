@@ -225,10 +225,11 @@ class Task(Protocol):
     peft_task_type: ClassVar[str | None] = None  # PEFT's task type, or None where PEFT has none (images)
     head_modules: ClassVar[tuple[str, ...] | None] = None  # the head's module names; None: outside the backbone
     generates: ClassVar[bool] = False  # True: the model generates text (prefix tuning's generation path)
-    # True: token ids (from ``tokenizer.json``) or pixel values (from the image processor's
-    # ``preprocessor_config.json``) in, one row of class logits out, so ``tunewright export
-    # format=onnx`` exports it and tunewright.edge_predictor answers from the graph
-    exports_onnx: ClassVar[bool] = False
+    # What an ONNX export answers (``tunewright export format=onnx``, run by
+    # tunewright.edge_predictor): "label", one row of class logits per input (token ids from
+    # ``tokenizer.json`` or pixel values from ``preprocessor_config.json`` in); "tags", a row of
+    # tag logits per token, read at each word's first token; None: the task is not exported.
+    edge_answers: ClassVar[str | None] = None
 
     @property
     def packs_examples(self) -> bool:

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from tunewright.artifact_audit import audit_artifact
-from tunewright.edge_predictor import EDGE_FILE, GRAPH_FILE, EdgePredictor
+from tunewright.edge_predictor import EDGE_FILE, GRAPH_FILE, EdgePredictor, EdgeTagger, open_export
+from tunewright.entities import entity_scores
 from tunewright.errors import ReleaseBlockedError, TunewrightError, first_line
 from tunewright.markdown import md_table
 from tunewright.predictor import predictor_for, read_parts
@@ -58,7 +59,7 @@ def export_onnx(
         )
     parts = read_parts(run_folder, trust_remote_code)
     kind = parts.config.model.kind
-    if not parts.task.exports_onnx:
+    if parts.task.edge_answers is None:
         raise TunewrightError(
             f"format=onnx: model={kind} is not exported to ONNX yet (text and image classifiers are); "
             "export the Hugging Face directory instead (merged=true), which llama.cpp, vLLM or optimum take"
@@ -86,15 +87,19 @@ def export_onnx(
         "run": str(run_folder.path.resolve()),
         "label_names": parts.label_names,
         "input": field,
+        "answers": parts.task.edge_answers,
         **(_tokenizer_record(parts) if field == "text" else {}),
     }
     (staging / EDGE_FILE).write_text(json.dumps(record))
     try:
-        artifact = EdgePredictor(staging)
+        artifact = open_export(staging)
     except ValueError as error:  # a preprocessing the edge runtime does not make
         raise TunewrightError(f"format=onnx: {first_line(error)}; export the Hugging Face directory instead") from error
     test_rows = _test_rows(run_folder)
-    checked = check_artifact(torch_model, artifact, _test_inputs(test_rows, field), parts.label_names)
+    if parts.task.edge_answers == "tags":
+        checked = check_tagger(torch_model, artifact, test_rows)
+    else:
+        checked = check_artifact(torch_model, artifact, _test_inputs(test_rows, field), parts.label_names)
     record["check"] = {**checked, "size_bytes": graph.stat().st_size, "max_metric_drop": max_metric_drop}
     drop = max(checked["pytorch"][m] - checked["artifact"][m] for m in checked["pytorch"])
     if drop > max_metric_drop:
@@ -151,9 +156,10 @@ def _export_graph(predictor, path: Path, kind: str) -> None:
                 output_names=["logits"],
                 verbose=False,
             )
-        except Exception as error:  # the exporter's own message says which operation it could not trace
+        except Exception as error:  # torch.export's own message (the cause) says what it could not trace
             raise TunewrightError(
-                f"format=onnx: PyTorch's ONNX exporter could not export model={kind}: {first_line(error)}; "
+                f"format=onnx: PyTorch's ONNX exporter could not export model={kind}: "
+                f"{first_line(error.__cause__ or error)}; "
                 "export the Hugging Face directory instead (merged=true)"
             ) from error
     program.save(str(path))
@@ -198,7 +204,7 @@ def _traced_inputs(predictor) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     features = predictor.task.encode([{"text": "a short example"}, {"text": "a somewhat longer example text"}])
     batch = {name: value for name, value in predictor.task.collate(features).items() if name in TEXT_INPUTS}
     length = torch.export.Dim("sequence")
-    return TextLogits(), batch, {name: ({0: rows, 1: length} if name in batch else None) for name in TEXT_INPUTS}
+    return TextLogits(), batch, {name: {0: rows, 1: length} for name in batch}
 
 
 @contextlib.contextmanager
@@ -259,21 +265,56 @@ def check_artifact(torch_model, artifact: EdgePredictor, rows, label_names: list
     }
 
 
-def _speed(artifact: EdgePredictor, inputs: list) -> dict[str, float]:
+def check_tagger(torch_model, artifact: EdgeTagger, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A tagger's artifact beside the PyTorch model on the test texts: word accuracy and
+    entity F1 of both, the share of words tagged alike, and the artifact's speed."""
+    texts = [" ".join(row["words"]) for row in rows]
+    truth = [row["tags"] for row in rows]
+    reference = [answer["tags"] for answer in torch_model.predict(texts)]
+    shipped = [answer["tags"] for answer in artifact.predict(texts)]
+
+    def metrics(predicted: list[list[str]]) -> dict[str, float]:
+        pairs = [(p, t) for ps, ts in zip(predicted, truth) for p, t in zip(ps, ts)]
+        return {
+            "accuracy": float(np.mean([p == t for p, t in pairs])),
+            "entity_f1": entity_scores(truth, predicted)["entity_f1"],
+        }
+
+    alike = [a == b for xs, ys in zip(reference, shipped) for a, b in zip(xs, ys)]
+    return {
+        "test_rows": len(rows),
+        "pytorch": metrics(reference),
+        "artifact": metrics(shipped),
+        "agreement": float(np.mean(alike)),
+        "test_words": len(alike),
+        **_speed(artifact, texts),
+    }
+
+
+def _speed(artifact: EdgePredictor | EdgeTagger, inputs: list) -> dict[str, float]:
     """Batch-1 latency (p50, p95 over up to 50 inputs) and batch-32 throughput on this CPU."""
     singles = []
     for value in inputs[:50]:
         began = time.perf_counter()
-        artifact.logits([value])
+        artifact.predict([value])
         singles.append(time.perf_counter() - began)
     sample = (inputs * (256 // max(len(inputs), 1) + 1))[:256]
     began = time.perf_counter()
-    artifact.logits(sample)
+    artifact.predict(sample)
     return {
         "batch1_p50_ms": float(np.percentile(singles, 50) * 1000),
         "batch1_p95_ms": float(np.percentile(singles, 95) * 1000),
         "batch32_inputs_per_s": len(sample) / (time.perf_counter() - began),
     }
+
+
+METRIC_NAMES = {"accuracy": "accuracy", "f1_macro": "macro-F1", "entity_f1": "entity F1"}
+
+
+def _compared(check: dict[str, Any]) -> str:
+    if "test_words" in check:  # a tagger's answers are compared word by word
+        return f"{check['test_words']} words in {check['test_rows']} test texts"
+    return f"{check['test_rows']} test inputs"
 
 
 def deployment_section(record: dict[str, Any]) -> str:
@@ -282,16 +323,16 @@ def deployment_section(record: dict[str, Any]) -> str:
     rows = [
         ["format", f"ONNX{', ' + record['quantize'] + ' weights' if record['quantize'] else ', fp32'}"],
         ["size", f"{check['size_bytes'] / 2**20:.1f} MiB"],
-        [
-            "test accuracy (PyTorch → artifact)",
-            f"{check['pytorch']['accuracy']:.4f} → {check['artifact']['accuracy']:.4f}",
-        ],
-        [
-            "test macro-F1 (PyTorch → artifact)",
-            f"{check['pytorch']['f1_macro']:.4f} → {check['artifact']['f1_macro']:.4f}",
-        ],
-        ["same prediction as PyTorch", f"{check['agreement']:.2%} of {check['test_rows']} test inputs"],
-        ["largest probability difference", f"{check['max_probability_difference']:.2e}"],
+        *(
+            [f"test {METRIC_NAMES[name]} (PyTorch → artifact)", f"{value:.4f} → {check['artifact'][name]:.4f}"]
+            for name, value in check["pytorch"].items()
+        ),
+        ["same prediction as PyTorch", f"{check['agreement']:.2%} of {_compared(check)}"],
+        *(
+            [["largest probability difference", f"{check['max_probability_difference']:.2e}"]]
+            if "max_probability_difference" in check
+            else []
+        ),
         ["batch-1 latency p50 / p95", f"{check['batch1_p50_ms']:.1f} / {check['batch1_p95_ms']:.1f} ms"],
         ["batch-32 throughput", f"{check['batch32_inputs_per_s']:.0f} inputs/s"],
     ]

@@ -6,9 +6,9 @@ what prepares its inputs (a text classifier's ``tokenizer.json``, an image class
 figures measured when it was checked). This module needs only numpy, onnxruntime and
 tokenizers (text) or Pillow (images), so it runs where PyTorch is too large to install::
 
-    from tunewright.edge_predictor import EdgePredictor
+    from tunewright.edge_predictor import open_export
 
-    EdgePredictor("runs/<id>/export-onnx-int8").predict(["Battery died in a day."])
+    open_export("runs/<id>/export-onnx-int8").predict(["Battery died in a day."])
     # [{'label': 'negative', 'probabilities': {'negative': 0.97, 'positive': 0.03}}]
 """
 
@@ -38,7 +38,10 @@ class TextInputs:
 
     def feed(self, chunk: list[str | dict[str, str]]) -> dict[str, np.ndarray]:
         given = [(v["text"], v["text_pair"]) if isinstance(v, dict) else v for v in chunk]
-        encodings = self.tokenizer.encode_batch(given)
+        return self.arrays(self.tokenizer.encode_batch(given))
+
+    @staticmethod
+    def arrays(encodings) -> dict[str, np.ndarray]:
         return {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
@@ -94,10 +97,8 @@ class ImageInputs:
 INPUTS = {"text": TextInputs, "image": ImageInputs}  # edge.json's "input": what the graph is fed from
 
 
-class EdgePredictor:
-    """A classifier's ONNX export, with the :class:`~tunewright.predictor.Predictor`
-    answers: ``predict`` gives a label and probabilities per text (or text pair, or
-    image path)."""
+class EdgeGraph:
+    """An export's graph on onnxruntime, with its ``edge.json`` record."""
 
     def __init__(self, folder: str | Path, batch_size: int = 32):
         import onnxruntime
@@ -105,7 +106,6 @@ class EdgePredictor:
         self.folder = Path(folder)
         self.record = json.loads((self.folder / EDGE_FILE).read_text(encoding="utf-8"))
         self.label_names: list[str] = self.record["label_names"]
-        self.input_field: str = self.record.get("input", "text")
         self.batch_size = batch_size
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # its notes on graph optimisation are not the user's concern
@@ -113,14 +113,27 @@ class EdgePredictor:
             str(self.folder / GRAPH_FILE), options, providers=["CPUExecutionProvider"]
         )
         self.inputs = {node.name for node in self.session.get_inputs()}
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The graph's logits for one prepared batch (inputs it does not take are left out)."""
+        return self.session.run(None, {name: value for name, value in feed.items() if name in self.inputs})[0]
+
+
+class EdgePredictor(EdgeGraph):
+    """A classifier's ONNX export, with the :class:`~tunewright.predictor.Predictor`
+    answers: ``predict`` gives a label and probabilities per text (or text pair, or
+    image path)."""
+
+    def __init__(self, folder: str | Path, batch_size: int = 32):
+        super().__init__(folder, batch_size)
+        self.input_field: str = self.record.get("input", "text")
         self.prepare = INPUTS[self.input_field](self.folder, self.record)
 
     def logits(self, inputs: list[str | dict[str, str]]) -> np.ndarray:
         """One row of class logits per text (or ``{"text", "text_pair"}``, or image path), in order."""
         rows = []
         for start in range(0, len(inputs), self.batch_size):
-            feed = self.prepare.feed(inputs[start : start + self.batch_size])
-            rows.append(self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0])
+            rows.append(self.run(self.prepare.feed(inputs[start : start + self.batch_size])))
         return np.concatenate(rows).astype(np.float64)
 
     def probabilities(self, inputs: list[str | dict[str, str]]) -> np.ndarray:
@@ -138,6 +151,51 @@ class EdgePredictor:
             }
             for row in self.probabilities(inputs)
         ]
+
+
+class EdgeTagger(EdgeGraph):
+    """A tagger's ONNX export: ``predict`` splits each text on whitespace and gives each
+    word's tag (its first token's) and the entities, as the run's ``predict`` does."""
+
+    input_field = "text"
+
+    def __init__(self, folder: str | Path, batch_size: int = 32):
+        super().__init__(folder, batch_size)
+        self.prepare = TextInputs(self.folder, self.record)
+
+    def word_probabilities(self, texts: list[str]) -> list[np.ndarray]:
+        """Per text, one row of tag probabilities per word that fits in ``max_length``."""
+        answers = []
+        for start in range(0, len(texts), self.batch_size):
+            words = [text.split() for text in texts[start : start + self.batch_size]]
+            encodings = self.prepare.tokenizer.encode_batch(words, is_pretokenized=True)
+            logits = self.run(TextInputs.arrays(encodings)).astype(np.float64)
+            for row, encoding in zip(logits, encodings):
+                ids = encoding.word_ids
+                first = [j for j, w in enumerate(ids) if w is not None and (j == 0 or ids[j - 1] != w)]
+                chosen = row[first]
+                exp = np.exp(chosen - chosen.max(axis=1, keepdims=True))
+                answers.append(exp / exp.sum(axis=1, keepdims=True))
+        return answers
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        from tunewright.entities import entities
+
+        if isinstance(texts, str):
+            texts = [texts]
+        answers = []
+        for text, probabilities in zip(texts, self.word_probabilities(texts)):
+            words = text.split()
+            tags = [self.label_names[int(i)] for i in probabilities.argmax(axis=1)]
+            tags += ["O"] * (len(words) - len(tags))  # words cut by max_length
+            answers.append({"words": words, "tags": tags, "entities": entities(words, tags)})
+        return answers
+
+
+def open_export(folder: str | Path) -> EdgePredictor | EdgeTagger:
+    """The predictor for the ONNX export in ``folder``: a classifier's or a tagger's."""
+    answers = json.loads((Path(folder) / EDGE_FILE).read_text(encoding="utf-8")).get("answers", "label")
+    return EdgeTagger(folder) if answers == "tags" else EdgePredictor(folder)
 
 
 def is_edge_export(folder: str | Path) -> bool:

@@ -11,12 +11,12 @@ from typing import Any
 
 
 def predict_without_pytorch(folder: Path, inputs: list[Any]) -> list[dict[str, Any]]:
-    """``EdgePredictor(folder).predict(inputs)``, answered by a process without PyTorch."""
+    """``open_export(folder).predict(inputs)``, answered by a process without PyTorch."""
     script = (
         "import sys, json\n"
         "sys.modules['torch'] = None; sys.modules['transformers'] = None  # importing either fails\n"
-        "from tunewright.edge_predictor import EdgePredictor\n"
-        f"print(json.dumps(EdgePredictor({str(folder)!r}).predict({inputs!r})))\n"
+        "from tunewright.edge_predictor import open_export\n"
+        f"print(json.dumps(open_export({str(folder)!r}).predict({inputs!r})))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -59,7 +59,7 @@ class Clip(ImageClassification):
     pipeline_tag = "zero-shot-image-classification"  # the Hugging Face task the model card names
     head_is_new = False  # the label prompts are the head, and CLIP already scores them
     head_modules = ()  # the label prompts are scored by the pre-trained towers: no separate head
-    exports_onnx = True  # pixel values in, label scores out; the label prompts are constants of the graph
+    edge_answers = "label"  # pixel values in, label scores out; the label prompts are constants of the graph
 
     def __init__(self, cfg: ClipConfig):
         if "{label}" not in cfg.prompt_template:

@@ -55,7 +55,7 @@ class ImageClassification(ClassificationObjective, HubTask):
     peft_task_type = None  # PEFT has no image task type; the head is saved through head_modules
     head_modules = ("classifier",)  # transformers' name for every image classification head
     example_fields = ("image", "label")
-    exports_onnx = True  # pixel values in, class logits out: tunewright export format=onnx
+    edge_answers = "label"  # pixel values in, class logits out: tunewright export format=onnx
 
     @property
     def image_processor(self):

@@ -23,7 +23,7 @@ class SequenceClassification(ClassificationObjective, HubTextTask):
     pipeline_tag = "text-classification"  # the Hugging Face task the model card names
     peft_task_type = "SEQ_CLS"  # PEFT trains and saves the head along with the adapter
     example_fields = ("text", "text_pair", "label")
-    exports_onnx = True  # token ids in, class logits out: tunewright export format=onnx
+    edge_answers = "label"  # token ids in, class logits out: tunewright export format=onnx
 
     def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
         """The pre-trained model (or a saved full fine-tune at ``source``) with a head for

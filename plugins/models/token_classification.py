@@ -20,6 +20,7 @@ import torch
 
 from tunewright import hookimpl
 from tunewright.batching import length_sorted_order
+from tunewright.entities import entities, entity_scores
 from tunewright.errors import ConfigError
 from tunewright.inference import pooled_hidden_states, to_device
 from tunewright.plugins.models.classification import label_head
@@ -37,6 +38,7 @@ class TokenClassification(HubTextTask):
     head_modules = ("classifier",)  # trained in full beside any adapter
     example_fields = ("text", "words", "tags")
     class_probabilities = False  # a tag per word: the audits and monitors judge one label per example
+    edge_answers = "tags"  # token ids in, tag logits per token out: tunewright export format=onnx
 
     def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
         from transformers import AutoModelForTokenClassification
@@ -177,44 +179,6 @@ class TokenClassification(HubTextTask):
 def tag_names(model) -> list[str]:
     """The tag names in id order, as the model's config holds them."""
     return [str(model.config.id2label[i]) for i in sorted(model.config.id2label)]
-
-
-def spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """Entity spans ``(start, end, type)`` (end exclusive) from BIO tags: ``B-X`` opens
-    one, ``I-X`` continues an ``X`` (or opens one after anything else), ``O`` closes."""
-    found, start, kind = [], None, None
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, _, name = tag.partition("-")
-        continues = prefix == "I" and kind == name and start is not None
-        if start is not None and not continues:
-            found.append((start, i, kind))
-            start, kind = None, None
-        if prefix in ("B", "I") and not continues:
-            start, kind = i, name
-    return found
-
-
-def entity_scores(truths: list[list[str]], predictions: list[list[str]]) -> dict[str, float]:
-    """Micro-averaged precision, recall and F1 over exact entity spans."""
-    true_count = predicted_count = matched = 0
-    for truth, prediction in zip(truths, predictions):
-        expected, found = set(spans(truth)), set(spans(prediction))
-        true_count, predicted_count, matched = (
-            true_count + len(expected),
-            predicted_count + len(found),
-            matched + len(expected & found),
-        )
-    precision = matched / predicted_count if predicted_count else 0.0
-    recall = matched / true_count if true_count else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"entity_precision": precision, "entity_recall": recall, "entity_f1": f1}
-
-
-def entities(words: list[str], tags: list[str]) -> list[dict[str, Any]]:
-    return [
-        {"type": kind, "text": " ".join(words[start:end]), "start": start, "end": end}
-        for start, end, kind in spans(tags)
-    ]
 
 
 @hookimpl

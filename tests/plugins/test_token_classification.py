@@ -8,13 +8,16 @@ import json
 import random
 
 import pytest
+from edge_runtime import predict_without_pytorch
 from omegaconf import OmegaConf
 
 import tunewright
 from tunewright.cli import main
+from tunewright.entities import entity_scores, spans
 from tunewright.errors import DataError
+from tunewright.export import export_run
 from tunewright.plugins.datasets.files import FileDataConfig, _jsonl
-from tunewright.plugins.models.token_classification import IGNORE, entity_scores, spans
+from tunewright.plugins.models.token_classification import IGNORE
 
 NAMES = ["Alice Smith", "Bob", "Carlos Diaz", "Dana", "Eve Stone", "Farid", "Grace Lee", "Hiro", "Ines Costa", "Jamal"]
 CITIES = ["Paris", "New York", "Lagos", "Tokyo", "Lima", "Oslo", "Cape Town", "Berlin", "Mumbai", "Quito"]
@@ -159,3 +162,12 @@ def test_ner_run_trains_reloads_and_tags_new_text(tmp_path, capsys):
     assert main(["monitor", f"run={run}", "data=jsonl", f"data.path={batch}", "data.label_column=null"]) == 0
     report = json.loads((run / "reports" / "drift-reviews.json").read_text())
     assert report["drift_detected"] and report["windows"][0]["layers"]["descriptors"]["drifted"]
+
+    # The tagger exports to ONNX and tags on onnxruntime as the run does, without PyTorch.
+    folder = export_run(run, override="no audit applies to a tagger", format="onnx")
+    check = json.loads((folder / "edge.json").read_text())["check"]
+    assert check["agreement"] == 1.0 and check["artifact"] == pytest.approx(check["pytorch"], abs=1e-9)
+    assert check["test_words"] == sum(len(row["words"]) for row in rows)
+    texts = ["yesterday Grace Lee visited Oslo", " ".join(rows[0]["words"]), "Hiro"]
+    assert predict_without_pytorch(folder, texts) == tunewright.load_run(run).predict(texts)
+    assert "words in" in (folder / "README.md").read_text() and "test entity F1" in (folder / "README.md").read_text()
