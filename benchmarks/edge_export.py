@@ -4,7 +4,8 @@ One default run (all-MiniLM-L6-v2 + LoRA on the bundled Amazon sentences) is tra
 here and exported twice with ``tunewright export format=onnx`` (fp32, then
 ``quantize=int8``); each export checks itself on the run's test split. The table
 reports size on disk, batch-1 p50/p95 latency and batch-32 throughput on this CPU
-(real IMDB/Yelp sentences), and test accuracy, with ratios to PyTorch fp32 (the run's
+(real IMDB/Yelp sentences), test accuracy and each form's bias verdicts (the run's audit
+for PyTorch, the audits re-run on each artifact by the export), with ratios to PyTorch fp32 (the run's
 merged model, the fastest PyTorch form of it, under ``torch.inference_mode``).
 
     python benchmarks/edge_export.py      # docs/benchmarks.md, docs/edge.md
@@ -68,30 +69,41 @@ def main() -> None:
                 return merged.probabilities(batch)
 
         first = json.loads((run / "export-onnx" / "edge.json").read_text())["check"]
-        rows = [{"variant": "PyTorch fp32", "size_mb": size / 2**20, "accuracy": first["pytorch"]["accuracy"]}]
+        bias = json.loads((run / "reports" / "bias.json").read_text())
+        rows = [
+            {
+                "variant": "PyTorch fp32",
+                "size_mb": size / 2**20,
+                "accuracy": first["pytorch"]["accuracy"],
+                "verdicts": {name: audit["verdict"] for name, audit in bias["audits"].items()},
+            }
+        ]
         rows[0] |= speed(torch_predict, texts)
         for name, folder in (("ONNX fp32", "export-onnx"), ("ONNX int8", "export-onnx-int8")):
-            check = json.loads((run / folder / "edge.json").read_text())["check"]
+            record = json.loads((run / folder / "edge.json").read_text())
             edge = EdgePredictor(run / folder)
             rows.append(
                 {
                     "variant": name,
-                    "size_mb": check["size_bytes"] / 2**20,
-                    "accuracy": check["artifact"]["accuracy"],
-                    "agreement": check["agreement"],
+                    "size_mb": record["check"]["size_bytes"] / 2**20,
+                    "accuracy": record["check"]["artifact"]["accuracy"],
+                    "agreement": record["check"]["agreement"],
+                    "verdicts": record["audit"]["verdicts"],
                     **speed(edge.probabilities, texts),
                 }
             )
     base = rows[0]
     print(
-        "| variant | size MB | smaller | batch-1 p50 ms | p95 ms | faster at batch 1 | batch-32 inputs/s | vs PyTorch | test accuracy |"
+        "| variant | size MB | smaller | batch-1 p50 ms | p95 ms | faster at batch 1 | batch-32 inputs/s | vs PyTorch | test accuracy | bias verdicts |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['variant']} | {row['size_mb']:.1f} | {base['size_mb'] / row['size_mb']:.2f}x | {row['p50_ms']:.1f} | "
             f"{row['p95_ms']:.1f} | {base['p50_ms'] / row['p50_ms']:.2f}x | {row['batch32_per_s']:.0f} | "
-            f"{row['batch32_per_s'] / base['batch32_per_s']:.2f}x | {row['accuracy']:.4f} |"
+            f"{row['batch32_per_s'] / base['batch32_per_s']:.2f}x | {row['accuracy']:.4f} | "
+            + ", ".join(f"{name} {verdict}" for name, verdict in row["verdicts"].items())
+            + " |"
         )
     print(json.dumps({"rows": rows}))
 
