@@ -181,7 +181,7 @@ class TrainerConfig:
     gradient_checkpointing: bool = False  # recompute activations: less memory, one extra forward per step
     compile: bool = False  # torch.compile the model: faster steps after a compile pause
     group_by_length: bool = True  # batches of similar length: less padding, same randomness
-    eval_every_n_steps: int = knob(0, low=0)  # 0: evaluate after each epoch
+    eval_every_n_steps: int = knob(0, low=0)  # 0: evaluate after each epoch; the last step is always evaluated
     early_stopping_metric: str = "accuracy"  # validation metric that picks the best weights
     early_stopping_mode: str = knob("max", choices=("max", "min"))
     early_stopping_patience: int = knob(0, low=0)  # stop after this many evaluations without gain; 0: never

@@ -17,7 +17,8 @@ One optimizer step, on every rank:
    of one big batch;
 4. clip, check for NaN/Inf, step optimizer and schedule.
 
-Evaluation runs every ``eval_every_n_steps`` (or each epoch), tracks the best
+Evaluation runs every ``eval_every_n_steps`` (or each epoch) and after the last step,
+so a run shorter than the interval is still judged on validation data; it tracks the best
 validation metric for early stopping and export, and checkpoints are written at each
 evaluation (or every ``checkpoint_every_n_steps``). Hooks fire on rank 0.
 """
@@ -126,9 +127,11 @@ class _Plan:
     totals: dict[str, float] = field(default_factory=lambda: {"tokens": 0.0, "samples": 0.0})
 
 
-def evaluation_due(cfg, step: int, end_of_epoch: bool) -> bool:
-    """Evaluate every ``trainer.eval_every_n_steps`` steps, or at each epoch's end when it is 0."""
-    return step % cfg.eval_every_n_steps == 0 if cfg.eval_every_n_steps else end_of_epoch
+def evaluation_due(cfg, step: int, end_of_epoch: bool, last_step: bool) -> bool:
+    """Evaluate every ``trainer.eval_every_n_steps`` steps, or at each epoch's end when it
+    is 0, and after the last step: what the run ends with (and what select_best and a
+    tuning trial compare) is always measured."""
+    return last_step or (step % cfg.eval_every_n_steps == 0 if cfg.eval_every_n_steps else end_of_epoch)
 
 
 def checkpoint_due(cfg, step: int, evaluated: bool) -> bool:
@@ -243,7 +246,9 @@ class Trainer:
                     self._log_step(step, loss, plan.scheduler, window, epoch)
 
                 end_of_epoch = step % plan.steps_per_epoch == 0
-                evaluated = bool(validation_features) and evaluation_due(cfg, step, end_of_epoch)
+                evaluated = bool(validation_features) and evaluation_due(
+                    cfg, step, end_of_epoch, step == plan.total_steps
+                )
                 if evaluated:
                     stopping = self._evaluate_and_track(validation_features, progress)
                     self.engine.train()  # evaluation turned dropout off; the epoch goes on training

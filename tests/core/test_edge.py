@@ -100,6 +100,21 @@ def test_what_cannot_be_exported_says_why(tiny_bert, tiny_gpt2, tmp_path, run):
         export_run(run, run.parent / "int4", override="tested", format="onnx", quantize="int4")
     with pytest.raises(TunewrightError, match="quantize= applies to format=onnx"):
         export_run(run, run.parent / "hf", override="tested", quantize="int8")
+    language_model = [
+        "experiment=sft",
+        f"model.name_or_path={tiny_gpt2}",
+        "model.max_length=48",
+        "model.max_new_tokens=4",
+        "data.limit=40",
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        f"paths.runs_dir={tmp_path}",
+        "paths.run_id=lm",
+    ]
+    assert main(["train", *language_model]) == 0
+    with pytest.raises(TunewrightError, match="model=causal_lm is not exported to ONNX yet.*merged=true"):
+        export_run(tmp_path / "lm", override="tested", format="onnx")
+    assert not (tmp_path / "lm" / "export-onnx").exists()
 
 
 def test_the_artifact_is_audited_again_and_one_biased_by_its_build_is_blocked(tiny_bert, tmp_path, monkeypatch):
@@ -145,18 +160,3 @@ def test_the_artifact_is_audited_again_and_one_biased_by_its_build_is_blocked(ti
     assert audit["verdicts"]["counterfactual"] == "fail" and audit["override"] == "field trial"
     (entry,) = [e for e in json.loads((audited / "manifest.json").read_text())["exports"] if e["path"] == str(shipped)]
     assert entry["audit"]["release"]["allowed"] is False
-    language_model = [
-        "experiment=sft",
-        f"model.name_or_path={tiny_gpt2}",
-        "model.max_length=48",
-        "model.max_new_tokens=4",
-        "data.limit=40",
-        "trainer.max_epochs=1",
-        "trainer.progress_bar=false",
-        f"paths.runs_dir={tmp_path}",
-        "paths.run_id=lm",
-    ]
-    assert main(["train", *language_model]) == 0
-    with pytest.raises(TunewrightError, match="model=causal_lm is not exported to ONNX yet.*merged=true"):
-        export_run(tmp_path / "lm", override="tested", format="onnx")
-    assert not (tmp_path / "lm" / "export-onnx").exists()

@@ -144,3 +144,10 @@ def test_compiled_model_computes_the_same_update(tmp_path):
     compiled, _ = make_trainer(tmp_path / "compiled", Linear(), max_epochs=1, batch_size=16, compile=True)
     compiled.fit(features(), [])
     np.testing.assert_allclose(weights(eager.model), weights(compiled.model), rtol=0, atol=1e-5)
+
+
+def test_the_last_step_is_evaluated_even_off_the_interval(tmp_path):
+    trainer, hook = make_trainer(tmp_path, Linear(), max_epochs=1, batch_size=8, eval_every_n_steps=5)
+    result = trainer.fit(features(), features(16, seed=1))  # 96 examples: 12 steps
+    steps = [kw["step"] for name, kw in hook.calls if name == "tunewright_eval_end"]
+    assert result.steps == 12 and steps == [5, 10, 12]
