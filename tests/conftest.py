@@ -72,6 +72,22 @@ def tiny_run_overrides(model_dir, runs_dir, *extra: str) -> list[str]:
     ]
 
 
+def tiny_lm_overrides(model_dir, runs_dir, run_id: str, *extra: str) -> list[str]:
+    """Overrides for a seconds-long SFT run of the tiny GPT-2 on a slice of the bundled data."""
+    return [
+        "experiment=sft",
+        f"model.name_or_path={model_dir}",
+        "model.max_length=48",
+        "model.max_new_tokens=4",
+        "data.limit=40",
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        f"paths.runs_dir={runs_dir}",
+        f"paths.run_id={run_id}",
+        *extra,
+    ]
+
+
 def make_distribution(root: Path, dist: str, entry_points: dict[str, str]) -> None:
     """A minimal installed distribution: a dist-info folder importlib.metadata finds on sys.path."""
     info = root / f"{dist.replace('-', '_')}-0.1.dist-info"

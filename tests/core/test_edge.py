@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_run_overrides
+from conftest import tiny_lm_overrides, tiny_run_overrides
 from edge_runtime import predict_without_pytorch
 
 from tunewright.cli import main
@@ -100,18 +100,7 @@ def test_what_cannot_be_exported_says_why(tiny_bert, tiny_gpt2, tmp_path, run):
         export_run(run, run.parent / "int4", override="tested", format="onnx", quantize="int4")
     with pytest.raises(TunewrightError, match="quantize= applies to format=onnx"):
         export_run(run, run.parent / "hf", override="tested", quantize="int8")
-    language_model = [
-        "experiment=sft",
-        f"model.name_or_path={tiny_gpt2}",
-        "model.max_length=48",
-        "model.max_new_tokens=4",
-        "data.limit=40",
-        "trainer.max_epochs=1",
-        "trainer.progress_bar=false",
-        f"paths.runs_dir={tmp_path}",
-        "paths.run_id=lm",
-    ]
-    assert main(["train", *language_model]) == 0
+    assert main(["train", *tiny_lm_overrides(tiny_gpt2, tmp_path, "lm")]) == 0
     with pytest.raises(TunewrightError, match="model=causal_lm is not exported to ONNX yet.*merged=true"):
         export_run(tmp_path / "lm", override="tested", format="onnx")
     assert not (tmp_path / "lm" / "export-onnx").exists()

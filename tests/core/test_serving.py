@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import tiny_run_overrides
+from conftest import tiny_lm_overrides, tiny_run_overrides
 
 from tunewright.batcher import Batcher, Overloaded, Route
 from tunewright.cli import main
@@ -377,18 +377,7 @@ def test_a_language_model_run_speaks_the_openai_api(tiny_gpt2, tmp_path):
     """The official openai client, unchanged, against a served causal LM run."""
     from openai import OpenAI
 
-    overrides = [
-        "experiment=sft",
-        f"model.name_or_path={tiny_gpt2}",
-        "model.max_length=48",
-        "model.max_new_tokens=4",
-        "data.limit=40",
-        "trainer.max_epochs=1",
-        "trainer.progress_bar=false",
-        f"paths.runs_dir={tmp_path}",
-        "paths.run_id=lm",
-    ]
-    assert main(["train", *overrides]) == 0
+    assert main(["train", *tiny_lm_overrides(tiny_gpt2, tmp_path, "lm")]) == 0
     turns = [{"role": "user", "content": "Battery died in a day."}]
     expected = load_run(tmp_path / "lm").chat([turns])[0]
     server = Server(tmp_path / "lm")
