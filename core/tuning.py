@@ -32,6 +32,15 @@ STUDY_FILE = "study.journal"
 COMMAND_FILE = "command.json"  # the command line that started the study; resume reads it
 TRIALS_DIR = "trials"
 STUDY_NAME = "tunewright"
+
+
+def study_of(run_folder: Path) -> Path | None:
+    """The study folder a run folder is a trial of (``<study>/trials/<run>``), or ``None``;
+    a tracker groups a study's trials by it."""
+    study = run_folder.parent.parent
+    return study if run_folder.parent.name == TRIALS_DIR and (study / COMMAND_FILE).is_file() else None
+
+
 OBJECTIVE = re.compile(r"(validation|audit)\.([A-Za-z0-9_]+):(max|min)")
 RESUMABLE = ("tune.study", "tune.trials", "tune.timeout", "tune.promote")  # what a resumed study may change
 

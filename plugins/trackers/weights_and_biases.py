@@ -42,7 +42,7 @@ class WandbConfig(TrackerConfig):
     mode: str = knob(
         "auto", choices=("auto", "online", "offline", "disabled")
     )  # auto: online with credentials, else offline
-    group: Optional[str] = None  # default: the sweep's name under -m, else none
+    group: Optional[str] = None  # default: the sweep's name under -m, the study's for a tune trial, else none
     tags: list[str] = field(default_factory=list)
     log_model: bool = True  # upload model/ as an artifact (large for method=full)
     dir: Optional[str] = None  # where W&B keeps its files; default: the run folder
@@ -66,6 +66,14 @@ def resolve_mode(cfg: WandbConfig) -> str:
     if cfg.mode != "auto":
         return cfg.mode
     return os.environ.get("WANDB_MODE") or ("online" if has_credentials() else "offline")
+
+
+def study_group(run_folder: Path) -> str | None:
+    """The trials of one ``tunewright tune`` study share a group."""
+    from tunewright.tuning import study_of
+
+    study = study_of(run_folder)
+    return f"study-{study.name}" if study is not None else None
 
 
 def sweep_group() -> str | None:
@@ -116,7 +124,7 @@ class WandbTracker(Tracker):
             name=run.run_id,
             id=previous["id"] if previous else None,
             resume="allow" if previous else None,
-            group=self.cfg.group or sweep_group(),
+            group=self.cfg.group or sweep_group() or study_group(run.folder.path),
             tags=list(self.cfg.tags),
             config=OmegaConf.to_container(run.config, resolve=True),
             dir=self.cfg.dir or str(self.folder),

@@ -122,3 +122,12 @@ def test_a_sweep_groups_its_wandb_runs(tiny_bert, tmp_path):
     folders = [p for p in runs.iterdir() if (p / "wandb_run.json").is_file()]
     groups = {run.run_group for folder in folders for run in of_type(records_of(folder)[0], "run")}
     assert len(folders) == 2 and len(groups) == 1 and groups.pop().startswith("sweep-")
+
+
+def test_a_studys_trials_share_a_wandb_group(tiny_bert, tmp_path):
+    overrides = tiny_run_overrides(tiny_bert, tmp_path, "tracker=wandb", "audit=none", "monitor=none", "data.limit=40")
+    assert main(["tune", *overrides, "tune.trials=2", "tune.pruner=none"]) == 0
+    (study,) = tmp_path.glob("tune-*")
+    folders = sorted((study / "trials").iterdir())
+    groups = {run.run_group for folder in folders for run in of_type(records_of(folder)[0], "run")}
+    assert len(folders) == 2 and groups == {f"study-{study.name}"}
