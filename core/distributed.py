@@ -2,8 +2,8 @@
 
 torch.distributed, torchrun's rendezvous and PyTorch's DDP are the engines; this module
 only reads the environment torchrun sets, starts the process group with the backend
-that fits the device (NCCL on CUDA, Gloo on CPU) and offers the two collectives the
-trainer needs.
+that fits the device (NCCL on CUDA, Gloo on CPU) and offers the few collectives the
+trainer and a distributed study need.
 """
 
 from __future__ import annotations
@@ -13,6 +13,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from tunewright.errors import TunewrightError
+
+
+class StoppedOnRankZero(TunewrightError):
+    """This rank's side of a stop that rank 0 decided at a point every rank reached (a
+    hook raised there: a tuning trial pruned, say), so no rank waits alone at the next
+    collective."""
 
 
 @dataclass(frozen=True)
@@ -72,3 +80,12 @@ def gather_objects(obj, context: DistributedContext) -> list:
     gathered = [None] * context.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def broadcast_object(obj, context: DistributedContext):
+    """Rank 0's ``obj`` on every rank (``obj`` itself in a single process)."""
+    if not context.is_distributed:
+        return obj
+    box = [obj if context.is_main_process else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -83,6 +83,7 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
     stopped early at ``trainer.stop_after_steps`` and can be resumed.
     """
     device = pick_device(cfg.trainer.device)
+    owns_group = not torch.distributed.is_initialized()  # a distributed study's group outlives its trials
     context = _join_process_group(cfg, device)
     if context.is_distributed and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
@@ -111,7 +112,8 @@ def run_training(cfg: DictConfig, plugins) -> dict[str, Any]:
             raise
         finally:
             stop_trackers(trackers, plugins)
-            distributed.teardown(graceful=not failed)
+            if owns_group:
+                distributed.teardown(graceful=not failed)
 
 
 def _train(run: Run, plugins, device: torch.device, context: DistributedContext) -> dict[str, Any]:

@@ -39,8 +39,14 @@ import torch
 from tunewright import checkpoint as ckpt
 from tunewright import sharding
 from tunewright.batching import micro_batches, step_batches
-from tunewright.distributed import DistributedContext, all_reduce_sum, gather_objects
-from tunewright.errors import ConfigError, TunewrightError
+from tunewright.distributed import (
+    DistributedContext,
+    StoppedOnRankZero,
+    all_reduce_sum,
+    broadcast_object,
+    gather_objects,
+)
+from tunewright.errors import ConfigError, TunewrightError, first_line
 from tunewright.inference import feature_length, predict_logits, to_device
 from tunewright.precision import autocast, autocast_dtype
 from tunewright.throughput import count_parameters, model_flops_utilisation, peak_memory_mb
@@ -370,7 +376,7 @@ class Trainer:
     def _evaluate_and_track(self, features: list[dict], progress: _Progress) -> bool:
         """Evaluate, remember the best weights; True when early stopping says stop."""
         metrics, _ = self.evaluate(features)
-        self._fire_main("tunewright_eval_end", split="validation", step=progress.step, metrics=metrics)
+        self._fire_agreed("tunewright_eval_end", split="validation", step=progress.step, metrics=metrics)
         name = self.cfg.early_stopping_metric
         if name not in metrics:
             raise ConfigError(f"trainer.early_stopping_metric: {name!r} is not one of {', '.join(sorted(metrics))}")
@@ -457,6 +463,21 @@ class Trainer:
     def _fire_main(self, hook_name: str, **kwargs: Any) -> None:
         if self.context.is_main_process:
             getattr(self.hook, hook_name)(run=self.run, **kwargs)
+
+    def _fire_agreed(self, hook_name: str, **kwargs: Any) -> None:
+        """Fire a rank-0 hook at a point every rank reaches; an exception it raises stops
+        every rank (rank 0 raises it, the others :class:`StoppedOnRankZero`)."""
+        error = None
+        if self.context.is_main_process:
+            try:
+                getattr(self.hook, hook_name)(run=self.run, **kwargs)
+            except Exception as raised:  # handed to every rank below, then raised here too
+                error = raised
+        reason = broadcast_object(first_line(error) if error else None, self.context)
+        if error is not None:
+            raise error
+        if reason is not None:
+            raise StoppedOnRankZero(f"rank 0 stopped the run at this evaluation: {reason}")
 
     def _progress_bar(self, total: int, initial: int):
         if not (self.cfg.progress_bar and self.context.is_main_process and sys.stderr.isatty()):

@@ -24,7 +24,9 @@ from secrets import token_hex
 from typing import Any
 
 from tunewright import hookimpl
+from tunewright.distributed import DistributedContext, broadcast_object, launched_by_torchrun, setup, teardown
 from tunewright.errors import ConfigError, TunewrightError, first_line
+from tunewright.precision import pick_device
 from tunewright.run_folder import RunFolder, atomic_write_json
 from tunewright.search_space import Param, check_space, read_space, trial_overrides
 
@@ -32,6 +34,7 @@ STUDY_FILE = "study.journal"
 COMMAND_FILE = "command.json"  # the command line that started the study; resume reads it
 TRIALS_DIR = "trials"
 STUDY_NAME = "tunewright"
+SINGLE = DistributedContext()  # a study in one process
 
 
 def study_of(run_folder: Path) -> Path | None:
@@ -170,10 +173,10 @@ def open_study(overrides: list[str], plugins) -> Study:
     listed = [o.split("=", 1)[1] for o in overrides if o.startswith("method=")]
     first = compose_config([*run_base, *(f"method={m}" for m in listed[-1:] if "," not in m)], plugins)
     methods = [m.strip() for m in listed[-1].split(",") if m.strip()] if listed else [first.method.kind]
-    if first.trainer.strategy != "single":
+    if first.trainer.strategy != "single" and first.trainer.nproc_per_node > 1 and not launched_by_torchrun():
         raise ConfigError(
-            f"tune: trainer.strategy={first.trainer.strategy}: each trial runs in the study's own process; "
-            "distributed trials are not supported yet (use trainer=default)"
+            f"tune: trainer.nproc_per_node={first.trainer.nproc_per_node}: a study is launched on every rank "
+            f"at once: torchrun --nproc_per_node {first.trainer.nproc_per_node} -m tunewright tune ..."
         )
     settings, spaces = _spaces(methods, study_keys, plugins)
     if not settings.trials and settings.timeout is None:
@@ -266,8 +269,10 @@ def _constraints(trial) -> list[float]:
     return [trial.user_attrs.get("release_blocked", 0.0)]
 
 
-def run_study(study: Study, plugins, say: Callable[[str], None] = print) -> None:
-    """Trials until ``tune.trials`` are done or ``tune.timeout`` has passed."""
+def run_study(study: Study, plugins, say: Callable[[str], None] = print, context: DistributedContext = SINGLE) -> None:
+    """Trials until ``tune.trials`` are done or ``tune.timeout`` has passed. Under torchrun
+    this runs on rank 0, which sends each trial's config to the other ranks
+    (:func:`follow_trials`) so that every rank trains it."""
     from optuna.trial import TrialState
 
     from tunewright.study_report import write_report
@@ -285,7 +290,7 @@ def run_study(study: Study, plugins, say: Callable[[str], None] = print) -> None
         if budget is not None and time.monotonic() - started >= budget:
             say(f"tunewright tune: tune.timeout={study.settings.timeout} reached")
             break
-        row = _run_trial(study, prune_on, plugins)
+        row = _run_trial(study, prune_on, plugins, context)
         say(f"trial {row['number']}: {row['state']} {row['summary']}")
         write_report(study)
     write_report(study)
@@ -304,7 +309,7 @@ def _retry_cut_off(optuna_study) -> None:
             )
 
 
-def _run_trial(study: Study, prune_on: Objective | None, plugins) -> dict[str, Any]:
+def _run_trial(study: Study, prune_on: Objective | None, plugins, context: DistributedContext) -> dict[str, Any]:
     from optuna.trial import TrialState
 
     from tunewright.config import compose_config
@@ -315,7 +320,8 @@ def _run_trial(study: Study, prune_on: Objective | None, plugins) -> dict[str, A
     trial.set_user_attr("run_id", run_id)
     method, values, drawn = trial_overrides(trial, study.spaces)
     trials_dir = study.folder / TRIALS_DIR
-    cfg = compose_config([*study.base, *values, f"paths.runs_dir={trials_dir}", f"paths.run_id={run_id}"], plugins)
+    overrides = [*study.base, *values, f"paths.runs_dir={trials_dir}", f"paths.run_id={run_id}"]
+    cfg = compose_config(broadcast_object(overrides, context), plugins)  # every rank trains this trial
     reporter = TrialReporter(trial, prune_on)
     plugins.manager.register(reporter, name=f"tunewright-tune-trial-{trial.number}")
     row = {"number": trial.number, "run_id": run_id, "method": method, "params": drawn}
@@ -367,11 +373,38 @@ def promote(study: Study, best: dict[str, Any]) -> None:
     atomic_write_json(study.folder / "study.json", {**record, "promoted": best["run_id"]})
 
 
+def follow_trials(context: DistributedContext, plugins) -> None:
+    """A rank other than 0 in a distributed study: train each trial rank 0 sends, until it
+    sends ``None``. A trial rank 0 ends early (pruned) or that fails ends here too."""
+    from tunewright.config import compose_config
+    from tunewright.pipeline import run_training
+
+    while (overrides := broadcast_object(None, context)) is not None:
+        try:
+            run_training(compose_config(overrides, plugins), plugins)
+        except ConfigError:
+            raise  # rank 0 meets the same error, and the study ends there too
+        except Exception:  # rank 0 records how the trial ended; the study goes on
+            continue
+
+
 def tune(overrides: list[str], plugins) -> int:
-    """The ``tunewright tune`` command."""
-    study = open_study(overrides, plugins)
-    print(f"tunewright tune: study folder {study.folder}")
-    run_study(study, plugins)
+    """The ``tunewright tune`` command; under torchrun, on every rank (one process group
+    for the whole study, every trial trained by all ranks)."""
+    given = next((o.split("=", 1)[1] for o in overrides if o.startswith("trainer.device=")), "auto")
+    context, finished = setup(pick_device(given)), False
+    try:
+        if not context.is_main_process:
+            follow_trials(context, plugins)
+            finished = True
+            return 0
+        study = open_study(overrides, plugins)
+        print(f"tunewright tune: study folder {study.folder}")
+        run_study(study, plugins, context=context)
+        broadcast_object(None, context)  # the other ranks' follow_trials ends
+        finished = True
+    finally:
+        teardown(graceful=finished)
     from tunewright.study_report import recommendation, summary_table
 
     print(summary_table(study))

@@ -166,3 +166,78 @@ def test_ddp_ranks_share_evaluation_and_agree_with_one_process(tmp_path):
     for rank in (0, 1):
         np.testing.assert_allclose(np.load(tmp_path / f"logits-rank{rank}.npy"), expected, rtol=0, atol=1e-6)
     assert "RANK 0 PREDICTED 19" in result.stdout and "RANK 1 PREDICTED 18" in result.stdout
+
+
+def test_a_study_under_torchrun_trains_every_trial_on_all_ranks(tiny_bert, tmp_path):
+    overrides = tiny_run_overrides(
+        tiny_bert,
+        tmp_path,
+        "trainer=ddp",
+        "audit=none",
+        "monitor=none",
+        "data.limit=100",
+        "trainer.eval_every_n_steps=2",
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "tunewright",
+            "tune",
+            *overrides,
+            "search.params.trainer.max_epochs=int 2 2",
+            "tune.trials=3",
+            "tune.startup_trials=1",
+            "tune.pruner=median",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (study,) = tmp_path.glob("tune-*")  # one study folder, written by rank 0 alone
+    record = json.loads((study / "study.json").read_text())
+    assert len(record["trials"]) == 3 and {t["state"] for t in record["trials"]} <= {"complete", "pruned"}
+    for trial in record["trials"]:
+        manifest = json.loads((study / "trials" / trial["run_id"] / "manifest.json").read_text())
+        assert manifest["world_size"] == 2
+    assert result.stdout.count("tunewright tune: study folder") == 1
+
+
+STOPPING_WORKER = textwrap.dedent(
+    """
+    import sys, torch
+    from toy import Linear, features, make_trainer
+    from tunewright.distributed import StoppedOnRankZero, setup, teardown
+    context = setup(torch.device("cpu"))
+    trainer, recorder = make_trainer(sys.argv[1], Linear(), context, max_epochs=2, batch_size=8, eval_every_n_steps=2)
+
+    class StopsAtStepFour:  # a rank-0 plugin that ends the run at one evaluation (a pruner, say)
+        def __getattr__(self, name):
+            return getattr(recorder, name)
+
+        def tunewright_eval_end(self, run, split, step, metrics):
+            if step == 4:
+                raise ValueError("enough at step 4")
+
+    trainer.hook = StopsAtStepFour()
+    try:
+        trainer.fit(features(), features(16, seed=1))
+    except (ValueError, StoppedOnRankZero) as error:
+        print(f"RANK {context.rank} {type(error).__name__}: {error}", flush=True)
+    teardown()
+    """
+)
+
+
+def test_a_stop_raised_by_a_rank_zero_hook_stops_every_rank(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(STOPPING_WORKER)
+    result = torchrun(str(script), str(tmp_path), timeout=120)  # a rank left waiting would time out
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "RANK 0 ValueError: enough at step 4" in result.stdout
+    assert "RANK 1 StoppedOnRankZero: rank 0 stopped the run at this evaluation: enough at step 4" in result.stdout

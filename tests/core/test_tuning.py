@@ -143,12 +143,13 @@ def test_several_objectives_give_a_pareto_front_holding_each_objectives_best(tin
         ("tune.objectives=[test.accuracy:max]", "test metrics are reported, never optimised"),
         ("tune.trails=3", "tune.trails: unknown key"),
         ("trainer.batch_size=8,16", "only method= may list several values"),
-        ("trainer=ddp", "distributed trials are not supported yet"),
+        (("trainer=ddp", "trainer.nproc_per_node=2"), "torchrun --nproc_per_node 2 -m tunewright tune"),
         ("tune.trials=0", "tune.trials=0 with no timeout would never end"),
     ],
 )
 def test_a_bad_study_fails_before_any_training_with_the_key_named(tiny_bert, tmp_path, capsys, override, named):
-    assert main(["tune", *base(tiny_bert, tmp_path), override]) == 2
+    given = [override] if isinstance(override, str) else list(override)
+    assert main(["tune", *base(tiny_bert, tmp_path), *given]) == 2
     assert named in capsys.readouterr().err
     assert not list(tmp_path.glob("tune-*"))  # nothing trained, nothing written
 
