@@ -24,7 +24,6 @@ from tunewright.data import DomainData
 from tunewright.edge_predictor import EdgePredictor
 from tunewright.pipeline import NO_DECISION, governance_parts
 from tunewright.plugin_manager import get_plugins
-from tunewright.release_gate import release_decision
 from tunewright.run import Run
 from tunewright.run_folder import RunFolder
 
@@ -67,5 +66,4 @@ def audit_artifact(
         "verdicts": {name: result["verdict"] for name, result in results.items()},
         "run_verdicts": {name: audit["verdict"] for name, audit in recorded.get("audits", {}).items()},
         "release": decision,
-        "run_release_allowed": (release_decision(run_folder) or {}).get("allowed"),
     }

@@ -61,7 +61,7 @@ def export_onnx(
     kind = parts.config.model.kind
     if parts.task.edge_answers is None:
         raise TunewrightError(
-            f"format=onnx: model={kind} is not exported to ONNX yet (text and image classifiers are); "
+            f"format=onnx: model={kind} is not exported to ONNX yet (text and image classifiers, CLIP and taggers are); "
             "export the Hugging Face directory instead (merged=true), which llama.cpp, vLLM or optimum take"
         )
     if not parts.method.can_merge:
@@ -116,10 +116,11 @@ def export_onnx(
         record["audit"] = shipped
         if not shipped["release"]["allowed"]:
             if not override:
+                instead = "export without quantize, or ship it anyway" if quantize else "to ship it anyway, pass"
                 raise ReleaseBlockedError(
                     f"export: the ONNX{' ' + quantize if quantize else ''} artifact's own bias audits block its "
-                    f"release: {'; '.join(shipped['release']['reasons'])}; export without quantize, or ship it "
-                    'anyway with override="<your reason>" (it is recorded)'
+                    f"release: {'; '.join(shipped['release']['reasons'])}; {instead} "
+                    'with override="<your reason>" (it is recorded)'
                 )
             shipped["override"] = override
     (staging / EDGE_FILE).write_text(json.dumps(record, indent=2) + "\n")
