@@ -40,24 +40,19 @@ class ShippedModel:
 
 
 def audit_artifact(
-    run_folder: RunFolder, task, artifact: EdgePredictor, test_rows: list[dict[str, Any]]
+    run_folder: RunFolder, task, artifact: EdgePredictor, rows: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
     """Each of the run's audits on ``artifact``: ``{"verdicts", "run_verdicts", "release"}``
     (``release`` as ``tunewright_release_decision`` gives it); ``None`` when the run has
-    no audit that applies to its task."""
+    no audit that applies to its task. ``rows`` are the run's test rows with the
+    artifact's predictions, as the export's check made them."""
     plugins = get_plugins()
     run = Run(run_folder.path.name, run_folder.read_config(), run_folder)
     audits = governance_parts(run, task, plugins, families=("audits",))["audits"]
     if not audits:
         return None
     label_names = artifact.label_names
-    inputs = [
-        {"text": row["text"], "text_pair": row["text_pair"]} if "text_pair" in row else row[task.input_field]
-        for row in test_rows
-    ]
-    predictions = artifact.predict(inputs)
-    rows = [{**row, "prediction": prediction} for row, prediction in zip(test_rows, predictions)]
-    examples = [{**row, "label": label_names.index(row["label"])} for row in test_rows]
+    examples = [{**row, "label": label_names.index(row["label"])} for row in rows]
     evaluation = Evaluation(run, ShippedModel(task, artifact), DomainData({"test": examples}, label_names), {}, rows)
     results = {name: audit.audit(evaluation) for name, audit in audits.items()}
     decision = plugins.hook.tunewright_release_decision(run=run, results=results) or NO_DECISION

@@ -96,10 +96,13 @@ def export_onnx(
     except ValueError as error:  # a preprocessing the edge runtime does not make
         raise TunewrightError(f"format=onnx: {first_line(error)}; export the Hugging Face directory instead") from error
     test_rows = _test_rows(run_folder)
-    if parts.task.edge_answers == "tags":
-        checked = check_tagger(torch_model, artifact, test_rows)
+    if parts.task.edge_answers == "tags":  # no class probabilities, so no audit applies (as for the run)
+        checked, shipped_rows = check_tagger(torch_model, artifact, test_rows), None
     else:
-        checked = check_artifact(torch_model, artifact, _test_inputs(test_rows, field), parts.label_names)
+        checked, probabilities = check_artifact(
+            torch_model, artifact, _test_inputs(test_rows, field), parts.label_names
+        )
+        shipped_rows = [{**row, "prediction": a} for row, a in zip(test_rows, artifact.answers(probabilities))]
     record["check"] = {**checked, "size_bytes": graph.stat().st_size, "max_metric_drop": max_metric_drop}
     drop = max(checked["pytorch"][m] - checked["artifact"][m] for m in checked["pytorch"])
     if drop > max_metric_drop:
@@ -111,7 +114,7 @@ def export_onnx(
                 'quantize, or ship it anyway with accept_drop="<reason>"'
             )
         record["check"]["drop_accepted"] = accept_drop
-    shipped = audit_artifact(run_folder, parts.task, artifact, test_rows)
+    shipped = audit_artifact(run_folder, parts.task, artifact, shipped_rows) if shipped_rows else None
     if shipped is not None:
         record["audit"] = shipped
         if not shipped["release"]["allowed"]:
@@ -241,9 +244,12 @@ def _test_inputs(rows: list[dict[str, Any]], field: str) -> list[tuple[str | dic
     ]
 
 
-def check_artifact(torch_model, artifact: EdgePredictor, rows, label_names: list[str]) -> dict[str, Any]:
+def check_artifact(
+    torch_model, artifact: EdgePredictor, rows, label_names: list[str]
+) -> tuple[dict[str, Any], np.ndarray]:
     """The artifact beside the PyTorch model on the same inputs: metrics, agreement, the
-    largest probability difference, and the artifact's speed."""
+    largest probability difference and the artifact's speed; and the artifact's
+    probabilities, which its audits then read."""
     from sklearn.metrics import accuracy_score, f1_score
 
     inputs, truth = [value for value, _ in rows], [label for _, label in rows]
@@ -263,7 +269,7 @@ def check_artifact(torch_model, artifact: EdgePredictor, rows, label_names: list
         "agreement": float(np.mean(reference.argmax(axis=1) == shipped.argmax(axis=1))),
         "max_probability_difference": float(np.abs(reference - shipped).max()),
         **_speed(artifact, inputs),
-    }
+    }, shipped
 
 
 def check_tagger(torch_model, artifact: EdgeTagger, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -97,6 +97,12 @@ class ImageInputs:
 INPUTS = {"text": TextInputs, "image": ImageInputs}  # edge.json's "input": what the graph is fed from
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities along the last axis, one row per input (or per word)."""
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
 class EdgeGraph:
     """An export's graph on onnxruntime, with its ``edge.json`` record."""
 
@@ -137,20 +143,22 @@ class EdgePredictor(EdgeGraph):
         return np.concatenate(rows).astype(np.float64)
 
     def probabilities(self, inputs: list[str | dict[str, str]]) -> np.ndarray:
-        logits = self.logits(inputs)
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True)
+        return softmax(self.logits(inputs))
 
-    def predict(self, inputs: list[str | dict[str, str]]) -> list[dict[str, Any]]:
-        if isinstance(inputs, str):
-            inputs = [inputs]
+    def answers(self, probabilities: np.ndarray) -> list[dict[str, Any]]:
+        """``{"label", "probabilities": {name: p}}`` per row of class probabilities."""
         return [
             {
                 "label": self.label_names[int(row.argmax())],
                 "probabilities": {name: float(p) for name, p in zip(self.label_names, row)},
             }
-            for row in self.probabilities(inputs)
+            for row in probabilities
         ]
+
+    def predict(self, inputs: list[str | dict[str, str]]) -> list[dict[str, Any]]:
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        return self.answers(self.probabilities(inputs))
 
 
 class EdgeTagger(EdgeGraph):
@@ -173,9 +181,7 @@ class EdgeTagger(EdgeGraph):
             for row, encoding in zip(logits, encodings):
                 ids = encoding.word_ids
                 first = [j for j, w in enumerate(ids) if w is not None and (j == 0 or ids[j - 1] != w)]
-                chosen = row[first]
-                exp = np.exp(chosen - chosen.max(axis=1, keepdims=True))
-                answers.append(exp / exp.sum(axis=1, keepdims=True))
+                answers.append(softmax(row[first]))
         return answers
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
