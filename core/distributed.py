@@ -8,6 +8,7 @@ trainer and a distributed study need.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -57,8 +58,11 @@ def teardown(graceful: bool = True) -> None:
     """Leave the process group. ``graceful``: first wait until every rank is done with it,
     since a rank that destroys its group while a peer is still sending can abort that
     peer (seen with Gloo). After an error there is no waiting: the other ranks may never
-    arrive, and torchrun takes the job down."""
+    arrive, and torchrun takes the job down. Callers drop their DDP-wrapped models first:
+    a group that lives on until interpreter exit has its Gloo threads torn down there,
+    which has aborted a rank ("terminate called without an active exception")."""
     if dist.is_initialized():
+        gc.collect()  # a DDP wrapper in a reference cycle would hold the group until exit
         if graceful:
             dist.barrier()
         dist.destroy_process_group()

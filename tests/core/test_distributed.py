@@ -40,6 +40,7 @@ DDP_WORKER = textwrap.dedent(
                               gradient_accumulation_steps=int(sys.argv[3]))
     trainer.fit(features(), [])
     np.save(f"{sys.argv[1]}/weights-rank{context.rank}.npy", weights(trainer.model))
+    del trainer  # its DDP wrapper holds the group: gone before the group, as in the CLI
     teardown()
     """
 )
@@ -100,6 +101,7 @@ FSDP_WORKER = textwrap.dedent(
     if context.rank == 0:
         np.save(f"{folder}/weights.npy", torch.cat([state[k].flatten() for k in sorted(state)]).numpy())
         print("STEPS", result.steps, result.completed, result.resumed_from_step)
+    del trainer  # its DDP wrapper holds the group: gone before the group, as in the CLI
     teardown()
     """
 )
@@ -149,6 +151,7 @@ EVAL_WORKER = textwrap.dedent(
     metrics, logits = trainer.evaluate(features(37, seed=3))
     np.save(f"{sys.argv[1]}/logits-rank{context.rank}.npy", logits)
     print(f"RANK {context.rank} PREDICTED {sum(seen)}")
+    del trainer  # its DDP wrapper holds the group: gone before the group, as in the CLI
     teardown()
     """
 )
@@ -229,6 +232,7 @@ STOPPING_WORKER = textwrap.dedent(
         trainer.fit(features(), features(16, seed=1))
     except (ValueError, StoppedOnRankZero) as error:
         print(f"RANK {context.rank} {type(error).__name__}: {error}", flush=True)
+    del trainer  # its DDP wrapper holds the group: gone before the group, as in the CLI
     teardown()
     """
 )
