@@ -12,6 +12,8 @@
                                                       a Hugging Face directory, if release is allowed
     tunewright export run=<folder> format=onnx [quantize=int8] [max_metric_drop=0.01] [accept_drop="<reason>"]
                                                       an edge artifact, checked on the test split before it ships
+    tunewright studio [studio.port=7860 studio.workspace=studio ...]
+                                                      a web app for all of the above, on 127.0.0.1
     tunewright plugins                                every plugin and what it registers
 
 Config errors are reported as one line naming the key and the valid choices, before
@@ -486,6 +488,18 @@ def share(command: str, key: str, value: str) -> float:
     return number
 
 
+def studio(args: list[str]) -> int:
+    """``studio [studio.*=...]``: the web app."""
+    from tunewright.studio import run_studio
+
+    stray = [arg for arg in args if not arg.lstrip("+~").startswith("studio.")]
+    if stray:
+        raise ConfigError(
+            f"studio: {stray[0]!r} is not studio.<key>=... (studio.host, studio.port, studio.workspace ...)"
+        )
+    return run_studio(args)
+
+
 def plugins_command(args: list[str]) -> int:
     """List every plugin, where it came from and what it registers."""
     from tunewright.plugin_manager import get_plugins
@@ -509,6 +523,7 @@ COMMANDS = {
     "tune": tune,
     "card": card,
     "export": export,
+    "studio": studio,
     "plugins": plugins_command,
 }
 

@@ -31,6 +31,7 @@ from tunewright.schema import (
     ServeConfig,
     ServeLogConfig,
     ServeMonitorConfig,
+    StudioConfig,
     TuneConfig,
     check_values,
     group_schemas,
@@ -40,6 +41,7 @@ CONFIG_MODULE = "tunewright.conf"
 PRIMARY_CONFIG = "train"
 SERVICE_CONFIG = "serve"
 STUDY_CONFIG = "tune"
+STUDIO_CONFIG = "studio"
 NOT_TRAIN_GROUPS = ("hydra", "serve", "tune", "search")  # composed by tunewright serve and tune
 MAX_CHECKED_COMBINATIONS = 256
 
@@ -78,6 +80,14 @@ def compose_study_config(overrides: list[str], plugins) -> DictConfig:
     _reject_unknown_keys("tune", cfg.tune, TuneConfig)
     _reject_unknown_keys("search", cfg.search, SearchConfig)
     check_values("tune", cfg.tune, TuneConfig)
+    return cfg
+
+
+def compose_studio_config(overrides: list[str], plugins) -> DictConfig:
+    """Compose ``studio.yaml`` with ``overrides``, as strictly as a run's."""
+    cfg = _compose(STUDIO_CONFIG, overrides, plugins)
+    _reject_unknown_keys("studio", cfg.studio, StudioConfig)
+    check_values("studio", cfg.studio, StudioConfig)
     return cfg
 
 

@@ -132,7 +132,8 @@ def tunewright_train_step_end(run, step, metrics):
     :param run: the :class:`~tunewright.run.Run`.
     :param step: the global optimizer step just completed, counting from 1.
     :param metrics: a dict of floats: ``loss``, ``learning_rate``, ``grad_norm``,
-        ``tokens_per_second``, ``samples_per_second``, ``epoch``.
+        ``tokens_per_second``, ``samples_per_second``, ``epoch``, and ``total_steps``
+        (the steps the run will take in all).
     :return: nothing.
 
     Called on rank 0 only.

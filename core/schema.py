@@ -332,6 +332,26 @@ class ServiceConfig:
 
 
 @dataclass
+class StudioConfig:
+    """``tunewright studio``: where the web app listens and what it keeps."""
+
+    host: str = "127.0.0.1"  # another address exposes the app to the network: studio.auth is then required
+    port: int = knob(7860, low=1, high=65535)
+    workspace: str = "studio"  # uploads, run folders (runs/) and command logs of the app live here
+    max_upload_mb: float = knob(200.0, low=0, low_open=True)  # an upload (or an unpacked zip) larger is refused
+    # ask for a password: user "tunewright", the password in $TUNEWRIGHT_STUDIO_PASSWORD
+    # (never in the config or on the command line, where others could read it)
+    auth: bool = False
+
+
+@dataclass
+class StudioAppConfig:
+    """The whole composed config of ``tunewright studio``."""
+
+    studio: StudioConfig = field(default_factory=StudioConfig)
+
+
+@dataclass
 class TuneConfig:
     """``tunewright tune``: how many trials, for how long, judged and pruned how."""
 
@@ -427,6 +447,7 @@ def store_schemas(registries, option_files: set[tuple[str, str]]) -> None:
     cs.store(name="service" + SCHEMA_SUFFIX, node=ServiceConfig)
     cs.store(group="serve", name="serve" + SCHEMA_SUFFIX, node=ServeConfig)
     cs.store(name="study" + SCHEMA_SUFFIX, node=StudyConfig)
+    cs.store(name="studio_app" + SCHEMA_SUFFIX, node=StudioAppConfig)
     cs.store(group="tune", name="tune" + SCHEMA_SUFFIX, node=TuneConfig)
     cs.store(group="search", name="search" + SCHEMA_SUFFIX, node=SearchConfig)
     for group, schema in group_schemas(registries).items():

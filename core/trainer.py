@@ -249,7 +249,7 @@ class Trainer:
                 if self._bar is not None:
                     self._bar.update(1)
                 if step % cfg.log_every_n_steps == 0 or step == plan.total_steps:
-                    self._log_step(step, loss, plan.scheduler, window, epoch)
+                    self._log_step(step, loss, plan, window, epoch)
 
                 end_of_epoch = step % plan.steps_per_epoch == 0
                 evaluated = bool(validation_features) and evaluation_due(
@@ -437,19 +437,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _log_step(self, step: int, loss: float, scheduler, window: dict, epoch: int) -> None:
+    def _log_step(self, step: int, loss: float, plan: _Plan, window: dict, epoch: int) -> None:
         now = time.perf_counter()
         elapsed = max(now - window["since"], 1e-9)
         tokens = all_reduce_sum(window["tokens"], self.context, self.device)
         samples = all_reduce_sum(window["samples"], self.context, self.device)
         metrics = {
             "loss": loss,
-            "learning_rate": scheduler.get_last_lr()[0],
+            "learning_rate": plan.scheduler.get_last_lr()[0],
             "grad_norm": self._grad_norm,
             "tokens_per_second": tokens / elapsed,
             "samples_per_second": samples / elapsed,
             "peak_memory_mb": peak_memory_mb(self.device),
             "epoch": epoch + 1,
+            "total_steps": plan.total_steps,  # what progress and an ETA are measured against
         }
         per_device_tokens = tokens / elapsed / self.context.world_size
         mfu = model_flops_utilisation(per_device_tokens, self.total_parameters, self.device)

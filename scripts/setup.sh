@@ -11,4 +11,15 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0 ${TUNEWRIGHT_TORCH_INDEX:+--index-url "$TUNEWRIGHT_TORCH_INDEX"}
-.venv/bin/python -m pip install --quiet -e '.[serve,tune,edge,test]'
+.venv/bin/python -m pip install --quiet -e '.[serve,tune,edge,studio,test]'
+
+# The studio's browser tests drive Debian's Chromium through Playwright (Playwright's own
+# browser download is not needed). Installed here when missing and this is a root shell
+# with apt; elsewhere, install chromium with your package manager.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "scripts/setup.sh: /usr/bin/chromium is missing: install chromium for the studio's browser tests" >&2
+  fi
+fi
