@@ -141,7 +141,7 @@ class Studio:
 
     def progress(self, run_id: str) -> views.Progress:
         job = self.jobs.get(run_id)
-        return views.progress(self.run_path(run_id), bool(job and job.running), job.exit_code if job else None)
+        return views.progress(self.run_path(run_id), bool(job and job.running), bool(job and job.failed))
 
     def elapsed(self, job_name: str) -> float | None:
         job = self.jobs.get(job_name)

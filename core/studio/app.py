@@ -186,20 +186,22 @@ def build(studio: Studio):
         # -------------------------------------------------------------- handlers
 
         @_safe
-        @_outputs(2)
+        @_outputs(3)
         def on_upload(file):
             if file is None:
-                return gr.skip(), ""
+                return gr.skip(), gr.skip(), ""
             entry = studio.upload(Path(file), Path(file).name)
-            return gr.update(choices=studio.data_choices(), value=entry), ""
+            # the file now lives in the workspace: the box is cleared for the next upload
+            return None, gr.update(choices=studio.data_choices(), value=entry), ""
 
-        @_safe
-        @_outputs(8)
         def on_data(choice):
-            shown = studio.preview(choice) if choice else None
+            empty = gr.update(choices=[], value=None)
+            try:
+                shown = studio.preview(choice) if choice else None
+            except Exception as error:  # a malformed file: nothing of it is mapped, the error says where
+                return None, empty, empty, empty, empty, gr.update(choices=[], value=[]), gr.skip(), _error(error)
             if shown is None:
-                empty = gr.update(choices=[], value=None)
-                return None, empty, empty, empty, empty, gr.update(choices=[], value=[]), gr.update(choices=[]), ""
+                return None, empty, empty, empty, empty, gr.update(choices=[], value=[]), gr.skip(), ""
             columns = shown.columns
             frame = pd.DataFrame(shown.rows, columns=columns)
             pick = lambda *names: gr.update(choices=columns, value=guess_column(columns, *names))  # noqa: E731
@@ -346,7 +348,7 @@ def build(studio: Studio):
         # -------------------------------------------------------------- wiring
 
         mapping = [table, text_column, label_column, pair_column, image_column, sensitive, batch, data_error]
-        upload.upload(on_upload, upload, [data, upload_error])
+        upload.upload(on_upload, upload, [upload, data, upload_error])
         data.change(on_data, data, mapping)
         check.click(on_check, form_inputs, [card, data_error])
         for component in form_inputs:

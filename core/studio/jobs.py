@@ -31,6 +31,7 @@ class Job:
     args: list[str]
     process: subprocess.Popen | None = None
     started: float = 0.0
+    stopped: bool = False  # ended by Stop, not by a failure of its own
 
     @property
     def line(self) -> str:
@@ -41,8 +42,10 @@ class Job:
         return self.process is not None and self.process.poll() is None
 
     @property
-    def exit_code(self) -> int | None:
-        return None if self.process is None else self.process.poll()
+    def failed(self) -> bool:
+        """Ended with an error (a stop asked for is not one)."""
+        code = None if self.process is None else self.process.poll()
+        return code not in (None, 0) and not self.stopped
 
 
 class Jobs:
@@ -98,6 +101,7 @@ class Jobs:
         job = self._jobs.get(name)
         if job is None or not job.running:
             return False
+        job.stopped = True
         os.killpg(job.process.pid, signal.SIGTERM)
         try:
             job.process.wait(wait_s)

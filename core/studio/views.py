@@ -74,16 +74,16 @@ class Progress:
         return ", ".join(parts) + "."
 
 
-def progress(run: Path, running: bool, exit_code: int | None = None) -> Progress:
+def progress(run: Path, running: bool, failed: bool = False) -> Progress:
     """The run's progress; ``running``: whether its training process is alive, and
-    ``exit_code`` how it ended (None: not started here, or still running)."""
+    ``failed`` whether it ended with an error."""
     events = _jsonl(run / "metrics.jsonl")
     results = _json(run / "results.json")
     if results is not None and results.get("completed", True):
         state = "finished"
     elif running:
         state = "training"
-    elif exit_code not in (None, 0):
+    elif failed:
         state = "failed"
     else:
         state = "stopped" if events or (run / "checkpoints").is_dir() else "not started"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import socket
+import time
 import zipfile
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def test_progress_reads_the_run_as_it_goes(tmp_path):
     folder.mkdir()
     assert views.progress(folder, running=True).state == "training"
     assert views.progress(folder, running=False).state == "not started"
-    assert views.progress(folder, running=False, exit_code=1).state == "failed"
+    assert views.progress(folder, running=False, failed=True).state == "failed"
     events = [
         {"event": "train", "step": s, "loss": 1.0 / s, "epoch": 1, "total_steps": 40, "tokens_per_second": 900.0}
         for s in (10, 20)
@@ -230,7 +231,11 @@ def test_choices_come_from_the_config_groups_with_what_each_is(studio):
 def test_a_job_is_a_recorded_command_and_one_run_trains_once(studio):
     job = studio.jobs.start("sleeper", "plugins", [])
     job.process.wait(60)
-    assert job.exit_code == 0 and "tunewright.plugins.methods" in studio.jobs.log_tail("sleeper", 200)
+    assert (
+        job.process.returncode == 0
+        and not job.failed
+        and "tunewright.plugins.methods" in studio.jobs.log_tail("sleeper", 200)
+    )
     record = json.loads((studio.workspace.logs / "sleeper.json").read_text())
     assert record["line"] == "tunewright plugins" and studio.jobs.recorded_args("sleeper") == ("plugins", [])
     with socket.socket() as probe:  # a free port, so the app it starts could listen
@@ -241,7 +246,7 @@ def test_a_job_is_a_recorded_command_and_one_run_trains_once(studio):
     )
     with pytest.raises(RuntimeError, match="long is already running"):
         studio.jobs.start("long", "plugins", [])
-    assert studio.stop("long") and not long.running
+    assert studio.stop("long") and not long.running and not long.failed  # stopped, not failed
     with pytest.raises(ValueError, match="letters, digits"):
         studio.jobs.start("../x", "plugins", [])
 
@@ -268,3 +273,36 @@ def test_the_studio_command_says_how_to_install_gradio_when_it_is_missing(capsys
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
     assert main(["studio"]) == 2
     assert "studio needs gradio: pip install 'tunewright[studio]' (scripts/setup.sh does)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_stop_then_resume_finishes_the_run_from_its_checkpoint(studio, tmp_path, tiny_bert):
+    """Stop kills the training process; Resume runs the same command, which continues
+    from the newest checkpoint rather than starting over."""
+    form = TrainForm(
+        data=uploaded(studio, tmp_path, "r.csv", REVIEWS),
+        model="bert",
+        checkpoint=str(tiny_bert),
+        text_column="review",
+        label_column="sentiment",
+        max_epochs=30,
+        batch_size=4,
+        extra="model.max_length=32\ntrainer.eval_every_n_steps=5\ntrainer.log_every_n_steps=1\naudit=none",
+    )
+    run = studio.start_training(form, "stopped-run")
+    checkpoints = studio.workspace.runs / run / "checkpoints"
+    deadline = time.time() + 180
+    while not list(checkpoints.glob("step-*")) and time.time() < deadline:
+        assert studio.jobs.get(run).running, studio.jobs.log_tail(run)
+        time.sleep(0.2)
+    assert studio.stop(run)
+    stopped = studio.progress(run)
+    assert stopped.state == "stopped" and 0 < stopped.step < stopped.total_steps
+    studio.resume(run)
+    assert studio.jobs.get(run).process.wait(300) == 0, studio.jobs.log_tail(run)
+    assert studio.jobs.log_tail(run, 400).count("$ tunewright train") == 2
+    results = json.loads((studio.workspace.runs / run / "results.json").read_text())
+    assert 0 < results["train"]["resumed_from_step"] <= stopped.step
+    assert studio.progress(run).state == "finished"
+    with pytest.raises(ConfigError, match="the studio did not start this run"):
+        studio.resume("someone-elses-run")
