@@ -4,6 +4,7 @@ who never open a terminal. See docs/studio.md."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -37,11 +38,18 @@ def run_studio(overrides: list[str]) -> int:
     studio = Studio(Workspace(workspace), settings.max_upload_mb, plugins)
     print(f"tunewright studio: http://{settings.host}:{settings.port}  (workspace {workspace}; Ctrl-C stops)")
     sys.stdout.flush()
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it like Ctrl-C
     try:
         launch(studio, settings.host, settings.port, auth)
+    except KeyboardInterrupt:
+        pass
     finally:
         studio.jobs.stop_all()
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def studio_auth(host: str, wanted: bool) -> tuple[str, str] | None:

@@ -108,21 +108,21 @@ class Studio:
 
     def data_card(self, form: TrainForm) -> str:
         """The data card the run would write, as markdown."""
-        overrides = form.overrides(self.workspace.uploads, self.workspace.runs, "studio-data-check")
+        overrides = form.overrides(self.workspace, "studio-data-check")
         with self._compose_lock:
             return data_check.data_card(overrides)[1]
 
     # ------------------------------------------------------------------ train
 
     def command(self, form: TrainForm, run_id: str) -> str:
-        return command_line("train", form.overrides(self.workspace.uploads, self.workspace.runs, run_id))
+        return command_line("train", form.overrides(self.workspace, run_id))
 
     def start_training(self, form: TrainForm, run_id: str | None = None) -> str:
         """Check the overrides as ``tunewright train`` would, then start it; returns the run id."""
         from tunewright.config import check_overrides
 
         run_id = run_id or time.strftime("studio-%Y%m%d-%H%M%S")
-        overrides = form.overrides(self.workspace.uploads, self.workspace.runs, run_id)
+        overrides = form.overrides(self.workspace, run_id)
         with self._compose_lock:
             check_overrides(overrides, self.plugins)
         self.jobs.start(run_id, "train", overrides)
@@ -163,7 +163,7 @@ class Studio:
         from tunewright import load_run
 
         if run_id not in self._predictors:
-            self._predictors[run_id] = load_run(self.run_path(run_id))
+            self._predictors = {run_id: load_run(self.run_path(run_id))}  # one model in memory at a time
         (prediction,) = self._predictors[run_id].predict([text])
         return prediction.get("probabilities") or {str(prediction.get("text", prediction)): 1.0}
 
@@ -171,9 +171,7 @@ class Studio:
 
     def start_tuning(self, form: TrainForm, trials: int, timeout: str) -> str:
         name = time.strftime("tune-%Y%m%d-%H%M%S")
-        overrides = [
-            o for o in form.overrides(self.workspace.uploads, self.workspace.runs, "x") if "paths.run_id=" not in o
-        ]
+        overrides = [o for o in form.overrides(self.workspace, "x") if not o.startswith("paths.run_id=")]
         self.jobs.start(
             name, "tune", [*overrides, f"tune.trials={int(trials)}", *([f"tune.timeout={timeout}"] if timeout else [])]
         )

@@ -104,11 +104,21 @@ def build(studio: Studio):
                 batch_size = gr.Number(16, precision=0, minimum=1, label="Batch size", info=help_of.get("batch_size"))
                 limit = gr.Number(0, precision=0, minimum=0, label="Rows to use (0: all)", elem_id="limit")
             with gr.Accordion("Advanced", open=False):
-                checkpoint = gr.Textbox(
-                    "", label="Checkpoint (model.name_or_path; blank: the model's default)", elem_id="checkpoint"
+                checkpoint = gr.Dropdown(
+                    ["", *studio.workspace.checkpoints()],
+                    value="",
+                    allow_custom_value=True,
+                    label=f"Checkpoint: a folder of {studio.workspace.models}, or a hub id (blank: the model's default)",
+                    elem_id="checkpoint",
                 )
                 extra = gr.Textbox("", lines=3, label="More overrides, key=value per line", elem_id="extra")
-            command = gr.Code(label="The same run from a terminal", language="shell", elem_id="command")
+            command = gr.Code(
+                label="The same run from a terminal",
+                language="shell",
+                wrap_lines=True,
+                show_line_numbers=False,
+                elem_id="command",
+            )
 
         # -------------------------------------------------------------- 3. train
         with gr.Tab("3. Train", id="train"):
@@ -233,7 +243,7 @@ def build(studio: Studio):
                 learning_rate=_float(rate_, "Learning rate"),
                 batch_size=int(batch_) if batch_ else None,
                 limit=int(limit_) if limit_ else None,
-                checkpoint=checkpoint_.strip() or None,
+                checkpoint=(checkpoint_ or "").strip() or None,
                 extra=extra_ or "",
             )
 
@@ -371,6 +381,7 @@ def build(studio: Studio):
         timer.tick(on_job_tick, [last_job, port], jobs_log)
         refresh.click(on_history, None, [runs_table, compare])
         page.load(on_history, None, [runs_table, compare])
+        page.load(lambda: gr.update(choices=["", *studio.workspace.checkpoints()]), None, checkpoint)
         compare.change(on_compare, compare, comparison)
     return page
 

@@ -7,12 +7,19 @@ person can copy into a terminal.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunewright.errors import ConfigError
 from tunewright.studio.data_check import data_kind
+from tunewright.studio.workspace import Workspace
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # organisation/name
+# Keys the studio sets itself, or that would name files on the server: the browser
+# brings data as uploads and models through <workspace>/models, never as paths.
+STUDIO_KEYS = ("paths.", "model.name_or_path")
 
 PACK_PREFIX = "pack: "  # how the data drop-down names a bundled dataset
 UPLOAD_PREFIX = "upload: "  # ... and an uploaded file
@@ -34,15 +41,15 @@ class TrainForm:
     learning_rate: float | None = None
     batch_size: int | None = None
     limit: int | None = None  # train on a stratified subset of this many rows
-    checkpoint: str | None = None  # model.name_or_path: another checkpoint of the model family
+    checkpoint: str | None = None  # a folder of <workspace>/models, or a hub id (organisation/name)
     extra: str = ""  # more key=value overrides, one per line, for what the form does not show
 
-    def data_overrides(self, uploads: Path) -> list[str]:
+    def data_overrides(self, workspace: Workspace) -> list[str]:
         """The ``data`` group and its columns."""
         if self.data.startswith(PACK_PREFIX):
             out = [f"data={self.data.removeprefix(PACK_PREFIX)}"]
         elif self.data.startswith(UPLOAD_PREFIX):
-            path = uploads / self.data.removeprefix(UPLOAD_PREFIX)
+            path = workspace.upload_path(self.data.removeprefix(UPLOAD_PREFIX))
             kind = data_kind(path)
             out = [f"data={kind}", f"data.path={path}"]
             if kind != "image_folder":
@@ -60,13 +67,13 @@ class TrainForm:
             out.append(f"data.limit={self.limit}")
         return out
 
-    def overrides(self, uploads: Path, runs: Path, run_id: str) -> list[str]:
+    def overrides(self, workspace: Workspace, run_id: str) -> list[str]:
         """Every override of the run, in the order a person would write them."""
         return [
             f"model={self.model}",
-            *_given(("model.name_or_path", self.checkpoint)),
+            *_given(("model.name_or_path", self.checkpoint_path(workspace))),
             f"method={self.method}",
-            *self.data_overrides(uploads),
+            *self.data_overrides(workspace),
             *_given(
                 ("trainer.max_epochs", self.max_epochs),
                 ("trainer.learning_rate", self.learning_rate),
@@ -74,9 +81,23 @@ class TrainForm:
             ),
             *extra_overrides(self.extra),
             "trainer.progress_bar=false",
-            f"paths.runs_dir={runs}",
+            f"paths.runs_dir={workspace.runs}",
             f"paths.run_id={run_id}",
         ]
+
+    def checkpoint_path(self, workspace: Workspace) -> str | None:
+        """``model.name_or_path`` for the chosen checkpoint (None: the model's default)."""
+        name = (self.checkpoint or "").strip()
+        if not name:
+            return None
+        if name in workspace.checkpoints():
+            return str(workspace.models / name)
+        if HUB_ID.fullmatch(name) and ".." not in name and not Path(name).exists():
+            return name
+        raise ConfigError(
+            f"studio: checkpoint {name!r} is neither a model folder of {workspace.models} nor a hub id "
+            "(organisation/name); put local checkpoints in that folder"
+        )
 
 
 def _given(*pairs: tuple[str, object]) -> list[str]:
@@ -93,6 +114,12 @@ def extra_overrides(text: str) -> list[str]:
             continue
         if "=" not in line or line.startswith("="):
             raise ConfigError(f"studio: extra override line {number} ({line[:60]!r}) is not key=value")
+        key, value = line.split("=", 1)
+        if key.lstrip("+~").startswith(STUDIO_KEYS) or any(mark in value for mark in ("/", "\\", "~")):
+            raise ConfigError(
+                f"studio: extra override line {number} ({line[:60]!r}) names a file or folder on the server; "
+                "upload data on the Data page, and choose checkpoints from the workspace's models folder"
+            )
         out.append(line)
     return out
 

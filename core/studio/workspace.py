@@ -1,6 +1,7 @@
 """The studio's workspace: one folder holding what the studio was given and what it ran.
 
     <workspace>/uploads/<name>      files uploaded from the browser (size-limited)
+    <workspace>/models/<name>/      checkpoints put there for the model drop-down
     <workspace>/runs/<run_id>/      normal run folders (``paths.runs_dir``)
     <workspace>/logs/<job>.log      what each command the studio started printed
 
@@ -41,8 +42,12 @@ class Workspace:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
     def create(self) -> Workspace:
-        for folder in (self.uploads, self.runs, self.logs):
+        for folder in (self.uploads, self.runs, self.logs, self.models):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -72,6 +77,12 @@ class Workspace:
             return []
         entries = [p for p in self.uploads.iterdir() if p.suffix.lower() in DATA_SUFFIXES or p.is_dir()]
         return [p.name for p in sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+    def checkpoints(self) -> list[str]:
+        """Folders of ``models/`` that hold a Hugging Face checkpoint (a config.json)."""
+        if not self.models.is_dir():
+            return []
+        return sorted(p.name for p in self.models.iterdir() if (p / "config.json").is_file())
 
     def upload_path(self, name: str) -> Path:
         """The uploaded data called ``name``; a name that is not one is refused."""

@@ -110,7 +110,7 @@ def test_cli_prints_composed_config(capsys):
 
 def test_unknown_command_lists_commands(capsys):
     assert main(["trian"]) == 2
-    assert "train, predict, monitor, serve, tune, card, export, plugins" in capsys.readouterr().err
+    assert "train, predict, monitor, serve, tune, card, export, studio, plugins" in capsys.readouterr().err
 
 
 def test_train_help_lists_every_option_file_and_no_schemas(capsys):

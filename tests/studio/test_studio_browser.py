@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -47,9 +48,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def studio_url(tmp_path_factory):
-    """``tunewright studio`` on a free loopback port, with its own workspace."""
+def studio_url(tmp_path_factory, tiny_bert):
+    """``tunewright studio`` on a free loopback port, with its own workspace holding the
+    tiny model in its ``models/`` folder."""
     workspace = tmp_path_factory.mktemp("workspace")
+    shutil.copytree(tiny_bert, workspace / "models" / "tiny-bert")
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tunewright", "studio", f"studio.workspace={workspace}", f"studio.port={port}"],
@@ -70,9 +73,9 @@ def studio_url(tmp_path_factory):
     else:
         pytest.fail("the studio did not answer within 120 s")
     yield url, workspace
-    process.terminate()
+    process.terminate()  # SIGTERM stops the app as Ctrl-C does: its jobs stopped, exit status 0
     output = process.communicate(timeout=60)[0]
-    assert f"tunewright studio: {url}" in output
+    assert process.returncode == 0 and f"tunewright studio: {url}" in output, output
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +117,7 @@ def choose(page, element_id: str, option: str) -> None:
     page.get_by_role("option", name=re.compile("^" + re.escape(option))).first.click()
 
 
-def test_a_domain_expert_goes_from_an_upload_to_an_audited_model(page, studio_url, screenshots, tiny_bert, tmp_path):
+def test_a_domain_expert_goes_from_an_upload_to_an_audited_model(page, studio_url, screenshots, tmp_path):
     from playwright.sync_api import expect
 
     workspace = studio_url[1]
@@ -140,14 +143,15 @@ def test_a_domain_expert_goes_from_an_upload_to_an_audited_model(page, studio_ur
     page.get_by_role("tab", name="2. Configure").click()
     choose(page, "model", "bert")
     page.get_by_text("Advanced").click()
-    page.locator("#checkpoint textarea, #checkpoint input").first.fill(str(tiny_bert))
+    choose(page, "checkpoint", "tiny-bert")
     page.locator("#extra textarea").fill("model.max_length=32\ndata.probe_domain=reviews")
     page.locator("#limit input").fill("80")
     page.locator("#limit input").press("Enter")
     command = page.locator("#command")
     command.get_by_text("data.probe_domain=reviews").wait_for()
     shown = command.inner_text()
-    for part in ("tunewright train model=bert", f"model.name_or_path={tiny_bert}", "data.label_column=sentiment"):
+    checkpoint = workspace / "models" / "tiny-bert"
+    for part in ("tunewright train model=bert", f"model.name_or_path={checkpoint}", "data.label_column=sentiment"):
         assert part in shown
     page.screenshot(path=str(screenshots / "configure.png"), full_page=True)
 

@@ -54,7 +54,7 @@ def test_a_form_is_the_command_line_it_shows(studio, tmp_path):
         extra="# a comment\n\nmodel.max_length=32\n",
     )
     uploads, runs = studio.workspace.uploads, studio.workspace.runs
-    overrides = form.overrides(uploads, runs, "r1")
+    overrides = form.overrides(studio.workspace, "r1")
     assert overrides == [
         "model=bert",
         "method=ia3",
@@ -72,13 +72,38 @@ def test_a_form_is_the_command_line_it_shows(studio, tmp_path):
         "paths.run_id=r1",
     ]
     assert shlex.split(studio.command(form, "r1")) == ["tunewright", "train", *overrides]
-    pack = TrainForm(data="pack: banking77").overrides(uploads, runs, "r2")
+    pack = TrainForm(data="pack: banking77").overrides(studio.workspace, "r2")
     assert pack[:3] == ["model=minilm", "method=lora", "data=banking77"]
 
 
 def test_extra_overrides_refuse_a_line_that_is_not_key_value():
     with pytest.raises(ConfigError, match=r"line 2 \('trainer.max_epochs 3'\) is not key=value"):
         extra_overrides("method.r=4\ntrainer.max_epochs 3")
+
+
+@pytest.mark.parametrize(
+    "line", ["data.path=/etc/passwd", "paths.runs_dir=elsewhere", "audit.probes=~/probes.txt", "model.name_or_path=x"]
+)
+def test_the_browser_cannot_name_a_file_on_the_server(line):
+    with pytest.raises(ConfigError, match="names a file or folder on the server"):
+        extra_overrides(line)
+
+
+def test_a_checkpoint_is_a_workspace_model_or_a_hub_id(studio, tiny_bert):
+    import shutil
+
+    shutil.copytree(tiny_bert, studio.workspace.models / "tiny-bert")
+    form = TrainForm(data="pack: banking77", model="bert")
+    for given, expected in [
+        ("tiny-bert", str(studio.workspace.models / "tiny-bert")),
+        ("google-bert/bert-base-uncased", "google-bert/bert-base-uncased"),
+    ]:
+        form.checkpoint = given
+        assert f"model.name_or_path={expected}" in form.overrides(studio.workspace, "r")
+    for hostile in (str(tiny_bert), "../models/tiny-bert", "~/models"):
+        form.checkpoint = hostile
+        with pytest.raises(ConfigError, match="is neither a model folder of"):
+            form.overrides(studio.workspace, "r")
 
 
 def test_a_misspelt_key_in_the_form_is_refused_before_anything_starts(studio, tmp_path):
@@ -279,10 +304,13 @@ def test_the_studio_command_says_how_to_install_gradio_when_it_is_missing(capsys
 def test_stop_then_resume_finishes_the_run_from_its_checkpoint(studio, tmp_path, tiny_bert):
     """Stop kills the training process; Resume runs the same command, which continues
     from the newest checkpoint rather than starting over."""
+    import shutil
+
+    shutil.copytree(tiny_bert, studio.workspace.models / "tiny-bert")
     form = TrainForm(
         data=uploaded(studio, tmp_path, "r.csv", REVIEWS),
         model="bert",
-        checkpoint=str(tiny_bert),
+        checkpoint="tiny-bert",
         text_column="review",
         label_column="sentiment",
         max_epochs=30,
