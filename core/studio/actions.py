@@ -41,6 +41,13 @@ def _described(option: str, text: str) -> str:
     return f"{option}: {text}" if text else option
 
 
+def _default(spec) -> str:
+    import dataclasses
+
+    value = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def option_file_comment(group: str, option: str) -> str:
     """The first comment line of tunewright's own ``conf/<group>/<option>.yaml``."""
     from importlib.resources import files
@@ -85,6 +92,26 @@ class Studio:
         if option in registry and registry.get(option).description:
             return registry.get(option).description
         return option_file_comment(group, option)
+
+    def method_knobs(self, method: str) -> str:
+        """The chosen method's own knobs as markdown: each key, its default and what its
+        schema's comment says it costs (set them under More overrides)."""
+        import dataclasses
+
+        from tunewright.markdown import md_code, md_text
+        from tunewright.schema_help import field_comments
+
+        registry = self.plugins.registries["methods"]
+        if method not in registry:
+            return ""
+        schema = registry.get(method).schema
+        comments = field_comments(schema)
+        lines = [
+            f"- {md_code(f'method.{spec.name}={_default(spec)}')}: {md_text(comments[spec.name])}"
+            for spec in dataclasses.fields(schema)
+            if spec.name in comments
+        ]
+        return "\n".join([f"{md_text(method)}'s own knobs (set under More overrides):", *lines]) if lines else ""
 
     def data_choices(self) -> list[str]:
         """Uploaded files, newest first, then the bundled packs."""

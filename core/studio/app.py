@@ -98,6 +98,7 @@ def build(studio: Studio):
             with gr.Row():
                 model = gr.Dropdown(models, value="minilm", label="Model", elem_id="model")
                 method = gr.Dropdown(methods, value="lora", label="Method", elem_id="method")
+            method_knobs = gr.Markdown(studio.method_knobs("lora"), elem_id="method-knobs")
             with gr.Row():
                 epochs = gr.Number(3, precision=0, minimum=1, label="Epochs", info="passes over the training data")
                 learning_rate = gr.Textbox("", label="Learning rate", info=help_of.get("learning_rate"))
@@ -367,6 +368,7 @@ def build(studio: Studio):
         stop.click(on_stop, run_id, train_error)
         resume.click(on_resume, run_id, train_error)
         run_id.change(on_form, [run_id, *form_inputs], command)
+        method.change(studio.method_knobs, method, method_knobs)
         timer = gr.Timer(POLL_SECONDS)
         timer.tick(on_tick, run_id, [status, loss_plot, log])
         run_id.change(lambda run: gr.update(choices=studio.runs(), value=run), run_id, result_run)

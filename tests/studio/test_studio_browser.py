@@ -178,6 +178,13 @@ def test_a_domain_expert_goes_from_an_upload_to_an_audited_model(page, studio_ur
         expect(page.locator("#try-output")).to_contain_text(label, timeout=60_000)  # the model loads first
     page.screenshot(path=str(screenshots / "results.png"), full_page=True)
 
+    page.get_by_role("tab", name="5. Tune, serve, monitor, export").click()
+    page.locator("#export").click()  # the run's release is allowed: it exports, and is offered as a zip
+    expect(page.locator("#download")).to_contain_text(f"{run.name}-hf", timeout=120_000)
+    assert ".zip" in page.locator("#download").inner_text()
+    assert (workspace / "exports" / f"{run.name}-hf" / "adapter_model.safetensors").is_file()
+    page.screenshot(path=str(screenshots / "operate.png"), full_page=True)
+
     page.get_by_role("tab", name="6. History").click()
     page.locator("#refresh").click()
     expect(page.locator("#history")).to_contain_text(run.name, timeout=30_000)
@@ -187,6 +194,7 @@ def test_a_domain_expert_goes_from_an_upload_to_an_audited_model(page, studio_ur
         "data-error.png",
         "data.png",
         "history.png",
+        "operate.png",
         "results.png",
         "train.png",
     ]

@@ -249,6 +249,9 @@ def test_choices_come_from_the_config_groups_with_what_each_is(studio):
     assert "sequence_classification" in models
     methods = {choice.value: choice.label for choice in studio.choices("method")}
     assert methods["lora"].startswith("lora: ")
+    knobs = studio.method_knobs("lora")
+    assert "- `method.r=8`: adapter rank; higher: more trainable weights, more memory" in knobs
+    assert "`method.use_dora=false`" in knobs and studio.method_knobs("full") == ""
     packs = [entry for entry in studio.data_choices() if entry.startswith("pack: ")]
     assert "pack: banking77" in packs and "pack: csv" not in packs
 
@@ -332,5 +335,8 @@ def test_stop_then_resume_finishes_the_run_from_its_checkpoint(studio, tmp_path,
     results = json.loads((studio.workspace.runs / run / "results.json").read_text())
     assert 0 < results["train"]["resumed_from_step"] <= stopped.step
     assert studio.progress(run).state == "finished"
+    job, target = studio.start_export(run, "Hugging Face directory")
+    assert studio.jobs.get(job).process.wait(120) != 0 and not target.exists()  # audit=none: never cleared
+    assert "release blocked: no bias audit ran (audit=none)" in studio.jobs.log_tail(job, 1)
     with pytest.raises(ConfigError, match="the studio did not start this run"):
         studio.resume("someone-elses-run")
