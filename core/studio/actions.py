@@ -48,6 +48,26 @@ def _default(spec) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def batch_columns(run: Path, available: list[str]) -> list[str]:
+    """The run's own column settings for a batch with ``available`` columns: the text
+    columns as the run read them, its label column if the batch has labels (else none:
+    drift is judged without accuracy), and the sensitive columns the batch carries."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.load(run / "config.yaml").data
+    out = [
+        f"data.{key}={data[key]}"
+        for key in ("text_column", "text_pair_column", "image_column")
+        if data.get(key) not in (None, "")
+    ]
+    label = data.get("label_column")
+    out.append(f"data.label_column={label if label in available else 'null'}")
+    sensitive = [column for column in data.get("sensitive_columns") or [] if column in available]
+    if sensitive:
+        out.append(f"data.sensitive_columns=[{','.join(sensitive)}]")
+    return out
+
+
 def option_file_comment(group: str, option: str) -> str:
     """The first comment line of tunewright's own ``conf/<group>/<option>.yaml``."""
     from importlib.resources import files
@@ -224,8 +244,11 @@ class Studio:
             raise ConfigError("monitor: upload the new batch first (a CSV, JSON lines or Parquet file)")
         path = self.workspace.upload_path(data.removeprefix(UPLOAD_PREFIX))
         name = f"monitor-{run_id}"
+        columns = batch_columns(self.run_path(run_id), data_check.preview(path).columns)
         self.jobs.start(
-            name, "monitor", [f"run={self.run_path(run_id)}", f"data={data_check.data_kind(path)}", f"data.path={path}"]
+            name,
+            "monitor",
+            [f"run={self.run_path(run_id)}", f"data={data_check.data_kind(path)}", f"data.path={path}", *columns],
         )
         return name
 

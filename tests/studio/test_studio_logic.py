@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import socket
@@ -316,7 +317,7 @@ def test_stop_then_resume_finishes_the_run_from_its_checkpoint(studio, tmp_path,
         checkpoint="tiny-bert",
         text_column="review",
         label_column="sentiment",
-        max_epochs=30,
+        max_epochs=8,
         batch_size=4,
         extra="model.max_length=32\ntrainer.eval_every_n_steps=5\ntrainer.log_every_n_steps=1\naudit=none",
     )
@@ -338,5 +339,19 @@ def test_stop_then_resume_finishes_the_run_from_its_checkpoint(studio, tmp_path,
     job, target = studio.start_export(run, "Hugging Face directory")
     assert studio.jobs.get(job).process.wait(120) != 0 and not target.exists()  # audit=none: never cleared
     assert "release blocked: no bias audit ran (audit=none)" in studio.jobs.log_tail(job, 1)
+    serving = studio.start_serving(run, 8123)  # refused for the same reason, before it listens
+    assert studio.jobs.get(serving).process.wait(120) != 0 and studio.live_drift(8123) is None
+    assert "release blocked" in studio.jobs.log_tail(serving, 1)
+
+    batch = uploaded(studio, tmp_path, "batch.csv", "review\n" + "".join(f"Fine phone {i}\n" for i in range(40)))
+    job = studio.start_monitoring(run, batch)  # the run's text column, no labels in the batch
+    assert studio.jobs.get(job).process.wait(300) == 0, studio.jobs.log_tail(job)
+    assert "batch batch: 40 rows in 1 window(s)" in studio.jobs.log_tail(job)
+
+    quick = dataclasses.replace(form, max_epochs=1, extra="model.max_length=32\naudit=none")
+    job = studio.start_tuning(quick, trials=1, timeout="")
+    assert studio.jobs.get(job).process.wait(300) == 0, studio.jobs.log_tail(job)
+    (study,) = studio.workspace.runs.glob("tune-*")
+    assert len(json.loads((study / "study.json").read_text())["trials"]) == 1
     with pytest.raises(ConfigError, match="the studio did not start this run"):
         studio.resume("someone-elses-run")
