@@ -113,3 +113,12 @@ def slow_steps_plugin(root: Path, seconds: float) -> Path:
     (root / "slow_steps.py").write_text(SLOW_STEPS.format(seconds=seconds))
     make_distribution(root, "slow-steps", {"slow_steps": "slow_steps"})
     return root
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on, for a server a test starts."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -157,7 +157,7 @@ class Studio:
         """The data card the run would write, as markdown."""
         overrides = form.overrides(self.workspace, "studio-data-check")
         with self._compose_lock:
-            return data_check.data_card(overrides)[1]
+            return data_check.data_card(overrides, self.plugins)[1]
 
     # ------------------------------------------------------------------ train
 

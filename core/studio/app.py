@@ -291,7 +291,7 @@ def build(studio: Studio):
             if not run:
                 return "", "", "", "", "", ""
             path = studio.run_path(run)
-            results = views._json(path / "results.json")
+            results = views.read_json(path / "results.json")
             if results is None:
                 return "This run has no results yet.", "", "", "", "", ""
             table = views.confusion(path)

@@ -56,16 +56,14 @@ def guess_column(columns: list[str], *names: str) -> str | None:
     return next((lowered[name] for name in names if name in lowered), None)
 
 
-def data_card(overrides: list[str]) -> tuple[dict[str, Any], str]:
+def data_card(overrides: list[str], plugins) -> tuple[dict[str, Any], str]:
     """The data card (JSON and markdown) the run composed from ``overrides`` would write,
     without loading any model. Config and data errors propagate as tunewright's one-line
     errors."""
     from tunewright.cleaning import clean, data_card_markdown
     from tunewright.cleaning import data_card as card_of
     from tunewright.config import compose_config, validate
-    from tunewright.plugin_manager import get_plugins
 
-    plugins = get_plugins()
     cfg = compose_config(overrides, plugins)
     validate(cfg, plugins)
     data, report = clean(plugins.registries["datasets"].build(cfg.data).load(), cfg.data.cleaning)

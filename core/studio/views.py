@@ -17,7 +17,7 @@ from tunewright.markdown import md_table, md_text
 from tunewright.release_gate import release_sentence, verdict_words
 
 
-def _json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # not written yet, or being replaced this instant
@@ -48,7 +48,6 @@ class Progress:
     epoch: int | None = None
     tokens_per_second: float | None = None
     losses: list[tuple[int, float]] = field(default_factory=list)
-    validation: list[tuple[int, dict[str, float]]] = field(default_factory=list)
 
     def eta_seconds(self, elapsed_s: float) -> float | None:
         """Seconds left at the pace of the steps so far (``elapsed_s`` since they began)."""
@@ -78,7 +77,7 @@ def progress(run: Path, running: bool, failed: bool = False) -> Progress:
     """The run's progress; ``running``: whether its training process is alive, and
     ``failed`` whether it ended with an error."""
     events = _jsonl(run / "metrics.jsonl")
-    results = _json(run / "results.json")
+    results = read_json(run / "results.json")
     if results is not None and results.get("completed", True):
         state = "finished"
     elif running:
@@ -96,11 +95,6 @@ def progress(run: Path, running: bool, failed: bool = False) -> Progress:
         epoch=last.get("epoch"),
         tokens_per_second=last.get("tokens_per_second"),
         losses=[(int(e["step"]), float(e["loss"])) for e in train if "loss" in e],
-        validation=[
-            (int(e["step"]), {k: v for k, v in e.items() if isinstance(v, float)})
-            for e in events
-            if e.get("event") == "eval" and e.get("split") == "validation"
-        ],
     )
 
 
@@ -165,7 +159,7 @@ def confusion_html(labels: list[str], matrix: list[list[int]]) -> str:
 
 def bias_markdown(run: Path) -> str:
     """Each audit's verdict with its reasons, and the release decision, in plain words."""
-    record = _json(run / "reports" / "bias.json")
+    record = read_json(run / "reports" / "bias.json")
     if record is None:
         return "No bias audit ran for this run (audit=none), so its release was never cleared."
     lines = []
@@ -179,7 +173,7 @@ def bias_markdown(run: Path) -> str:
 
 def release_state(run: Path) -> str:
     """allowed, blocked or not audited."""
-    record = _json(run / "reports" / "bias.json")
+    record = read_json(run / "reports" / "bias.json")
     if record is None:
         return "not audited"
     return "allowed" if record["release"]["allowed"] else "blocked"
@@ -210,7 +204,7 @@ def history(runs: Path) -> list[list[Any]]:
         except Exception:  # a hand-edited config: the row says so rather than hiding the run
             rows.append([folder.name, "?", "?", "?", "unreadable config.yaml", None, None, None])
             continue
-        results = _json(folder / "results.json") or {}
+        results = read_json(folder / "results.json") or {}
         test = results.get("test") or {}
         state = "finished" if results and results.get("completed", True) else "unfinished"
         rows.append(
@@ -236,7 +230,7 @@ def comparison_markdown(runs: Path, names: list[str]) -> str:
     """Runs side by side: their test metrics and the overrides that made them differ."""
     columns = []
     for name in names:
-        results = _json(runs / name / "results.json") or {}
+        results = read_json(runs / name / "results.json") or {}
         columns.append((name, results.get("test") or {}))
     metrics = sorted({metric for _, test in columns for metric in test})
     if not metrics:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import tiny_lm_overrides, tiny_run_overrides
+from conftest import free_port, tiny_lm_overrides, tiny_run_overrides
 
 from tunewright.batcher import Batcher, Overloaded, Route
 from tunewright.cli import main
@@ -27,12 +26,6 @@ from tunewright.traffic_log import read_lines, redact
 
 KEY = "s3cret-key"
 TEXTS = ["Battery died in a day.", "Great value, works perfectly.", "It is fine, I guess."]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from tunewright.release_gate import release_sentence
 
@@ -39,12 +39,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 BUNDLED_SENTENCES = Path(__file__).parents[2] / "plugins" / "datasets" / "data" / "amazon_cells_labelled.txt"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

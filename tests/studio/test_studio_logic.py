@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
-import socket
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from tunewright.cli import main
 from tunewright.errors import ConfigError, DataError
@@ -267,9 +267,7 @@ def test_a_job_is_a_recorded_command_and_one_run_trains_once(studio):
     )
     record = json.loads((studio.workspace.logs / "sleeper.json").read_text())
     assert record["line"] == "tunewright plugins" and studio.jobs.recorded_args("sleeper") == ("plugins", [])
-    with socket.socket() as probe:  # a free port, so the app it starts could listen
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # so the app it starts could listen
     long = studio.jobs.start(
         "long", "studio", [f"studio.workspace={studio.workspace.root / 'inner'}", f"studio.port={port}"]
     )
