@@ -30,7 +30,7 @@ from tunewright.contracts import Evaluation
 from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
 from tunewright.errors import ConfigError, DataError, RunFolderError
-from tunewright.precision import autocast_dtype, pick_device
+from tunewright.precision import PrecisionChoice, autocast_dtype, choose_precision, pick_device
 from tunewright.predictor import Predictor
 from tunewright.run import Run
 from tunewright.run_folder import (
@@ -137,7 +137,7 @@ def _train(run: Run, plugins, device: torch.device, context: DistributedContext)
     _require_same_data(run, data)
     if run.is_main_process:
         run.folder.write_config(cfg)
-        _write_manifest(run, data, task)
+        _write_manifest(run, data, task, choose_precision(cfg.trainer.precision, device))
         card = data_card(cfg.data.kind, data, cleaning, list(cfg.data.sensitive_columns))
         run.folder.write_json("data_card.json", card)
         atomic_write_text(run.folder.path / "data_card.md", data_card_markdown(card))
@@ -388,10 +388,11 @@ def _git_revision(directory: Path) -> dict[str, Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def _write_manifest(run: Run, data: DomainData, task) -> None:
-    """What reproduces this run: config hash, data hashes, versions, seed, hardware; and
-    what the model card says of the task (its Hugging Face pipeline tag, its input).
-    A resumed run keeps what later commands added (exports, retraining links, hashes)."""
+def _write_manifest(run: Run, data: DomainData, task, precision: PrecisionChoice) -> None:
+    """What reproduces this run: config hash, data hashes, versions, seed, hardware, the
+    precision it computed in and why; and what the model card says of the task (its
+    Hugging Face pipeline tag, its input). A resumed run keeps what later commands added
+    (exports, retraining links, hashes)."""
     resolved = OmegaConf.to_yaml(run.config, resolve=True)
     facts = {
         "run_id": run.run_id,
@@ -404,6 +405,7 @@ def _write_manifest(run: Run, data: DomainData, task) -> None:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "precision": {"name": precision.name, "device": precision.device, "reason": precision.reason},
         "libraries": _library_versions(),
     }
     run.folder.update_json("manifest.json", lambda manifest: manifest.update(facts))

@@ -114,6 +114,7 @@ def read_parts(run_folder: RunFolder, trust_remote_code: bool = False) -> RunPar
     cfg = run_folder.read_config()
     if not run_folder.model_dir.is_dir():
         raise RunFolderError(f"{run_folder.path}: no model/ folder; did the run finish?")
+    cfg.trainer.precision = precision_evaluated(cfg, run_folder)
     run_folder.verify_files("model")
     if trust_remote_code:
         warn_remote_code(run_folder.model_dir)
@@ -147,6 +148,18 @@ def predictor_for(parts: RunParts, model_dir: Path, merged: bool = False) -> Pre
     if merged and parts.method.can_merge:
         model = parts.method.merge(model)
     return Predictor(parts.task, model, parts.label_names, *placement(parts.config))
+
+
+def precision_evaluated(config: DictConfig, run_folder: RunFolder) -> str:
+    """The precision to predict in: the one the run's evaluation and audits ran in, as
+    its manifest records it, when ``trainer.precision=auto`` and this process computes on
+    the same kind of device (``auto`` could mean another precision on this machine: a CPU
+    with native bf16 against one without); the configured one otherwise."""
+    recorded = (run_folder.read_json("manifest.json") or {}).get("precision") or {}
+    configured = config.trainer.precision
+    if configured == "auto" and recorded.get("device") == pick_device(config.trainer.device).type:
+        return recorded["name"]
+    return configured
 
 
 def placement(config: DictConfig) -> tuple[int, torch.device, torch.dtype | None]:

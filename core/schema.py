@@ -177,7 +177,7 @@ class TrainerConfig:
     max_grad_norm: float = knob(1.0, low=0)  # gradient clipping; 0 disables it
     precision: str = knob(
         "auto", choices=("auto", "fp32", "bf16", "fp16")
-    )  # auto: bf16 on CUDA (fp16 + grad scaler without bf16), fp32 on CPU
+    )  # auto: bf16 on CUDA (fp16 + grad scaler without bf16) and on CPUs with native bf16, else fp32
     gradient_checkpointing: bool = False  # recompute activations: less memory, one extra forward per step
     compile: bool = False  # torch.compile the model: faster steps after a compile pause
     group_by_length: bool = True  # batches of similar length: less padding, same randomness

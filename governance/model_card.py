@@ -295,6 +295,8 @@ def _training_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
         f"| processes | {manifest.get('world_size', 1)} |",
         f"| hardware | {md_text(hardware)} |",
     ]
+    if ran := manifest.get("precision"):
+        lines += [f"| precision that ran | {md_text(ran['name'])} ({md_text(ran['reason'])}) |"]
     if train:
         speed = (
             f"{train['tokens_per_second']:.0f} tokens/s"

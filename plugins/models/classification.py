@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 
 
 def label_head(label_names: list[str]) -> dict[str, Any]:
@@ -39,6 +38,8 @@ class ClassificationObjective:
     @staticmethod
     def metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         """Loss (mean cross-entropy), accuracy and macro-F1 over one split."""
+        from sklearn.metrics import f1_score  # here: scikit-learn's import is 1.7 s prediction never needs
+
         log_probs = torch.log_softmax(torch.from_numpy(logits).double(), dim=-1)
         loss = -log_probs[np.arange(len(labels)), labels].mean().item()
         predicted = logits.argmax(axis=-1)
