@@ -1,8 +1,8 @@
 """One prepared check for a lent CUDA GPU: tunewright against HF Trainer + PEFT on a
 ~1B-parameter Llama-shaped model, QLoRA, and FSDP2 over NCCL, written as one JSON summary.
 
-The model is built here from a config with random weights (nothing downloaded) and
-MiniLM's tokenizer; every training example is exactly ``--seq`` tokens (a short prompt
+The model is built here from a config with random weights and a word-level tokenizer
+(nothing downloaded); every training example is exactly ``--seq`` tokens (a short prompt
 and a long response, truncated), so both trainers see the same tokens in the same
 batches. Each part runs in its own process, so peak memory is its own, and a part
 that fails is recorded with its error while the others go on:
@@ -36,7 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-# Sizes: ~1.0B parameters with MiniLM's 30,522-token vocabulary, and a tiny smoke model.
+# Sizes: ~1.0B parameters with a 32,000-token vocabulary, and a tiny smoke model.
+VOCABULARY = 32_000
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 FULL = {"hidden_size": 2048, "num_hidden_layers": 18, "num_attention_heads": 16, "intermediate_size": 5504}
 SMOKE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128}
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}
@@ -45,20 +47,24 @@ MFU_TARGET, RATIO_TARGET = 0.40, 1.3
 
 
 def build_model(directory: Path, sizes: dict, seq: int) -> int:
-    """A random Llama-shaped model and MiniLM's tokenizer saved in ``directory``; returns
-    its parameter count."""
+    """A random Llama-shaped model and a word-level tokenizer over :data:`VOCABULARY`
+    made-up words (one token each: no tokenizer to download or carry) saved in
+    ``directory``; returns the model's parameter count."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
-    from tunewright.embedded import resolve_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
+    words = [*SPECIAL_TOKENS, *(f"w{i}" for i in range(VOCABULARY - len(SPECIAL_TOKENS)))]
+    backend = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    special = dict(zip(("pad_token", "unk_token", "bos_token", "eos_token"), SPECIAL_TOKENS))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **special)
     config = LlamaConfig(
-        vocab_size=tokenizer.vocab_size,
+        vocab_size=VOCABULARY,
         max_position_embeddings=seq,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.cls_token_id,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
         **sizes,
     )
     torch.manual_seed(SEED)
@@ -68,21 +74,17 @@ def build_model(directory: Path, sizes: dict, seq: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def write_data(directory: Path, model: Path, rows: int, seq: int) -> dict[str, Path]:
+def write_data(directory: Path, rows: int, seq: int) -> dict[str, Path]:
     """Train, validation and test JSON lines of prompt/response pairs whose prompt and
     response together are longer than ``seq`` tokens, so truncation makes every example
     exactly ``seq`` tokens."""
-    from transformers import AutoTokenizer
-
-    vocab = [w for w in AutoTokenizer.from_pretrained(model).get_vocab() if w.isalpha() and w.isascii()]
     rng = random.Random(SEED)
     paths = {}
     for split, count in (("train", rows), ("validation", 4), ("test", 4)):
         paths[split] = directory / f"{split}.jsonl"
         with paths[split].open("w", encoding="utf-8") as out:
             for _ in range(count):
-                prompt = " ".join(rng.choices(vocab, k=16))
-                response = " ".join(rng.choices(vocab, k=seq + 16))
+                prompt, response = (" ".join(f"w{rng.randrange(VOCABULARY - 4)}" for _ in range(n)) for n in (16, seq))
                 out.write(json.dumps({"text": prompt, "response": response}) + "\n")
     return paths
 
@@ -122,11 +124,7 @@ def tunewright_overrides(model: Path, data: dict[str, Path], runs: Path, run_id:
 
 def run_tunewright(command: list[str], runs: Path, run_id: str, timeout: float) -> dict:
     """Run a ``tunewright train`` command line; the speed figures its run folder records."""
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TUNEWRIGHT_DISABLE_PLUGINS": "tunewright.plugins.trackers.weights_and_biases",
-    }
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode != 0:
         raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
@@ -253,7 +251,7 @@ def main() -> None:
         work = Path(tmp)
         (work / "data").mkdir()
         summary["parameters"] = build_model(work / "model", SMOKE if args.smoke else FULL, args.seq)
-        data = write_data(work / "data", work / "model", args.rows, args.seq)
+        data = write_data(work / "data", args.rows, args.seq)
         runs = work / "runs"
         train = [sys.executable, "-m", "tunewright", "train"]
 

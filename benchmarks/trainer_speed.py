@@ -7,7 +7,14 @@ same learning rate, warmup, schedule and epochs, and is scored on the same test 
 * ``tunewright``: ``tunewright train`` (length-grouped batches, the default);
 * ``plain_random``: a hand-written PyTorch loop, random batches, dynamic padding;
 * ``plain_grouped``: the same loop with tunewright's length-grouped batch order;
-* ``hf_trainer``: ``transformers.Trainer`` with its default settings besides the above.
+* ``hf_trainer``: ``transformers.Trainer`` with its default settings besides the above;
+* ``hf_trainer_grouped``: the same with ``train_sampling_strategy="group_by_length"``
+  (its length grouping, one flag in transformers 5);
+* ``hf_trainer_grouped_bf16``: grouped and ``bf16=True`` (bf16 autocast on the CPU): HF
+  Trainer at its best on a CPU that computes bf16 natively.
+
+tunewright runs with ``trainer.precision=auto``, its default: bf16 where the CPU has
+native bf16 and fp32 elsewhere; the first line printed says which this machine got.
 
 Each variant runs in its own process (so peak RSS is its own) one after the other, and
 the table reports wall seconds of training, real (non-padding) tokens per second, peak
@@ -33,7 +40,14 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("tunewright", "plain_random", "plain_grouped", "hf_trainer")
+VARIANTS = (
+    "tunewright",
+    "plain_random",
+    "plain_grouped",
+    "hf_trainer",
+    "hf_trainer_grouped",
+    "hf_trainer_grouped_bf16",
+)
 MAX_LENGTH, BATCH_SIZE, RANK, ALPHA, DROPOUT = 64, 32, 8, 16, 0.1
 TARGETS = ["query", "value"]
 WARMUP_RATIO, WEIGHT_DECAY, SEED = 0.1, 0.01, 42
@@ -135,7 +149,7 @@ def run_plain(data, epochs: int, lr: float, grouped: bool) -> dict:
     return {"wall_seconds": wall, "tokens_per_second": tokens / wall, "test_accuracy": accuracy(model, tokenizer, test)}
 
 
-def run_hf_trainer(data, epochs: int, lr: float) -> dict:
+def run_hf_trainer(data, epochs: int, lr: float, grouped: bool = False, bf16: bool = False) -> dict:
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     model, tokenizer = build_model(len(data.label_names))
@@ -153,6 +167,8 @@ def run_hf_trainer(data, epochs: int, lr: float) -> dict:
             report_to=[],
             disable_tqdm=True,
             use_cpu=True,
+            train_sampling_strategy="group_by_length" if grouped else "random",
+            bf16=bf16,
         )
         trainer = Trainer(
             model=model, args=arguments, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer)
@@ -210,8 +226,8 @@ def run_variant(variant: str, limit: int, epochs: int, lr: float) -> dict:
         result = run_tunewright(limit, epochs, lr)
     else:
         data = load_splits(limit)
-        if variant == "hf_trainer":
-            result = run_hf_trainer(data, epochs, lr)
+        if variant.startswith("hf_trainer"):
+            result = run_hf_trainer(data, epochs, lr, grouped="grouped" in variant, bf16=variant.endswith("bf16"))
         else:
             result = run_plain(data, epochs, lr, grouped=variant == "plain_grouped")
     return {**result, "peak_rss_mb": peak_rss_mb()}
@@ -274,6 +290,11 @@ def main() -> None:
             runs[variant].append(json.loads(child.stdout.strip().splitlines()[-1]))
             print(f"round {round_number + 1} {variant}: {runs[variant][-1]}", file=sys.stderr)
     results = {variant: median_run(measured) for variant, measured in runs.items()}
+    import torch
+
+    from tunewright.precision import choose_precision
+
+    print(f"tunewright's precision here: {choose_precision('auto', torch.device('cpu')).reason}")
     print(
         f"BANKING77 subset of {args.limit}, {args.epochs} epochs, lr {args.lr}, batch {BATCH_SIZE}, "
         f"max length {MAX_LENGTH}; median of {args.repeats} run(s) per variant"

@@ -69,8 +69,12 @@ def features(n: int = 96, seed: int = 0) -> list[dict]:
 
 
 def make_trainer(folder, model, context: DistributedContext | None = None, **overrides):
+    """A trainer for ``model`` on the CPU, in fp32 unless ``precision`` is given: the toy
+    tests compare weights across batch splits and processes to 1e-6, which bf16 (what
+    ``auto`` means on a CPU with native bf16) rounds away."""
     context = context or DistributedContext()
-    options = {"device": "cpu", "progress_bar": False, "learning_rate": 0.1, "warmup_ratio": 0.0, **overrides}
+    options = {"device": "cpu", "progress_bar": False, "learning_rate": 0.1, "warmup_ratio": 0.0}
+    options |= {"precision": "fp32", **overrides}
     cfg = OmegaConf.structured(TrainerConfig(**options))
     config = OmegaConf.create({"seed": 0, "model": {}, "method": {}, "data": {}, "trainer": cfg})
     run = Run("r", config, RunFolder(folder).create(), context.rank, context.world_size)
