@@ -115,6 +115,13 @@ def slow_steps_plugin(root: Path, seconds: float) -> Path:
     return root
 
 
+def with_pythonpath(folder: Path) -> dict[str, str]:
+    """This process's environment with ``folder`` first on PYTHONPATH, keeping what was there."""
+    import os
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
+
+
 def free_port() -> int:
     """A loopback port nothing listens on, for a server a test starts."""
     import socket

@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# An fp32 artifact is checked against its run to 1e-4 or closer, so the run computes in
+# fp32 too: a run evaluated in bf16 (precision=auto on a CPU with native bf16) differs
+# from any fp32 graph by bf16's rounding.
+FP32_RUN = "trainer.precision=fp32"
+
 
 def predict_without_pytorch(folder: Path, inputs: list[Any]) -> list[dict[str, Any]]:
     """``open_export(folder).predict(inputs)``, answered by a process without PyTorch."""

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from conftest import tiny_lm_overrides, tiny_run_overrides
-from edge_runtime import predict_without_pytorch
+from edge_runtime import FP32_RUN, predict_without_pytorch
 
 from tunewright.cli import main
 from tunewright.edge_predictor import EdgePredictor
@@ -21,15 +21,14 @@ TEXTS = ["Battery died in a day.", "Great value, works perfectly.", "It is fine,
 
 
 LEARNS = ("method=full", "data.limit=400", "trainer.max_epochs=6", "trainer.learning_rate=2e-3")  # above chance
-# The artifact computes in fp32, so the run does too: its fidelity is then measured to 1e-5,
-# where a run evaluated in bf16 (precision=auto on a CPU with native bf16) differs by bf16's rounding.
-FP32 = "trainer.precision=fp32"
 
 
 @pytest.fixture(scope="module")
 def run(tiny_bert, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    assert main(["train", *tiny_run_overrides(tiny_bert, runs, "paths.run_id=edge", "audit=none", FP32, *LEARNS)]) == 0
+    assert (
+        main(["train", *tiny_run_overrides(tiny_bert, runs, "paths.run_id=edge", "audit=none", FP32_RUN, *LEARNS)]) == 0
+    )
     assert json.loads((runs / "edge" / "results.json").read_text())["test"]["accuracy"] > 0.6
     return runs / "edge"
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-from conftest import slow_steps_plugin, tiny_run_overrides
+from conftest import slow_steps_plugin, tiny_run_overrides, with_pythonpath
 from safetensors.torch import load_file
 
 
@@ -36,7 +35,7 @@ def test_sigkill_mid_run_then_resume_gives_the_straight_run(tiny_bert, tmp_path)
 
     victim = subprocess.Popen(
         train_command(tiny_bert, runs, "killed"),
-        env={**os.environ, "PYTHONPATH": str(slow)},
+        env=with_pythonpath(slow),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -11,7 +11,7 @@ from unittest.mock import ANY
 
 import numpy as np
 import pytest
-from edge_runtime import predict_without_pytorch
+from edge_runtime import FP32_RUN, predict_without_pytorch
 from omegaconf import OmegaConf
 from vision_models import save_tiny_vision_model, write_images
 
@@ -322,6 +322,7 @@ def test_an_image_classifier_exports_to_onnx_and_runs_without_pytorch(vision_mod
         "data.sensitive_columns=[site]",
         "audit=group_metrics",
         "method=lora",
+        FP32_RUN,
     )
     assert main(["train", *overrides]) == 0
     run = tmp_path / "runs" / "r"
@@ -348,7 +349,7 @@ def test_an_image_classifier_exports_to_onnx_and_runs_without_pytorch(vision_mod
 
 def test_clip_exports_with_its_label_prompts_inside_the_graph(photos, vision_models, tmp_path):
     overrides = run_overrides("clip", vision_models["clip"], tmp_path, "data=image_folder", f"data.path={photos}")
-    assert main(["train", *overrides, "method=lora"]) == 0
+    assert main(["train", *overrides, "method=lora", FP32_RUN]) == 0
     folder = export_run(tmp_path / "r", override="tested", format="onnx")
     check = json.loads((folder / "edge.json").read_text())["check"]
     assert check["agreement"] == 1.0 and check["max_probability_difference"] < 1e-4

@@ -21,7 +21,7 @@ import sys
 import time
 
 import pytest
-from conftest import slow_steps_plugin, tiny_run_overrides
+from conftest import slow_steps_plugin, tiny_run_overrides, with_pythonpath
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow  # trains many runs or kills many processes
@@ -89,7 +89,7 @@ def test_a_run_killed_again_and_again_ends_with_the_straight_runs_weights(tiny_b
     for attempt in range(KILLS):
         process = subprocess.Popen(
             train_command(tiny_bert, runs, "killed"),
-            env={**os.environ, "PYTHONPATH": str(slow)},
+            env=with_pythonpath(slow),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

@@ -5,13 +5,12 @@ start leaves no empty folder."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import slow_steps_plugin, tiny_run_overrides
+from conftest import slow_steps_plugin, tiny_run_overrides, with_pythonpath
 
 from tunewright.cli import main
 
@@ -120,7 +119,10 @@ def test_a_second_train_on_a_running_run_stops_naming_the_holder(tiny_bert, tmp_
         ),
     ]
     first = subprocess.Popen(
-        command, env={**os.environ, "PYTHONPATH": str(slow)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command,
+        env=with_pythonpath(slow),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 300
