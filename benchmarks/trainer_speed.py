@@ -5,6 +5,8 @@ query/value) on the same stratified BANKING77 subset, max length 64, batch 32, t
 same learning rate, warmup, schedule and epochs, and is scored on the same test split:
 
 * ``tunewright``: ``tunewright train`` (length-grouped batches, the default);
+* ``tunewright_native_dropout``: the same with ``trainer.dropout_kernel=native``
+  (PyTorch's CPU dropout instead of tunewright's cheaper mask);
 * ``plain_random``: a hand-written PyTorch loop, random batches, dynamic padding;
 * ``plain_grouped``: the same loop with tunewright's length-grouped batch order;
 * ``hf_trainer``: ``transformers.Trainer`` with its default settings besides the above;
@@ -42,6 +44,7 @@ from pathlib import Path
 
 VARIANTS = (
     "tunewright",
+    "tunewright_native_dropout",
     "plain_random",
     "plain_grouped",
     "hf_trainer",
@@ -180,7 +183,8 @@ def run_hf_trainer(data, epochs: int, lr: float, grouped: bool = False, bf16: bo
     return {"wall_seconds": wall, "tokens_per_second": tokens / wall, "test_accuracy": accuracy(model, tokenizer, test)}
 
 
-def run_tunewright(limit: int, epochs: int, lr: float) -> dict:
+def run_tunewright(limit: int, epochs: int, lr: float, extra: tuple[str, ...] = ()) -> dict:
+    """``tunewright train`` in this process on the benchmark's settings, plus ``extra`` overrides."""
     from tunewright.cli import main
 
     with tempfile.TemporaryDirectory() as runs:
@@ -203,6 +207,7 @@ def run_tunewright(limit: int, epochs: int, lr: float) -> dict:
             f"paths.runs_dir={runs}",
             "paths.run_id=benchmark",
             "audit=none",  # the trainer alone, like the others
+            *extra,
         ]
         sys.argv = ["tunewright"]
         with open(os.devnull, "w") as quiet:
@@ -222,8 +227,9 @@ def run_tunewright(limit: int, epochs: int, lr: float) -> dict:
 
 def run_variant(variant: str, limit: int, epochs: int, lr: float) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if variant == "tunewright":
-        result = run_tunewright(limit, epochs, lr)
+    if variant.startswith("tunewright"):
+        native = ("trainer.dropout_kernel=native",) if variant.endswith("native_dropout") else ()
+        result = run_tunewright(limit, epochs, lr, native)
     else:
         data = load_splits(limit)
         if variant.startswith("hf_trainer"):
@@ -254,15 +260,18 @@ def table(results: dict[str, dict]) -> str:
 
 
 def main() -> None:
+    global SEED  # a child process runs its variant with --seed
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=3000, help="BANKING77 examples, train and test together")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--repeats", type=int, default=3, help="runs per variant; the median is reported")
+    parser.add_argument("--seed", type=int, default=SEED, help="model initialisation, batch order and dropout")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a child process
     args = parser.parse_args()
     if args.variant:
+        SEED = args.seed
         print(json.dumps(run_variant(args.variant, args.limit, args.epochs, args.lr)))
         return
     variants = args.variants.split(",")
@@ -282,6 +291,8 @@ def main() -> None:
                     str(args.epochs),
                     "--lr",
                     str(args.lr),
+                    "--seed",
+                    str(args.seed),
                 ],
                 capture_output=True,
                 text=True,
@@ -297,7 +308,7 @@ def main() -> None:
     print(f"tunewright's precision here: {choose_precision('auto', torch.device('cpu')).reason}")
     print(
         f"BANKING77 subset of {args.limit}, {args.epochs} epochs, lr {args.lr}, batch {BATCH_SIZE}, "
-        f"max length {MAX_LENGTH}; median of {args.repeats} run(s) per variant"
+        f"max length {MAX_LENGTH}, seed {args.seed}; median of {args.repeats} run(s) per variant"
     )
     print(table(results))
 

@@ -39,6 +39,7 @@ import torch
 from tunewright import checkpoint as ckpt
 from tunewright import sharding
 from tunewright.batching import micro_batches, step_batches
+from tunewright.cpu_dropout import use_cpu_dropout
 from tunewright.distributed import (
     DistributedContext,
     StoppedOnRankZero,
@@ -170,6 +171,8 @@ class Trainer:
         self.engine = self.model  # what training calls: the model, its DDP wrapper, or compiled
         self.dtype = autocast_dtype(cfg.precision, device)
         self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
+        if cfg.dropout_kernel == "auto" and device.type == "cpu":
+            use_cpu_dropout(self.model)
         if cfg.gradient_checkpointing:
             enable_activation_checkpointing(self.model)
         if cfg.strategy == "fsdp":
