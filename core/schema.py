@@ -182,7 +182,7 @@ class TrainerConfig:
         "auto", choices=("auto", "native")
     )  # auto: on the CPU a dropout mask 3x cheaper than PyTorch's (keep rate to 1/65536); native: PyTorch's
     gradient_checkpointing: bool = False  # recompute activations: less memory, one extra forward per step
-    compile: bool = False  # torch.compile the model: faster steps after a compile pause
+    compile: bool = False  # torch.compile the model: a compile pause; steps no faster on a CPU (docs/benchmarks.md)
     group_by_length: bool = True  # batches of similar length: less padding, same randomness
     eval_every_n_steps: int = knob(0, low=0)  # 0: evaluate after each epoch; the last step is always evaluated
     early_stopping_metric: str = "accuracy"  # validation metric that picks the best weights
