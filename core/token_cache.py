@@ -37,8 +37,12 @@ def cache_key(task: Task, examples: list[Example]) -> str:
 
 def encode_cached(task: Task, examples: list[Example], cache_dir: str | Path | None) -> list[Feature]:
     """``task.encode(examples)``, from ``cache_dir`` when an entry exists (a task whose
-    ``cache_identity()`` is ``None`` is not cached)."""
-    if cache_dir is None or not examples or task.cache_identity() is None:
+    ``cache_identity()`` is ``None`` is not cached). No examples make no features: a
+    split can be empty (a validation fraction too small for any label's share), and a
+    task's ``encode`` need not handle that."""
+    if not examples:
+        return []
+    if cache_dir is None or task.cache_identity() is None:
         return task.encode(examples)
     path = Path(cache_dir).expanduser() / "tokens" / f"{cache_key(task, examples)}.npz"
     if path.is_file():

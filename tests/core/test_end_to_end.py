@@ -99,6 +99,15 @@ def test_predict_command_prints_labels_with_probabilities(default_run, capsys):
         assert sum(line["probabilities"].values()) == pytest.approx(1.0)
 
 
+def test_a_validation_split_too_small_for_any_label_trains_without_one(tiny_bert, tmp_path):
+    # 60 rows, 0.01 of each label rounds to none: the split exists and is empty.
+    overrides = tiny_run_overrides(tiny_bert, tmp_path, "data.validation_fraction=0.01", "paths.run_id=no-val")
+    assert main(["train", *overrides]) == 0
+    results = json.loads((tmp_path / "no-val" / "results.json").read_text())
+    assert results["data"]["validation"] == 0 and results["data"]["train"] > 0
+    assert "accuracy" in results["test"]
+
+
 def test_predict_without_a_run_folder_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(RunFolderError, match="no config.yaml"):
         tunewright.load_run(tmp_path)
