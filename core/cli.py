@@ -68,7 +68,7 @@ def train(args: list[str]) -> int:
     """Check every override combination, then hand the command line to Hydra."""
     import hydra
 
-    from tunewright.config import check_overrides, searchpath_override, validate
+    from tunewright.config import check_overrides, hydra_overrides, validate
     from tunewright.plugin_manager import get_plugins
 
     plugins = get_plugins()
@@ -98,7 +98,7 @@ def train(args: list[str]) -> int:
             if sweep is not None:
                 sweep.finish_job(cfg, results)
 
-    sys.argv = ["tunewright train", *flags, *searchpath_override(plugins), *overrides]
+    sys.argv = ["tunewright train", *flags, *hydra_overrides(plugins), *overrides]
     train_job()
     if sweep is not None and is_main_process():
         print(sweep.write_summary())

@@ -46,8 +46,11 @@ NOT_TRAIN_GROUPS = ("hydra", "serve", "tune", "search")  # composed by tunewrigh
 MAX_CHECKED_COMBINATIONS = 256
 
 
-def searchpath_override(plugins) -> list[str]:
-    """The ``hydra.searchpath`` override that adds the config folders plugins ship."""
+def hydra_overrides(plugins) -> list[str]:
+    """What every Hydra composition needs from the plugins: their schemas in the
+    ConfigStore (stored on first need) and the ``hydra.searchpath`` override that adds
+    the config folders they ship."""
+    plugins.store_schemas()
     extra = plugins.config_searchpath()
     return [f"hydra.searchpath=[{','.join(extra)}]"] if extra else []
 
@@ -95,7 +98,7 @@ def _compose(primary: str, overrides: list[str], plugins) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(version_base=None, config_module=CONFIG_MODULE):
-            return compose(primary, overrides=searchpath_override(plugins) + list(overrides))
+            return compose(primary, overrides=hydra_overrides(plugins) + list(overrides))
     except Exception as error:
         raise explain(error) from error
     finally:
@@ -111,7 +114,7 @@ def group_options(plugins) -> dict[str, list[str]]:
     try:
         with initialize_config_module(version_base=None, config_module=CONFIG_MODULE):
             loader = GlobalHydra.instance().config_loader()
-            overrides = searchpath_override(plugins)
+            overrides = hydra_overrides(plugins)
             groups = loader.get_group_options("", results_filter=None, config_name=PRIMARY_CONFIG, overrides=overrides)
             return {
                 group: sorted(

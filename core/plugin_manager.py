@@ -95,6 +95,7 @@ class Plugins:
     registries: dict[str, Registry]
     infos: dict[str, PluginInfo]
     searchpath: list[str] = field(default_factory=list)
+    schemas_stored: bool = False
 
     @property
     def hook(self):
@@ -103,6 +104,13 @@ class Plugins:
     def config_searchpath(self) -> list[str]:
         """Extra Hydra search-path entries that plugins asked for (and that exist), in load order."""
         return list(self.searchpath)
+
+    def store_schemas(self) -> None:
+        """Put every schema into Hydra's ConfigStore, once: only commands that compose a
+        config need them, so ``predict`` and ``export`` skip the work."""
+        if not self.schemas_stored:
+            schema.store_schemas(self.registries, option_files([CONFIG_PACKAGE, *self.searchpath]))
+            self.schemas_stored = True
 
 
 def blocked_plugin_names() -> set[str]:
@@ -222,15 +230,13 @@ def _config_package(entry: str):
 
 
 def load_plugins() -> Plugins:
-    """Load every plugin, fill the registries and store their schemas for Hydra."""
+    """Load every plugin and fill the registries."""
     loading = _Loading()
     loading.discover(blocked_plugin_names())
     registries = loading.register_parts()
     searchpath = loading.config_searchpath()
     loading.drop_parts_of_failed(registries)
-    plugins = Plugins(loading.manager, registries, loading.infos, searchpath)
-    schema.store_schemas(registries, option_files([CONFIG_PACKAGE, *searchpath]))
-    return plugins
+    return Plugins(loading.manager, registries, loading.infos, searchpath)
 
 
 def option_files(searchpath: list[str]) -> set[tuple[str, str]]:
