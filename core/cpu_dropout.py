@@ -1,9 +1,9 @@
 """Dropout for training on the CPU whose random mask costs a third of PyTorch's.
 
 PyTorch's CPU dropout draws one number per element from a sequential Mersenne Twister
-(``aten::bernoulli_``, about 8 ns an element on the 2-core development machine): in a
-LoRA step on all-MiniLM-L6-v2 that was 24% of the step, as much as every other
-non-matmul operator together (``benchmarks/step_profile.py``). :class:`CpuDropout`
+(``aten::bernoulli_``): in a LoRA step on all-MiniLM-L6-v2 on the 2-core development
+machine that was 21.7% of the step, nearly as much as every other non-matmul operator
+together (``benchmarks/step_profile.py trainer.dropout_kernel=native``). :class:`CpuDropout`
 draws one 64-bit number for every four elements and keeps an element when its 16-bit
 lane clears a threshold, so the keep probability is ``1 - p`` rounded to a multiple of
 1/65,536 (p=0.1 keeps 0.899994 instead of 0.9) and kept values are scaled by its exact

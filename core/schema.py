@@ -180,7 +180,7 @@ class TrainerConfig:
     )  # auto: bf16 on CUDA (fp16 + grad scaler without bf16) and on CPUs with native bf16, else fp32
     dropout_kernel: str = knob(
         "auto", choices=("auto", "native")
-    )  # auto: on the CPU a dropout mask 3x cheaper than PyTorch's (keep rate to 1/65536); native: PyTorch's
+    )  # auto: on the CPU a cheaper dropout mask (keep rate to 1/65536); native: PyTorch's
     gradient_checkpointing: bool = False  # recompute activations: less memory, one extra forward per step
     compile: bool = False  # torch.compile the model: a compile pause; steps no faster on a CPU (docs/benchmarks.md)
     group_by_length: bool = True  # batches of similar length: less padding, same randomness
