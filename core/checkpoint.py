@@ -6,10 +6,12 @@ A checkpoint is a folder ``checkpoints/step-<N>/`` holding
   every weight for full fine-tuning), and ``best.safetensors``, the best evaluated
   ones, when they differ;
 * ``optimizer.pt``, ``scheduler.pt``: their state dicts, read back with
-  ``torch.load(weights_only=True)``;
+  ``torch.load(weights_only=True)``; under DeepSpeed, ``engine/`` instead holds every
+  rank's ZeRO partition of weights and optimizer state as DeepSpeed wrote it (read back
+  with ``weights_only=True`` too, see :mod:`tunewright.zero.engine`);
 * ``rng.pt`` and ``rng.json``: the torch, CUDA, Python and NumPy RNG states of every rank;
 * ``meta.json``: the step, the training-config hash, the early-stopping state and the
-  SHA-256 of every file above.
+  SHA-256 of every file above (by path within the checkpoint).
 
 It is written under a temporary name and renamed into place, so a crash leaves either
 a whole checkpoint or none. On load every file's hash is checked: a truncated or
@@ -19,6 +21,7 @@ altered checkpoint is refused with the reason, never half-loaded.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from dataclasses import dataclass
@@ -37,6 +40,8 @@ META = "meta.json"
 WEIGHTS = "trainable.safetensors"
 BEST_WEIGHTS = "best.safetensors"
 PREFIX = "step-"
+ENGINE_FOLDER = "engine"
+ENGINE_STAGING_PREFIX = ".engine-step-"  # where every rank writes DeepSpeed's state before it moves in
 
 
 class CheckpointError(TunewrightError):
@@ -132,11 +137,14 @@ def save_checkpoint(
     meta: dict[str, Any],
     keep_last: int,
     best_weights: dict[str, torch.Tensor] | None = None,
+    engine_folder: Path | None = None,
 ) -> Path:
     """Write ``directory/step-<step>`` atomically and prune all but the newest ``keep_last``.
 
     ``best_weights``, the best evaluated weights so far when they are not ``weights``
     themselves, travel in the same folder so that any checkpoint resumes exactly.
+    ``engine_folder``, what DeepSpeed wrote (on the same file system), is moved in as
+    ``engine/``; ``optimizer_state`` is then ``None``, the optimizer being in there.
     """
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{PREFIX}{step:08d}"
@@ -144,15 +152,29 @@ def save_checkpoint(
         save_file(weights, str(staging / WEIGHTS))
         if best_weights is not None:
             save_file(best_weights, str(staging / BEST_WEIGHTS))
-        torch.save(optimizer_state, staging / "optimizer.pt")
+        if optimizer_state is not None:
+            torch.save(optimizer_state, staging / "optimizer.pt")
+        if engine_folder is not None:
+            os.replace(engine_folder, staging / ENGINE_FOLDER)
         torch.save(scheduler_state, staging / "scheduler.pt")
         torch.save([state["tensors"] for state in rng_states], staging / "rng.pt")
         (staging / "rng.json").write_text(json.dumps([state["json"] for state in rng_states]))
-        files = {path.name: file_sha256(path) for path in sorted(staging.iterdir())}
+        files = {
+            path.relative_to(staging).as_posix(): file_sha256(path)
+            for path in sorted(staging.rglob("*"))
+            if path.is_file()
+        }
         (staging / META).write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
     for old in list_checkpoints(directory)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old)
     return final
+
+
+def remove_engine_staging(directory: Path) -> None:
+    """Remove the DeepSpeed staging folders a killed save left (tunewright's own, by name)."""
+    if directory.is_dir():
+        for leftover in directory.glob(f"{ENGINE_STAGING_PREFIX}*"):
+            shutil.rmtree(leftover)
 
 
 def list_checkpoints(directory: Path) -> list[Path]:
@@ -222,7 +244,9 @@ def read_checkpoint(checkpoint: Checkpoint, rank: int) -> dict[str, Any]:
     return {
         "weights": weights,
         "best_weights": best,
-        "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
+        "optimizer": torch.load(path / "optimizer.pt", weights_only=True)
+        if (path / "optimizer.pt").is_file()
+        else None,
         "scheduler": torch.load(path / "scheduler.pt", weights_only=True),
         "rng": {"tensors": tensors[rank], "json": json_states[rank]},
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -43,15 +44,26 @@ def launched_by_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def setup(device: torch.device) -> DistributedContext:
-    """Join the process group torchrun describes; a single process needs none."""
+def setup(device: torch.device, group_of_one: bool = False) -> DistributedContext:
+    """Join the process group torchrun (or the deepspeed launcher) describes. A single
+    process needs none, unless ``group_of_one``: DeepSpeed's engine needs a group even for
+    one process, so it gets one of its own on a free local port."""
+    backend = "nccl" if device.type == "cuda" else "gloo"
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        if group_of_one and not dist.is_initialized():
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_local_port()}", rank=0, world_size=1)
         return DistributedContext()
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend)
     return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ["LOCAL_RANK"]))
+
+
+def free_local_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def teardown(graceful: bool = True) -> None:
@@ -66,6 +78,12 @@ def teardown(graceful: bool = True) -> None:
         if graceful:
             dist.barrier()
         dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing to wait for without a process group)."""
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def all_reduce_sum(value: float, context: DistributedContext, device: torch.device) -> float:

@@ -44,6 +44,8 @@ from tunewright.token_cache import encode_cached
 from tunewright.tracking import start_trackers, stop_trackers
 from tunewright.trainer import Trainer
 from tunewright.training_identity import config_differences
+from tunewright.zero import config as zero_config
+from tunewright.zero import engine as zero_engine
 
 # Libraries whose versions the manifest records.
 RECORDED_LIBRARIES = (
@@ -56,6 +58,7 @@ RECORDED_LIBRARIES = (
     "fairlearn",
     "evidently",
     "wandb",
+    "deepspeed",
 )
 PREDICTIONS_FILE = "test_predictions.jsonl"
 # What stands when no plugin answers tunewright_release_decision (its builtin blocked, say):
@@ -127,6 +130,10 @@ def _train(run: Run, plugins, device: torch.device, context: DistributedContext)
     task = plugins.registries["models"].build(cfg.model)
     method = plugins.registries["methods"].build(cfg.method)
     governance = governance_parts(run, task, plugins) if run.is_main_process else {}
+    precision = choose_precision(cfg.trainer.precision, device)
+    deepspeed = None
+    if cfg.trainer.strategy == "deepspeed":  # a contradiction in its JSON stops the run here too
+        deepspeed = zero_config.resolve(cfg.trainer.deepspeed.config, cfg.trainer, context.world_size, precision.name)
     data, cleaning = clean(plugins.registries["datasets"].build(cfg.data).load(), cfg.data.cleaning)
     if not data.splits.get("test"):
         raise DataError("no test split: give a test file or a data.test_fraction above 0")
@@ -137,7 +144,7 @@ def _train(run: Run, plugins, device: torch.device, context: DistributedContext)
     _require_same_data(run, data)
     if run.is_main_process:
         run.folder.write_config(cfg)
-        _write_manifest(run, data, task, choose_precision(cfg.trainer.precision, device))
+        _write_manifest(run, data, task, precision, deepspeed)
         card = data_card(cfg.data.kind, data, cleaning, list(cfg.data.sensitive_columns))
         run.folder.write_json("data_card.json", card)
         atomic_write_text(run.folder.path / "data_card.md", data_card_markdown(card))
@@ -145,7 +152,7 @@ def _train(run: Run, plugins, device: torch.device, context: DistributedContext)
     model = load_base(task, method, data.label_names)
     base_audits = _audit_base_model(run, task, model, data, governance.get("audits"), device) if governance else None
     model = method.apply(model, task)
-    trainer = Trainer(run, model, task, cfg.trainer, plugins.hook, context, device)
+    trainer = Trainer(run, model, task, cfg.trainer, plugins.hook, context, device, deepspeed)
     fit = trainer.fit(features["train"], features.get("validation", []))
     if not fit.completed:
         return {"run_id": run_id, "completed": False, "train": asdict(fit)}
@@ -239,8 +246,11 @@ def _require_labelled_classes(data: DomainData) -> None:
 def _join_process_group(cfg: DictConfig, device: torch.device) -> DistributedContext:
     """The process group for ``trainer.strategy``; refuses a mismatch with the launcher."""
     strategy = cfg.trainer.strategy
-    if strategy not in ("single", "ddp", "fsdp"):
-        raise ConfigError(f"trainer.strategy: {strategy!r} is not one of single, ddp, fsdp")
+    if strategy not in ("single", "ddp", "fsdp", "deepspeed"):
+        raise ConfigError(f"trainer.strategy: {strategy!r} is not one of single, ddp, fsdp, deepspeed")
+    if strategy == "deepspeed":
+        zero_engine.require_deepspeed()  # before anything loads: without it, the install command
+        return distributed.setup(device, group_of_one=True)
     if strategy == "single":
         if distributed.launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
             raise ConfigError(
@@ -388,11 +398,14 @@ def _git_revision(directory: Path) -> dict[str, Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def _write_manifest(run: Run, data: DomainData, task, precision: PrecisionChoice) -> None:
+def _write_manifest(
+    run: Run, data: DomainData, task, precision: PrecisionChoice, deepspeed: zero_config.ResolvedConfig | None
+) -> None:
     """What reproduces this run: config hash, data hashes, versions, seed, hardware, the
-    precision it computed in and why; and what the model card says of the task (its
-    Hugging Face pipeline tag, its input). A resumed run keeps what later commands added
-    (exports, retraining links, hashes)."""
+    precision it computed in and why, the DeepSpeed config it ran (kept whole in
+    ``deepspeed.json``); and what the model card says of the task (its Hugging Face
+    pipeline tag, its input). A resumed run keeps what later commands added (exports,
+    retraining links, hashes)."""
     resolved = OmegaConf.to_yaml(run.config, resolve=True)
     facts = {
         "run_id": run.run_id,
@@ -408,4 +421,7 @@ def _write_manifest(run: Run, data: DomainData, task, precision: PrecisionChoice
         "precision": {"name": precision.name, "device": precision.device, "reason": precision.reason},
         "libraries": _library_versions(),
     }
+    if deepspeed is not None:
+        run.folder.write_json("deepspeed.json", deepspeed.record())
+        facts["deepspeed"] = {"origin": deepspeed.origin, "sha256": deepspeed.sha256, "stage": deepspeed.stage}
     run.folder.update_json("manifest.json", lambda manifest: manifest.update(facts))

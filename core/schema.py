@@ -157,11 +157,19 @@ class TrackerConfig(PartConfig):
 
 
 @dataclass
+class DeepSpeedConfig:
+    """``trainer.strategy=deepspeed``: which DeepSpeed JSON to run (see ``core/zero/config.py``)."""
+
+    # a bundled config (zero1, zero2, zero3, zero2_offload, zero3_offload) or a JSON file's path
+    config: str = "zero2"
+
+
+@dataclass
 class TrainerConfig:
     """The training loop's knobs (see ``core/trainer.py``)."""
 
     strategy: str = knob(
-        "single", choices=("single", "ddp", "fsdp")
+        "single", choices=("single", "ddp", "fsdp", "deepspeed")
     )  # under torchrun, or launching nproc_per_node itself
     nproc_per_node: int = knob(1, low=1)  # with ddp/fsdp and no torchrun: processes to launch on this machine
     max_epochs: int = knob(3, low=1)
@@ -199,6 +207,7 @@ class TrainerConfig:
         "auto", pattern=r"auto|cpu|cuda(:\d+)?|mps", meaning="auto, cpu, cuda, cuda:<index> or mps"
     )  # auto: cuda when available, else cpu
     progress_bar: bool = True  # shown only on rank 0 and when output is a terminal
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """FSDP2 (``fully_shard``) for ``trainer.strategy=fsdp``, and state dicts that work the
-same for sharded and unsharded models.
+same for sharded and unsharded models (DeepSpeed ZeRO-3's partitions included, through
+:mod:`tunewright.zero.engine`).
 
 Wrapping policy: every transformer block is its own FSDP unit, then the root. The block
 classes come from the model itself: transformers lists them in ``_no_split_modules``
@@ -17,12 +18,19 @@ from __future__ import annotations
 import torch
 
 from tunewright.checkpoint import load_trainable_state, trainable_state
+from tunewright.zero import engine as zero_engine
 
 
-def is_sharded(model: torch.nn.Module) -> bool:
+def is_fsdp(model: torch.nn.Module) -> bool:
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(model, FSDPModule)
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """No rank holds the whole model: FSDP2, or DeepSpeed ZeRO-3. Every rank then takes
+    part in every forward pass."""
+    return is_fsdp(model) or zero_engine.is_partitioned(model)
 
 
 def block_classes(model: torch.nn.Module) -> set[str]:
@@ -56,8 +64,10 @@ def _full_options(**extra):
 
 
 def gather_trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Trainable weights as full CPU tensors (on rank 0 only when sharded; every rank calls)."""
-    if not is_sharded(model):
+    """Trainable weights as full CPU tensors (on rank 0 only under FSDP; every rank calls)."""
+    if zero_engine.is_partitioned(model):
+        return zero_engine.gather(model, trainable_only=True)
+    if not is_fsdp(model):
         return trainable_state(model)
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
@@ -65,8 +75,10 @@ def gather_trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def gather_full(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Every weight as full CPU tensors (on rank 0 only when sharded; every rank calls)."""
-    if not is_sharded(model):
+    """Every weight as full CPU tensors (on rank 0 only under FSDP; every rank calls)."""
+    if zero_engine.is_partitioned(model):
+        return zero_engine.gather(model, trainable_only=False)
+    if not is_fsdp(model):
         return {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
@@ -74,8 +86,11 @@ def gather_full(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load trainable weights; when sharded, rank 0's ``state`` is broadcast (every rank calls)."""
-    if not is_sharded(model):
+    """Load trainable weights; under FSDP, rank 0's ``state`` is broadcast (every rank calls)."""
+    if zero_engine.is_partitioned(model):
+        zero_engine.scatter_trainable(model, state)
+        return
+    if not is_fsdp(model):
         load_trainable_state(model, state)
         return
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
@@ -84,8 +99,8 @@ def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
 
 
 def gather_optimizer(model: torch.nn.Module, optimizer) -> dict:
-    """The optimizer's state dict, gathered to rank 0 when sharded (every rank calls)."""
-    if not is_sharded(model):
+    """The optimizer's state dict, gathered to rank 0 under FSDP (every rank calls)."""
+    if not is_fsdp(model):
         return optimizer.state_dict()
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
@@ -93,7 +108,7 @@ def gather_optimizer(model: torch.nn.Module, optimizer) -> dict:
 
 
 def load_optimizer(model: torch.nn.Module, optimizer, state: dict) -> None:
-    if not is_sharded(model):
+    if not is_fsdp(model):
         optimizer.load_state_dict(state)
         return
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict

@@ -1,7 +1,7 @@
 """The training loop: one torch-native file that reads top to bottom.
 
 The same code runs in one CPU process, on one GPU, or in many processes under
-``torchrun`` with DDP. :class:`Trainer` takes a model (already wrapped by its tuning
+``torchrun`` with DDP, FSDP2 or DeepSpeed's engine (``trainer.strategy``). :class:`Trainer` takes a model (already wrapped by its tuning
 method), the task part that knows how to batch and score it, and the ``trainer`` config
 node. It knows no task: features come in encoded, batches from ``task.collate``, the
 loss from ``task.loss_sum`` / ``task.loss_count``, metrics from ``task.metrics``.
@@ -13,9 +13,10 @@ One optimizer step, on every rank:
 2. split them into ``gradient_accumulation_steps`` micro-batches and across ranks;
 3. count the loss terms of the whole step over all ranks, and back-propagate each
    micro-batch's *summed* loss divided by that count (times the world size, which DDP's
-   gradient averaging divides out): accumulation and data parallelism give the update
-   of one big batch;
-4. clip, check for NaN/Inf, step optimizer and schedule.
+   and DeepSpeed's gradient averaging divides out): accumulation and data parallelism
+   give the update of one big batch;
+4. clip, check for NaN/Inf, step optimizer and schedule (DeepSpeed's engine clips and
+   steps both itself, at the accumulation boundary tunewright sets).
 
 Evaluation runs every ``eval_every_n_steps`` (or each epoch) and after the last step,
 so a run shorter than the interval is still judged on validation data; it tracks the best
@@ -31,13 +32,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from tunewright import checkpoint as ckpt
-from tunewright import sharding
+from tunewright import distributed, sharding
 from tunewright.batching import micro_batches, step_batches
 from tunewright.cpu_dropout import use_cpu_dropout
 from tunewright.distributed import (
@@ -52,6 +54,8 @@ from tunewright.inference import feature_length, predict_logits, to_device
 from tunewright.precision import autocast, autocast_dtype
 from tunewright.throughput import count_parameters, model_flops_utilisation, peak_memory_mb
 from tunewright.training_identity import training_config_hash
+from tunewright.zero import engine as zero_engine
+from tunewright.zero.config import ResolvedConfig
 
 
 class NonFiniteLossError(TunewrightError):
@@ -157,9 +161,20 @@ class Trainer:
     :param hook: the plugin manager's hook relay.
     :param context: this process's place in the process group.
     :param device: where the model runs.
+    :param deepspeed: the resolved DeepSpeed config when ``cfg.strategy`` is deepspeed.
     """
 
-    def __init__(self, run, model: torch.nn.Module, task, cfg, hook, context: DistributedContext, device):
+    def __init__(
+        self,
+        run,
+        model: torch.nn.Module,
+        task,
+        cfg,
+        hook,
+        context: DistributedContext,
+        device,
+        deepspeed: ResolvedConfig | None = None,
+    ):
         self.run = run
         self.task = task
         self.cfg = cfg
@@ -168,15 +183,23 @@ class Trainer:
         self.device = device
         self.model = model.to(device)  # what evaluation and export use (sharded in place by FSDP)
         ckpt.freeze_frozen_statistics(self.model)
-        self.engine = self.model  # what training calls: the model, its DDP wrapper, or compiled
+        self.engine = self.model  # what training calls: the model, its DDP or DeepSpeed wrapper, or compiled
+        self.deepspeed = deepspeed
+        if (cfg.strategy == "deepspeed") != (deepspeed is not None):
+            raise ConfigError(f"trainer.strategy={cfg.strategy}: a DeepSpeed config goes with deepspeed only")
         self.dtype = autocast_dtype(cfg.precision, device)
-        self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
+        fp16_scaler = self.dtype == torch.float16 and deepspeed is None  # DeepSpeed scales fp16 losses itself
+        self.scaler = torch.amp.GradScaler(device.type) if fp16_scaler else None
         if cfg.dropout_kernel == "auto" and device.type == "cpu":
             use_cpu_dropout(self.model)
         if cfg.gradient_checkpointing:
             enable_activation_checkpointing(self.model)
         if cfg.strategy == "fsdp":
             sharding.shard(self.model)
+        elif deepspeed is not None:
+            if cfg.compile:
+                raise ConfigError("trainer.compile: not available with trainer.strategy=deepspeed; set it to false")
+            # deepspeed.initialize wraps the model once the optimizer exists (in _setup)
         elif context.is_distributed:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -186,7 +209,7 @@ class Trainer:
         if cfg.compile:
             self.engine = torch.compile(self.engine)
         self.checkpoints = run.folder.path / "checkpoints"
-        self.config_hash = training_config_hash(run.config)
+        self.config_hash = training_config_hash(run.config, deepspeed.config if deepspeed else None)
         self.total_parameters = count_parameters(self.model)[1]
         self.best_state: dict[str, torch.Tensor] | None = None
         self._grad_norm = float("nan")
@@ -218,10 +241,19 @@ class Trainer:
             raise ConfigError(f"trainer.batch_size: {len(train_features)} training examples make no full step")
         total_steps = cfg.max_epochs * steps_per_epoch
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=self.device.type == "cuda"
-        )
-        scheduler = warmup_then_decay(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps, cfg.schedule)
+        optimizer = None
+        if not (self.deepspeed and self.deepspeed.builds_optimizer):
+            optimizer = torch.optim.AdamW(
+                trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=self.device.type == "cuda"
+            )
+
+        def schedule(stepped: torch.optim.Optimizer):
+            return warmup_then_decay(stepped, math.ceil(cfg.warmup_ratio * total_steps), total_steps, cfg.schedule)
+
+        if self.deepspeed:
+            self.engine, optimizer, scheduler = zero_engine.initialize(self.model, optimizer, schedule, self.deepspeed)
+        else:
+            scheduler = schedule(optimizer)
         progress = self._resume(optimizer, scheduler)
         if self.context.is_main_process:  # what a killed attempt logged past its checkpoint is logged again
             self.run.folder.rewind_metrics(progress.step)
@@ -302,32 +334,30 @@ class Trainer:
         ]
         local_count = sum(self.task.loss_count(batch) for batch in batches)
         global_count = all_reduce_sum(float(local_count), self.context, self.device)
-        scale = self.context.world_size / global_count  # DDP averages over ranks; undo that
+        scale = self.context.world_size / global_count  # DDP and DeepSpeed average over ranks; undo that
         loss_total, tokens = 0.0, 0
         for position, batch in enumerate(batches):
             last = position == len(batches) - 1
-            # DDP: all-reduce gradients only on the step's last micro-batch.
-            sync = contextlib.nullcontext() if last or self.engine is self.model else self.engine.no_sync()
-            with sync:
+            if self.deepspeed:  # reduce and update after the step's last micro-batch, however many there are
+                self.engine.set_gradient_accumulation_boundary(last)
+            with self._gradient_sync(last):
                 inputs = {key: value for key, value in batch.items() if key != "labels"}
                 with autocast(self.device, self.dtype):
                     logits = self.engine(**inputs).logits
                 loss_sum = self.task.loss_sum(logits, batch)
-                scaled = loss_sum * scale
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                self._backward(loss_sum * scale)
             loss_total += loss_sum.item()
             tokens += input_tokens(batch)
 
         mean_loss = all_reduce_sum(loss_total, self.context, self.device) / global_count
+        if self.deepspeed:
+            self._engine_update(mean_loss, step)
+            return mean_loss, float(tokens), float(local_count)
         if self.scaler:
             self.scaler.unscale_(optimizer)
         grad_norm = self._grad_norm = self._clip_gradients()
         # Under fp16 an infinite gradient is the scaler's business (it skips the step).
-        if not math.isfinite(mean_loss) or (not self.scaler and not math.isfinite(grad_norm)):
-            raise NonFiniteLossError(
-                f"step {step}: loss={mean_loss} grad_norm={grad_norm} is not finite; the run "
-                "stopped and its last checkpoint is intact. Lower trainer.learning_rate or check the data"
-            )
+        self._require_finite(step, mean_loss, grad_norm, check_norm=not self.scaler)
         if self.scaler:
             self.scaler.step(optimizer)
             self.scaler.update()
@@ -336,6 +366,38 @@ class Trainer:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         return mean_loss, float(tokens), float(local_count)
+
+    def _gradient_sync(self, last: bool):
+        """DDP all-reduces gradients only on the step's last micro-batch (DeepSpeed decides
+        that from the boundary set before each micro-batch)."""
+        if last or self.engine is self.model or self.deepspeed:
+            return contextlib.nullcontext()
+        return self.engine.no_sync()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.deepspeed:
+            self.engine.backward(loss, scale_wrt_gas=False)  # the loss is already scaled for the whole step
+        else:
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def _engine_update(self, mean_loss: float, step: int) -> None:
+        """DeepSpeed's update: it clips (``gradient_clipping``), steps the optimizer and
+        the schedule. A NaN loss stops the run before the update; the gradient norm is known
+        only after it (under fp16 DeepSpeed skips overflowing steps itself)."""
+        self._require_finite(step, mean_loss, float("nan"), check_norm=False)
+        self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        self._grad_norm = float("nan") if norm is None else float(norm)
+        checkable = norm is not None and not self.deepspeed.config["fp16"]["enabled"]
+        self._require_finite(step, mean_loss, self._grad_norm, check_norm=checkable)
+
+    @staticmethod
+    def _require_finite(step: int, mean_loss: float, grad_norm: float, check_norm: bool) -> None:
+        if not math.isfinite(mean_loss) or (check_norm and not math.isfinite(grad_norm)):
+            raise NonFiniteLossError(
+                f"step {step}: loss={mean_loss} grad_norm={grad_norm} is not finite; the run "
+                "stopped and its last checkpoint is intact. Lower trainer.learning_rate or check the data"
+            )
 
     def _clip_gradients(self) -> float:
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
@@ -400,7 +462,10 @@ class Trainer:
     def _save_checkpoint(self, progress: _Progress, optimizer, scheduler) -> None:
         rng_states = gather_objects(ckpt.capture_rng_state(), self.context)
         weights = sharding.gather_trainable(self.model)
-        optimizer_state = sharding.gather_optimizer(self.model, optimizer)
+        if self.deepspeed:  # every rank's partition, written by DeepSpeed; moved into the checkpoint below
+            optimizer_state, engine_folder = None, self._save_engine_state(progress.step)
+        else:
+            optimizer_state, engine_folder = sharding.gather_optimizer(self.model, optimizer), None
         if not self.context.is_main_process:
             return
         meta = {"config_hash": self.config_hash, "world_size": self.context.world_size, **progress.__dict__}
@@ -417,8 +482,20 @@ class Trainer:
             meta,
             self.cfg.keep_last_checkpoints,
             best_weights=best,
+            engine_folder=engine_folder,
         )
         self.hook.tunewright_checkpoint_saved(run=self.run, path=path, step=progress.step)
+
+    def _save_engine_state(self, step: int) -> Path:
+        """DeepSpeed's own checkpoint of this step (every rank writes its partition) in a
+        staging folder beside the checkpoints; one a killed save left is removed first."""
+        folder = self.checkpoints / f"{ckpt.ENGINE_STAGING_PREFIX}{step:08d}"
+        if self.context.is_main_process:
+            ckpt.remove_engine_staging(self.checkpoints)
+        distributed.barrier()
+        zero_engine.save_engine_state(self.engine, folder)
+        distributed.barrier()  # every partition is on disk before rank 0 moves the folder
+        return folder
 
     def _resume(self, optimizer, scheduler) -> _Progress:
         if self.cfg.resume == "never":
@@ -429,9 +506,19 @@ class Trainer:
         if found is None:
             return _Progress()
         state = ckpt.read_checkpoint(found, self.context.rank)
-        sharding.load_trainable(self.model, state["weights"])
-        sharding.load_optimizer(self.model, optimizer, state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if self.deepspeed:
+            written_by = found.meta["world_size"]
+            if written_by != self.context.world_size:
+                raise ckpt.CheckpointError(
+                    f"checkpoint {found.path} holds ZeRO partitions of {written_by} processes, and DeepSpeed "
+                    f"resumes them only on as many (this run has {self.context.world_size}); launch "
+                    f"{written_by} processes or start a new run folder"
+                )
+            zero_engine.load_engine_state(self.engine, found.path / ckpt.ENGINE_FOLDER)
+        else:
+            sharding.load_trainable(self.model, state["weights"])
+            sharding.load_optimizer(self.model, optimizer, state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
         ckpt.restore_rng_state(state["rng"])
         if self.scaler and "grad_scaler" in found.meta:
             self.scaler.load_state_dict(found.meta["grad_scaler"])

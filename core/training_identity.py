@@ -40,9 +40,15 @@ def training_identity(config) -> dict[str, Any]:
     }
 
 
-def training_config_hash(config) -> str:
-    """Hash of :func:`training_identity`, for checkpoint matching."""
-    return hashlib.sha256(json.dumps(training_identity(config), sort_keys=True).encode()).hexdigest()
+def training_config_hash(config, deepspeed: dict[str, Any] | None = None) -> str:
+    """Hash of :func:`training_identity`, for checkpoint matching; with the resolved
+    DeepSpeed config, whose file may change under an unchanged path. Its
+    ``train_batch_size`` is left out: it counts processes, and a checkpoint written by
+    another number of them is refused with that reason instead."""
+    identity = training_identity(config)
+    if deepspeed is not None:
+        identity["deepspeed"] = {key: value for key, value in deepspeed.items() if key != "train_batch_size"}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def config_differences(stored, current) -> list[str]:

@@ -18,6 +18,7 @@ from tunewright.run import Run
 from tunewright.run_folder import RunFolder
 from tunewright.schema import TrainerConfig
 from tunewright.trainer import Trainer
+from tunewright.zero import config as zero_config
 
 
 class Linear(torch.nn.Module):
@@ -68,7 +69,7 @@ def features(n: int = 96, seed: int = 0) -> list[dict]:
     return [{"x": row, "labels": int(row[0] + 0.5 * row[1] > 0)} for row in x]
 
 
-def make_trainer(folder, model, context: DistributedContext | None = None, **overrides):
+def make_trainer(folder, model, context: DistributedContext | None = None, deepspeed: str = "zero2", **overrides):
     """A trainer for ``model`` on the CPU, in fp32 unless ``precision`` is given: the toy
     tests compare weights across batch splits and processes to 1e-6, which bf16 (what
     ``auto`` means on a CPU with native bf16) rounds away."""
@@ -76,10 +77,15 @@ def make_trainer(folder, model, context: DistributedContext | None = None, **ove
     options = {"device": "cpu", "progress_bar": False, "learning_rate": 0.1, "warmup_ratio": 0.0}
     options |= {"precision": "fp32", **overrides}
     cfg = OmegaConf.structured(TrainerConfig(**options))
+    cfg.deepspeed.config = deepspeed  # read with strategy="deepspeed" only
     config = OmegaConf.create({"seed": 0, "model": {}, "method": {}, "data": {}, "trainer": cfg})
     run = Run("r", config, RunFolder(folder).create(), context.rank, context.world_size)
     hook = Recorder()
-    return Trainer(run, model, Task(), config.trainer, hook, context, torch.device(options["device"])), hook
+    deepspeed = None
+    if cfg.strategy == "deepspeed":
+        deepspeed = zero_config.resolve(cfg.deepspeed.config, cfg, context.world_size, cfg.precision)
+    device = torch.device(options["device"])
+    return Trainer(run, model, Task(), config.trainer, hook, context, device, deepspeed), hook
 
 
 def weights(model) -> np.ndarray:
