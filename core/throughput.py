@@ -9,9 +9,14 @@ import torch
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    """(trainable, total) parameter counts (of the whole model, also when DeepSpeed ZeRO-3
+    holds only a partition of each parameter here)."""
+
+    def size(parameter: torch.nn.Parameter) -> int:
+        return getattr(parameter, "ds_numel", None) or parameter.numel()
+
+    trainable = sum(size(p) for p in model.parameters() if p.requires_grad)
+    total = sum(size(p) for p in model.parameters())
     return trainable, total
 
 

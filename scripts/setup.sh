@@ -11,7 +11,11 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0 ${TUNEWRIGHT_TORCH_INDEX:+--index-url "$TUNEWRIGHT_TORCH_INDEX"}
-.venv/bin/python -m pip install --quiet -e '.[serve,tune,edge,studio,test]'
+# DeepSpeed (trainer=deepspeed) is published as source whose build imports torch: it is
+# built against the torch above (no build isolation), its ops compiled when first used.
+.venv/bin/python -m pip install --quiet setuptools wheel
+DS_BUILD_OPS=0 .venv/bin/python -m pip install --quiet --no-build-isolation 'deepspeed>=0.19.8,<0.20'
+.venv/bin/python -m pip install --quiet -e '.[serve,tune,edge,studio,deepspeed,test]'
 
 # The studio's browser tests drive Debian's Chromium through Playwright (Playwright's own
 # browser download is not needed). Installed here when missing and this is a root shell

@@ -107,8 +107,9 @@ class _Resolver:
     def __init__(self, config: dict[str, Any], origin: str):
         self.config, self.origin = config, origin
 
-    def settle(self, path: str, ours: Any, our_key: str) -> None:
-        """Set ``path`` (dotted) to ``ours`` when absent or ``"auto"``; refuse any other value."""
+    def settle(self, path: str, ours: Any, our_key: str, shown: str | None = None) -> None:
+        """Set ``path`` (dotted) to ``ours`` when absent or ``"auto"``; refuse any other
+        value, naming ``shown`` (default: ``our_key=ours``) as what it contradicts."""
         *parents, key = path.split(".")
         node = self.config
         for parent in parents:
@@ -121,7 +122,7 @@ class _Resolver:
             node[key] = ours
         elif not _same(value, ours):
             raise ConfigError(
-                f"{self.origin}: {path}={json.dumps(value)} contradicts {our_key}={json.dumps(ours)}; "
+                f"{self.origin}: {path}={json.dumps(value)} contradicts {shown or f'{our_key}={json.dumps(ours)}'}; "
                 f'make them agree, or set {path} to "auto"'
             )
 
@@ -148,14 +149,17 @@ def resolve(name: str, trainer, world_size: int, precision: str) -> ResolvedConf
     batch, accumulation = trainer.batch_size, trainer.gradient_accumulation_steps
     resolver.settle("train_micro_batch_size_per_gpu", batch, "trainer.batch_size")
     resolver.settle("gradient_accumulation_steps", accumulation, "trainer.gradient_accumulation_steps")
+    total = batch * accumulation * world_size
     resolver.settle(
         "train_batch_size",
-        batch * accumulation * world_size,
-        f"trainer.batch_size x gradient_accumulation_steps x {world_size} processes",
+        total,
+        "trainer.batch_size",
+        f"trainer.batch_size x gradient_accumulation_steps x processes = {batch} x {accumulation} x {world_size} = {total}",
     )
     resolver.settle("gradient_clipping", float(trainer.max_grad_norm), "trainer.max_grad_norm")
-    resolver.settle("bf16.enabled", precision == "bf16", f"trainer.precision (here {precision})")
-    resolver.settle("fp16.enabled", precision == "fp16", f"trainer.precision (here {precision})")
+    for half in ("bf16", "fp16"):
+        shown = f"trainer.precision, which computes in {precision} on this machine"
+        resolver.settle(f"{half}.enabled", precision == half, "trainer.precision", shown)
     zero = config.setdefault("zero_optimization", {})
     if not isinstance(zero, dict):
         raise ConfigError(f"{origin}: zero_optimization must be a JSON object, not {zero!r}")

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_run_overrides
+from conftest import tiny_run_overrides, torchrun
 from toy import Linear, features, make_trainer, weights
 
 pytestmark = pytest.mark.distributed  # torchrun with two processes
-
-TESTS = Path(__file__).parents[1]  # toy.py and the other helpers
-
-
-def torchrun(script: str, *args: str, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": str(TESTS)}
-    return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=timeout,
-    )
-
 
 DDP_WORKER = textwrap.dedent(
     """
