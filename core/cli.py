@@ -98,8 +98,14 @@ def train(args: list[str]) -> int:
             if sweep is not None:
                 sweep.finish_job(cfg, results)
 
+    # Hydra reads its command line from sys.argv; the caller's is put back afterwards
+    # (tunewright.cli.main is also called from Python: the studio, tests, notebooks).
+    callers_argv = sys.argv
     sys.argv = ["tunewright train", *flags, *hydra_overrides(plugins), *overrides]
-    train_job()
+    try:
+        train_job()
+    finally:
+        sys.argv = callers_argv
     if sweep is not None and is_main_process():
         print(sweep.write_summary())
     return 0

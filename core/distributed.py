@@ -47,9 +47,12 @@ def launched_by_torchrun() -> bool:
 def setup(device: torch.device, group_of_one: bool = False) -> DistributedContext:
     """Join the process group torchrun (or the deepspeed launcher) describes. A single
     process needs none, unless ``group_of_one``: DeepSpeed's engine needs a group even for
-    one process, so it gets one of its own on a free local port."""
+    one process: under a launcher it joins the launcher's store (torchrun's workers are
+    clients of their agent's store, so a store of their own would never answer), and
+    started alone it gets one on a free local port."""
     backend = "nccl" if device.type == "cuda" else "gloo"
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+    launched = launched_by_torchrun() and (int(os.environ["WORLD_SIZE"]) > 1 or group_of_one)
+    if not launched:
         if group_of_one and not dist.is_initialized():
             dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_local_port()}", rank=0, world_size=1)
         return DistributedContext()

@@ -72,7 +72,7 @@ def test_each_zero_stage_trains_the_weights_ddp_trains(worker, ddp_weights, tmp_
     np.testing.assert_allclose(np.load(tmp_path / "weights.npy"), ddp_weights, rtol=0, atol=tolerance)
 
 
-def test_zero2_resumes_exactly_and_refuses_a_corrupt_partition(worker, ddp_weights, tmp_path):
+def test_zero2_resumes_exactly_and_refuses_a_corrupt_or_foreign_partition(worker, ddp_weights, tmp_path):
     straight = train(worker, tmp_path / "straight", "zero2")
     assert straight.returncode == 0, straight.stderr
     np.testing.assert_allclose(np.load(tmp_path / "straight" / "weights.npy"), ddp_weights, rtol=0, atol=1e-6)
@@ -95,6 +95,12 @@ def test_zero2_resumes_exactly_and_refuses_a_corrupt_partition(worker, ddp_weigh
     corrupt = train(worker, tmp_path / "corrupt", "zero2")
     assert corrupt.returncode != 0
     assert f"{partitions[1]} is corrupt" in corrupt.stderr
+
+    # Partitions of two processes are refused by one, before any is read.
+    shutil.copytree(tmp_path / "resumed", tmp_path / "alone")
+    alone = train(worker, tmp_path / "alone", "zero2", nproc=1)
+    assert alone.returncode != 0
+    assert "holds ZeRO partitions of 2 processes" in alone.stderr and "launch 2 processes" in alone.stderr
 
     second = train(worker, tmp_path / "resumed", "zero2")
     assert second.returncode == 0, second.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -102,7 +103,9 @@ def test_predict_command_prints_labels_with_probabilities(default_run, capsys):
 def test_a_validation_split_too_small_for_any_label_trains_without_one(tiny_bert, tmp_path):
     # 60 rows, 0.01 of each label rounds to none: the split exists and is empty.
     overrides = tiny_run_overrides(tiny_bert, tmp_path, "data.validation_fraction=0.01", "paths.run_id=no-val")
+    callers_argv = list(sys.argv)
     assert main(["train", *overrides]) == 0
+    assert sys.argv == callers_argv  # Hydra's command line is not left behind for the caller
     results = json.loads((tmp_path / "no-val" / "results.json").read_text())
     assert results["data"]["validation"] == 0 and results["data"]["train"] > 0
     assert "accuracy" in results["test"]
