@@ -1,5 +1,6 @@
 """One prepared check for a lent CUDA GPU: tunewright against HF Trainer + PEFT on a
-~1B-parameter Llama-shaped model, QLoRA, and FSDP2 over NCCL, written as one JSON summary.
+~1B-parameter Llama-shaped model, QLoRA, FSDP2 over NCCL and DeepSpeed ZeRO-3, written as
+one JSON summary.
 
 The model is built here from a config with random weights and a word-level tokenizer
 (nothing downloaded); every training example is exactly ``--seq`` tokens (a short prompt
@@ -13,6 +14,9 @@ that fails is recorded with its error while the others go on:
    tunewright's ratio to HF Trainer.
 2. ``qlora``: ``tunewright train method=qlora`` (4-bit base, needs bitsandbytes).
 3. ``fsdp2``: ``torchrun --nproc_per_node 1 -m tunewright train trainer=fsdp`` (NCCL).
+4. ``deepspeed_zero3``: the same under ``trainer=deepspeed trainer.deepspeed.config=zero3``
+   (DeepSpeed's CUDA accelerator, bf16 in its engine); recorded as skipped where
+   DeepSpeed is not installed.
 
 Audits, monitors and trackers that need packages the GPU image lacks are off
 (``experiment=sft`` has no audit; ``monitor=none``, ``tracker=local``).
@@ -27,6 +31,7 @@ and runs this; docs/benchmarks.md says how to prepare that folder.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -271,14 +276,27 @@ def main() -> None:
             overrides = [*tunewright_overrides(work / "model", data, runs, "qlora", args), "method=qlora"]
             return run_tunewright([*train, *overrides], runs, "qlora", budget)
 
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "-m", "tunewright"]
+
         def fsdp2():
-            launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "-m", "tunewright"]
             overrides = [*tunewright_overrides(work / "model", data, runs, "fsdp", args), "trainer=fsdp"]
             return run_tunewright([*launch, "train", *overrides], runs, "fsdp", budget)
+
+        def deepspeed_zero3():
+            overrides = [
+                *tunewright_overrides(work / "model", data, runs, "zero3", args),
+                "trainer=deepspeed",
+                "trainer.deepspeed.config=zero3",
+            ]
+            return run_tunewright([*launch, "train", *overrides], runs, "zero3", budget)
 
         attempt(summary, "lora_bf16", lora, args.out)
         attempt(summary, "qlora", qlora, args.out)
         attempt(summary, "fsdp2", fsdp2, args.out)
+        if importlib.util.find_spec("deepspeed") is None:
+            summary["deepspeed_zero3"] = {"skipped": "DeepSpeed is not installed (docs/benchmarks.md: its wheels)"}
+        else:
+            attempt(summary, "deepspeed_zero3", deepspeed_zero3, args.out)
     lora_result = summary["lora_bf16"]
     if "tunewright" in lora_result and not args.smoke:
         summary["targets"] = {

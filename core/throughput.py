@@ -3,6 +3,7 @@ model FLOPs utilisation (MFU) estimate against a GPU's published peak."""
 
 from __future__ import annotations
 
+import os
 import resource
 
 import torch
@@ -21,9 +22,21 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def peak_memory_mb(device: torch.device) -> float:
+    """The most this process has held: loading the model included."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    # Linux reports KiB, and updates its high-water mark lazily: it can trail the resident
+    # size by a few pages, so the peak is never shown under what is held now.
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, memory_mb(device))
+
+
+def memory_mb(device: torch.device) -> float:
+    """What this process holds now: the training state in steady state, which the peak
+    hides when loading the whole model (as every process does before sharding) held more."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    with open("/proc/self/statm") as statm:  # pages: size, resident, ...
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 # Dense bf16/fp16 tensor-core peak FLOP/s by GPU name, for the MFU estimate.

@@ -52,7 +52,7 @@ from tunewright.distributed import (
 from tunewright.errors import ConfigError, TunewrightError, first_line
 from tunewright.inference import feature_length, predict_logits, to_device
 from tunewright.precision import autocast, autocast_dtype
-from tunewright.throughput import count_parameters, model_flops_utilisation, peak_memory_mb
+from tunewright.throughput import count_parameters, memory_mb, model_flops_utilisation, peak_memory_mb
 from tunewright.training_identity import training_config_hash
 from tunewright.zero import engine as zero_engine
 from tunewright.zero.config import ResolvedConfig
@@ -539,6 +539,7 @@ class Trainer:
             "tokens_per_second": tokens / elapsed,
             "samples_per_second": samples / elapsed,
             "peak_memory_mb": peak_memory_mb(self.device),
+            "memory_mb": memory_mb(self.device),
             "epoch": epoch + 1,
             "total_steps": plan.total_steps,  # what progress and an ETA are measured against
         }

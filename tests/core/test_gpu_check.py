@@ -30,4 +30,6 @@ def test_the_smoke_run_measures_both_trainers_on_the_same_tokens(tmp_path):
     )
     assert "bitsandbytes, which needs a CUDA GPU" in summary["qlora"]["error"]  # recorded, not fatal
     assert summary["fsdp2"]["tokens"] == expected_tokens and summary["fsdp2"]["steps"] == 4
+    # DeepSpeed is installed by setup: ZeRO-3 runs here on its CPU accelerator.
+    assert summary["deepspeed_zero3"]["tokens"] == expected_tokens and summary["deepspeed_zero3"]["steps"] == 4
     assert "targets" not in summary  # speed targets are judged on a GPU only

@@ -19,6 +19,8 @@ def test_fit_learns_and_reports_each_step_and_epoch(tmp_path):
     assert result.steps == 36 and result.completed
     steps = [kw["step"] for name, kw in hook.calls if name == "tunewright_train_step_end"]
     assert steps == list(range(1, 37))
+    memory = [kw["metrics"] for name, kw in hook.calls if name == "tunewright_train_step_end"]
+    assert all(0 < m["memory_mb"] <= m["peak_memory_mb"] for m in memory)  # resident now, at most the peak
     evals = [kw["metrics"]["accuracy"] for name, kw in hook.calls if name == "tunewright_eval_end"]
     assert len(evals) == 3 and max(evals) >= 0.8  # chance is 0.5
     assert [name for name, _ in hook.calls].count("tunewright_checkpoint_saved") == 3
