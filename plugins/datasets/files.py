@@ -8,12 +8,18 @@ config; sensitive-feature columns are carried along for the bias audit and never
 reach the model.
 
     tunewright train data=csv data.path=tickets.csv data.text_column=body data.label_column=queue
+
+Structured records (transactions, patient records) reach a text model through
+``data.text_columns``: each row's columns rendered as ``name: value`` in the order
+given, joined by ``"; "`` (``amount: 12.50; merchant: ACME; country: FR``), or through
+``data.text_template`` (``"{merchant} charged {amount} in {country}"``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import string
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,6 +39,8 @@ class FileDataConfig(DataConfig):
     validation_path: Optional[str] = None
     test_path: Optional[str] = None
     text_column: str = "text"
+    text_columns: list[str] = field(default_factory=list)  # records: these columns as "name: value; ..."
+    text_template: Optional[str] = None  # records: "{merchant} charged {amount}", columns by name
     image_column: Optional[str] = None  # image file paths (relative to the data file) instead of text
     words_column: Optional[str] = None  # token classification: a list of words per row (JSON lines, Parquet)
     tags_column: Optional[str] = None  # ... and a list of tags (B-PER, I-PER, O, ...), one per word
@@ -49,12 +57,71 @@ class FileDataConfig(DataConfig):
 TEXT_COLUMNS = ("text_column", "text_pair_column", "response_column")
 
 
+class RecordText:
+    """How a structured record becomes the model's text: ``data.text_columns`` rendered
+    ``name: value`` in their order, or ``data.text_template`` filled by column name. A
+    missing value renders empty, as an empty CSV cell does. Sensitive columns and the
+    label never enter the text: they would teach the model the group, or the answer."""
+
+    SEPARATOR = "; "
+
+    def __init__(self, cfg: FileDataConfig):
+        if cfg.text_columns and cfg.text_template:
+            raise ConfigError(
+                "data.text_columns and data.text_template: give the columns (rendered name: value) or a template"
+            )
+        self.template = cfg.text_template
+        self.columns = list(cfg.text_columns) if cfg.text_columns else self._template_columns(cfg.text_template)
+        setting = "data.text_columns" if cfg.text_columns else "data.text_template"
+        for column in self.columns:
+            if column in cfg.sensitive_columns:
+                raise ConfigError(
+                    f"{setting}: {column!r} is in data.sensitive_columns, which stay out of the model's input "
+                    "(the audit reads them); leave it out of the text"
+                )
+            if column == cfg.label_column:
+                raise ConfigError(f"{setting}: {column!r} is the label column; the text must not hold the answer")
+
+    @staticmethod
+    def _template_columns(template: Optional[str]) -> list[str]:
+        if template is None:
+            return []
+        columns = []
+        try:
+            parsed = list(string.Formatter().parse(template))
+        except ValueError as error:
+            raise ConfigError(f"data.text_template: {error}; columns are written {{name}}, braces doubled") from None
+        for _, name, _, _ in parsed:
+            if name is None:
+                continue
+            if not name or not name.isidentifier():
+                raise ConfigError(
+                    f"data.text_template: {{{name}}} is not a column name; write {{column}} "
+                    "(no positions, attributes or indexing)"
+                )
+            if name not in columns:
+                columns.append(name)
+        if not columns:
+            raise ConfigError("data.text_template: names no column; write {column} where a value goes")
+        return columns
+
+    def render(self, path: Path, row: int, fields: dict[str, Any]) -> str:
+        values = {column: "" if fields.get(column) is None else fields[column] for column in self.columns}
+        if self.template is None:
+            return self.SEPARATOR.join(f"{column}: {value}" for column, value in values.items())
+        try:
+            return self.template.format_map(values)
+        except (ValueError, TypeError) as error:  # a format spec that does not fit the value: {amount:.2f} on text
+            raise DataError(f"{path}, row {row}: data.text_template does not fit this row ({error})") from None
+
+
 class LabelledFiles(DataSource):
     """Reads the configured files with ``read`` (CSV or JSON lines)."""
 
     def __init__(self, cfg: FileDataConfig, read):
         self.cfg = cfg
         self.read = read
+        self.records = RecordText(cfg)
 
     def files(self) -> dict[str, Path]:
         cfg = self.cfg
@@ -75,7 +142,8 @@ class LabelledFiles(DataSource):
         if cfg.label_column is None:
             given = {
                 split: [
-                    {**self._example(path, fields), "label": None, "origin": origin(path, row)} for row, fields in rows
+                    {**self._example(path, row, fields), "label": None, "origin": origin(path, row)}
+                    for row, fields in rows
                 ]
                 for split, (path, rows) in records.items()
             }
@@ -92,7 +160,7 @@ class LabelledFiles(DataSource):
         )
         given, notes = {}, []
         for split, (path, rows) in records.items():
-            labelled = ((row, self._example(path, fields), fields[cfg.label_column]) for row, fields in rows)
+            labelled = ((row, self._example(path, row, fields), fields[cfg.label_column]) for row, fields in rows)
             given[split] = labelled_examples(
                 path, labelled, label_names, cfg.cleaning.unknown_labels, notes, split, cfg.label_map
             )
@@ -121,7 +189,7 @@ class LabelledFiles(DataSource):
                 if not unknown:
                     tags = [index[str(t)] for t in fields[cfg.tags_column]]
                     examples.append(
-                        {**self._example(path, fields), "tags": tags, "label": None, "origin": origin(path, row)}
+                        {**self._example(path, row, fields), "tags": tags, "label": None, "origin": origin(path, row)}
                     )
             if len(examples) < len(rows):
                 notes.append(
@@ -143,7 +211,7 @@ class LabelledFiles(DataSource):
             sources.append(images_source(Path(os.path.commonpath(images)), images))
         return sources
 
-    def _example(self, path: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    def _example(self, path: Path, row: int, fields: dict[str, Any]) -> dict[str, Any]:
         """The configured columns of one row, under the names tasks and audits read."""
         cfg = self.cfg
         if cfg.image_column:  # a path relative to the data file's folder
@@ -158,6 +226,8 @@ class LabelledFiles(DataSource):
                 "response": messages[-1]["content"],
                 "text": "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1]),
             }
+        elif self.records.columns:
+            example = {"text": self.records.render(path, row, fields)}
         else:
             example = {"text": str(fields[cfg.text_column])}
         if cfg.text_pair_column:
@@ -173,14 +243,22 @@ class LabelledFiles(DataSource):
         input_key = next(
             key for key in ("image_column", "words_column", "messages_column", "text_column") if getattr(self.cfg, key)
         )
-        wanted = {input_key: getattr(self.cfg, input_key)}
+        record = {}  # a structured record's columns: they must exist, and may hold no value
+        if input_key == "text_column" and self.records.columns:
+            record = {
+                f"text_columns[{i}]" if self.cfg.text_columns else f"text_template {{{column}}}": column
+                for i, column in enumerate(self.records.columns)
+            }
+            wanted = {}
+        else:
+            wanted = {input_key: getattr(self.cfg, input_key)}
         if self.cfg.label_column is not None and not self.cfg.tags_column:
             wanted["label_column"] = self.cfg.label_column
         for key in ("text_pair_column", "response_column", "tags_column"):
             if getattr(self.cfg, key):
                 wanted[key] = getattr(self.cfg, key)
         wanted.update({f"sensitive_columns[{i}]": c for i, c in enumerate(self.cfg.sensitive_columns)})
-        require_columns(path, columns, wanted)
+        require_columns(path, columns, {**record, **wanted})
         texts = [getattr(self.cfg, key) for key in TEXT_COLUMNS if getattr(self.cfg, key) and key in wanted]
         for row, fields in rows:
             missing = [c for key, c in wanted.items() if key != "label_column" and fields.get(c) is None]
