@@ -17,6 +17,11 @@ fp32 AdamW (weights 4, gradients 4, two moments 8 bytes per parameter) on N proc
 
     python benchmarks/zero_memory.py               # 12 layers (110M): the row in docs/distributed.md
     python benchmarks/zero_memory.py --layers 2    # a minute, for a quick look
+    MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=65536 python benchmarks/zero_memory.py
+
+glibc keeps memory a process frees (every process loads the whole model, then shards
+it) unless its thresholds are fixed, as the second line does; docs/distributed.md shows
+both.
 
 Activations, the libraries and the data come on top of every row alike. Nothing else
 should run meanwhile.
