@@ -18,10 +18,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunewright.contracts import TEXT_FIELDS
-from tunewright.data import SPLITS, DomainData
+from tunewright.contracts import MEDIA_FIELDS, TEXT_FIELDS
+from tunewright.data import SPLITS, DomainData, media_sha256
 from tunewright.errors import ConfigError
-from tunewright.images import image_sha256
 from tunewright.markdown import md_code, md_text
 
 _SPACE = re.compile(r"\s+")
@@ -70,8 +69,9 @@ def normalise(text: str, form: str, collapse_whitespace: bool) -> str:
 
 
 def duplicate_key(example: dict[str, Any], mode: str) -> tuple:
-    if "image" in example:  # the same picture under another name is still a duplicate
-        return ("image", image_sha256(example["image"]))
+    for field_name in MEDIA_FIELDS:  # the same picture or recording under another name is still a duplicate
+        if field_name in example:
+            return (field_name, media_sha256(example[field_name]))
     texts = tuple(example.get(name) or "" for name in TEXT_FIELDS)
     if mode == "near":
         return tuple(_NOT_WORD.sub(" ", text.casefold()).strip() for text in texts)

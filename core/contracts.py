@@ -47,6 +47,8 @@ class Example(TypedDict, total=False):
     text: str  # the input text (a tagger's words joined by spaces)
     text_pair: str  # a second text, for pair classification
     image: str  # the absolute path of an image file
+    audio: str  # the absolute path of an audio file
+    seconds: float  # an audio file's duration, measured when the data loaded
     words: list[str]  # a tagger's input words
     tags: list[int]  # one label index per word
     messages: list[dict[str, str]]  # a chat: {"role", "content"} turns, the last one the answer
@@ -58,7 +60,8 @@ class Example(TypedDict, total=False):
 
 EXAMPLE_FIELDS: tuple[str, ...] = tuple(Example.__annotations__)
 TEXT_FIELDS = ("text", "text_pair")  # what cleaning normalises and deduplicates on
-INPUT_FIELDS = ("text", "text_pair", "image")  # what a retraining's data file carries as inputs
+MEDIA_FIELDS = ("image", "audio")  # inputs given as file paths: hashed by content, decoded per batch
+INPUT_FIELDS = ("text", "text_pair", *MEDIA_FIELDS)  # what a retraining's data file carries as inputs
 
 Feature = dict[str, Any]  # an encoded example: token ids, pixel values, labels
 Batch = dict[str, torch.Tensor]  # collated features, ready for the model's forward
@@ -94,7 +97,7 @@ class Task(Protocol):
     """
 
     cfg: Any  # the part's ``model`` config node
-    input_field: ClassVar[str]  # the Example field a prediction is made from: "text" or "image"
+    input_field: ClassVar[str]  # the Example field a prediction is made from: "text", "image" or "audio"
     example_fields: ClassVar[tuple[str, ...]]  # the Example fields encode() reads (the token cache's key)
     pipeline_tag: ClassVar[str]  # the Hugging Face task the model card names
     head_is_new: ClassVar[bool]  # True: the head starts untrained, so every method trains it
@@ -118,6 +121,12 @@ class Task(Protocol):
     def save_artifacts(self, directory: Path, label_names: list[str]) -> None:
         """Write what inference needs besides the weights (tokenizer, label names). Rank 0."""
         ...
+
+    def keep_frozen(self, model: torch.nn.Module) -> None:
+        """Freeze what the task keeps pre-trained whatever the method (wav2vec2's
+        convolutional feature encoder); called after the method marked its weights.
+        Nothing by default."""
+        return None
 
     def read_label_names(self, directory: Path) -> list[str]:
         """The label names :meth:`save_artifacts` wrote in ``directory``."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,22 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@cache
+def media_sha256(path: str) -> str:
+    """An image's or audio file's SHA-256 (cached: de-duplication and leakage checks ask twice)."""
+    return file_sha256(Path(path))
+
+
+def media_source(root: Path, paths: list[str], noun: str) -> dict[str, str]:
+    """The manifest's data source for a set of media files (``noun``: "images", "audio
+    files") under ``root``: one SHA-256 over their names (relative to ``root``, so moving
+    the folder keeps it) and contents."""
+    digest = hashlib.sha256()
+    for path in sorted(set(paths)):
+        digest.update(f"{os.path.relpath(path, root)}\0{media_sha256(path)}\n".encode())
+    return {"path": f"{root} ({len(set(paths))} {noun})", "sha256": digest.hexdigest()}
 
 
 _INTEGRAL = re.compile(r"[+-]?\d+\.0+")

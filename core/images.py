@@ -3,17 +3,13 @@
 An image example is ``{"image": "/absolute/path.png", "label": 3}``. Loaders check every
 file once (:func:`check_image`), so a missing or corrupt image fails before training
 with its path named; tasks decode batches with :func:`open_image`; cleaning
-de-duplicates images by content (:func:`image_sha256`).
+de-duplicates images by content (:func:`tunewright.data.media_sha256`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from functools import cache
 from pathlib import Path
 
-from tunewright.data import file_sha256
 from tunewright.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -39,18 +35,3 @@ def open_image(path: str):
 
     with Image.open(path) as image:
         return image.convert("RGB")
-
-
-@cache
-def image_sha256(path: str) -> str:
-    """The file's SHA-256 (cached: de-duplication and leakage checks ask twice)."""
-    return file_sha256(Path(path))
-
-
-def images_source(root: Path, paths: list[str]) -> dict[str, str]:
-    """The manifest's data source for a set of images under ``root``: one SHA-256 over
-    their names (relative to ``root``, so moving the folder keeps it) and contents."""
-    digest = hashlib.sha256()
-    for path in sorted(set(paths)):
-        digest.update(f"{os.path.relpath(path, root)}\0{image_sha256(path)}\n".encode())
-    return {"path": f"{root} ({len(set(paths))} images)", "sha256": digest.hexdigest()}

@@ -152,6 +152,7 @@ def _train(run: Run, plugins, device: torch.device, context: DistributedContext)
     model = load_base(task, method, data.label_names)
     base_audits = _audit_base_model(run, task, model, data, governance.get("audits"), device) if governance else None
     model = method.apply(model, task)
+    task.keep_frozen(model)
     trainer = Trainer(run, model, task, cfg.trainer, plugins.hook, context, device, deepspeed)
     fit = trainer.fit(features["train"], features.get("validation", []))
     if not fit.completed:
@@ -272,6 +273,7 @@ def _unsharded(model, method, task, label_names: list[str], is_main_process: boo
     if not is_main_process:
         return None
     copy = method.apply(load_base(task, method, label_names), task)
+    task.keep_frozen(copy)
     copy.load_state_dict(state)
     return copy.to(device)
 

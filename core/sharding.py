@@ -33,12 +33,21 @@ def is_sharded(model: torch.nn.Module) -> bool:
     return is_fsdp(model) or zero_engine.is_partitioned(model)
 
 
+# Attribute names transformers gives the list of repeated blocks, for models whose
+# ``_no_split_modules`` is unset (wav2vec2, HuBERT, ...).
+BLOCK_LIST_NAMES = ("layer", "layers", "blocks", "h")
+
+
 def block_classes(model: torch.nn.Module) -> set[str]:
-    """Class names of the model's transformer blocks, from transformers' ``_no_split_modules``."""
+    """Class names of the model's transformer blocks: transformers' ``_no_split_modules``
+    where the model lists them, else the classes in its block list (``encoder.layers``)."""
     for module in model.modules():
         names = getattr(module, "_no_split_modules", None)
         if names:
             return set(names)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in BLOCK_LIST_NAMES and len(module):
+            return {type(block).__name__ for block in module}
     return set()
 
 

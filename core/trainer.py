@@ -94,10 +94,12 @@ def warmup_then_decay(optimizer, warmup_steps: int, total_steps: int, schedule: 
 
 def input_tokens(batch: dict[str, torch.Tensor]) -> int:
     """Tokens a batch feeds the model: unmasked ones, or every one of packed rows (which
-    carry no mask); none for images."""
+    carry no mask); none for images or audio (an audio mask counts samples, not tokens)."""
+    if "input_ids" not in batch:
+        return 0
     if "attention_mask" in batch:
         return int(batch["attention_mask"].sum())
-    return int(batch["input_ids"].numel()) if "input_ids" in batch else 0
+    return int(batch["input_ids"].numel())
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:

@@ -15,7 +15,7 @@ python3 -m venv .venv
 # built against the torch above (no build isolation), its ops compiled when first used.
 .venv/bin/python -m pip install --quiet setuptools wheel
 DS_BUILD_OPS=0 .venv/bin/python -m pip install --quiet --no-build-isolation 'deepspeed>=0.19.8,<0.20'
-.venv/bin/python -m pip install --quiet -e '.[serve,tune,edge,studio,deepspeed,test]'
+.venv/bin/python -m pip install --quiet -e '.[serve,tune,edge,studio,audio,deepspeed,test]'
 
 # The studio's browser tests drive Debian's Chromium through Playwright (Playwright's own
 # browser download is not needed). Installed here when missing and this is a root shell

@@ -1,5 +1,5 @@
 """``data=csv``, ``data=jsonl`` and ``data=parquet``: your own labelled text files, or
-files of image paths (``data.image_column``).
+files of image or audio paths (``data.image_column``, ``data.audio_column``).
 
 One file split automatically (``data.path``), or your own splits
 (``data.train_path``, ``data.validation_path``, ``data.test_path``); missing
@@ -24,10 +24,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tunewright import hookimpl
+from tunewright.audio import check_audio
 from tunewright.contracts import DataSource
-from tunewright.data import DomainData, file_sha256, label_mapping, label_set, labelled_examples, origin, split_given
+from tunewright.data import (
+    DomainData,
+    file_sha256,
+    label_mapping,
+    label_set,
+    labelled_examples,
+    media_source,
+    origin,
+    split_given,
+)
 from tunewright.errors import ConfigError, DataError
-from tunewright.images import check_image, images_source
+from tunewright.images import check_image
 from tunewright.readers import read_csv, read_jsonl, read_parquet, require_columns
 from tunewright.schema import DataConfig
 
@@ -42,6 +52,7 @@ class FileDataConfig(DataConfig):
     text_columns: list[str] = field(default_factory=list)  # records: these columns as "name: value; ..."
     text_template: Optional[str] = None  # records: "{merchant} charged {amount}", columns by name
     image_column: Optional[str] = None  # image file paths (relative to the data file) instead of text
+    audio_column: Optional[str] = None  # audio file paths (relative to the data file) instead of text
     words_column: Optional[str] = None  # token classification: a list of words per row (JSON lines, Parquet)
     tags_column: Optional[str] = None  # ... and a list of tags (B-PER, I-PER, O, ...), one per word
     text_pair_column: Optional[str] = None  # a second text, for pair classification
@@ -55,6 +66,20 @@ class FileDataConfig(DataConfig):
 
 # Settings whose columns must hold text (the others hold lists, paths or labels).
 TEXT_COLUMNS = ("text_column", "text_pair_column", "response_column")
+# Settings that each make a row's input (instead of data.text_column): at most one applies.
+INPUT_SETTINGS = ("image_column", "audio_column", "words_column", "messages_column", "text_columns", "text_template")
+
+
+def input_setting(cfg: FileDataConfig) -> str:
+    """The one setting a row's input is read through (``text_column`` when no other is
+    given); two given at once are refused, since only one of them could be read."""
+    given = [key for key in INPUT_SETTINGS if getattr(cfg, key)]
+    if len(given) > 1:
+        raise ConfigError(
+            f"data.{given[0]} and data.{given[1]}: a row has one input; give one of them "
+            "(data.text_columns renders columns as 'name: value', data.text_template fills a template)"
+        )
+    return given[0] if given else "text_column"
 
 
 class RecordText:
@@ -66,10 +91,6 @@ class RecordText:
     SEPARATOR = "; "
 
     def __init__(self, cfg: FileDataConfig):
-        if cfg.text_columns and cfg.text_template:
-            raise ConfigError(
-                "data.text_columns and data.text_template: give the columns (rendered name: value) or a template"
-            )
         self.template = cfg.text_template
         self.columns = list(cfg.text_columns) if cfg.text_columns else self._template_columns(cfg.text_template)
         setting = "data.text_columns" if cfg.text_columns else "data.text_template"
@@ -121,6 +142,7 @@ class LabelledFiles(DataSource):
     def __init__(self, cfg: FileDataConfig, read):
         self.cfg = cfg
         self.read = read
+        self.input_key = input_setting(cfg)
         self.records = RecordText(cfg)
 
     def files(self) -> dict[str, Path]:
@@ -206,9 +228,10 @@ class LabelledFiles(DataSource):
 
     def _sources(self, records: dict[str, tuple[Path, list]], given: dict[str, list[dict]]) -> list[dict[str, str]]:
         sources = [{"path": str(path), "sha256": file_sha256(path)} for path, _ in records.values()]
-        if self.cfg.image_column:
-            images = [example["image"] for examples in given.values() for example in examples]
-            sources.append(images_source(Path(os.path.commonpath(images)), images))
+        for media, noun in (("image", "images"), ("audio", "audio files")):
+            if getattr(self.cfg, f"{media}_column"):
+                paths = [example[media] for examples in given.values() for example in examples]
+                sources.append(media_source(Path(os.path.commonpath(paths)), paths, noun))
         return sources
 
     def _example(self, path: Path, row: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -216,6 +239,10 @@ class LabelledFiles(DataSource):
         cfg = self.cfg
         if cfg.image_column:  # a path relative to the data file's folder
             example = {"image": str((path.parent / str(fields[cfg.image_column])).resolve())}
+        elif cfg.audio_column:  # checked here, where its duration is kept
+            audio = path.parent / str(fields[cfg.audio_column])
+            seconds = check_audio(audio, f"{path}, row {row}").seconds
+            example = {"audio": str(audio.resolve()), "seconds": round(seconds, 3)}
         elif cfg.words_column:  # the words as given; the text (for cleaning and reports) joins them
             words = [str(word) for word in fields[cfg.words_column]]
             example = {"words": words, "text": " ".join(words)}
@@ -240,11 +267,9 @@ class LabelledFiles(DataSource):
 
     def _read(self, path: Path) -> tuple[Path, list]:
         columns, rows = self.read(path)
-        input_key = next(
-            key for key in ("image_column", "words_column", "messages_column", "text_column") if getattr(self.cfg, key)
-        )
+        input_key = self.input_key
         record = {}  # a structured record's columns: they must exist, and may hold no value
-        if input_key == "text_column" and self.records.columns:
+        if input_key in ("text_columns", "text_template"):
             record = {
                 f"text_columns[{i}]" if self.cfg.text_columns else f"text_template {{{column}}}": column
                 for i, column in enumerate(self.records.columns)

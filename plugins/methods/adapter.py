@@ -32,6 +32,7 @@ ATTENTION_OUTPUTS = (
     "SelfAttention.o",  # T5 (self-attention)
     "EncDecAttention.o",  # T5 (cross-attention)
     "self_attn.out_proj",  # BART, CLIP
+    "attention.out_proj",  # wav2vec2, HuBERT, WavLM
 )
 FEED_FORWARD_OUTPUTS = (
     "output.dense",  # BERT (the attention's output.dense is excluded below)
@@ -39,6 +40,7 @@ FEED_FORWARD_OUTPUTS = (
     "mlp.down_proj",  # LLaMA, Mistral, Qwen
     "DenseReluDense.wo",  # T5
     "fc2",  # BART, CLIP, ViT
+    "feed_forward.output_dense",  # wav2vec2, HuBERT, WavLM
 )
 PLACEMENTS = {"houlsby": ATTENTION_OUTPUTS + FEED_FORWARD_OUTPUTS, "pfeiffer": FEED_FORWARD_OUTPUTS}
 

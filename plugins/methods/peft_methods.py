@@ -199,6 +199,7 @@ class IA3(MergeablePeftMethod):
 IA3_NAME_SETS = (
     (["k_proj", "v_proj", "fc2"], ["fc2"]),  # ViT, CLIP, and other q/k/v-projection families
     (["key", "value", "output.dense"], ["output.dense"]),  # BERT-style blocks (DeiT, ...)
+    (["k_proj", "v_proj", "feed_forward.output_dense"], ["feed_forward.output_dense"]),  # wav2vec2, HuBERT
 )
 
 

@@ -42,10 +42,15 @@ METHODS = {  # name: (registered method, options)
 }
 MERGEABLE = {"full", "freeze", "lora", "dora", "ia3"}
 VISION = ("vit-image_classification", "resnet-image_classification", "clip-image_classification", "clip-clip")
+AUDIO = ("wav2vec2-audio_classification",)
+# The test's rate is far above every method's default so ten steps show; full
+# fine-tuning of wav2vec2 (its positional convolution and layer norms all training)
+# diverges there, and is checked at a rate still 20 times its default.
+LEARNING_RATES = {("wav2vec2-audio_classification", "full"): 1e-3}
 # Every (family, method) pair that cannot run, and the error it must raise instead.
 UNSUPPORTED = {
-    **{(family, "prompt"): "prepends virtual tokens to a text model.s input" for family in VISION},
-    **{(family, "prefix"): "before a text model.s input" for family in VISION},
+    **{(family, "prompt"): "prepends virtual tokens to a text model.s input" for family in VISION + AUDIO},
+    **{(family, "prefix"): "before a text model.s input" for family in VISION + AUDIO},
     ("resnet-image_classification", "ia3"): "no default modules for resnet",
     ("resnet-image_classification", "adapter_houlsby"): "no output projections found",
     ("resnet-image_classification", "adapter_pfeiffer"): "no output projections found",
@@ -107,7 +112,8 @@ def tiny_config(family: str, vocab_size: int):
 
 
 # (architecture, model part): classifiers on every family, language models on the decoders,
-# image classifiers on ViT, ResNet and CLIP's vision tower, and CLIP scoring label prompts.
+# image classifiers on ViT, ResNet and CLIP's vision tower, CLIP scoring label prompts, and
+# an audio classifier on wav2vec2.
 FAMILIES = [
     ("bert", "sequence_classification"),
     ("gpt2", "sequence_classification"),
@@ -120,6 +126,7 @@ FAMILIES = [
     ("clip", "image_classification"),
     ("clip", "clip"),
     ("bert", "token_classification"),
+    ("wav2vec2", "audio_classification"),
 ]
 
 
@@ -128,6 +135,7 @@ def family(request, tmp_path_factory):
     """A tiny random model of the family, saved as a local checkpoint with a tokenizer
     (MiniLM's, with [SEP] as the end-of-sequence token a language model needs) or an
     image processor, and the examples it trains on."""
+    from audio_models import save_tiny_audio_model, write_recordings
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
     from vision_models import save_tiny_vision_model, write_images
 
@@ -139,6 +147,10 @@ def family(request, tmp_path_factory):
         images = write_images(directory / "images", len(TEXTS), LABELS)
         examples = [{"image": str(path), "label": LABELS.index(label)} for path, label in images]
         return kind, save_tiny_vision_model(architecture, directory / "model"), examples, f"{architecture}-{kind}"
+    if kind == "audio_classification":
+        recordings = write_recordings(directory / "audio", len(TEXTS), LABELS)
+        examples = [{"audio": str(path), "label": LABELS.index(label)} for path, label in recordings]
+        return kind, save_tiny_audio_model(directory / "model"), examples, f"{architecture}-{kind}"
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
     torch.manual_seed(0)
     model_class = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}.get(kind, AutoModel)
@@ -192,7 +204,9 @@ def test_method_conformance(family, name, tmp_path):
     freeze_frozen_statistics(model)  # as the trainer does: frozen BatchNorm statistics stay pre-trained
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATES.get((family_id, name), 2e-2)
+    )
 
     def loss_on_batch() -> float:  # without dropout, so the comparison is not noise
         return (task.loss_sum(logits_of(model, inputs), batch) / task.loss_count(batch)).item()
@@ -223,6 +237,7 @@ def test_method_conformance(family, name, tmp_path):
     if not method.can_merge:
         return
     from transformers import (
+        AutoModelForAudioClassification,
         AutoModelForCausalLM,
         AutoModelForImageClassification,
         AutoModelForSeq2SeqLM,
@@ -238,6 +253,7 @@ def test_method_conformance(family, name, tmp_path):
         "clip": CLIPModel,
         "token_classification": AutoModelForTokenClassification,
         "image_classification": AutoModelForImageClassification,
+        "audio_classification": AutoModelForAudioClassification,
     }.get(kind, AutoModelForSequenceClassification)
     plain = auto.from_pretrained(tmp_path / "merged")
     assert type(plain).__module__.startswith("transformers.")
@@ -247,7 +263,7 @@ def test_method_conformance(family, name, tmp_path):
 def test_prefix_keeps_padding_invisible(family):
     """A padded row's logits equal the same row alone: the prefix mask lines up (for a
     language model, the logits at the row's own positions)."""
-    if family[3] in VISION:  # images are not padded, and prefixes do not apply (UNSUPPORTED)
+    if family[3] in VISION + AUDIO:  # prefixes do not apply to images or audio (UNSUPPORTED)
         return
     task, method = build(family, "prefix", {"num_virtual_tokens": 4})
     torch.manual_seed(0)

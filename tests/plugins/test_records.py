@@ -81,7 +81,12 @@ def test_a_template_fills_columns_by_name_and_a_missing_value_renders_empty(tmp_
         ({"text_template": "{0} and {}"}, "{0} is not a column name"),
         ({"text_template": "no columns at all"}, "names no column"),
         ({"text_template": "{amount", "text_columns": []}, "data.text_template: "),
-        ({"text_template": "{amount}", "text_columns": ["amount"]}, "give the columns"),
+        (
+            {"text_template": "{amount}", "text_columns": ["amount"]},
+            "data.text_columns and data.text_template: a row has one input",
+        ),
+        ({"image_column": "photo", "text_columns": ["amount"]}, "data.image_column and data.text_columns"),
+        ({"messages_column": "chat", "text_template": "{amount}"}, "data.messages_column and data.text_template"),
     ],
 )
 def test_a_record_setting_that_would_leak_or_cannot_render_is_refused(tmp_path, settings, words):
