@@ -186,7 +186,7 @@ def _where(example: dict[str, Any]) -> str:
     return f"row {where['row']} of {where['source']}" if where else "an earlier row"
 
 
-def _length_stats(values: list[int]) -> dict[str, float]:
+def _length_stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     return {
@@ -211,6 +211,7 @@ def data_card(dataset: str, data: DomainData, report: CleaningReport, sensitive_
             "labels": {name: counts.get(name, 0) for name in data.label_names},
             "length_chars": _length_stats([len(e["text"]) for e in examples if "text" in e]),
             "length_words": _length_stats([len(e["text"].split()) for e in examples if "text" in e]),
+            "seconds": _length_stats([e["seconds"] for e in examples if "seconds" in e]),  # recordings' durations
         }
         present = [counts[name] for name in data.label_names if counts.get(name)]
         composition[split]["class_balance"] = round(min(present) / max(present), 4) if present else None
@@ -244,6 +245,12 @@ def data_card_markdown(card: dict[str, Any]) -> str:
     out += ["", "## Composition", "", "| split | rows | class balance (min/max) | mean words |", "|---|---:|---:|---:|"]
     for split, c in card["composition"].items():
         out.append(f"| {md_text(split)} | {c['rows']} | {c['class_balance']} | {c['length_words'].get('mean', '')} |")
+    if any(c.get("seconds") for c in card["composition"].values()):
+        out += ["", "## Durations (seconds)", "", "| split | min | mean | median | max |", "|---|---:|---:|---:|---:|"]
+        for split, c in card["composition"].items():
+            if not (s := c.get("seconds")):
+                continue
+            out.append(f"| {md_text(split)} | {s['min']} | {s['mean']} | {s['median']} | {s['max']} |")
     out += ["", "## Labels per split", "", "| label | " + " | ".join(map(md_text, card["composition"])) + " |"]
     out.append("|---|" + "---:|" * len(card["composition"]))
     for name in card["label_names"]:

@@ -316,12 +316,13 @@ def flag(command: str, key: str, value: str | None) -> bool:
 
 
 def predict(args: list[str]) -> int:
-    """``predict run=<folder> text ...``: one JSON line per text, or per image path for an
-    image model (``-`` reads stdin lines)."""
+    """``predict run=<folder> text ...``: one JSON line per text, or per file path for an
+    image or audio model (``-`` reads stdin lines)."""
     from pathlib import Path
 
+    from tunewright.contracts import MEDIA_FIELDS
     from tunewright.edge_predictor import is_edge_export, open_export
-    from tunewright.images import check_image
+    from tunewright.media import check_media
 
     folder, inputs = take_option(args, "run")
     trust, inputs = take_option(inputs, "trust_remote_code")
@@ -330,7 +331,7 @@ def predict(args: list[str]) -> int:
     if inputs == ["-"]:
         inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not inputs:
-        raise ConfigError("predict: give one or more texts (or image paths) to classify, or - to read stdin")
+        raise ConfigError("predict: give one or more texts (or image or audio paths) to classify, or - to read stdin")
     if is_edge_export(folder):  # an ONNX export: onnxruntime, no PyTorch
         predictor = open_export(folder)
         field = predictor.input_field
@@ -339,9 +340,9 @@ def predict(args: list[str]) -> int:
 
         predictor = load_run(folder, flag("predict", "trust_remote_code", trust))
         field = predictor.task.input_field
-    if field == "image":
+    if field in MEDIA_FIELDS:
         for number, path in enumerate(inputs, start=1):
-            check_image(Path(path), f"predict input {number}")
+            check_media(field, Path(path), f"predict input {number}")
     for value, prediction in zip(inputs, predictor.predict(inputs)):
         print(json.dumps({field: value, **prediction}))
     return 0

@@ -30,6 +30,7 @@ from tunewright.contracts import Evaluation
 from tunewright.data import DomainData
 from tunewright.distributed import DistributedContext
 from tunewright.errors import ConfigError, DataError, RunFolderError
+from tunewright.media import NOUNS
 from tunewright.precision import PrecisionChoice, autocast_dtype, choose_precision, pick_device
 from tunewright.predictor import Predictor
 from tunewright.run import Run
@@ -310,7 +311,11 @@ def governance_parts(
                 continue
             parts[family][name] = registry.create(name, part_options(selection, registry, name), run)
     if skipped:
-        reason = "gives no class probabilities" if not probabilities else f"predicts from {task.input_field}s"
+        reason = (
+            "gives no class probabilities"
+            if not probabilities
+            else f"predicts from {NOUNS.get(task.input_field, task.input_field)}s"
+        )
         print(f"tunewright: model={run.config.model.kind} {reason}; skipping {', '.join(skipped)}", file=sys.stderr)
     return parts
 

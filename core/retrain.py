@@ -44,14 +44,14 @@ def retrain(
     folder = RunFolder(old.path.parent / run_id)
     path = old.path / RETRAIN_DATA / f"{run_id}.jsonl"
     atomic_write_text(path, "".join(json.dumps(_row(example, names, sensitive)) + "\n" for example, names in examples))
-    images = any("image" in e for e, _ in examples)
     jsonl = plugins.registries["datasets"].get("jsonl").schema  # the registered JSON-lines loader's options
     data = jsonl(
         kind="jsonl",
         path=str(path),
         labels=list(label_names),
         sensitive_columns=sensitive,
-        image_column="image" if images else None,
+        image_column="image" if any("image" in e for e, _ in examples) else None,
+        audio_column="audio" if any("audio" in e for e, _ in examples) else None,
         text_pair_column="text_pair" if any("text_pair" in e for e, _ in examples) else None,
         validation_fraction=cfg.data.validation_fraction,
         test_fraction=cfg.data.test_fraction,
@@ -68,7 +68,7 @@ def retrain(
 
 
 def _row(example: dict[str, Any], label_names: list[str], sensitive: list[str]) -> dict[str, Any]:
-    """One JSON line: the input fields (an image by its absolute path), label, groups."""
+    """One JSON line: the input fields (an image or recording by its absolute path), label, groups."""
     row = {field: example[field] for field in INPUT_FIELDS if field in example}
     row["label"] = label_names[example["label"]]
     row.update({column: (example.get("sensitive") or {}).get(column) for column in sensitive})

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -54,8 +55,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from tunewright.batcher import Batcher, Overloaded, Route
+from tunewright.contracts import MEDIA_FIELDS
 from tunewright.errors import ConfigError, DataError, first_line
-from tunewright.images import check_image
+from tunewright.media import NOUNS, check_media
 from tunewright.predictor import Predictor
 from tunewright.release_gate import clear_release
 from tunewright.run_folder import RunFolder
@@ -242,7 +244,7 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
             )
             run.route = Route(_without_autograd(run.predictor.predict), metrics.batch_observer(run.name))
             live = settings.monitor
-            if (live.every_n or live.every_minutes) and run.input_field != "image":
+            if (live.every_n or live.every_minutes) and run.input_field not in MEDIA_FIELDS:
                 run.live = LiveMonitor(run, live.every_n, live.every_minutes, metrics)
         for run in runs.values():
             await asyncio.to_thread(_warm_up, run)
@@ -497,7 +499,7 @@ PREDICT_BODY = {
 async def _predict_request(request: Request) -> tuple[str | None, list[str | dict[str, str] | bytes]]:
     """The model named and the inputs of a predict request: a JSON body
     (:class:`PredictRequest`), or a multipart form whose ``inputs`` fields are uploaded
-    files (an image's bytes) or texts (``curl -F inputs=@photo.png``)."""
+    files (an image's or a recording's bytes) or texts (``curl -F inputs=@photo.png``)."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form()
         values = [await v.read() if isinstance(v, UploadFile) else v for v in form.getlist("inputs")]
@@ -520,7 +522,7 @@ def _check_inputs(values: list[str | dict[str, str] | bytes], run: ServedRun, se
     for number, value in enumerate(values):
         if isinstance(value, dict) and not reads_pairs:
             raise HTTPException(422, f"inputs[{number}]: model {run.name!r} reads no text pairs; send a string")
-        if run.input_field == "image":
+        if run.input_field in MEDIA_FIELDS:
             continue
         if isinstance(value, bytes):
             raise HTTPException(422, f"inputs[{number}]: model {run.name!r} reads text; send text, not a file")
@@ -535,33 +537,33 @@ def _check_inputs(values: list[str | dict[str, str] | bytes], run: ServedRun, se
 @contextlib.contextmanager
 def _decoded(values: list[str | dict[str, str] | bytes], input_field: str):
     """Inputs as the predictor takes them, and what the traffic log keeps of each: texts
-    as they are; images (uploaded bytes, or base64 in JSON) written to temporary files
-    (a client never names a path on the server, and the files are removed afterwards),
-    logged by their bytes' SHA-256."""
-    if input_field != "image":
+    as they are; images and recordings (uploaded bytes, or base64 in JSON) written to
+    temporary files (a client never names a path on the server, and the files are
+    removed afterwards), logged by their bytes' SHA-256."""
+    if input_field not in MEDIA_FIELDS:
         yield values, [_logged(value, input_field) for value in values]
         return
     with tempfile.TemporaryDirectory(prefix="tunewright-serve-") as directory:
         paths, digests = [], []
         for number, value in enumerate(values):
-            data = value if isinstance(value, bytes) else _base64_image(value, number)
+            data = value if isinstance(value, bytes) else _base64_file(value, number, NOUNS[input_field])
             path = Path(directory) / f"input-{number}"
             path.write_bytes(data)
             try:
-                check_image(path, f"inputs[{number}]")
+                check_media(input_field, path, f"inputs[{number}]")
             except DataError as error:
-                raise HTTPException(422, str(error).replace(str(path), "the image")) from None
+                raise HTTPException(422, str(error).replace(str(path), f"the {NOUNS[input_field]}")) from None
             paths.append(str(path))
-            digests.append({"image": "sha256:" + hashlib.sha256(data).hexdigest()})
+            digests.append({input_field: "sha256:" + hashlib.sha256(data).hexdigest()})
         yield paths, digests
 
 
-def _base64_image(value: str, number: int) -> bytes:
+def _base64_file(value: str, number: int, noun: str) -> bytes:
     try:
         return base64.b64decode(value.split(",", 1)[-1] if value.startswith("data:") else value, validate=True)
     except (binascii.Error, ValueError):
         raise HTTPException(
-            422, f"inputs[{number}]: not base64 (send each image's bytes base64-encoded, or upload it as a file)"
+            422, f"inputs[{number}]: not base64 (send each {noun}'s bytes base64-encoded, or upload it as a file)"
         ) from None
 
 
@@ -585,6 +587,13 @@ def _warm_up(run: ServedRun) -> None:
         with tempfile.TemporaryDirectory() as directory:
             path = Path(directory) / "warm-up.png"
             Image.new("RGB", (32, 32)).save(path)
+            run.predictor.predict([str(path)])
+    elif run.input_field == "audio":
+        from tunewright.audio import soundfile
+
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "warm-up.wav"
+            soundfile().write(path, np.zeros(16000, dtype=np.float32), 16000)
             run.predictor.predict([str(path)])
     else:
         run.predictor.predict(["warm-up"])

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tunewright.contracts import TEXT_FIELDS
+from tunewright.contracts import MEDIA_FIELDS, TEXT_FIELDS
 from tunewright.errors import DataError
 
 SERVED_DIR = "served"
@@ -66,7 +66,9 @@ class TrafficLog:
         if self.sample < 1.0 and self._random.random() >= self.sample:
             return False
         if self.redacting:
-            texts = {name for name in (input_field, *TEXT_FIELDS) if isinstance(record.get(name), str)} - {"image"}
+            texts = {name for name in (input_field, *TEXT_FIELDS) if isinstance(record.get(name), str)} - set(
+                MEDIA_FIELDS
+            )
             record = {**record, **{name: redact(record[name]) for name in texts}}
         self._append(json.dumps(record, ensure_ascii=False) + "\n")
         return True

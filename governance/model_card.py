@@ -251,7 +251,7 @@ def _bias(bias: dict[str, Any] | None) -> str:
 def _drift(reference: dict[str, Any] | None, reports: list[dict[str, Any]], folder: Path) -> str:
     if reference is None:
         return "## Drift baseline and monitoring\n\nNo drift reference was recorded (`monitor=none`)."
-    inputs = "images" if reference.get("input_field") == "image" else "texts"
+    inputs = {"image": "images", "audio": "recordings"}.get(reference.get("input_field"), "texts")
     lines = [
         "## Drift baseline and monitoring",
         "",
@@ -326,6 +326,12 @@ def _limitations(cfg: dict[str, Any], records: dict[str, Any]) -> str:
             )
         else:
             lines.append("- No bias audit ran on this model: nothing is known of how it treats groups of people.")
+    elif task_record(cfg, records)["input_field"] == "audio":
+        lines += [
+            f"- Recordings are mixed down to mono, resampled to the feature extractor's rate and cut at "
+            f"{cfg['model']['max_seconds']} seconds; the text bias probes do not apply to an audio model, so only "
+            "group metrics (from sensitive columns) can audit it."
+        ]
     else:
         lines += [
             "- Images are resized and normalised by the checkpoint's image processor; the text bias probes do not "
@@ -335,7 +341,9 @@ def _limitations(cfg: dict[str, Any], records: dict[str, Any]) -> str:
 
 
 def _how_to_use(cfg: dict[str, Any], records: dict[str, Any], folder: Path) -> str:
-    example = {"image": "photo.jpg", "text": '"text to classify"'}[task_record(cfg, records)["input_field"]]
+    example = {"image": "photo.jpg", "audio": "call.wav", "text": '"text to classify"'}[
+        task_record(cfg, records)["input_field"]
+    ]
     return "\n".join(
         [
             "## How to use",

@@ -124,6 +124,17 @@ def with_pythonpath(folder: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
 
 
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """``rows`` as a CSV file with a header of the first row's keys; returns ``path``."""
+    import csv
+
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def free_port() -> int:
     """A loopback port nothing listens on, for a server a test starts."""
     import socket

@@ -199,7 +199,7 @@ class GroupMetricsConfig(AuditConfig):
 
 
 class GroupMetricsAudit(Audit):
-    inputs = ("text", "image")  # it reads predictions and groups, not the inputs themselves
+    inputs = ("text", "image", "audio")  # it reads predictions and groups, not the inputs themselves
 
     def __init__(self, cfg: GroupMetricsConfig, run):
         if cfg.mitigation not in ("none", "threshold_optimizer"):

@@ -99,7 +99,7 @@ def insufficient(rows: int, min_rows: int) -> dict[str, Any]:
 
 
 class DefaultMonitor(Monitor):
-    inputs = ("text", "image")  # descriptors exist for both (see descriptors.py)
+    inputs = ("text", "image", "audio")  # descriptors exist for each (see descriptors.py)
     needs_probabilities = False  # without them (a language model, a tagger): descriptors and embeddings only
 
     def __init__(self, cfg, run):

@@ -4,7 +4,9 @@ A shift in any of them is visible without the model. For texts: longer texts, an
 alphabet, markup or numbers, or vocabulary the tokenizer does not know
 (``subword_share``: the share of words it has no single token for, so they are split
 or unknown). For images: another camera or resolution, darker or washed-out pictures,
-another colour cast.
+another colour cast. For recordings: longer or shorter calls, another microphone or
+line (sample rate, loudness, a duller or brighter sound: the spectral centroid), or more
+dead air (the silent share).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ IMAGE_DESCRIPTORS = (
     "green_share",
     "blue_share",
 )
+AUDIO_DESCRIPTORS = ("seconds", "sample_rate", "loudness_dbfs", "silence_share", "spectral_centroid_hz")
 THUMBNAIL = (64, 64)  # colour statistics are read from a thumbnail: as telling, far cheaper
 
 
@@ -33,6 +36,8 @@ def describe(task, inputs: list[str]) -> dict[str, np.ndarray]:
     """The descriptors of ``inputs`` for the task's kind of input (texts or image paths)."""
     if task.input_field == "image":
         return image_descriptors(inputs)
+    if task.input_field == "audio":
+        return audio_descriptors(inputs)
     return text_descriptors(inputs, task.tokenizer)
 
 
@@ -90,5 +95,45 @@ def image_descriptors(paths: list[str]) -> dict[str, np.ndarray]:
             *shares,
         )
         for name, value in zip(IMAGE_DESCRIPTORS, values):
+            columns[name].append(float(value))
+    return {name: np.asarray(values, dtype=float) for name, values in columns.items()}
+
+
+DESCRIBED_SECONDS = 60.0  # a recording is described by its first minute: as telling, bounded in cost
+FRAME_SECONDS = 0.025  # loudness and silence are read per 25 ms frame, the usual speech frame
+SILENCE_DBFS = -50.0  # a frame quieter than this (RMS, dB below full scale) counts as silent
+FLOOR = 1e-10  # the power a digital silence is given, so its loudness is finite (-100 dBFS)
+
+
+def audio_descriptors(paths: list[str]) -> dict[str, np.ndarray]:
+    """Each descriptor in :data:`AUDIO_DESCRIPTORS` as one value per recording: its
+    duration and native sample rate, its RMS loudness in dBFS, the share of its frames
+    below :data:`SILENCE_DBFS`, and its spectral centroid (the power-weighted mean
+    frequency) in Hz, all read from the mono mix at the file's own rate."""
+    from tunewright.audio import soundfile
+
+    sf = soundfile()
+    columns: dict[str, list[float]] = {name: [] for name in AUDIO_DESCRIPTORS}
+    for path in paths:
+        with sf.SoundFile(path) as sound:
+            rate, frames = sound.samplerate, sound.frames
+            samples = sound.read(int(DESCRIBED_SECONDS * rate), dtype="float64", always_2d=True).mean(axis=1)
+        size = max(int(FRAME_SECONDS * rate), 1)
+        usable = (
+            samples[: len(samples) // size * size]
+            if len(samples) >= size
+            else np.pad(samples, (0, size - len(samples)))
+        )
+        frame_power = np.maximum((usable.reshape(-1, size) ** 2).mean(axis=1), FLOOR)
+        power = np.abs(np.fft.rfft(samples)) ** 2
+        frequencies = np.fft.rfftfreq(len(samples), 1 / rate)
+        values = (
+            frames / rate,
+            rate,
+            10 * np.log10(max(float(np.mean(samples**2)), FLOOR)),
+            float(np.mean(10 * np.log10(frame_power) < SILENCE_DBFS)),
+            float((frequencies * power).sum() / power.sum()) if power.sum() > 0 else 0.0,
+        )
+        for name, value in zip(AUDIO_DESCRIPTORS, values):
             columns[name].append(float(value))
     return {name: np.asarray(values, dtype=float) for name, values in columns.items()}

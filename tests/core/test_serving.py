@@ -445,3 +445,45 @@ def test_an_image_run_takes_base64_images_and_never_a_path(tmp_path):
     logged = read_lines(shard)
     assert len(logged) == 4 and all(record["image"].startswith("sha256:") for record in logged)
     assert logged[0]["image"] == logged[2]["image"]  # the same photo, base64 or uploaded
+
+
+def test_an_audio_run_takes_uploaded_recordings_and_refuses_what_does_not_decode(tmp_path):
+    import base64
+
+    from audio_models import save_tiny_audio_model, write_recordings
+
+    calls = tmp_path / "calls"
+    for path, label in write_recordings(tmp_path / "pool", 24, ["high", "low"]):
+        (calls / label).mkdir(parents=True, exist_ok=True)
+        path.rename(calls / label / path.name)
+    overrides = [
+        "model=audio_classification",
+        f"model.name_or_path={save_tiny_audio_model(tmp_path / 'wav2vec2')}",
+        "data=audio_folder",
+        f"data.path={calls}",
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        "paths.run_id=calls",
+    ]
+    assert main(["train", *overrides]) == 0
+    recordings = sorted(calls.rglob("*.wav"))[:2]
+    expected = load_run(tmp_path / "runs" / "calls").predict([str(path) for path in recordings])
+    server = Server(tmp_path / "runs" / "calls")
+    try:
+        assert httpx.get(f"{server.url}/v1/models").json()["data"][0]["input"] == "audio"
+        uploaded = server.post("/v1/predict", files=[("inputs", path.open("rb")) for path in recordings])
+        assert [p["label"] for p in uploaded.json()["predictions"]] == [p["label"] for p in expected]
+        encoded = server.post("/v1/predict", json={"inputs": [base64.b64encode(recordings[0].read_bytes()).decode()]})
+        assert encoded.json()["predictions"][0]["label"] == expected[0]["label"]
+        garbage = server.post("/v1/predict", files=[("inputs", ("x.wav", b"RIFF not a recording"))])
+        assert garbage.status_code == 422, garbage.text
+        assert "inputs[0]: the recording is not a readable audio file" in garbage.json()["detail"]
+        path_given = server.post("/v1/predict", json={"inputs": [str(recordings[0])]})
+        assert path_given.status_code == 422 and "send each recording's bytes" in path_given.json()["detail"]
+    finally:
+        assert server.stop()[0] == 0
+    (shard,) = (tmp_path / "runs" / "calls" / "served").glob("r0-*.jsonl")
+    logged = read_lines(shard)
+    assert len(logged) == 3 and all(record["audio"].startswith("sha256:") for record in logged)
+    assert logged[0]["audio"] == logged[2]["audio"]  # the same recording, uploaded or base64

@@ -4,13 +4,13 @@ the bias audit on groups works from image predictions as from text ones."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from unittest.mock import ANY
 
 import numpy as np
 import pytest
+from conftest import write_csv
 from edge_runtime import FP32_RUN, predict_without_pytorch
 from omegaconf import OmegaConf
 from vision_models import save_tiny_vision_model, write_images
@@ -85,12 +85,7 @@ def test_a_corrupt_image_is_named_before_training(tmp_path):
 
 
 def write_image_csv(directory: Path, rows: list[dict]) -> Path:
-    path = directory / "images.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_csv(directory / "images.csv", rows)
 
 
 def test_csv_image_paths_resolve_beside_the_file_and_a_missing_one_names_its_row(tmp_path):
