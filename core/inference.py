@@ -7,7 +7,7 @@ functions, so a reloaded model reproduces the evaluation's numbers exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,20 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 def feature_length(feature: dict[str, Any]) -> int:
     return len(feature["input_ids"]) if "input_ids" in feature else 1
+
+
+def batches_with_logits(
+    model, features: list[dict], order: list[int], collate, batch_size: int, device, dtype=None
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor], torch.Tensor]]:
+    """``(indices, batch, logits)`` for ``features`` taken ``batch_size`` at a time in
+    ``order`` (similar lengths together), the forward without the batch's labels: what a
+    task's own evaluation scores and decodes batch by batch. Call under ``no_grad``."""
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        batch = to_device(collate([features[i] for i in chosen]), device)
+        with autocast(device, dtype):
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        yield chosen, batch, logits
 
 
 def predict_logits(

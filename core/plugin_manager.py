@@ -42,6 +42,7 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.models.image_classification",
     "tunewright.plugins.models.clip",
     "tunewright.plugins.models.audio_classification",
+    "tunewright.plugins.models.speech_recognition",
     "tunewright.plugins.methods.full",
     "tunewright.plugins.methods.peft_methods",
     "tunewright.plugins.methods.freeze",

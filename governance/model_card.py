@@ -89,6 +89,8 @@ def _header(cfg: dict[str, Any], records: dict[str, Any], folder: Path) -> dict[
         "f1_macro": {"type": "f1", "name": "macro-F1"},
         "exact_match": {"type": "exact_match"},
         "perplexity": {"type": "perplexity"},
+        "wer": {"type": "wer", "name": "word error rate"},
+        "cer": {"type": "cer", "name": "character error rate"},
     }
     metrics = [{**named[key], "value": round(test[key], 4)} for key in named if key in test]
     pipeline_tag = task_record(cfg, records)["pipeline_tag"]
@@ -147,7 +149,9 @@ def _model_details(cfg: dict[str, Any], records: dict[str, Any]) -> str:
             if train
             else ""
         ),
-        f"- Labels ({len(labels)}): {', '.join(map(md_text, labels))}",
+        f"- Labels ({len(labels)}): {', '.join(map(md_text, labels))}"
+        if labels
+        else "- Labels: none; it answers with text",
         f"- Run: {md_code(records['results'].get('run_id', '?'))}, tunewright {manifest.get('libraries', {}).get('tunewright', '?')}, "
         f"config SHA-256 `{manifest.get('config_sha256', '?')[:12]}`",
     ]
@@ -255,8 +259,10 @@ def _drift(reference: dict[str, Any] | None, reports: list[dict[str, Any]], fold
     lines = [
         "## Drift baseline and monitoring",
         "",
-        f"The reference profile holds {reference['rows']} held-out {inputs} with their descriptors, embeddings and "
-        f"predictions (`reports/drift_reference/`). Check new data against it with:",
+        f"The reference profile holds {reference['rows']} held-out {inputs} with their "
+        f"{'descriptors, embeddings and predictions' if reference.get('prediction_distribution') else 'descriptors and embeddings'} "
+        "(`reports/drift_reference/`). "
+        "Check new data against it with:",
         "",
         f"    tunewright monitor run={folder} data=csv data.path=<new batch>.csv",
         "",
@@ -315,9 +321,11 @@ def _limitations(cfg: dict[str, Any], records: dict[str, Any]) -> str:
     lines += [
         f"- Trained on {rows.get('train', '?')} examples and tested on {rows.get('test', '?')}: "
         "figures on other data will differ; monitor new data for drift.",
-        f"- It predicts only its labels ({', '.join(map(md_text, records['data'].get('label_names') or []))}); any input gets one of them.",
     ]
-    if task_record(cfg, records)["input_field"] == "text":
+    if labels := records["data"].get("label_names"):
+        lines.append(f"- It predicts only its labels ({', '.join(map(md_text, labels))}); any input gets one of them.")
+    task = task_record(cfg, records)
+    if task["input_field"] == "text":
         lines.append(f"- Texts longer than {cfg['model']['max_length']} tokens are truncated.")
         if records["bias"]:
             lines.append(
@@ -326,7 +334,15 @@ def _limitations(cfg: dict[str, Any], records: dict[str, Any]) -> str:
             )
         else:
             lines.append("- No bias audit ran on this model: nothing is known of how it treats groups of people.")
-    elif task_record(cfg, records)["input_field"] == "audio":
+    elif task["pipeline_tag"] == "automatic-speech-recognition":
+        lines += [
+            f"- Recordings are mixed down to mono, resampled and cut at {cfg['model']['max_seconds']} seconds; "
+            f"transcripts spell only the checkpoint's vocabulary, cased as model.transcript_case="
+            f"{md_text(cfg['model']['transcript_case'])} says, and words absent from the training transcripts "
+            "(names, product and drug names) are the likeliest to be misspelt.",
+            "- No audit judges how it treats groups of speakers: a transcript has no class probabilities.",
+        ]
+    elif task["input_field"] == "audio":
         lines += [
             f"- Recordings are mixed down to mono, resampled to the feature extractor's rate and cut at "
             f"{cfg['model']['max_seconds']} seconds; the text bias probes do not apply to an audio model, so only "

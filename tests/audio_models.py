@@ -1,4 +1,5 @@
-"""A tiny random wav2vec2 checkpoint and synthetic labelled recordings for the tests.
+"""Tiny random wav2vec2 checkpoints (an encoder, a CTC transcriber) and synthetic
+labelled recordings for the tests.
 
 Each recording is a short tone whose pitch is the label (220 Hz, 880 Hz, ...) under
 noise, at 8 kHz, so resampling to the extractor's 16 kHz is always exercised and a few
@@ -38,13 +39,11 @@ def write_recordings(
     return written
 
 
-def save_tiny_audio_model(directory: Path) -> Path:
-    """A two-layer random wav2vec2 (width 32) with its 16 kHz feature extractor in ``directory``."""
-    import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+def tiny_wav2vec2_config(vocab_size: int = 32, **options):
+    """A two-layer wav2vec2 of width 32 whose encoder makes 800 frames a second at 16 kHz."""
+    from transformers import Wav2Vec2Config
 
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(
+    return Wav2Vec2Config(
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -54,11 +53,53 @@ def save_tiny_audio_model(directory: Path) -> Path:
         conv_kernel=(10, 8),
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=2,
-        vocab_size=32,
+        vocab_size=vocab_size,
         initializer_range=0.2,
+        **options,
     )
-    Wav2Vec2Model(config).save_pretrained(directory)
+
+
+def save_feature_extractor(directory: Path) -> None:
+    from transformers import Wav2Vec2FeatureExtractor
+
     Wav2Vec2FeatureExtractor(
         feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True
     ).save_pretrained(directory)
+
+
+def save_tiny_audio_model(directory: Path) -> Path:
+    """A random wav2vec2 encoder with its 16 kHz feature extractor in ``directory``."""
+    import torch
+    from transformers import Wav2Vec2Model
+
+    torch.manual_seed(0)
+    Wav2Vec2Model(tiny_wav2vec2_config()).save_pretrained(directory)
+    save_feature_extractor(directory)
+    return directory
+
+
+# The spoken word of each pitch in the speech-recognition tests (upper case, as the vocabulary).
+WORDS = ("LOW", "HIGH", "TOP")
+CTC_VOCABULARY = ["<pad>", "<unk>", "|", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ'"]
+
+
+def save_tiny_ctc_model(directory: Path) -> Path:
+    """A random wav2vec2 with a CTC head over upper-case letters, its character
+    tokenizer (blank: ``<pad>``) and feature extractor in ``directory``."""
+    import json
+
+    import torch
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocabulary = directory / "vocab.json"
+    vocabulary.write_text(json.dumps({token: i for i, token in enumerate(CTC_VOCABULARY)}))
+    tokenizer = Wav2Vec2CTCTokenizer(str(vocabulary), bos_token=None, eos_token=None)
+    torch.manual_seed(0)
+    # Layer-normed feature encoder, as the wav2vec2 checkpoints that take an attention mask
+    # have: a clip's transcript does not depend on the clips padded beside it.
+    config = tiny_wav2vec2_config(len(CTC_VOCABULARY), pad_token_id=tokenizer.pad_token_id, feat_extract_norm="layer")
+    Wav2Vec2ForCTC(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    save_feature_extractor(directory)
     return directory

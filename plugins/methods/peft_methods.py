@@ -89,10 +89,13 @@ class Lora(MergeablePeftMethod):
 
         target = self.cfg.target_modules
         heads = list(task.head_modules or ())
-        if target == "all-linear" and not linear_layers_outside(model, heads):
-            target = convolutions(model)  # a convolutional network (ResNet): adapt every convolution
+        if target == "all-linear":
+            outside = linear_layers_outside(model, heads)
+            if not outside:
+                target = convolutions(model)  # a convolutional network (ResNet): adapt every convolution
+            elif heads:  # the head trains in full: every other linear layer is named (PEFT's own
+                target = outside  # expansion would list a head named lm_head, which its save takes for an embedding)
         return PeftLoraConfig(
-            exclude_modules=heads if target == "all-linear" and heads else None,  # the head trains in full
             task_type=task.peft_task_type,
             r=self.cfg.r,
             lora_alpha=self.cfg.alpha,

@@ -22,10 +22,9 @@ from transformers.generation.streamers import BaseStreamer
 
 from tunewright.batching import length_sorted_order
 from tunewright.errors import DataError
-from tunewright.inference import to_device
+from tunewright.inference import batches_with_logits, to_device
 from tunewright.plugins.models.text_metrics import chrf, rouge_l
 from tunewright.plugins.models.text_task import IGNORE, HubTextTask  # IGNORE: the prompt, the padding
-from tunewright.precision import autocast
 from tunewright.schema import ModelConfig, knob
 
 
@@ -107,8 +106,6 @@ class TextGenerationTask(HubTextTask):
 
     # ------------------------------------------------------------------ evaluation
 
-    # ------------------------------------------------------------------ evaluation
-
     @torch.no_grad()
     def evaluate(
         self, model, features: list[dict], batch_size: int, device, dtype=None
@@ -118,11 +115,7 @@ class TextGenerationTask(HubTextTask):
         model.eval()
         loss, correct, count = 0.0, 0, 0
         order = length_sorted_order([len(f["input_ids"]) for f in features])
-        for start in range(0, len(order), batch_size):
-            batch = to_device(self.collate([features[i] for i in order[start : start + batch_size]]), device)
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            with autocast(device, dtype):
-                logits = model(**inputs).logits
+        for _, batch, logits in batches_with_logits(model, features, order, self.collate, batch_size, device, dtype):
             loss += self.loss_sum(logits, batch).item()
             predicted, targets = self.scored(logits, batch)
             mask = targets != IGNORE

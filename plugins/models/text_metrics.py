@@ -1,5 +1,6 @@
 """Scores for generated text against a reference, computed in the project (no extra
-dependency): ROUGE-L for summaries and answers, chrF for translations.
+dependency): ROUGE-L for summaries and answers, chrF for translations, word and
+character error rates for transcripts.
 """
 
 from __future__ import annotations
@@ -58,3 +59,39 @@ def chrf(candidates: list[str], references: list[str]) -> float:
 
 def _char_ngrams(text: str, order: int) -> Counter:
     return Counter(text[i : i + order] for i in range(len(text) - order + 1))
+
+
+def word_error_rate(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus WER: the word substitutions, deletions and insertions that turn each
+    hypothesis into its reference, summed, over the references' word count (as jiwer
+    computes it: whitespace-separated words, case kept). Above 1 when a hypothesis
+    inserts more words than the references hold."""
+    return _error_rate([h.split() for h in hypotheses], [r.split() for r in references])
+
+
+def character_error_rate(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus CER: character edits over the references' character count, spaces between
+    words counted as characters (as jiwer computes it), runs of whitespace counted as
+    one (jiwer's ``RemoveMultipleSpaces``; its default counts each)."""
+    return _error_rate([" ".join(h.split()) for h in hypotheses], [" ".join(r.split()) for r in references])
+
+
+def _error_rate(hypotheses: list, references: list) -> float:
+    """Summed edit distances over the summed reference lengths; with empty references
+    only, 0 when every hypothesis is empty too, else 1."""
+    edits = sum(_edit_distance(h, r) for h, r in zip(hypotheses, references))
+    total = sum(len(r) for r in references)
+    if total == 0:
+        return float(edits > 0)
+    return edits / total
+
+
+def _edit_distance(a, b) -> int:
+    """Levenshtein distance between two sequences (unit costs), one row at a time."""
+    previous = list(range(len(b) + 1))
+    for i, item in enumerate(a, start=1):
+        current = [i]
+        for j, other in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (item != other)))
+        previous = current
+    return previous[-1]

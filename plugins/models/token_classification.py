@@ -22,10 +22,9 @@ from tunewright import hookimpl
 from tunewright.batching import length_sorted_order
 from tunewright.entities import entities, entity_scores
 from tunewright.errors import ConfigError
-from tunewright.inference import pooled_hidden_states, to_device
+from tunewright.inference import batches_with_logits, pooled_hidden_states
 from tunewright.plugins.models.classification import label_head
 from tunewright.plugins.models.text_task import IGNORE, HubTextTask  # IGNORE: later pieces of a word, specials, padding
-from tunewright.precision import autocast
 
 NO_WORD = -1  # a token that belongs to no word (special tokens), in a feature's word_ids
 
@@ -111,11 +110,9 @@ class TokenClassification(HubTextTask):
         predicted: list[list[int]] = [[] for _ in features]
         loss, count = 0.0, 0
         order = length_sorted_order([len(f["input_ids"]) for f in features])
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            batch = to_device(self.collate([features[i] for i in chosen]), device)
-            with autocast(device, dtype):
-                logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        for chosen, batch, logits in batches_with_logits(
+            model, features, order, self.collate, batch_size, device, dtype
+        ):
             if "labels" in batch:
                 loss += self.loss_sum(logits, batch).item()
                 count += self.loss_count(batch)

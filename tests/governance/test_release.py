@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_run_overrides
+from edge_runtime import FP32_RUN
 
 import tunewright
 from tunewright import hookimpl
@@ -34,6 +35,7 @@ def lora_run(tiny_bert, tmp_path_factory):
         "card.intended_use=Sorting product reviews by sentiment.",
         "card.license=apache-2.0",
         "card.tags=[reviews]",
+        FP32_RUN,  # the merged export is compared with the run's predictor at fp32 tolerance
     )
 
 

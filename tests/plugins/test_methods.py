@@ -42,11 +42,11 @@ METHODS = {  # name: (registered method, options)
 }
 MERGEABLE = {"full", "freeze", "lora", "dora", "ia3"}
 VISION = ("vit-image_classification", "resnet-image_classification", "clip-image_classification", "clip-clip")
-AUDIO = ("wav2vec2-audio_classification",)
+AUDIO = ("wav2vec2-audio_classification", "wav2vec2-speech_recognition")
 # The test's rate is far above every method's default so ten steps show; full
 # fine-tuning of wav2vec2 (its positional convolution and layer norms all training)
 # diverges there, and is checked at a rate still 20 times its default.
-LEARNING_RATES = {("wav2vec2-audio_classification", "full"): 1e-3}
+LEARNING_RATES = {(family, "full"): 1e-3 for family in AUDIO}
 # Every (family, method) pair that cannot run, and the error it must raise instead.
 UNSUPPORTED = {
     **{(family, "prompt"): "prepends virtual tokens to a text model.s input" for family in VISION + AUDIO},
@@ -113,7 +113,7 @@ def tiny_config(family: str, vocab_size: int):
 
 # (architecture, model part): classifiers on every family, language models on the decoders,
 # image classifiers on ViT, ResNet and CLIP's vision tower, CLIP scoring label prompts, and
-# an audio classifier on wav2vec2.
+# an audio classifier and a CTC transcriber on wav2vec2.
 FAMILIES = [
     ("bert", "sequence_classification"),
     ("gpt2", "sequence_classification"),
@@ -127,6 +127,7 @@ FAMILIES = [
     ("clip", "clip"),
     ("bert", "token_classification"),
     ("wav2vec2", "audio_classification"),
+    ("wav2vec2", "speech_recognition"),
 ]
 
 
@@ -135,7 +136,7 @@ def family(request, tmp_path_factory):
     """A tiny random model of the family, saved as a local checkpoint with a tokenizer
     (MiniLM's, with [SEP] as the end-of-sequence token a language model needs) or an
     image processor, and the examples it trains on."""
-    from audio_models import save_tiny_audio_model, write_recordings
+    from audio_models import WORDS, save_tiny_audio_model, save_tiny_ctc_model, write_recordings
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
     from vision_models import save_tiny_vision_model, write_images
 
@@ -151,6 +152,10 @@ def family(request, tmp_path_factory):
         recordings = write_recordings(directory / "audio", len(TEXTS), LABELS)
         examples = [{"audio": str(path), "label": LABELS.index(label)} for path, label in recordings]
         return kind, save_tiny_audio_model(directory / "model"), examples, f"{architecture}-{kind}"
+    if kind == "speech_recognition":
+        recordings = write_recordings(directory / "audio", len(TEXTS), list(WORDS))
+        examples = [{"audio": str(path), "response": word} for path, word in recordings]
+        return kind, save_tiny_ctc_model(directory / "model"), examples, f"{architecture}-{kind}"
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
     torch.manual_seed(0)
     model_class = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}.get(kind, AutoModel)
@@ -239,6 +244,7 @@ def test_method_conformance(family, name, tmp_path):
     from transformers import (
         AutoModelForAudioClassification,
         AutoModelForCausalLM,
+        AutoModelForCTC,
         AutoModelForImageClassification,
         AutoModelForSeq2SeqLM,
         AutoModelForSequenceClassification,
@@ -254,6 +260,7 @@ def test_method_conformance(family, name, tmp_path):
         "token_classification": AutoModelForTokenClassification,
         "image_classification": AutoModelForImageClassification,
         "audio_classification": AutoModelForAudioClassification,
+        "speech_recognition": AutoModelForCTC,
     }.get(kind, AutoModelForSequenceClassification)
     plain = auto.from_pretrained(tmp_path / "merged")
     assert type(plain).__module__.startswith("transformers.")
