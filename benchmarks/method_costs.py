@@ -1,13 +1,15 @@
 """What each tuning method trains and costs, on a tiny model and on the default model.
 
 For every method, in its own process (so peak memory is its own): build the model
-through the method, count trainable and total parameters and the bytes of what
-``method.save`` writes, then time 10 optimizer steps (AdamW, batch 16 sentences of
-the bundled reviews, max length 64) and read the process's peak RSS.
+through the method (freezing what the task keeps pre-trained, as a run does), count
+trainable and total parameters and the bytes of what ``method.save`` writes, then time
+10 optimizer steps (AdamW, batch 16 sentences of the bundled reviews, max length 64;
+or 16 images or recordings) and read the process's peak RSS.
 
     python benchmarks/method_costs.py                 # both models: the tables in docs/methods.md
     python benchmarks/method_costs.py --model tiny    # seconds
     python benchmarks/method_costs.py --model vit     # a tiny ViT on 16 images
+    python benchmarks/method_costs.py --model wav2vec2  # a tiny wav2vec2 on 16 one-second recordings
 
 Nothing else should run meanwhile: on 2 cores a second job halves every figure.
 """
@@ -36,7 +38,8 @@ METHODS = {
 }
 STEPS, BATCH = 10, 16
 IMAGES_DIR = "benchmark_images"  # beside a vision model: its batch
-TEXT_ONLY = {"prompt", "prefix"}  # they extend a text input (refused for images)
+RECORDINGS_DIR = "benchmark_recordings"  # beside an audio model: its batch
+TEXT_ONLY = {"prompt", "prefix"}  # they extend a text input (refused for images and audio)
 
 
 def measure(model: str, name: str) -> dict:
@@ -48,28 +51,22 @@ def measure(model: str, name: str) -> dict:
 
     torch.manual_seed(0)
     plugins = get_plugins()
-    images = Path(model, IMAGES_DIR)
+    kind = model_kind(model)
+    schema = plugins.registries["models"].get(kind).schema
     task = plugins.registries["models"].build(
-        OmegaConf.create(
-            {
-                "kind": "image_classification" if images.is_dir() else "sequence_classification",
-                "name_or_path": model,
-                "max_length": 64,
-                "trust_remote_code": False,
-                "revision": None,
-            }
-        )
+        OmegaConf.structured(schema(kind=kind, name_or_path=model, max_length=64))
     )
     kind = name.split("_")[0]
     schema = plugins.registries["methods"].get(kind).schema
     method = plugins.registries["methods"].build(OmegaConf.structured(schema(kind=kind, **METHODS[name])))
     network = method.apply(task.load_pretrained(["negative", "positive"]), task)
+    task.keep_frozen(network)  # as a run does: wav2vec2's feature encoder stays pre-trained
     trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
     total = sum(p.numel() for p in network.parameters())
     with tempfile.TemporaryDirectory() as tmp:
         method.save(network, Path(tmp))
         saved = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
-    batch = task.collate(task.encode(batch_examples(images)))
+    batch = task.collate(task.encode(batch_examples(model)))
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-4)
     network.train()
@@ -84,10 +81,19 @@ def measure(model: str, name: str) -> dict:
     return {"trainable": trainable, "total": total, "saved_mb": saved / 2**20, "step_s": seconds, "peak_mb": peak}
 
 
-def batch_examples(images: Path) -> list[dict]:
-    """The first ``BATCH`` review sentences, or the images beside a vision model."""
-    if images.is_dir():
-        return [{"image": str(path), "label": i % 2} for i, path in enumerate(sorted(images.iterdir())[:BATCH])]
+def model_kind(model: str) -> str:
+    """The model part that loads ``model``: what its batch beside it says."""
+    if Path(model, IMAGES_DIR).is_dir():
+        return "image_classification"
+    return "audio_classification" if Path(model, RECORDINGS_DIR).is_dir() else "sequence_classification"
+
+
+def batch_examples(model: str) -> list[dict]:
+    """The first ``BATCH`` review sentences, or the images or recordings beside a model."""
+    for field, folder in (("image", IMAGES_DIR), ("audio", RECORDINGS_DIR)):
+        if Path(model, folder).is_dir():
+            files = sorted(Path(model, folder).iterdir())[:BATCH]
+            return [{field: str(path), "label": i % 2} for i, path in enumerate(files)]
     from tunewright.plugins.datasets.ecommerce_reviews import DATA, DOMAIN_FILES
     from tunewright.readers import read_separated_lines
 
@@ -122,6 +128,32 @@ def tiny_vit(directory: Path) -> str:
     return str(directory)
 
 
+def tiny_wav2vec2(directory: Path) -> str:
+    """A random wav2vec2 (4 layers, width 64, wav2vec2's seven-layer feature encoder at
+    width 64) and ``BATCH`` one-second 16 kHz recordings of noise."""
+    import numpy as np
+    import soundfile
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    Wav2Vec2Model(
+        Wav2Vec2Config(
+            hidden_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=128,
+            conv_dim=(64,) * 7,
+            num_conv_pos_embeddings=32,
+            num_conv_pos_embedding_groups=4,
+        )
+    ).save_pretrained(directory)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=True).save_pretrained(directory)
+    rng = np.random.default_rng(0)
+    (directory / RECORDINGS_DIR).mkdir()
+    for i in range(BATCH):
+        soundfile.write(directory / RECORDINGS_DIR / f"{i:02d}.wav", 0.1 * rng.standard_normal(16000), 16000)
+    return str(directory)
+
+
 def tiny_model(directory: Path) -> str:
     from transformers import AutoModel, AutoTokenizer, BertConfig
 
@@ -145,7 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--model",
-        choices=["tiny", "default", "vit", "both"],
+        choices=["tiny", "default", "vit", "wav2vec2", "both"],
         default="both",
         help="both: the tiny and the default text model",
     )
@@ -159,18 +191,20 @@ def main() -> None:
             "tiny (BERT, 4 layers, width 64)": lambda: tiny_model(Path(tmp, "bert")),
             "default (all-MiniLM-L6-v2)": lambda: "embedded:all-MiniLM-L6-v2",
             "vit (ViT, 4 layers, width 64, 32-pixel images)": lambda: tiny_vit(Path(tmp, "vit")),
+            "wav2vec2 (4 layers, width 64, 1-second recordings)": lambda: tiny_wav2vec2(Path(tmp, "wav2vec2")),
         }
         wanted = ("tiny", "default") if args.model == "both" else (args.model,)
         for title, build in builders.items():
             if not title.startswith(wanted):
                 continue
             model = build()
-            inputs = "images" if title.startswith("vit") else "sentences, max length 64"
+            media = title.startswith(("vit", "wav2vec2"))
+            inputs = {"vit": "images", "wav2vec2": "recordings"}.get(title.split()[0], "sentences, max length 64")
             print(f"\n{title}: {STEPS} steps of {BATCH} {inputs}, 2 CPU cores\n")
             print("| method | trainable | share | saved (MB) | s/step | peak RSS (MB) |")
             print("|---|---|---|---|---|---|")
             for name in METHODS:
-                if title.startswith("vit") and name in TEXT_ONLY:
+                if media and name in TEXT_ONLY:
                     continue
                 out = subprocess.run(
                     [sys.executable, __file__, "--worker", model, name], capture_output=True, text=True, check=True
