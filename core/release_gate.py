@@ -44,12 +44,12 @@ def clear_release(run_folder: RunFolder, action: str, override: str | None) -> C
         return Clearance(decision, None)
     if not override:
         why = (
-            "; ".join(decision["reasons"])
+            "; ".join(decision["reasons"]) + ". See reports/bias.html"
             if decision
             else "no bias audit ran (audit=none), so release was never cleared"
         )
         raise ReleaseBlockedError(
-            f"{run_folder.path}: release blocked: {why}. See reports/bias.html; to {action} anyway, "
+            f"{run_folder.path}: release blocked: {why}; to {action} anyway, "
             'pass override="<your reason>" (it is recorded in manifest.json)'
         )
     return Clearance(decision, {"reason": override, "user": getpass.getuser()})

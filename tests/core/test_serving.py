@@ -88,6 +88,7 @@ def test_a_blocked_run_is_not_served_without_a_reason(run_folder, capsys):
     assert main(["serve", f"run={run_folder}", f"serve.port={free_port()}"]) == 1
     err = capsys.readouterr().err
     assert "release blocked: no bias audit ran" in err and 'to serve anyway, pass override="<your reason>"' in err
+    assert "bias.html" not in err  # no audit ran: no report to point at
     assert len(err.strip().splitlines()) == 1
 
 

@@ -129,7 +129,10 @@ def test_a_blocked_run_is_not_exported_unless_overridden(tiny_bert, tmp_path, ca
         plugins.manager.unregister(name="blocker")
     assert "release BLOCKED" in capsys.readouterr().out
     assert main(["export", f"run={run}"]) == 1
-    assert "release blocked: house rule: no release on Mondays" in capsys.readouterr().err
+    assert (
+        "release blocked: house rule: no release on Mondays. See reports/bias.html; to export"
+        in capsys.readouterr().err
+    )
     assert not (run / "export").exists() and "exports" not in json.loads((run / "manifest.json").read_text())
 
     assert main(["export", f"run={run}", "override=approved by the review board, ticket 42"]) == 0
