@@ -103,3 +103,73 @@ def save_tiny_ctc_model(directory: Path) -> Path:
     tokenizer.save_pretrained(directory)
     save_feature_extractor(directory)
     return directory
+
+
+WHISPER_SPECIAL_TOKENS = (
+    "<|startoftranscript|>",
+    "<|en|>",  # the first of Whisper's languages, in its order (the tokenizer counts on it)
+    "<|zh|>",
+    "<|de|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nocaptions|>",
+    "<|notimestamps|>",
+)
+
+
+def byte_alphabet() -> list[str]:
+    """GPT-2's byte-level alphabet: one printable character per byte, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = iter(range(256, 512))
+    return [chr(b) if b in printable else chr(next(shifted)) for b in range(256)]
+
+
+def save_tiny_whisper(directory: Path) -> Path:
+    """A random one-layer Whisper (width 32, 16 mel bins, 1-second window) with a
+    byte-level tokenizer (no merges: a token per byte, plus Whisper's special tokens,
+    English transcription prefix) and its feature extractor in ``directory``."""
+    import json
+
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.json").write_text(json.dumps({c: i for i, c in enumerate(byte_alphabet())}))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+    end = "<|endoftext|>"
+    tokenizer = WhisperTokenizer(
+        str(directory / "vocab.json"),
+        str(directory / "merges.txt"),
+        unk_token=end,
+        bos_token=end,
+        eos_token=end,
+        pad_token=end,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": list(WHISPER_SPECIAL_TOKENS)})
+    tokenizer.set_prefix_tokens(language="en", task="transcribe", predict_timestamps=False)
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=16,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=50,  # 100 mel frames: one second at a 10 ms hop
+        max_target_positions=64,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.convert_tokens_to_ids("<|startoftranscript|>"),
+    )
+    WhisperForConditionalGeneration(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    WhisperFeatureExtractor(feature_size=16, sampling_rate=16000, chunk_length=1, hop_length=160).save_pretrained(
+        directory
+    )
+    return directory

@@ -38,6 +38,9 @@ class AudioTask(HubTask):
 
     input_field = "audio"
     peft_task_type = None  # PEFT has no audio task type; the head is saved through head_modules
+    # Whether embeddings ask the extractor for a frame mask it leaves out by default; None
+    # keeps its own choice (wav2vec2-base is meant to run unmasked on zero-padded clips).
+    embedding_frame_mask: bool | None = None
 
     @property
     def feature_extractor(self):
@@ -51,20 +54,32 @@ class AudioTask(HubTask):
         if self.cfg.freeze_feature_encoder and hasattr(base, "freeze_feature_encoder"):
             base.freeze_feature_encoder()
 
-    def extracted(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """The clips of ``features`` decoded at the extractor's rate and turned into model inputs."""
+    def extracted(self, features: list[dict[str, Any]], frame_mask: bool | None = None) -> dict[str, torch.Tensor]:
+        """The clips of ``features`` decoded at the extractor's rate and turned into model
+        inputs; ``frame_mask=True`` asks for the mask of each clip's own frames even where
+        the extractor leaves it out by default (Whisper's)."""
         extractor = self.feature_extractor
         rate = extractor.sampling_rate
         clips = [load_audio(f["audio"], rate, self.cfg.max_seconds) for f in features]
         # Whisper's extractor pads every clip to its fixed 30 s window; the others pad to the longest.
         padding = "max_length" if getattr(extractor, "n_samples", None) else "longest"
-        return dict(extractor(clips, sampling_rate=rate, padding=padding, return_tensors="pt"))
+        return dict(
+            extractor(clips, sampling_rate=rate, padding=padding, return_attention_mask=frame_mask, return_tensors="pt")
+        )
+
+    def hidden_output(self, model, batch: dict[str, torch.Tensor]):
+        """The model's output for a batch of clips, with the hidden states :meth:`embed` reads."""
+        return model(**batch, output_hidden_states=True)
 
     @staticmethod
-    def embed(output, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The last hidden state averaged over the frames of each clip's own samples
-        (padding left out, in proportion, where the extractor returned a mask)."""
-        hidden = output.hidden_states[-1].float()
+    def frame_states(output) -> torch.Tensor:
+        """The last hidden state over the clips' frames in ``output``."""
+        return output.hidden_states[-1]
+
+    def embed(self, output, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The frames' last hidden state averaged over each clip's own samples (padding
+        left out, in proportion, where the extractor returned a mask)."""
+        hidden = self.frame_states(output).float()
         if "attention_mask" not in batch:
             return hidden.mean(dim=1)
         samples = batch["attention_mask"].sum(dim=1, keepdim=True).float()
@@ -78,8 +93,9 @@ class AudioTask(HubTask):
         model.eval()
         rows = []
         for start in range(0, len(inputs), batch_size):
-            batch = to_device(self.extracted([{"audio": path} for path in inputs[start : start + batch_size]]), device)
+            clips = [{"audio": path} for path in inputs[start : start + batch_size]]
+            batch = to_device(self.extracted(clips, frame_mask=self.embedding_frame_mask), device)
             with autocast(device, dtype):
-                output = model(**batch, output_hidden_states=True)
+                output = self.hidden_output(model, batch)
             rows.append(self.embed(output, batch).cpu())
         return torch.cat(rows).numpy()

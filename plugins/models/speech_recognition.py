@@ -1,10 +1,11 @@
-"""``kind: speech_recognition``: transcription by CTC (connectionist temporal
+"""``kind: speech_recognition``: transcription, by CTC (connectionist temporal
 classification) with any checkpoint ``AutoModelForCTC`` loads (wav2vec2, HuBERT, WavLM,
-Data2Vec audio) and the checkpoint's own character vocabulary.
+Data2Vec audio) and its character vocabulary, or by an encoder-decoder that writes the
+transcript (Whisper, :mod:`.speech_seq2seq`) — chosen by the checkpoint's config.
 
 Examples are ``{"audio": path, "response": transcript}``
 (``data=csv data.audio_column=file data.response_column=transcript data.label_column=null``).
-The model emits one vocabulary distribution per ~20 ms frame; the CTC loss sums over
+A CTC model emits one vocabulary distribution per ~20 ms frame; the CTC loss sums over
 every alignment of the transcript to the frames, and a transcript is read back greedily
 (the most likely token per frame, repeats merged, blanks dropped). Evaluation reports the
 loss per transcript token and the word and character error rates (:mod:`.text_metrics`).
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -28,6 +29,7 @@ from tunewright.plugins.models.text_task import IGNORE
 from tunewright.schema import knob
 
 CASES = {"as_is": str, "lower": str.lower, "upper": str.upper}
+PREDICT_BATCH = 8  # recordings transcribed together by predict and serve
 
 
 @dataclass
@@ -36,14 +38,18 @@ class SpeechRecognitionConfig(AudioModelConfig):
     # holds one case (wav2vec2-base-960h's is upper case). A character outside it is an
     # error naming the row, so a mismatch is never learnt as unknown tokens.
     transcript_case: str = knob("as_is", choices=tuple(CASES))
+    # The language an encoder-decoder (Whisper) is told it hears ("en", "de", ...); null: the
+    # tokenizer's own setting. A CTC model ignores it.
+    language: Optional[str] = None
 
 
-class SpeechRecognition(AudioTask):
-    """A CTC transcriber: ``{"audio", "response"}`` examples in, transcripts out."""
+class Transcriber(AudioTask):
+    """What both transcribers share: ``{"audio", "response"}`` examples in, transcripts
+    out, scored by word and character error rates. Subclasses say how a batch is
+    transcribed (:meth:`transcribe`)."""
 
     pipeline_tag = "automatic-speech-recognition"  # the Hugging Face task the model card names
-    head_modules = ("lm_head",)  # the per-frame vocabulary layer, trained in full beside any adapter
-    head_is_new = False  # a CTC checkpoint's head already spells its vocabulary
+    head_is_new = False  # the checkpoint's head already spells its vocabulary
     class_probabilities = False  # a transcript, not one label: no bias audits; monitors use embed_inputs
     example_fields = ("audio", "response")
 
@@ -59,6 +65,57 @@ class SpeechRecognition(AudioTask):
                 "start from a checkpoint fine-tuned for CTC, such as facebook/wav2vec2-base-960h"
             ) from None
 
+    def preprocessors(self) -> list:
+        return [self.feature_extractor, self.tokenizer]
+
+    def prepare(self, examples: list[dict[str, Any]], label_names: list[str]) -> list[dict[str, Any]]:
+        """Every example carries a transcript (``data.response_column``)."""
+        for example in examples:
+            if not str(example.get("response") or "").strip():
+                raise DataError(
+                    f"{where(example)}: no transcript; speech recognition trains on data.response_column "
+                    "(data=csv data.audio_column=file data.response_column=transcript data.label_column=null)"
+                )
+        return examples
+
+    def cased(self, transcript: Any) -> str:
+        """The transcript as the model learns it: ``model.transcript_case``, whitespace collapsed."""
+        return " ".join(CASES[self.cfg.transcript_case](str(transcript)).split())
+
+    def transcribe(self, model, features: list[dict], batch_size: int, device, dtype=None) -> tuple[list[str], float]:
+        """Each feature's transcript, in order, and the summed loss where features carry labels."""
+        raise NotImplementedError
+
+    def evaluate(self, model, features: list[dict], batch_size: int, device, dtype=None):
+        """Loss per transcript token, word and character error rates; the outputs are
+        the transcripts."""
+        transcripts, loss = self.transcribe(model, features, batch_size, device, dtype)
+        references = [f["transcript"] for f in features]
+        tokens = sum(sum(1 for token in f["labels"] if token != IGNORE) for f in features)
+        return {
+            "loss": loss / max(tokens, 1),
+            "wer": word_error_rate(transcripts, references),
+            "cer": character_error_rate(transcripts, references),
+        }, transcripts
+
+    def test_predictions(
+        self, model, examples: list[dict[str, Any]], outputs: list[str], label_names: list[str], device
+    ) -> tuple[list[dict], dict]:
+        """Each test example with the transcript the evaluation read out."""
+        return [{**e, "prediction": {"transcript": t}} for e, t in zip(examples, outputs)], {}
+
+    def predict_inputs(self, model, inputs: list[str], device) -> list[dict[str, str]]:
+        """``{"transcript": text}`` per recording path."""
+        features = [{"audio": path, "seconds": 0.0} for path in inputs]
+        transcripts, _ = self.transcribe(model, features, PREDICT_BATCH, device)
+        return [{"transcript": text} for text in transcripts]
+
+
+class CtcTranscriber(Transcriber):
+    """A CTC model: a vocabulary distribution per frame, read out greedily."""
+
+    head_modules = ("lm_head",)  # the per-frame vocabulary layer, trained in full beside any adapter
+
     @cached_property
     def model_config(self):
         from transformers import AutoConfig
@@ -66,9 +123,6 @@ class SpeechRecognition(AudioTask):
         return AutoConfig.from_pretrained(
             self.source, revision=self.cfg.revision, trust_remote_code=self.cfg.trust_remote_code
         )
-
-    def preprocessors(self) -> list:
-        return [self.feature_extractor, self.tokenizer]
 
     def load_pretrained(self, label_names: list[str], source: str | Path | None = None, **options):
         """The CTC model; its loss is computed here (:meth:`loss_sum`), so the
@@ -86,23 +140,13 @@ class SpeechRecognition(AudioTask):
 
     # ------------------------------------------------------------------ data
 
-    def prepare(self, examples: list[dict[str, Any]], label_names: list[str]) -> list[dict[str, Any]]:
-        """Every example carries a transcript (``data.response_column``)."""
-        for example in examples:
-            if not str(example.get("response") or "").strip():
-                raise DataError(
-                    f"{where(example)}: no transcript; speech recognition trains on data.response_column "
-                    "(data=csv data.audio_column=file data.response_column=transcript data.label_column=null)"
-                )
-        return examples
-
     def encode(self, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The file path and the transcript's token ids; samples are decoded per batch."""
         features = []
         for example in examples:
             feature = {"audio": example["audio"], "seconds": example.get("seconds", 0.0)}
             if example.get("response") is not None:
-                transcript = " ".join(CASES[self.cfg.transcript_case](str(example["response"])).split())
+                transcript = self.cased(example["response"])
                 feature.update(transcript=transcript, labels=self.spelled(transcript, example))
             features.append(feature)
         return features
@@ -198,30 +242,6 @@ class SpeechRecognition(AudioTask):
                 transcripts[i] = text
         return transcripts, loss
 
-    def evaluate(self, model, features: list[dict], batch_size: int, device, dtype=None):
-        """Loss per transcript token, word and character error rates; the outputs are
-        the transcripts."""
-        transcripts, loss = self.transcribe(model, features, batch_size, device, dtype)
-        references = [f["transcript"] for f in features]
-        tokens = sum(len(f["labels"]) for f in features)
-        return {
-            "loss": loss / max(tokens, 1),
-            "wer": word_error_rate(transcripts, references),
-            "cer": character_error_rate(transcripts, references),
-        }, transcripts
-
-    def test_predictions(
-        self, model, examples: list[dict[str, Any]], outputs: list[str], label_names: list[str], device
-    ) -> tuple[list[dict], dict]:
-        """Each test example with the transcript the evaluation read out."""
-        return [{**e, "prediction": {"transcript": t}} for e, t in zip(examples, outputs)], {}
-
-    def predict_inputs(self, model, inputs: list[str], device) -> list[dict[str, str]]:
-        """``{"transcript": text}`` per recording path."""
-        features = [{"audio": path, "seconds": 0.0} for path in inputs]
-        transcripts, _ = self.transcribe(model, features, 8, device)
-        return [{"transcript": text} for text in transcripts]
-
 
 def where(example: dict[str, Any]) -> str:
     """The example's file and row when its loader recorded them, else its recording."""
@@ -229,11 +249,28 @@ def where(example: dict[str, Any]) -> str:
     return f"{origin['source']}, row {origin['row']}" if origin else str(example.get("audio"))
 
 
+def speech_recognizer(cfg: SpeechRecognitionConfig) -> Transcriber:
+    """The transcriber the checkpoint needs: an encoder-decoder (Whisper) writes the
+    transcript; any other speech model spells it by CTC."""
+    from transformers import AutoConfig
+
+    from tunewright.embedded import resolve_model_path
+
+    config = AutoConfig.from_pretrained(
+        resolve_model_path(cfg.name_or_path), revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+    )
+    if config.is_encoder_decoder:
+        from tunewright.plugins.models.speech_seq2seq import Seq2SeqTranscriber
+
+        return Seq2SeqTranscriber(cfg)
+    return CtcTranscriber(cfg)
+
+
 @hookimpl
 def tunewright_register_models(registry):
     registry.add(
         "speech_recognition",
-        SpeechRecognition,
+        speech_recognizer,
         schema=SpeechRecognitionConfig,
-        description="speech recognition by CTC (wav2vec2, HuBERT, WavLM): word and character error rates",
+        description="speech recognition: CTC (wav2vec2, HuBERT, WavLM) or Whisper; word and character error rates",
     )

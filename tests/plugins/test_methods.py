@@ -42,7 +42,7 @@ METHODS = {  # name: (registered method, options)
 }
 MERGEABLE = {"full", "freeze", "lora", "dora", "ia3"}
 VISION = ("vit-image_classification", "resnet-image_classification", "clip-image_classification", "clip-clip")
-AUDIO = ("wav2vec2-audio_classification", "wav2vec2-speech_recognition")
+AUDIO = ("wav2vec2-audio_classification", "wav2vec2-speech_recognition", "whisper-speech_recognition")
 # The test's rate is far above every method's default so ten steps show; full
 # fine-tuning of wav2vec2 (its positional convolution and layer norms all training)
 # diverges there, and is checked at a rate still 20 times its default.
@@ -113,7 +113,7 @@ def tiny_config(family: str, vocab_size: int):
 
 # (architecture, model part): classifiers on every family, language models on the decoders,
 # image classifiers on ViT, ResNet and CLIP's vision tower, CLIP scoring label prompts, and
-# an audio classifier and a CTC transcriber on wav2vec2.
+# an audio classifier and a CTC transcriber on wav2vec2, and Whisper transcribing.
 FAMILIES = [
     ("bert", "sequence_classification"),
     ("gpt2", "sequence_classification"),
@@ -128,6 +128,7 @@ FAMILIES = [
     ("bert", "token_classification"),
     ("wav2vec2", "audio_classification"),
     ("wav2vec2", "speech_recognition"),
+    ("whisper", "speech_recognition"),
 ]
 
 
@@ -136,7 +137,7 @@ def family(request, tmp_path_factory):
     """A tiny random model of the family, saved as a local checkpoint with a tokenizer
     (MiniLM's, with [SEP] as the end-of-sequence token a language model needs) or an
     image processor, and the examples it trains on."""
-    from audio_models import WORDS, save_tiny_audio_model, save_tiny_ctc_model, write_recordings
+    from audio_models import WORDS, save_tiny_audio_model, save_tiny_ctc_model, save_tiny_whisper, write_recordings
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
     from vision_models import save_tiny_vision_model, write_images
 
@@ -155,7 +156,8 @@ def family(request, tmp_path_factory):
     if kind == "speech_recognition":
         recordings = write_recordings(directory / "audio", len(TEXTS), list(WORDS))
         examples = [{"audio": str(path), "response": word} for path, word in recordings]
-        return kind, save_tiny_ctc_model(directory / "model"), examples, f"{architecture}-{kind}"
+        save = save_tiny_whisper if architecture == "whisper" else save_tiny_ctc_model
+        return kind, save(directory / "model"), examples, f"{architecture}-{kind}"
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"), eos_token="[SEP]")
     torch.manual_seed(0)
     model_class = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}.get(kind, AutoModel)
@@ -248,6 +250,7 @@ def test_method_conformance(family, name, tmp_path):
         AutoModelForImageClassification,
         AutoModelForSeq2SeqLM,
         AutoModelForSequenceClassification,
+        AutoModelForSpeechSeq2Seq,
         AutoModelForTokenClassification,
         CLIPModel,
     )
@@ -260,7 +263,7 @@ def test_method_conformance(family, name, tmp_path):
         "token_classification": AutoModelForTokenClassification,
         "image_classification": AutoModelForImageClassification,
         "audio_classification": AutoModelForAudioClassification,
-        "speech_recognition": AutoModelForCTC,
+        "speech_recognition": AutoModelForSpeechSeq2Seq if family_id.startswith("whisper") else AutoModelForCTC,
     }.get(kind, AutoModelForSequenceClassification)
     plain = auto.from_pretrained(tmp_path / "merged")
     assert type(plain).__module__.startswith("transformers.")

@@ -1,7 +1,8 @@
-"""Speech recognition by CTC: error rates as a reference implementation computes them,
-the CTC loss and frame counts as transformers computes them, transcripts outside the
-vocabulary named by row, and a run that trains on a CSV of recordings and transcripts,
-reloads, predicts from files and records a drift reference."""
+"""Speech recognition by CTC and by Whisper: error rates as a reference implementation
+computes them, the CTC loss and frame counts as transformers computes them, Whisper's
+cached greedy decoding as an uncached one, transcripts outside the vocabulary named by
+row, and runs that train on a CSV of recordings and transcripts, reload, predict from
+files and record a drift reference."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from audio_models import WORDS, save_tiny_ctc_model, write_recordings
+from audio_models import WORDS, save_tiny_ctc_model, save_tiny_whisper, write_recordings
 from conftest import write_csv
 from omegaconf import OmegaConf
 
 import tunewright
 from tunewright.cli import main
-from tunewright.errors import DataError
+from tunewright.errors import ConfigError, DataError
 from tunewright.plugin_manager import get_plugins
 from tunewright.plugins.models.text_metrics import character_error_rate, word_error_rate
 
@@ -25,6 +26,11 @@ from tunewright.plugins.models.text_metrics import character_error_rate, word_er
 @pytest.fixture(scope="module")
 def ctc_model(tmp_path_factory) -> Path:
     return save_tiny_ctc_model(tmp_path_factory.mktemp("wav2vec2-ctc"))
+
+
+@pytest.fixture(scope="module")
+def whisper(tmp_path_factory) -> Path:
+    return save_tiny_whisper(tmp_path_factory.mktemp("whisper"))
 
 
 def calls_csv(directory: Path, count: int) -> Path:
@@ -74,6 +80,40 @@ def test_ctc_loss_and_frames_are_what_transformers_computes(ctc_model, tmp_path)
     assert task.loss_count(batch) == sum(len(w) for _, w in recordings)
 
 
+def test_whisper_learns_after_its_prefix_and_decodes_greedily_with_its_cache(whisper, tmp_path):
+    task = transcriber(whisper, max_length=12)
+    assert type(task).__name__ == "Seq2SeqTranscriber"
+    prefix = [
+        task.tokenizer.convert_tokens_to_ids(t)
+        for t in ("<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>")
+    ]
+    assert task.prefix == prefix
+    recordings = write_recordings(tmp_path, 3, list(WORDS))
+    features = task.encode(task.prepare([{"audio": str(p), "response": w} for p, w in recordings], []))
+    low = task.tokenizer("LOW", add_special_tokens=False).input_ids
+    assert features[0]["decoder_input_ids"] == prefix + low
+    assert features[0]["labels"] == [-100] * 3 + low + [task.tokenizer.eos_token_id]  # the prefix is not learnt
+    model = task.load_pretrained([])
+    batch = task.extracted(features)
+    with torch.no_grad():
+        cached = task.greedy(model, batch)
+        tokens = torch.tensor([prefix] * 3)  # the same decoding, the whole sequence every step
+        for _ in range(12 - len(prefix)):
+            step = model(**batch, decoder_input_ids=tokens).logits[:, -1].argmax(-1)
+            tokens = torch.cat([tokens, step[:, None]], dim=1)
+    uncached = task.tokenizer.batch_decode(tokens[:, len(prefix) :].tolist(), skip_special_tokens=True)
+    assert cached == [" ".join(text.split()) for text in uncached]
+
+
+def test_whisper_is_told_its_language_and_refuses_one_it_cannot_write(whisper):
+    german = transcriber(whisper, language="german")
+    assert german.tokenizer.convert_ids_to_tokens(german.prefix)[1] == "<|de|>"
+    with pytest.raises(ConfigError, match=r"model\.language='fr': the checkpoint's tokenizer has no token for it"):
+        transcriber(whisper, language="fr").encode([{"audio": "x.wav", "response": "hallo"}])
+    with pytest.raises(ConfigError, match=r"model\.language='klingon': not a language Whisper knows"):
+        transcriber(whisper, language="klingon").encode([{"audio": "x.wav", "response": "hallo"}])
+
+
 def test_transcripts_the_vocabulary_cannot_spell_are_named_by_row(ctc_model, tmp_path, capsys):
     data = calls_csv(tmp_path, 6)
     overrides = [
@@ -102,17 +142,26 @@ def test_transcripts_the_vocabulary_cannot_spell_are_named_by_row(ctc_model, tmp
     assert not any((tmp_path / "runs").glob("*/model"))
 
 
-def test_speech_recognition_trains_reloads_predicts_and_monitors(ctc_model, tmp_path, capsys):
+# A random tiny Whisper's output projection is its decoder embedding, near zero and tied:
+# its logits move only when that embedding trains, which LoRA leaves frozen, so its run is
+# full fine-tuning (the conformance table covers LoRA on it).
+@pytest.mark.parametrize("architecture, method", [("wav2vec2", "lora"), ("whisper", "full")])
+def test_speech_recognition_trains_reloads_predicts_and_monitors(
+    ctc_model, whisper, tmp_path, capsys, architecture, method
+):
+    checkpoint, case = (ctc_model, "upper") if architecture == "wav2vec2" else (whisper, "as_is")
     data = calls_csv(tmp_path, 24)
     overrides = [
         "experiment=asr",
-        f"model.name_or_path={ctc_model}",
+        f"model.name_or_path={checkpoint}",
+        f"model.transcript_case={case}",
+        "model.max_length=16",
         "data=csv",
         f"data.path={data}",
         "data.audio_column=file",
         "data.response_column=transcript",
         "data.label_column=null",
-        "method=lora",
+        f"method={method}",
         "trainer.max_epochs=8",
         "trainer.learning_rate=1e-2",
         "trainer.batch_size=8",
@@ -129,10 +178,10 @@ def test_speech_recognition_trains_reloads_predicts_and_monitors(ctc_model, tmp_
     rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
     assert len(rows) == results["data"]["test"] and all(isinstance(r["prediction"]["transcript"], str) for r in rows)
     transcripts = [r["prediction"]["transcript"] for r in rows]
-    references = [r["response"].upper() for r in rows]
+    references = [r["response"].upper() if case == "upper" else r["response"] for r in rows]
     assert results["test"]["wer"] == pytest.approx(word_error_rate(transcripts, references))
     assert results["test"]["cer"] == pytest.approx(character_error_rate(transcripts, references))
-    base = transcriber(ctc_model, transcript_case="upper")
+    base = transcriber(checkpoint, transcript_case=case, max_length=16)
     untrained, _ = base.evaluate(base.load_pretrained([]), base.encode(rows), 8, torch.device("cpu"))
     assert results["test"]["loss"] < untrained["loss"] / 2, (results["test"], untrained)
 
