@@ -317,7 +317,8 @@ def flag(command: str, key: str, value: str | None) -> bool:
 
 def predict(args: list[str]) -> int:
     """``predict run=<folder> text ...``: one JSON line per text, or per file path for an
-    image or audio model (``-`` reads stdin lines)."""
+    image or audio model (``-`` reads stdin lines); ``image=<path> question ...`` for a
+    vision-language model."""
     from pathlib import Path
 
     from tunewright.contracts import MEDIA_FIELDS
@@ -326,6 +327,7 @@ def predict(args: list[str]) -> int:
 
     folder, inputs = take_option(args, "run")
     trust, inputs = take_option(inputs, "trust_remote_code")
+    image, inputs = take_option(inputs, "image")
     if folder is None:
         raise ConfigError("predict: run=<run folder> is required")
     if inputs == ["-"]:
@@ -340,6 +342,18 @@ def predict(args: list[str]) -> int:
 
         predictor = load_run(folder, flag("predict", "trust_remote_code", trust))
         field = predictor.task.input_field
+    task = getattr(predictor, "task", None)  # an ONNX export has none
+    if task is not None and task.input_field == "image" and "text" in task.example_fields:
+        # a vision-language model: one image, each argument a question about it
+        if image is None:
+            raise ConfigError('predict: this model answers questions about an image; give image=<path> "question"')
+        check_media("image", Path(image), "predict image=")
+        questions = [{"image": str(Path(image).resolve()), "text": question} for question in inputs]
+        for question, prediction in zip(questions, predictor.predict(questions)):
+            print(json.dumps({"image": image, "text": question["text"], **prediction}))
+        return 0
+    if image is not None:
+        raise ConfigError("predict: image= goes with questions to a vision-language model; give the image path itself")
     if field in MEDIA_FIELDS:
         for number, path in enumerate(inputs, start=1):
             check_media(field, Path(path), f"predict input {number}")

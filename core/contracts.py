@@ -233,6 +233,10 @@ class Task(Protocol):
 
     peft_task_type: ClassVar[str | None] = None  # PEFT's task type, or None where PEFT has none (images)
     head_modules: ClassVar[tuple[str, ...] | None] = None  # the head's module names; None: outside the backbone
+    # The module whose linear layers LoRA adapts by default (a vision-language model's
+    # language model, so its vision tower is never adapted); None: every linear layer
+    # outside the head.
+    adapted_module: ClassVar[str | None] = None
     generates: ClassVar[bool] = False  # True: the model generates text (prefix tuning's generation path)
     # What an ONNX export answers (``tunewright export format=onnx``, run by
     # tunewright.edge_predictor): "label", one row of class logits per input (token ids from

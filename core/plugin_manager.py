@@ -43,6 +43,7 @@ BUILTIN_PLUGINS = (
     "tunewright.plugins.models.clip",
     "tunewright.plugins.models.audio_classification",
     "tunewright.plugins.models.speech_recognition",
+    "tunewright.plugins.models.vision_language",
     "tunewright.plugins.methods.full",
     "tunewright.plugins.methods.peft_methods",
     "tunewright.plugins.methods.freeze",

@@ -72,14 +72,26 @@ INPUT_SETTINGS = ("image_column", "audio_column", "words_column", "messages_colu
 
 def input_setting(cfg: FileDataConfig) -> str:
     """The one setting a row's input is read through (``text_column`` when no other is
-    given); two given at once are refused, since only one of them could be read."""
-    given = [key for key in INPUT_SETTINGS if getattr(cfg, key)]
+    given); two given at once are refused, since only one of them could be read, except
+    an image with the conversation about it (:func:`question_setting`)."""
+    given = [key for key in INPUT_SETTINGS if getattr(cfg, key) and not (key == "messages_column" and cfg.image_column)]
     if len(given) > 1:
         raise ConfigError(
             f"data.{given[0]} and data.{given[1]}: a row has one input; give one of them "
             "(data.text_columns renders columns as 'name: value', data.text_template fills a template)"
         )
     return given[0] if given else "text_column"
+
+
+def question_setting(cfg: FileDataConfig) -> str | None:
+    """Where an image's question comes from, for a vision-language model: the
+    conversation (``data.messages_column``), or ``data.text_column`` when the row also
+    has an answer (``data.response_column``); ``None`` for an image alone."""
+    if not cfg.image_column:
+        return None
+    if cfg.messages_column:
+        return "messages_column"
+    return "text_column" if cfg.response_column else None
 
 
 class RecordText:
@@ -239,6 +251,10 @@ class LabelledFiles(DataSource):
         cfg = self.cfg
         if cfg.image_column:  # a path relative to the data file's folder
             example = {"image": str((path.parent / str(fields[cfg.image_column])).resolve())}
+            if cfg.messages_column:
+                example.update(conversation(fields[cfg.messages_column]))
+            elif cfg.response_column:  # the question about the image; the answer is added below
+                example["text"] = str(fields[cfg.text_column])
         elif cfg.audio_column:  # checked here, where its duration is kept
             audio = path.parent / str(fields[cfg.audio_column])
             seconds = check_audio(audio, f"{path}, row {row}").seconds
@@ -246,13 +262,8 @@ class LabelledFiles(DataSource):
         elif cfg.words_column:  # the words as given; the text (for cleaning and reports) joins them
             words = [str(word) for word in fields[cfg.words_column]]
             example = {"words": words, "text": " ".join(words)}
-        elif cfg.messages_column:  # the conversation so far is the text; the last answer the response
-            messages = fields[cfg.messages_column]
-            example = {
-                "messages": messages,
-                "response": messages[-1]["content"],
-                "text": "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1]),
-            }
+        elif cfg.messages_column:
+            example = conversation(fields[cfg.messages_column])
         elif self.records.columns:
             example = {"text": self.records.render(path, row, fields)}
         else:
@@ -277,6 +288,9 @@ class LabelledFiles(DataSource):
             wanted = {}
         else:
             wanted = {input_key: getattr(self.cfg, input_key)}
+        question = question_setting(self.cfg)
+        if question:
+            wanted[question] = getattr(self.cfg, question)
         if self.cfg.label_column is not None and not self.cfg.tags_column:
             wanted["label_column"] = self.cfg.label_column
         for key in ("text_pair_column", "response_column", "tags_column"):
@@ -309,6 +323,15 @@ class LabelledFiles(DataSource):
                     self.cfg.tags_column,
                 )
         return path, rows
+
+
+def conversation(messages: list[dict[str, str]]) -> dict[str, Any]:
+    """A chat example: the conversation so far is the text, the last answer the response."""
+    return {
+        "messages": messages,
+        "response": messages[-1]["content"],
+        "text": "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1]),
+    }
 
 
 def check_messages(path: Path, row: int, messages: Any) -> None:

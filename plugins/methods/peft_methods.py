@@ -76,7 +76,8 @@ class LoraConfig(MethodConfig):
     alpha: int = knob(16, low=1)  # scaling is alpha / r (alpha / sqrt(r) with rslora)
     dropout: float = knob(0.1, low=0, high=1, high_open=True)
     # Module names to adapt; "all-linear" adapts every linear layer but the output head (a
-    # network without any, such as ResNet: every convolution).
+    # network without any, such as ResNet: every convolution; a vision-language model: its
+    # language model's).
     target_modules: Any = "all-linear"
     use_dora: bool = False  # weight-decomposed LoRA: a little better, slower steps
     use_rslora: bool = False  # rank-stabilised scaling, for high ranks
@@ -89,7 +90,11 @@ class Lora(MergeablePeftMethod):
 
         target = self.cfg.target_modules
         heads = list(task.head_modules or ())
-        if target == "all-linear":
+        if target == "all-linear" and task.adapted_module:
+            target = [
+                name for name in linear_layers_outside(model, heads) if name.startswith(task.adapted_module + ".")
+            ]
+        elif target == "all-linear":
             outside = linear_layers_outside(model, heads)
             if not outside:
                 target = convolutions(model)  # a convolutional network (ResNet): adapt every convolution

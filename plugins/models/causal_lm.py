@@ -86,7 +86,7 @@ class CausalLM(TextGenerationTask):
         start of the prompt and as much of the response as fits."""
         features = []
         for example in examples:
-            prompt_ids = self.tokenizer(self.prompt(example), add_special_tokens=False)["input_ids"]
+            prompt_ids = self.prompt_ids(example)
             feature = {"input_ids": prompt_ids, "attention_mask": [1] * len(prompt_ids)}
             if example.get("response") is not None:
                 response_ids = self.tokenizer(str(example["response"]), add_special_tokens=False)["input_ids"]
@@ -104,6 +104,10 @@ class CausalLM(TextGenerationTask):
                 }
             features.append(feature)
         return features
+
+    def prompt_ids(self, example: dict[str, Any]) -> list[int]:
+        """The prompt's token ids (:meth:`prompt`, tokenised without special tokens)."""
+        return self.tokenizer(self.prompt(example), add_special_tokens=False)["input_ids"]
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Right-pad to the longest example; padded labels are ignored by the loss.

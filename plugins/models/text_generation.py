@@ -80,6 +80,11 @@ class TextGenerationTask(HubTextTask):
             return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
         return self.cfg.prompt_template.format(prompt=example["text"])
 
+    def media_inputs(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Model inputs besides the tokens that a batch of ``features`` needs (a
+        vision-language model's pixels); none for text."""
+        return {}
+
     # ------------------------------------------------------------------ objective
 
     @staticmethod
@@ -140,10 +145,8 @@ class TextGenerationTask(HubTextTask):
         ``streamer`` (one text) is handed the answer's tokens as they are generated."""
         model.eval()
         pad = self.tokenizer.pad_token_id
-        prompts = [
-            {"text": t} if isinstance(t, str) else {k: v for k, v in t.items() if k in ("text", "messages")}
-            for t in texts
-        ]
+        asked = [field for field in self.example_fields if field != "response"]
+        prompts = [{"text": t} if isinstance(t, str) else {k: v for k, v in t.items() if k in asked} for t in texts]
         answers = []
         for start in range(0, len(prompts), batch_size):
             features = self.encode(prompts[start : start + batch_size])
@@ -154,7 +157,7 @@ class TextGenerationTask(HubTextTask):
                     [[0] * (width - len(f["input_ids"])) + f["attention_mask"] for f in features]
                 ),
             }
-            batch = to_device(batch, device)
+            batch = to_device({**batch, **self.media_inputs(features)}, device)
             limit = max_new_tokens or self.cfg.max_new_tokens
             output = model.generate(**batch, max_new_tokens=limit, do_sample=False, pad_token_id=pad, streamer=streamer)
             answers += [

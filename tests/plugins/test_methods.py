@@ -41,7 +41,13 @@ METHODS = {  # name: (registered method, options)
     "adapter_pfeiffer": ("adapter", {"placement": "pfeiffer"}),
 }
 MERGEABLE = {"full", "freeze", "lora", "dora", "ia3"}
-VISION = ("vit-image_classification", "resnet-image_classification", "clip-image_classification", "clip-clip")
+VISION = (
+    "vit-image_classification",
+    "resnet-image_classification",
+    "clip-image_classification",
+    "clip-clip",
+    "llava-vision_language",
+)
 AUDIO = ("wav2vec2-audio_classification", "wav2vec2-speech_recognition", "whisper-speech_recognition")
 # The test's rate is far above every method's default so ten steps show; full
 # fine-tuning of wav2vec2 (its positional convolution and layer norms all training)
@@ -113,7 +119,7 @@ def tiny_config(family: str, vocab_size: int):
 
 # (architecture, model part): classifiers on every family, language models on the decoders,
 # image classifiers on ViT, ResNet and CLIP's vision tower, CLIP scoring label prompts, and
-# an audio classifier and a CTC transcriber on wav2vec2, and Whisper transcribing.
+# an audio classifier and a CTC transcriber on wav2vec2, Whisper transcribing, and LLaVA.
 FAMILIES = [
     ("bert", "sequence_classification"),
     ("gpt2", "sequence_classification"),
@@ -129,6 +135,7 @@ FAMILIES = [
     ("wav2vec2", "audio_classification"),
     ("wav2vec2", "speech_recognition"),
     ("whisper", "speech_recognition"),
+    ("llava", "vision_language"),
 ]
 
 
@@ -149,6 +156,12 @@ def family(request, tmp_path_factory):
         images = write_images(directory / "images", len(TEXTS), LABELS)
         examples = [{"image": str(path), "label": LABELS.index(label)} for path, label in images]
         return kind, save_tiny_vision_model(architecture, directory / "model"), examples, f"{architecture}-{kind}"
+    if kind == "vision_language":  # a question about each image, answered with a label's name
+        from vision_language_models import save_tiny_llava
+
+        images = write_images(directory / "images", len(TEXTS), LABELS)
+        examples = [{"image": str(p), "text": t, "label": i % 2} for i, ((p, _), t) in enumerate(zip(images, TEXTS))]
+        return kind, save_tiny_llava(directory / "model"), examples, f"{architecture}-{kind}"
     if kind == "audio_classification":
         recordings = write_recordings(directory / "audio", len(TEXTS), LABELS)
         examples = [{"audio": str(path), "label": LABELS.index(label)} for path, label in recordings]
@@ -248,6 +261,7 @@ def test_method_conformance(family, name, tmp_path):
         AutoModelForCausalLM,
         AutoModelForCTC,
         AutoModelForImageClassification,
+        AutoModelForImageTextToText,
         AutoModelForSeq2SeqLM,
         AutoModelForSequenceClassification,
         AutoModelForSpeechSeq2Seq,
@@ -263,6 +277,7 @@ def test_method_conformance(family, name, tmp_path):
         "token_classification": AutoModelForTokenClassification,
         "image_classification": AutoModelForImageClassification,
         "audio_classification": AutoModelForAudioClassification,
+        "vision_language": AutoModelForImageTextToText,
         "speech_recognition": AutoModelForSpeechSeq2Seq if family_id.startswith("whisper") else AutoModelForCTC,
     }.get(kind, AutoModelForSequenceClassification)
     plain = auto.from_pretrained(tmp_path / "merged")
