@@ -126,3 +126,42 @@ def test_vision_language_run_trains_reloads_answers_and_monitors(llava, tmp_path
     assert "pipeline_tag: image-text-to-text" in (run / "MODEL_CARD.md").read_text()
     profile = json.loads((run / "reports" / "drift_reference" / "profile.json").read_text())
     assert profile["input_field"] == "image" and "brightness" in json.dumps(profile["descriptor_means"])
+
+
+def test_image_rows_carry_their_question_or_conversation_and_are_checked(tmp_path):
+    from tunewright.plugins.datasets.files import FileDataConfig, _csv, _jsonl
+
+    rows = write_image_questions(tmp_path, 6)
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "file": r["file"],
+                    "messages": [
+                        {"role": "user", "content": r["question"]},
+                        {"role": "assistant", "content": r["answer"]},
+                    ],
+                }
+            )
+            + "\n"
+            for r in rows
+        )
+    )
+    settings = {"image_column": "file", "label_column": None, "validation_fraction": 0.0, "test_fraction": 0.0}
+    loaded = _jsonl(
+        OmegaConf.structured(FileDataConfig(kind="jsonl", path=str(chats), messages_column="messages", **settings))
+    ).load()
+    first = loaded.splits["train"][0]
+    assert Path(first["image"]).is_file() and first["messages"][-1]["role"] == "assistant"
+    assert first["response"] in ("red", "green", "blue") and first["text"] == "user: which colour is it?"
+
+    table = write_csv(tmp_path / "questions.csv", [{k: v for k, v in r.items() if k != "question"} for r in rows])
+    config = FileDataConfig(kind="csv", path=str(table), text_column="question", response_column="answer", **settings)
+    with pytest.raises(DataError, match=r"questions\.csv.*question"):
+        _csv(OmegaConf.structured(config)).load()
+    (tmp_path / rows[2]["file"]).write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"chats\.jsonl, row 3: .*002\.png is not a readable image"):
+        _jsonl(
+            OmegaConf.structured(FileDataConfig(kind="jsonl", path=str(chats), messages_column="messages", **settings))
+        ).load()
