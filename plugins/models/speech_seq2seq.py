@@ -33,7 +33,12 @@ class Seq2SeqTranscriber(Transcriber):
     def tokenizer(self):
         """The checkpoint's tokenizer, told ``model.language`` where one is set."""
         tokenizer, language = super().tokenizer, self.cfg.language
-        if language and hasattr(tokenizer, "set_prefix_tokens"):
+        # told once per loaded tokenizer: encode reads this property for every example
+        if (
+            language
+            and hasattr(tokenizer, "set_prefix_tokens")
+            and getattr(tokenizer, "told_language", None) != language
+        ):
             hint = "a code such as 'en' or 'de', or a name such as 'german'"
             try:
                 tokenizer.set_prefix_tokens(language=language, task="transcribe", predict_timestamps=False)
@@ -48,6 +53,7 @@ class Seq2SeqTranscriber(Transcriber):
                     f"model.language={language!r}: the checkpoint's tokenizer has no token for it; "
                     "leave model.language unset for its own language, or pick one it was trained on"
                 )
+            tokenizer.told_language = language
         return tokenizer
 
     @property

@@ -193,11 +193,8 @@ class VisionLanguage(CausalLM):
                 self.media_inputs([{"image": path} for path in inputs[start : start + batch_size]]), device
             )
             with autocast(device, dtype):
-                features = base.get_image_features(**pixels)
-            hidden = getattr(features, "pooler_output", features)
-            if isinstance(hidden, (list, tuple)):
-                hidden = torch.stack(list(hidden))
-            rows.append(hidden.float().reshape(hidden.shape[0], -1, hidden.shape[-1]).mean(dim=1).cpu())
+                projected = base.get_image_features(**pixels).pooler_output  # per image: (tokens, width)
+            rows.append(torch.stack([image.float().mean(dim=0) for image in projected]).cpu())
         return torch.cat(rows).numpy()
 
 
