@@ -342,15 +342,15 @@ def predict(args: list[str]) -> int:
 
         predictor = load_run(folder, flag("predict", "trust_remote_code", trust))
         field = predictor.task.input_field
-    task = getattr(predictor, "task", None)  # an ONNX export has none
-    if task is not None and task.input_field == "image" and "text" in task.example_fields:
+    question = getattr(getattr(predictor, "task", None), "question_field", None)  # an ONNX export has no task
+    if question is not None:
         # a vision-language model: one image, each argument a question about it
         if image is None:
             raise ConfigError('predict: this model answers questions about an image; give image=<path> "question"')
-        check_media("image", Path(image), "predict image=")
-        questions = [{"image": str(Path(image).resolve()), "text": question} for question in inputs]
-        for question, prediction in zip(questions, predictor.predict(questions)):
-            print(json.dumps({"image": image, "text": question["text"], **prediction}))
+        check_media(field, Path(image), "predict image=")
+        questions = [{field: str(Path(image).resolve()), question: asked} for asked in inputs]
+        for asked, prediction in zip(inputs, predictor.predict(questions)):
+            print(json.dumps({field: image, question: asked, **prediction}))
         return 0
     if image is not None:
         raise ConfigError("predict: image= goes with questions to a vision-language model; give the image path itself")

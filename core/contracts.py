@@ -98,6 +98,9 @@ class Task(Protocol):
 
     cfg: Any  # the part's ``model`` config node
     input_field: ClassVar[str]  # the Example field a prediction is made from: "text", "image" or "audio"
+    # The Example field of a question asked about the input (a vision-language model's
+    # "text", asked about its image); None: a prediction reads the input alone.
+    question_field: ClassVar[str | None] = None
     example_fields: ClassVar[tuple[str, ...]]  # the Example fields encode() reads (the token cache's key)
     pipeline_tag: ClassVar[str]  # the Hugging Face task the model card names
     head_is_new: ClassVar[bool]  # True: the head starts untrained, so every method trains it
@@ -204,8 +207,9 @@ class Task(Protocol):
         on_text: Callable[[str], None] | None = None,
     ) -> list[str]:
         """The answer to each conversation (``{"role", "content"}`` turns ending with the
-        user's), for a task whose :attr:`generates` is True; ``tunewright serve``'s
-        OpenAI-style endpoints call it. With ``on_text`` (one conversation), each piece of
+        user's; for a task with a :attr:`question_field`, the first user turn also holds
+        the input, ``{"role", "content", "image": path}``), for a task whose
+        :attr:`generates` is True; ``tunewright serve``'s OpenAI-style endpoints call it. With ``on_text`` (one conversation), each piece of
         the answer is handed to it as it is generated, the pieces joining to the answer
         returned (a streamed response). Other tasks do not chat."""
         raise NotImplementedError(f"{type(self).__name__} does not generate text")

@@ -15,6 +15,10 @@ Endpoints::
     GET  /v1/models                            the runs served, their task and labels
     POST /v1/predict      {"inputs": [...], "model": "<run>"}, or a form: -F inputs=@photo.png
     POST /v1/models/<run>/predict {"inputs": [...]}
+    POST /v1/chat/completions  OpenAI's chat (streamed with "stream": true), for a run that
+                               generates; a vision-language run's first user message holds
+                               an image_url content part, a base64 data: URL
+    POST /v1/completions       OpenAI's completions, for a run that generates from text
     POST /v1/feedback     {"request_id": "...", "label": "..."}   a true label for a served input
     GET  /docs                                 the OpenAPI docs
 
@@ -43,7 +47,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -76,9 +80,25 @@ class PredictRequest(BaseModel):
     model: str | None = None  # the run's name; needed when several are served
 
 
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI's "detail" is accepted and ignored
+    url: str  # a data: URL, data:image/png;base64,...; the service fetches no URLs
+
+
+class ImagePart(BaseModel):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
 class ChatMessage(BaseModel):
     role: str
-    content: str
+    # a text, or OpenAI's content parts: texts and, for a vision-language model, one image
+    content: str | list[Annotated[TextPart | ImagePart, Field(discriminator="type")]]
 
 
 class ChatRequest(BaseModel):
@@ -341,19 +361,25 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
         run = generating(request.model)
         if not request.messages or request.messages[-1].role != "user":
             raise HTTPException(422, "messages: the last message must be the user's")
-        turns = [message.model_dump() for message in request.messages]
+        directory = tempfile.TemporaryDirectory(prefix="tunewright-serve-")  # the conversation's image, if any
+        try:
+            turns, media = _chat_turns(run, request.messages, Path(directory.name))
+        except BaseException:
+            directory.cleanup()
+            raise
         created, identity = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
 
         def answered(answer: str) -> None:
             if run.log is not None:
-                record = {"request_id": uuid.uuid4().hex, "time": _now(), "run_id": run.name}
+                record = {"request_id": uuid.uuid4().hex, "time": _now(), "run_id": run.name, **media}
                 run.log.write({**record, "text": turns[-1]["content"], "response": answer}, "text")
             metrics.requests.labels(run.name, "200").inc()
 
         if request.stream:
-            pieces = _generating_pieces(run, turns, request.max_tokens, answered)
+            pieces = _generating_pieces(run, turns, request.max_tokens, answered, finished=directory.cleanup)
             return StreamingResponse(_chat_stream(identity, created, run.name, pieces), media_type="text/event-stream")
-        answer = await asyncio.to_thread(_chat, run, turns, request.max_tokens)
+        with directory:
+            answer = await asyncio.to_thread(_chat, run, turns, request.max_tokens)
         answered(answer)
         message = {"role": "assistant", "content": answer}
         choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
@@ -362,6 +388,8 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
     @app.post("/v1/completions")
     async def completions(request: CompletionRequest):
         run = generating(request.model)
+        if run.predictor.task.question_field is not None:
+            raise HTTPException(400, f"{_asks_about(run)}; send it to /v1/chat/completions with an image_url part")
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         _check_inputs(prompts, run, settings)
         conversations = [[{"role": "user", "content": prompt}] for prompt in prompts]
@@ -518,6 +546,8 @@ def _check_inputs(values: list[str | dict[str, str] | bytes], run: ServedRun, se
         raise HTTPException(422, "inputs: give one or more inputs")
     if len(values) > settings.max_inputs:
         raise HTTPException(413, f"inputs: {len(values)} inputs are over serve.max_inputs={settings.max_inputs}")
+    if run.predictor.task.question_field is not None:
+        raise HTTPException(400, f"{_asks_about(run)}; send it to /v1/chat/completions with an image_url part")
     reads_pairs = "text_pair" in run.predictor.task.example_fields
     for number, value in enumerate(values):
         if isinstance(value, dict) and not reads_pairs:
@@ -560,11 +590,64 @@ def _decoded(values: list[str | dict[str, str] | bytes], input_field: str):
 
 def _base64_file(value: str, number: int, noun: str) -> bytes:
     try:
-        return base64.b64decode(value.split(",", 1)[-1] if value.startswith("data:") else value, validate=True)
+        return _base64(value)
     except (binascii.Error, ValueError):
         raise HTTPException(
             422, f"inputs[{number}]: not base64 (send each {noun}'s bytes base64-encoded, or upload it as a file)"
         ) from None
+
+
+def _base64(value: str) -> bytes:
+    """The bytes of base64 text, or of a ``data:`` URL's base64 payload."""
+    return base64.b64decode(value.split(",", 1)[-1] if value.startswith("data:") else value, validate=True)
+
+
+def _asks_about(run: ServedRun) -> str:
+    return f"model {run.name!r} answers questions about an {run.input_field}"
+
+
+def _chat_turns(
+    run: ServedRun, messages: list[ChatMessage], directory: Path
+) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The request's messages as the task's chat turns, and what the traffic log keeps of
+    their media. Content parts become one text per message (joined by newlines); an
+    image part, only for a model with a :attr:`~tunewright.contracts.Task.question_field`,
+    must be a base64 ``data:`` URL in the first user message: it is written to
+    ``directory``, checked, put on that turn as ``"image": path`` and logged by its
+    SHA-256. A model that asks about an image refuses a conversation without one."""
+    field = run.input_field
+    asks = run.predictor.task.question_field is not None
+    first_user = next(i for i, message in enumerate(messages) if message.role == "user")
+    turns, media = [], {}
+    for i, message in enumerate(messages):
+        parts = [TextPart(type="text", text=message.content)] if isinstance(message.content, str) else message.content
+        turn = {"role": message.role, "content": "\n".join(p.text for p in parts if isinstance(p, TextPart))}
+        for j, part in enumerate(p for p in parts if isinstance(p, ImagePart)):
+            where = f"messages[{i}].content: image_url {j + 1}"
+            if not asks:
+                raise HTTPException(422, f"{where}: model {run.name!r} reads no images; send text")
+            if media or i != first_user:
+                raise HTTPException(422, f"{where}: send one image, in the first user message")
+            if not part.image_url.url.startswith("data:"):
+                raise HTTPException(
+                    422, f"{where}: the service fetches no URLs; send the image inline as data:image/png;base64,..."
+                )
+            try:
+                data = _base64(part.image_url.url)
+            except (binascii.Error, ValueError):
+                raise HTTPException(422, f"{where}: the data: URL is not base64") from None
+            path = directory / "image"
+            path.write_bytes(data)
+            try:
+                check_media(field, path, where)
+            except DataError as error:
+                raise HTTPException(422, str(error).replace(str(path), f"the {NOUNS[field]}")) from None
+            turn[field] = str(path)
+            media = {field: "sha256:" + hashlib.sha256(data).hexdigest()}
+        turns.append(turn)
+    if asks and not media:
+        raise HTTPException(422, f"messages: {_asks_about(run)}; send one as an image_url content part")
+    return turns, media
 
 
 def _logged(value: str | dict[str, str], input_field: str) -> dict[str, str]:
@@ -580,23 +663,29 @@ def _traffic_log(run: ServedRun, settings) -> TrafficLog | None:
 
 
 def _warm_up(run: ServedRun) -> None:
-    """One forward pass before the service says it is ready (loads kernels, fills caches)."""
-    if run.input_field == "image":
+    """One forward pass before the service says it is ready (loads kernels, fills caches):
+    a blank image, a second of silence or a word, with a question where the task asks one."""
+    with tempfile.TemporaryDirectory() as directory:
+        value = _blank_input(run.input_field, Path(directory))
+        question = run.predictor.task.question_field
+        run.predictor.predict([{run.input_field: value, question: "warm-up"} if question else value])
+
+
+def _blank_input(field: str, directory: Path) -> str:
+    """An input of kind ``field`` with nothing in it: a file in ``directory`` for media."""
+    if field == "image":
         from PIL import Image
 
-        with tempfile.TemporaryDirectory() as directory:
-            path = Path(directory) / "warm-up.png"
-            Image.new("RGB", (32, 32)).save(path)
-            run.predictor.predict([str(path)])
-    elif run.input_field == "audio":
+        path = directory / "warm-up.png"
+        Image.new("RGB", (32, 32)).save(path)
+        return str(path)
+    if field == "audio":
         from tunewright.audio import soundfile
 
-        with tempfile.TemporaryDirectory() as directory:
-            path = Path(directory) / "warm-up.wav"
-            soundfile().write(path, np.zeros(16000, dtype=np.float32), 16000)
-            run.predictor.predict([str(path)])
-    else:
-        run.predictor.predict(["warm-up"])
+        path = directory / "warm-up.wav"
+        soundfile().write(path, np.zeros(16000, dtype=np.float32), 16000)
+        return str(path)
+    return "warm-up"
 
 
 def _chat(run: ServedRun, turns: list[dict[str, str]], max_tokens: int | None, on_text=None) -> str:
@@ -624,10 +713,13 @@ def _without_autograd(predict):
 _FINISHED = object()  # the end of a generated answer's pieces
 
 
-def _generating_pieces(run: ServedRun, turns: list[dict[str, str]], max_tokens: int | None, answered) -> queue.Queue:
+def _generating_pieces(
+    run: ServedRun, turns: list[dict[str, str]], max_tokens: int | None, answered, finished
+) -> queue.Queue:
     """Generate the answer on a thread of its own; its pieces arrive in the queue as the
     model produces them, then the whole answer goes to ``answered`` (log and metrics)
-    and :data:`_FINISHED` (or the exception generation raised) ends the queue."""
+    and :data:`_FINISHED` (or the exception generation raised) ends the queue.
+    ``finished`` is called when generation is over (the turns' files are removed)."""
     pieces: queue.Queue = queue.Queue()
 
     def produce() -> None:
@@ -636,6 +728,8 @@ def _generating_pieces(run: ServedRun, turns: list[dict[str, str]], max_tokens: 
             pieces.put(_FINISHED)
         except Exception as error:  # reported to the client in the stream
             pieces.put(error)
+        finally:
+            finished()
 
     threading.Thread(target=produce, name="tunewright-generate", daemon=True).start()
     return pieces

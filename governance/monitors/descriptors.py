@@ -32,13 +32,21 @@ AUDIO_DESCRIPTORS = ("seconds", "sample_rate", "loudness_dbfs", "silence_share",
 THUMBNAIL = (64, 64)  # colour statistics are read from a thumbnail: as telling, far cheaper
 
 
-def describe(task, inputs: list[str]) -> dict[str, np.ndarray]:
-    """The descriptors of ``inputs`` for the task's kind of input (texts or image paths)."""
+def describe(task, inputs: list[str], questions: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The descriptors of ``inputs`` for the task's kind of input (texts, image or audio
+    paths); with ``questions`` (a task's :attr:`~tunewright.contracts.Task.question_field`,
+    such as a vision-language model's prompts), their text descriptors too, named
+    ``question_<descriptor>``: users may start asking other things about the same images."""
     if task.input_field == "image":
-        return image_descriptors(inputs)
-    if task.input_field == "audio":
-        return audio_descriptors(inputs)
-    return text_descriptors(inputs, task.tokenizer)
+        described = image_descriptors(inputs)
+    elif task.input_field == "audio":
+        described = audio_descriptors(inputs)
+    else:
+        described = text_descriptors(inputs, task.tokenizer)
+    if questions is not None:
+        asked = text_descriptors(questions, task.tokenizer)
+        described |= {f"question_{name}": values for name, values in asked.items()}
+    return described
 
 
 def text_descriptors(texts: list[str], tokenizer) -> dict[str, np.ndarray]:

@@ -91,6 +91,7 @@ def observe(predictor, examples: list[dict[str, Any]], label_names: list[str]) -
     task without class probabilities gives embeddings only (its ``embed_inputs``)."""
     task = predictor.task
     inputs = [example[task.input_field] for example in examples]
+    questions = [example[task.question_field] for example in examples] if task.question_field else None
     carries_groups = all("sensitive" in example for example in examples)
     sensitive = [example["sensitive"] for example in examples] if carries_groups else None
     if not task.class_probabilities:
@@ -98,7 +99,7 @@ def observe(predictor, examples: list[dict[str, Any]], label_names: list[str]) -
             embeddings = task.embed_inputs(
                 predictor.model, inputs, predictor.batch_size, predictor.device, predictor.dtype
             )
-        return Observed(inputs, None, None, None, describe(task, inputs), embeddings, sensitive)
+        return Observed(inputs, None, None, None, describe(task, inputs, questions), embeddings, sensitive)
     logits, embeddings = predictor.outputs(inputs, embeddings=True)
     probabilities = softmax(logits)
     labelled = any(example.get("label") is not None for example in examples)
@@ -107,7 +108,7 @@ def observe(predictor, examples: list[dict[str, Any]], label_names: list[str]) -
         [None if e.get("label") is None else label_names[e["label"]] for e in examples] if labelled else None,
         [label_names[i] for i in probabilities.argmax(axis=1)],
         probabilities.max(axis=1),
-        describe(task, inputs),
+        describe(task, inputs, questions),
         embeddings,
         sensitive,
     )

@@ -181,14 +181,15 @@ class TextGenerationTask(HubTextTask):
         """Greedy answers to conversations, prompted as training prompts ``messages``
         examples (the chat template, or ``model.prompt_template`` on the last user turn);
         ``on_text`` (one conversation) gets the answer piece by piece as it is generated."""
-        examples = [
-            {"messages": [*turns, {"role": "assistant", "content": ""}], "text": turns[-1]["content"]}
-            for turns in conversations
-        ]
+        examples = [self.chat_example(turns) for turns in conversations]
         if on_text is not None and len(examples) != 1:
             raise ValueError("chat: on_text streams one conversation at a time")
         streamer = AnswerStream(self.tokenizer, on_text) if on_text is not None else None
         return self.generate(model, examples, device, max_new_tokens=max_new_tokens, streamer=streamer)
+
+    def chat_example(self, turns: list[dict[str, Any]]) -> dict[str, Any]:
+        """A conversation as the ``messages`` example its prompt is built from."""
+        return {"messages": [*turns, {"role": "assistant", "content": ""}], "text": turns[-1]["content"]}
 
     @staticmethod
     def answer_tokens(output: torch.Tensor, batch) -> torch.Tensor:

@@ -54,7 +54,8 @@ class VisionLanguage(CausalLM):
     "messages", "response"}`` examples in, answers out."""
 
     pipeline_tag = "image-text-to-text"  # the Hugging Face task the model card names
-    input_field = "image"  # what monitors describe and embed; the question travels with it
+    input_field = "image"  # what monitors describe and embed
+    question_field = "text"  # the question asked about the image
     example_fields = ("image", "text", "messages", "response")
     adapted_module = "model.language_model"  # LoRA's default: the language model, never the vision tower
 
@@ -180,6 +181,15 @@ class VisionLanguage(CausalLM):
             if not isinstance(value, dict) or not value.get("image") or not value.get("text"):
                 raise DataError(f"input {number}: a vision-language model answers an image and a question")
         return [{"response": answer} for answer in self.generate(model, inputs, device)]
+
+    def chat_example(self, turns: list[dict[str, Any]]) -> dict[str, Any]:
+        """A conversation whose first user turn holds the image (``"image": path``) as
+        the ``{"image", "messages"}`` example of a conversation row."""
+        images = [turn["image"] for turn in turns if turn.get("image")]
+        if len(images) != 1:
+            raise DataError(f"a conversation holds {len(images)} images; a vision-language model answers about one")
+        plain = [{key: value for key, value in turn.items() if key != "image"} for turn in turns]
+        return {**super().chat_example(plain), "image": images[0]}
 
     @torch.no_grad()
     def embed_inputs(self, model, inputs: list[str], batch_size: int, device, dtype=None) -> np.ndarray:

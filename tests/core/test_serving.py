@@ -396,6 +396,15 @@ def test_a_language_model_run_speaks_the_openai_api(tiny_gpt2, tmp_path):
         assert completion.choices[0].text == load_run(tmp_path / "lm").chat([turns], 2)[0]
         refused = server.post("/v1/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]})
         assert refused.status_code == 422 and "the last message must be the user's" in refused.json()["detail"]
+        # OpenAI's content parts: texts joined by newlines; an image is refused by a text model
+        parts = [{"type": "text", "text": "Battery died"}, {"type": "text", "text": "in a day."}]
+        reply = client.chat.completions.create(model="lm", messages=[{"role": "user", "content": parts}])
+        joined = [{"role": "user", "content": "Battery died\nin a day."}]
+        assert reply.choices[0].message.content == load_run(tmp_path / "lm").chat([joined])[0]
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+        refused = server.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": [image]}]})
+        assert refused.status_code == 422
+        assert refused.json()["detail"] == "messages[0].content: image_url 1: model 'lm' reads no images; send text"
     finally:
         assert server.stop()[0] == 0
     logged = [r for shard in (tmp_path / "lm" / "served").glob("r0-*.jsonl") for r in read_lines(shard)]

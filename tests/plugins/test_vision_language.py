@@ -79,7 +79,10 @@ def test_the_vision_tower_is_never_adapted_or_trained(llava, projector):
     assert any(".language_model." in name for name in trains)
 
 
-def test_vision_language_run_trains_reloads_answers_and_monitors(llava, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def trained(llava, tmp_path_factory) -> Path:
+    """A vision-language run trained on 24 images with a question each."""
+    tmp_path = tmp_path_factory.mktemp("vl")
     data = write_csv(tmp_path / "questions.csv", write_image_questions(tmp_path, 24))
     overrides = [
         "model=vision_language",
@@ -105,7 +108,11 @@ def test_vision_language_run_trains_reloads_answers_and_monitors(llava, tmp_path
         "paths.run_id=vl",
     ]
     assert main(["train", *overrides]) == 0
-    run = tmp_path / "vl"
+    return tmp_path / "vl"
+
+
+def test_vision_language_run_trains_reloads_answers_and_monitors(llava, trained, capsys):
+    run = trained
     results = json.loads((run / "results.json").read_text())
     assert {"loss", "exact_match", "rouge_l", "chrf"} <= set(results["test"]), results["test"]
     task = assistant(llava, max_length=48)
@@ -125,7 +132,71 @@ def test_vision_language_run_trains_reloads_answers_and_monitors(llava, tmp_path
 
     assert "pipeline_tag: image-text-to-text" in (run / "MODEL_CARD.md").read_text()
     profile = json.loads((run / "reports" / "drift_reference" / "profile.json").read_text())
-    assert profile["input_field"] == "image" and "brightness" in json.dumps(profile["descriptor_means"])
+    assert profile["input_field"] == "image" and "brightness" in profile["descriptor_means"]
+    assert profile["descriptor_means"]["question_words"] == 4.0  # "which colour is it?": the prompts are described
+
+
+def test_the_service_answers_openai_chat_with_an_image_content_part(trained, tmp_path, monkeypatch):
+    """The official openai client, unchanged, sends an image as a base64 data: URL and is
+    answered as ``predict`` answers; every other way of sending an image is refused."""
+    import base64
+    import hashlib
+    import tempfile
+
+    from fastapi.testclient import TestClient
+    from openai import OpenAI
+
+    from tunewright.config import compose_service_config
+    from tunewright.serving import build_app, open_runs
+    from tunewright.traffic_log import read_lines
+
+    rows = [json.loads(line) for line in (trained / "test_predictions.jsonl").read_text().splitlines()]
+    row = next(r for r in rows if r["prediction"]["response"])  # an image the tiny model says something about
+    expected = tunewright.load_run(trained).predict([{"image": row["image"], "text": row["text"]}])[0]["response"]
+    image = Path(row["image"]).read_bytes()
+    url = "data:image/png;base64," + base64.b64encode(image).decode()
+    asked = [{"type": "text", "text": row["text"]}, {"type": "image_url", "image_url": {"url": url}}]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the service writes the image it reads
+    settings = compose_service_config([], get_plugins()).serve
+    app = build_app(open_runs([str(trained)], "tested", False, True), settings)
+    with TestClient(app) as http:
+        client = OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=http)
+        reply = client.chat.completions.create(model="vl", messages=[{"role": "user", "content": asked}])
+        assert reply.choices[0].message.content == expected and expected  # a real answer, as predict gives
+        streamed = client.chat.completions.create(
+            model="vl", messages=[{"role": "user", "content": asked}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in streamed) == expected
+
+        def refused(content, path="/v1/chat/completions") -> tuple[int, str]:
+            body = (
+                {"messages": [{"role": "user", "content": content}]} if path.endswith("chat/completions") else content
+            )
+            answer = http.post(path, json=body)
+            return answer.status_code, answer.json()["detail"]
+
+        assert refused(row["text"]) == (
+            422,
+            "messages: model 'vl' answers questions about an image; send one as an image_url content part",
+        )
+        remote = [asked[0], {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest"}}]
+        assert "the service fetches no URLs" in refused(remote)[1]
+        assert "send one image" in refused([*asked, asked[1]])[1]
+        broken = [
+            asked[0],
+            {
+                "type": "image_url",
+                "image_url": {"url": "data:image/png;base64," + base64.b64encode(b"no png").decode()},
+            },
+        ]
+        status, detail = refused(broken)
+        assert status == 422 and "the image is not a readable image" in detail and str(tmp_path) not in detail
+        assert refused({"inputs": [url]}, "/v1/predict")[0] == 400
+        assert refused({"prompt": row["text"]}, "/v1/completions")[0] == 400
+    assert not list(tmp_path.glob("tunewright-serve-*"))  # every image written was removed
+    logged = [r for shard in (trained / "served").glob("r0-*.jsonl") for r in read_lines(shard)]
+    digest = "sha256:" + hashlib.sha256(image).hexdigest()
+    assert [(r["image"], r["text"], r["response"]) for r in logged] == [(digest, row["text"], expected)] * 2
 
 
 def test_image_rows_carry_their_question_or_conversation_and_are_checked(tmp_path):
