@@ -10,6 +10,11 @@ or 16 images or recordings) and read the process's peak RSS.
     python benchmarks/method_costs.py --model tiny    # seconds
     python benchmarks/method_costs.py --model vit     # a tiny ViT on 16 images
     python benchmarks/method_costs.py --model wav2vec2  # a tiny wav2vec2 on 16 one-second recordings
+    python benchmarks/method_costs.py --model llava   # a tiny LLaVA on 16 images with a question each
+    python benchmarks/method_costs.py --model whisper # a tiny Whisper on 16 short recordings, a word each
+
+The LLaVA and Whisper checkpoints are the test suite's own tiny builders
+(tests/vision_language_models.py, tests/audio_models.py), so this runs from a checkout.
 
 Nothing else should run meanwhile: on 2 cores a second job halves every figure.
 """
@@ -39,7 +44,9 @@ METHODS = {
 STEPS, BATCH = 10, 16
 IMAGES_DIR = "benchmark_images"  # beside a vision model: its batch
 RECORDINGS_DIR = "benchmark_recordings"  # beside an audio model: its batch
+BATCH_FILE = "benchmark_batch.json"  # beside a generative media model: its kind and its examples
 TEXT_ONLY = {"prompt", "prefix"}  # they extend a text input (refused for images and audio)
+TESTS = Path(__file__).resolve().parents[1] / "tests"  # the suite's tiny LLaVA and Whisper builders
 
 
 def measure(model: str, name: str) -> dict:
@@ -66,7 +73,7 @@ def measure(model: str, name: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         method.save(network, Path(tmp))
         saved = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
-    batch = task.collate(task.encode(batch_examples(model)))
+    batch = task.collate(task.encode(task.prepare(batch_examples(model), ["negative", "positive"])))
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-4)
     network.train()
@@ -83,13 +90,17 @@ def measure(model: str, name: str) -> dict:
 
 def model_kind(model: str) -> str:
     """The model part that loads ``model``: what its batch beside it says."""
+    if Path(model, BATCH_FILE).is_file():
+        return json.loads(Path(model, BATCH_FILE).read_text())["kind"]
     if Path(model, IMAGES_DIR).is_dir():
         return "image_classification"
     return "audio_classification" if Path(model, RECORDINGS_DIR).is_dir() else "sequence_classification"
 
 
 def batch_examples(model: str) -> list[dict]:
-    """The first ``BATCH`` review sentences, or the images or recordings beside a model."""
+    """The first ``BATCH`` review sentences, or the images, recordings or examples beside a model."""
+    if Path(model, BATCH_FILE).is_file():
+        return json.loads(Path(model, BATCH_FILE).read_text())["examples"]
     for field, folder in (("image", IMAGES_DIR), ("audio", RECORDINGS_DIR)):
         if Path(model, folder).is_dir():
             files = sorted(Path(model, folder).iterdir())[:BATCH]
@@ -154,6 +165,33 @@ def tiny_wav2vec2(directory: Path) -> str:
     return str(directory)
 
 
+def tiny_llava(directory: Path) -> str:
+    """The suite's random LLaVA (a 16-pixel CLIP tower in 4-pixel patches, a two-layer
+    Llama of width 32) and ``BATCH`` coloured images, each asked its colour."""
+    sys.path.insert(0, str(TESTS))
+    from vision_language_models import save_tiny_llava
+    from vision_models import write_images
+
+    model = save_tiny_llava(directory / "model")
+    images = write_images(directory / "images", BATCH, ["red", "green"])
+    examples = [{"image": str(path), "text": "which colour is it?", "response": colour} for path, colour in images]
+    (model / BATCH_FILE).write_text(json.dumps({"kind": "vision_language", "examples": examples}))
+    return str(model)
+
+
+def tiny_whisper(directory: Path) -> str:
+    """The suite's random one-layer Whisper (width 32, 16 mel bins) and ``BATCH``
+    recordings of 0.3 to 0.6 s, each transcribed as its word."""
+    sys.path.insert(0, str(TESTS))
+    from audio_models import WORDS, save_tiny_whisper, write_recordings
+
+    model = save_tiny_whisper(directory / "model")
+    recordings = write_recordings(directory / "audio", BATCH, list(WORDS))
+    examples = [{"audio": str(path), "response": word} for path, word in recordings]
+    (model / BATCH_FILE).write_text(json.dumps({"kind": "speech_recognition", "examples": examples}))
+    return str(model)
+
+
 def tiny_model(directory: Path) -> str:
     from transformers import AutoModel, AutoTokenizer, BertConfig
 
@@ -177,7 +215,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--model",
-        choices=["tiny", "default", "vit", "wav2vec2", "both"],
+        choices=["tiny", "default", "vit", "wav2vec2", "llava", "whisper", "both"],
         default="both",
         help="both: the tiny and the default text model",
     )
@@ -192,14 +230,21 @@ def main() -> None:
             "default (all-MiniLM-L6-v2)": lambda: "embedded:all-MiniLM-L6-v2",
             "vit (ViT, 4 layers, width 64, 32-pixel images)": lambda: tiny_vit(Path(tmp, "vit")),
             "wav2vec2 (4 layers, width 64, 1-second recordings)": lambda: tiny_wav2vec2(Path(tmp, "wav2vec2")),
+            "llava (CLIP tower 16 px, Llama 2 layers, width 32)": lambda: tiny_llava(Path(tmp, "llava")),
+            "whisper (1 layer, width 32, 16 mel bins)": lambda: tiny_whisper(Path(tmp, "whisper")),
         }
         wanted = ("tiny", "default") if args.model == "both" else (args.model,)
         for title, build in builders.items():
             if not title.startswith(wanted):
                 continue
             model = build()
-            media = title.startswith(("vit", "wav2vec2"))
-            inputs = {"vit": "images", "wav2vec2": "recordings"}.get(title.split()[0], "sentences, max length 64")
+            media = not title.startswith(("tiny", "default"))
+            inputs = {
+                "vit": "images",
+                "wav2vec2": "recordings",
+                "llava": "images with a question and answer",
+                "whisper": "recordings of 0.3-0.6 s, a word each",
+            }.get(title.split()[0], "sentences, max length 64")
             print(f"\n{title}: {STEPS} steps of {BATCH} {inputs}, 2 CPU cores\n")
             print("| method | trainable | share | saved (MB) | s/step | peak RSS (MB) |")
             print("|---|---|---|---|---|---|")
