@@ -12,9 +12,10 @@ or 16 images or recordings) and read the process's peak RSS.
     python benchmarks/method_costs.py --model wav2vec2  # a tiny wav2vec2 on 16 one-second recordings
     python benchmarks/method_costs.py --model llava   # a tiny LLaVA on 16 images with a question each
     python benchmarks/method_costs.py --model whisper # a tiny Whisper on 16 short recordings, a word each
+    python benchmarks/method_costs.py --model ctc     # a tiny wav2vec2 CTC transcriber on the same
 
 The LLaVA and Whisper checkpoints are the test suite's own tiny builders
-(tests/vision_language_models.py, tests/audio_models.py), so this runs from a checkout.
+(tests/vision_language_models.py, tests/audio_models.py), as is the CTC one, so this runs from a checkout.
 
 Nothing else should run meanwhile: on 2 cores a second job halves every figure.
 """
@@ -179,13 +180,14 @@ def tiny_llava(directory: Path) -> str:
     return str(model)
 
 
-def tiny_whisper(directory: Path) -> str:
-    """The suite's random one-layer Whisper (width 32, 16 mel bins) and ``BATCH``
-    recordings of 0.3 to 0.6 s, each transcribed as its word."""
+def tiny_transcriber(directory: Path, architecture: str) -> str:
+    """The suite's random one-layer Whisper (width 32, 16 mel bins), or its wav2vec2 with
+    a CTC head over letters (``architecture="ctc"``), and ``BATCH`` recordings of 0.3 to
+    0.6 s, each transcribed as its word."""
     sys.path.insert(0, str(TESTS))
-    from audio_models import WORDS, save_tiny_whisper, write_recordings
+    from audio_models import WORDS, save_tiny_ctc_model, save_tiny_whisper, write_recordings
 
-    model = save_tiny_whisper(directory / "model")
+    model = (save_tiny_whisper if architecture == "whisper" else save_tiny_ctc_model)(directory / "model")
     recordings = write_recordings(directory / "audio", BATCH, list(WORDS))
     examples = [{"audio": str(path), "response": word} for path, word in recordings]
     (model / BATCH_FILE).write_text(json.dumps({"kind": "speech_recognition", "examples": examples}))
@@ -215,7 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--model",
-        choices=["tiny", "default", "vit", "wav2vec2", "llava", "whisper", "both"],
+        choices=["tiny", "default", "vit", "wav2vec2", "llava", "whisper", "ctc", "both"],
         default="both",
         help="both: the tiny and the default text model",
     )
@@ -231,7 +233,10 @@ def main() -> None:
             "vit (ViT, 4 layers, width 64, 32-pixel images)": lambda: tiny_vit(Path(tmp, "vit")),
             "wav2vec2 (4 layers, width 64, 1-second recordings)": lambda: tiny_wav2vec2(Path(tmp, "wav2vec2")),
             "llava (CLIP tower 16 px, Llama 2 layers, width 32)": lambda: tiny_llava(Path(tmp, "llava")),
-            "whisper (1 layer, width 32, 16 mel bins)": lambda: tiny_whisper(Path(tmp, "whisper")),
+            "whisper (1 layer, width 32, 16 mel bins)": lambda: tiny_transcriber(Path(tmp, "whisper"), "whisper"),
+            "ctc (wav2vec2, 2 layers, width 32, a CTC head over letters)": lambda: tiny_transcriber(
+                Path(tmp, "ctc"), "ctc"
+            ),
         }
         wanted = ("tiny", "default") if args.model == "both" else (args.model,)
         for title, build in builders.items():
@@ -244,6 +249,7 @@ def main() -> None:
                 "wav2vec2": "recordings",
                 "llava": "images with a question and answer",
                 "whisper": "recordings of 0.3-0.6 s, a word each",
+                "ctc": "recordings of 0.3-0.6 s, a word each",
             }.get(title.split()[0], "sentences, max length 64")
             print(f"\n{title}: {STEPS} steps of {BATCH} {inputs}, 2 CPU cores\n")
             print("| method | trainable | share | saved (MB) | s/step | peak RSS (MB) |")
