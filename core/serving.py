@@ -361,11 +361,11 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
         run = generating(request.model)
         if not request.messages or request.messages[-1].role != "user":
             raise HTTPException(422, "messages: the last message must be the user's")
-        directory = tempfile.TemporaryDirectory(prefix="tunewright-serve-")  # the conversation's image, if any
+        files = contextlib.ExitStack()  # removes the conversation's image, if it holds one
         try:
-            turns, media = _chat_turns(run, request.messages, Path(directory.name))
+            turns, media = _chat_turns(run, request.messages, files)
         except BaseException:
-            directory.cleanup()
+            files.close()
             raise
         created, identity = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
 
@@ -376,9 +376,9 @@ def build_app(runs: dict[str, ServedRun], settings) -> Any:
             metrics.requests.labels(run.name, "200").inc()
 
         if request.stream:
-            pieces = _generating_pieces(run, turns, request.max_tokens, answered, finished=directory.cleanup)
+            pieces = _generating_pieces(run, turns, request.max_tokens, answered, finished=files.close)
             return StreamingResponse(_chat_stream(identity, created, run.name, pieces), media_type="text/event-stream")
-        with directory:
+        with files:
             answer = await asyncio.to_thread(_chat, run, turns, request.max_tokens)
         answered(answer)
         message = {"role": "assistant", "content": answer}
@@ -607,13 +607,13 @@ def _asks_about(run: ServedRun) -> str:
 
 
 def _chat_turns(
-    run: ServedRun, messages: list[ChatMessage], directory: Path
+    run: ServedRun, messages: list[ChatMessage], files: contextlib.ExitStack
 ) -> tuple[list[dict[str, str]], dict[str, str]]:
     """The request's messages as the task's chat turns, and what the traffic log keeps of
     their media. Content parts become one text per message (joined by newlines); an
     image part, only for a model with a :attr:`~tunewright.contracts.Task.question_field`,
-    must be a base64 ``data:`` URL in the first user message: it is written to
-    ``directory``, checked, put on that turn as ``"image": path`` and logged by its
+    must be a base64 ``data:`` URL in the first user message: it is written to a
+    temporary folder that closing ``files`` removes, checked, put on that turn as ``"image": path`` and logged by its
     SHA-256. A model that asks about an image refuses a conversation without one."""
     field = run.input_field
     asks = run.predictor.task.question_field is not None
@@ -636,7 +636,7 @@ def _chat_turns(
                 data = _base64(part.image_url.url)
             except (binascii.Error, ValueError):
                 raise HTTPException(422, f"{where}: the data: URL is not base64") from None
-            path = directory / "image"
+            path = Path(files.enter_context(tempfile.TemporaryDirectory(prefix="tunewright-serve-"))) / "image"
             path.write_bytes(data)
             try:
                 check_media(field, path, where)
