@@ -578,14 +578,21 @@ def _decoded(values: list[str | dict[str, str] | bytes], input_field: str):
         for number, value in enumerate(values):
             data = value if isinstance(value, bytes) else _base64_file(value, number, NOUNS[input_field])
             path = Path(directory) / f"input-{number}"
-            path.write_bytes(data)
-            try:
-                check_media(input_field, path, f"inputs[{number}]")
-            except DataError as error:
-                raise HTTPException(422, str(error).replace(str(path), f"the {NOUNS[input_field]}")) from None
+            digests.append(_media_file(data, path, input_field, f"inputs[{number}]"))
             paths.append(str(path))
-            digests.append({input_field: "sha256:" + hashlib.sha256(data).hexdigest()})
         yield paths, digests
+
+
+def _media_file(data: bytes, path: Path, field: str, where: str) -> dict[str, str]:
+    """Write a client's image or recording to ``path`` and check it (a 422 naming
+    ``where``, never the server's path, when it is unreadable); returns what the traffic
+    log keeps of it, its SHA-256."""
+    path.write_bytes(data)
+    try:
+        check_media(field, path, where)
+    except DataError as error:
+        raise HTTPException(422, str(error).replace(str(path), f"the {NOUNS[field]}")) from None
+    return {field: "sha256:" + hashlib.sha256(data).hexdigest()}
 
 
 def _base64_file(value: str, number: int, noun: str) -> bytes:
@@ -637,13 +644,8 @@ def _chat_turns(
             except (binascii.Error, ValueError):
                 raise HTTPException(422, f"{where}: the data: URL is not base64") from None
             path = Path(files.enter_context(tempfile.TemporaryDirectory(prefix="tunewright-serve-"))) / "image"
-            path.write_bytes(data)
-            try:
-                check_media(field, path, where)
-            except DataError as error:
-                raise HTTPException(422, str(error).replace(str(path), f"the {NOUNS[field]}")) from None
+            media = _media_file(data, path, field, where)
             turn[field] = str(path)
-            media = {field: "sha256:" + hashlib.sha256(data).hexdigest()}
         turns.append(turn)
     if asks and not media:
         raise HTTPException(422, f"messages: {_asks_about(run)}; send one as an image_url content part")
